@@ -1,0 +1,53 @@
+# Sotto: `make demo` runs the product on the embedded default; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONPATH := $(CURDIR):$(CURDIR)/platform
+
+.PHONY: install browser demo test bench lint serve worker beat migrate clean-db
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+# Debian's Chromium for the admin's browser tests (Playwright drives it; nothing is downloaded by Playwright).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); \
+	  else echo "chromium missing: run 'sudo apt-get install chromium'"; fi; }
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo: install migrate
+	$(PY) manage.py demo
+
+test: install browser
+	$(PY) -m pytest
+
+bench: install migrate
+	$(PY) -m bench.run
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+serve: install migrate
+	$(VENV)/bin/gunicorn config.wsgi:application --pythonpath platform --bind 127.0.0.1:8000 --workers 2 --threads 4
+
+worker: install
+	$(VENV)/bin/celery -A config worker -Q default,encode,train --loglevel INFO
+
+beat: install
+	$(VENV)/bin/celery -A config beat --loglevel INFO --schedule var/celerybeat-schedule
+
+clean-db:
+	-$(PY) -c "from pathlib import Path; import sys; sys.path[:0]=['.', 'platform']; from config import embedded_pg; embedded_pg.stop(Path('var'))"
+	rm -rf var/pgdata

@@ -1,0 +1,22 @@
+"""API v1 routing: each app that serves API endpoints contributes its own ``urls`` module."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.api.views import TenantView
+from apps.core.modules import module_exists
+
+_APP_URLS = ["apps.profiles.urls", "apps.catalog.urls", "apps.modeling.urls", "apps.serving.urls", "apps.slo.urls", "apps.audit.urls"]
+
+v1: list[URLPattern | URLResolver] = [path("tenant", TenantView.as_view(), name="tenant")]
+for module in _APP_URLS:
+    if module_exists(module):
+        v1.append(path("", include(module)))
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("v1/", include(v1)),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]

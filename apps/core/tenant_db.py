@@ -1,0 +1,82 @@
+"""Row-level security plumbing: which tenant the current transaction may see.
+
+The tenant is set per transaction with ``set_config(..., true)`` so a pooled connection can never
+carry one request's tenant into the next. Code that must cross tenants uses the explicitly named
+``dangerously_as_platform`` and loops tenant by tenant wherever it can.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from django.db import connection, transaction
+
+TENANT_GUC = "app.tenant_id"
+API_KEY_PREFIX_GUC = "app.api_key_prefix"
+USER_GUC = "app.user_id"
+PLATFORM_GUC = "app.platform"
+
+
+def _set(name: str, value: str) -> None:
+    if not connection.in_atomic_block:
+        raise RuntimeError(f"{name} must be set inside a transaction (it is transaction-local)")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+
+
+def activate_tenant(tenant_id: int) -> None:
+    """Scope the current transaction to one tenant (RLS reads it)."""
+    _set(TENANT_GUC, str(int(tenant_id)))
+
+
+def current_tenant_id() -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT NULLIF(current_setting(%s, true), '')", [TENANT_GUC])
+        row = cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+@contextlib.contextmanager
+def tenant_context(tenant_id: int) -> Iterator[None]:
+    """Open (or join) a transaction scoped to ``tenant_id``; restores the outer tenant on exit."""
+    with transaction.atomic():
+        outer = current_tenant_id()
+        activate_tenant(tenant_id)
+        try:
+            yield
+        finally:
+            if connection.in_atomic_block and not connection.needs_rollback:
+                _set(TENANT_GUC, "" if outer is None else str(outer))
+
+
+@contextlib.contextmanager
+def api_key_lookup(prefix: str) -> Iterator[None]:
+    """Let the current transaction see exactly the API keys with this public prefix."""
+    with transaction.atomic():
+        _set(API_KEY_PREFIX_GUC, prefix)
+        try:
+            yield
+        finally:
+            if not connection.needs_rollback:
+                _set(API_KEY_PREFIX_GUC, "")
+
+
+@contextlib.contextmanager
+def user_memberships(user_id: int) -> Iterator[None]:
+    """Let the current transaction see this Django user's own memberships (admin sign-in)."""
+    with transaction.atomic():
+        _set(USER_GUC, str(int(user_id)))
+        yield
+
+
+@contextlib.contextmanager
+def dangerously_as_platform() -> Iterator[None]:
+    """See every tenant's rows: platform operators and cross-tenant maintenance only."""
+    with transaction.atomic():
+        _set(PLATFORM_GUC, "on")
+        try:
+            yield
+        finally:
+            if not connection.needs_rollback:
+                _set(PLATFORM_GUC, "")

@@ -1,0 +1,24 @@
+"""All periodic tasks in one place, so operators see the whole beat load at a glance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    prefix = settings.SOTTO["QUEUE_PREFIX"]
+    schedule: dict[str, dict[str, Any]] = {}
+    registered = {
+        # name: (task, seconds, queue)
+        "audit-checkpoint": ("sotto.audit.checkpoint_all", 3600.0, "default"),
+        "profiles-retention": ("sotto.profiles.apply_retention", 6 * 3600.0, "default"),
+        "slo-flush-and-alerts": ("sotto.slo.evaluate_alerts", 60.0, "default"),
+    }
+    from celery import current_app
+
+    for name, (task, every, queue) in registered.items():
+        if task in current_app.tasks:
+            schedule[name] = {"task": task, "schedule": every, "options": {"queue": f"{prefix}{queue}"}}
+    return schedule

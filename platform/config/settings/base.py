@@ -1,0 +1,199 @@
+"""Every setting lives here, read through strict env readers; local/test/production only override."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from config import database
+from config.env import ConfigError, env_bool, env_float, env_int, env_list, env_secret, env_str
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+BASE_DIR = Path(__file__).resolve().parents[3]
+VAR_DIR = Path(env_str("SOTTO_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+_secret = env_secret("DJANGO_SECRET_KEY")
+if _secret is None:
+    # The embedded default keeps a generated secret under var/ so sessions survive restarts.
+    _secret_file = VAR_DIR / "keys" / "django_secret.key"
+    if not _secret_file.exists():
+        import secrets
+
+        _secret_file.parent.mkdir(parents=True, exist_ok=True)
+        _secret_file.write_text(secrets.token_urlsafe(64))
+        _secret_file.chmod(0o600)
+    _secret = _secret_file.read_text().strip()
+SECRET_KEY = _secret
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "apps.core",
+    "apps.tenancy",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "drf_spectacular",
+    "apps.api",
+]
+# Apps added by later work register themselves here (kept in one place for review).
+for _optional in ("apps.audit", "apps.profiles", "apps.catalog", "apps.modeling", "apps.serving", "apps.slo", "apps.webadmin"):
+    if (BASE_DIR / _optional.replace(".", "/") / "apps.py").exists():
+        INSTALLED_APPS.append(_optional)
+
+MIDDLEWARE = [
+    "apps.core.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "platform" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+_db = database.resolve(VAR_DIR)
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        **_db.runtime,
+        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"NAME": env_str("SOTTO_TEST_DB", "test_sotto")},
+    }
+}
+DATABASE_OWNER = {"USER": _db.owner_user, "PASSWORD": _db.owner_password}
+DATABASE_IS_EMBEDDED = _db.embedded
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("SOTTO_SESSION_AGE_S", 8 * 3600, minimum=60)
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic in dev and tests
+STATICFILES_DIRS = [BASE_DIR / "platform" / "static"] if (BASE_DIR / "platform" / "static").exists() else []
+LOGIN_URL = "/admin/login/"
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("SOTTO_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
+
+REST_FRAMEWORK: dict[str, Any] = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.api.permissions.HasTenantScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "apps.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Sotto API",
+    "DESCRIPTION": "Privacy-preserving, multi-tenant real-time recommendations and search.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+
+# Celery: Redis in production and CI; the embedded default rides on PostgreSQL via kombu SQLAlchemy.
+CELERY_BROKER_URL = _db.broker_url
+_queue_prefix = env_str("SOTTO_QUEUE_PREFIX", "") or ""
+CELERY_TASK_DEFAULT_QUEUE = f"{_queue_prefix}default"
+CELERY_TASK_ROUTES = {
+    "sotto.catalog.*": {"queue": f"{_queue_prefix}encode"},
+    "sotto.modeling.*": {"queue": f"{_queue_prefix}train"},
+}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("SOTTO_TASK_SOFT_TIME_LIMIT_S", 1800, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("SOTTO_TASK_TIME_LIMIT_S", 1900, minimum=1)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
+if CELERY_BROKER_URL.startswith("redis"):
+    # Unacked tasks are redelivered after this long (a killed worker's batch is redone).
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = env_int("SOTTO_VISIBILITY_TIMEOUT_S", 3600, minimum=60)
+
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Our own knobs, read through apps.core.conf.sotto_setting().
+SOTTO: dict[str, Any] = {
+    "QUEUE_PREFIX": _queue_prefix,
+    "API_KEY_CACHE_TTL_S": env_float("SOTTO_API_KEY_CACHE_TTL_S", 5.0),
+    "API_KEY_LAST_USED_EVERY_S": env_float("SOTTO_API_KEY_LAST_USED_EVERY_S", 60.0),
+    "MASTER_KEY": env_secret("SOTTO_MASTER_KEY"),
+    "KEY_DIR": VAR_DIR / "keys",
+    "AUDIT_SIGNING_KEY": env_secret("SOTTO_AUDIT_SIGNING_KEY"),
+    "AUDIT_CHECKPOINT_DIR": Path(env_str("SOTTO_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit-checkpoints")) or ""),
+    "ENCODER_MODEL_PATH": env_str("SOTTO_ENCODER_MODEL_PATH"),
+    "ENCODER_PRECISION": env_str("SOTTO_ENCODER_PRECISION", "fp32"),
+    "DEFAULT_EPSILON_TOTAL": env_float("SOTTO_DEFAULT_EPSILON_TOTAL", 16.0),
+    "DEFAULT_DELTA": env_float("SOTTO_DEFAULT_DELTA", 1e-6),
+    "METRICS_TOKEN": env_secret("SOTTO_METRICS_TOKEN"),
+    "RUNTIME_ROLE": _db.runtime["USER"],
+}
+if SOTTO["ENCODER_PRECISION"] not in {"fp32", "int8"}:
+    raise ConfigError("SOTTO_ENCODER_PRECISION must be fp32 or int8")
+
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "apps.core.logging.JsonFormatter"}},
+    "filters": {"request": {"()": "apps.core.logging.RequestContextFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request"]},
+    },
+    "root": {"handlers": ["console"], "level": env_str("SOTTO_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

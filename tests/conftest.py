@@ -1,0 +1,150 @@
+"""Test harness: one shared real PostgreSQL database per session, migrated as the owner role,
+used as the runtime role (so RLS binds the tests as it binds production), and a real Celery
+worker started on demand.
+
+Personas (who may touch what):
+- ``tenant_a`` / ``tenant_b``: two tenants with an all-scopes API key each (``key_a``, ``key_b``);
+- ``admin_a``: a Django user, admin of tenant A only; ``admin_b`` likewise for B;
+- ``reviewer_a``: compliance reviewer of tenant A (read-only audit);
+- ``anon``: an HTTP client with no credentials at all.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import TenantPersona, make_tenant, make_user
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# A unique test database and queue prefix per session, so parallel runs never collide.
+_SESSION = uuid.uuid4().hex[:8]
+os.environ.setdefault("SOTTO_TEST_DB", f"test_sotto_{_SESSION}")
+os.environ.setdefault("SOTTO_QUEUE_PREFIX", f"t{_SESSION}.")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> Iterator[None]:
+    from django.conf import settings
+    from django.db import connections
+    from django.test.utils import setup_databases, teardown_databases
+
+    connection = connections["default"]
+    runtime = {key: connection.settings_dict[key] for key in ("USER", "PASSWORD")}
+    owner = settings.DATABASE_OWNER
+    with django_db_blocker.unblock():
+        connection.close()
+        connection.settings_dict.update(owner)
+        config = setup_databases(verbosity=0, interactive=False, keepdb=False)
+        connection.close()
+        connection.settings_dict.update(runtime)
+    yield
+    with django_db_blocker.unblock():
+        for conn in connections.all():
+            conn.close()
+        connection.settings_dict.update(owner)
+        try:
+            teardown_databases(config, verbosity=0)
+        finally:
+            connection.settings_dict.update(runtime)
+
+
+@pytest.fixture
+def live_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Real commits (other processes see them); tests isolate themselves with unique tenants."""
+    with django_db_blocker.unblock():
+        yield
+
+
+@pytest.fixture
+def tenant_a(live_db: None) -> TenantPersona:
+    return make_tenant("a")
+
+
+@pytest.fixture
+def tenant_b(live_db: None) -> TenantPersona:
+    return make_tenant("b")
+
+
+@pytest.fixture
+def admin_a(tenant_a: TenantPersona) -> Any:
+    return make_user(tenant_a.tenant, "admin")
+
+
+@pytest.fixture
+def admin_b(tenant_b: TenantPersona) -> Any:
+    return make_user(tenant_b.tenant, "admin")
+
+
+@pytest.fixture
+def reviewer_a(tenant_a: TenantPersona) -> Any:
+    return make_user(tenant_a.tenant, "reviewer")
+
+
+@pytest.fixture
+def api() -> Any:
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def anon() -> Any:
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+# --- the real Celery worker -------------------------------------------------------------------
+
+def _worker_env() -> dict[str, str]:
+    from django.conf import settings
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "SOTTO_DB_NAME": settings.DATABASES["default"]["NAME"],
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'platform'}",
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def celery_worker_proc(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``celery worker`` process consuming this session's queues."""
+    from django.conf import settings
+
+    prefix = settings.SOTTO["QUEUE_PREFIX"]
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    queues = ",".join(f"{prefix}{q}" for q in ("default", "encode", "train"))
+    handle = log.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", "solo",
+         "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-n", f"test-{_SESSION}@%h"],
+        cwd=ROOT, env=_worker_env(), stdout=handle, stderr=subprocess.STDOUT,
+    )
+    proc.log_path = log  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 120
+    while b"ready." not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"celery worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    handle.close()
