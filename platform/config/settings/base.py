@@ -104,6 +104,11 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("SOTTO_SESSION_AGE_S", 8 * 3600, minimum=60)
 CSRF_COOKIE_HTTPONLY = True
+# Behind TLS (production) set SOTTO_SECURE_COOKIES=true: cookies then never travel over plain HTTP.
+SESSION_COOKIE_SECURE = env_bool("SOTTO_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+CSRF_FAILURE_VIEW = "apps.webadmin.views.errors.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -121,7 +126,10 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic in dev and tests
 STATICFILES_DIRS = [BASE_DIR / "platform" / "static"] if (BASE_DIR / "platform" / "static").exists() else []
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"  # the web admin's own sign-in (throttled, audited); Django's admin keeps /admin/login/
+LOGIN_REDIRECT_URL = "/"
+# Every password sign-in (web admin and Django's admin) goes through the throttled backend.
+AUTHENTICATION_BACKENDS = ["apps.webadmin.throttle.ThrottledModelBackend"]
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("SOTTO_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
 
@@ -181,6 +189,10 @@ SOTTO: dict[str, Any] = {
     "DEFAULT_EPSILON_TOTAL": env_float("SOTTO_DEFAULT_EPSILON_TOTAL", 16.0),
     "DEFAULT_DELTA": env_float("SOTTO_DEFAULT_DELTA", 1e-6),
     "METRICS_TOKEN": env_secret("SOTTO_METRICS_TOKEN"),
+    # Web admin sign-in throttling: this many failures per (username, client IP) within the window locks
+    # that pair until the oldest failure leaves the window.
+    "LOGIN_MAX_FAILURES": env_int("SOTTO_LOGIN_MAX_FAILURES", 5, minimum=1),
+    "LOGIN_WINDOW_S": env_int("SOTTO_LOGIN_WINDOW_S", 900, minimum=1),
     "RUNTIME_ROLE": _db.runtime["USER"],
 }
 if SOTTO["ENCODER_PRECISION"] not in {"fp32", "int8"}:

@@ -1,0 +1,104 @@
+"""Password sign-in throttling and sign-in audit, for the web admin and Django's admin alike.
+
+After ``LOGIN_MAX_FAILURES`` failed attempts for one (username, client address) within
+``LOGIN_WINDOW_S`` seconds, that pair is locked until the oldest of those failures leaves the
+window; attempts during a lock are refused without checking the password and are not counted
+(so a lock always ends). Counters live in the database, so every web process shares them.
+Each sign-in, failure, refusal and sign-out is written to the platform audit chain.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import user_logged_in, user_logged_out, user_login_failed
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.core import audit
+from apps.core.conf import sotto_setting
+from apps.webadmin.models import LoginFailure
+
+
+def client_address(request: HttpRequest | None) -> str:
+    """The peer address as the WSGI server saw it (put a proxy's real-IP handling in front of it)."""
+    if request is None:
+        return "unknown"
+    return str(request.META.get("REMOTE_ADDR") or "unknown")[:64]
+
+
+def _normalise(username: str) -> str:
+    return username.strip().lower()[:150]
+
+
+def lock_remaining_s(*, username: str, ip: str) -> int:
+    """Seconds until this (username, address) may try again; 0 when it is not locked."""
+    limit = int(sotto_setting("LOGIN_MAX_FAILURES"))
+    window = timedelta(seconds=int(sotto_setting("LOGIN_WINDOW_S")))
+    now = timezone.now()
+    recent = list(
+        LoginFailure.objects.filter(username=_normalise(username), ip=ip, at__gte=now - window)
+        .order_by("-at")
+        .values_list("at", flat=True)[:limit]
+    )
+    if len(recent) < limit:
+        return 0
+    return max(1, math.ceil((recent[-1] + window - now).total_seconds()))
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's model backend, refusing locked (username, address) pairs before any password check."""
+
+    def authenticate(
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> User | None:
+        if username and lock_remaining_s(username=username, ip=client_address(request)) > 0:
+            raise PermissionDenied("sign-in temporarily locked")  # authenticate() stops and signals the failure
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def _audit(action: str, username: str, ip: str) -> None:
+    with transaction.atomic():
+        audit.record(
+            tenant_id=None, actor=f"user:{_normalise(username) or '?'}", action=action,
+            target_type="user", target_id=_normalise(username), details={"ip": ip},
+        )
+
+
+def _on_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any) -> None:
+    username = _normalise(str(credentials.get("username") or ""))
+    ip = client_address(request)
+    if lock_remaining_s(username=username, ip=ip) > 0:
+        _audit("auth.login_refused_locked", username, ip)
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        LoginFailure.objects.filter(at__lt=now - timedelta(seconds=int(sotto_setting("LOGIN_WINDOW_S")))).delete()
+        LoginFailure.objects.create(username=username, ip=ip, at=now)
+        _audit("auth.login_failed", username, ip)
+
+
+def _on_logged_in(sender: Any, request: HttpRequest | None, user: AbstractBaseUser, **kwargs: Any) -> None:
+    username = _normalise(user.get_username())
+    ip = client_address(request)
+    with transaction.atomic():
+        LoginFailure.objects.filter(username=username, ip=ip).delete()
+        _audit("auth.login", username, ip)
+
+
+def _on_logged_out(sender: Any, request: HttpRequest | None, user: AbstractBaseUser | None, **kwargs: Any) -> None:
+    if user is not None:
+        _audit("auth.logout", user.get_username(), client_address(request))
+
+
+def connect_signals() -> None:
+    user_login_failed.connect(_on_failed, dispatch_uid="webadmin.throttle.failed")
+    user_logged_in.connect(_on_logged_in, dispatch_uid="webadmin.throttle.logged_in")
+    user_logged_out.connect(_on_logged_out, dispatch_uid="webadmin.throttle.logged_out")
