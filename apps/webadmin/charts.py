@@ -1,0 +1,38 @@
+"""The dashboard's chart data: plain JSON for ``static/webadmin/charts.js`` (Chart.js, vendored)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.webadmin import sources
+
+
+def dashboard_charts(*, tenant_id: int) -> dict[str, Any]:
+    """Every chart the dashboard can draw; a chart whose backend is absent is left out."""
+    charts: dict[str, Any] = {}
+    latency = sources.latency_series(tenant_id=tenant_id)
+    if latency:
+        charts["latency"] = [
+            {
+                "endpoint_class": s.endpoint_class, "labels": s.labels, "p50": s.p50, "p95": s.p95, "p99": s.p99,
+                "objective_ms": s.objective_ms, "objective_percentile": s.objective_percentile,
+            }
+            for s in latency
+        ]
+    budgets = sources.error_budgets(tenant_id=tenant_id)
+    if budgets:
+        charts["error_budget"] = {
+            "labels": [b.name for b in budgets], "remaining": [round(b.remaining * 100, 2) for b in budgets]
+        }
+    privacy = sources.privacy_budget(tenant_id=tenant_id)
+    if privacy is not None:
+        charts["privacy"] = {
+            "total": privacy.total,
+            "labels": [p.label for p in privacy.points],
+            "spent": [p.spent for p in privacy.points],
+            "runs": [{"label": p.run_label, "epsilon": p.epsilon} for p in privacy.points],
+        }
+    encoding = sources.encoding_progress(tenant_id=tenant_id)
+    if encoding is not None:
+        charts["encoding"] = {"ready": encoding.ready, "pending": encoding.pending, "failed": encoding.failed}
+    return charts

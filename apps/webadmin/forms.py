@@ -1,0 +1,84 @@
+"""Forms of the web admin; each only validates input, the owning app's service does the work."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+
+from django import forms
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
+from django.utils import timezone
+
+from apps.tenancy.models import ALL_SCOPES, Role
+
+
+class SignInForm(AuthenticationForm):
+    username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "username"}))
+    password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+
+
+class TenantCreateForm(forms.Form):
+    slug = forms.SlugField(max_length=63, help_text="Lowercase letters, digits and hyphens; used in URLs.")
+    name = forms.CharField(max_length=200, required=False)
+
+
+class MembershipForm(forms.Form):
+    tenant = forms.ChoiceField()
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices)
+    password = forms.CharField(
+        required=False, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="Only for a new user: the account is created with this password.",
+    )
+
+    def __init__(self, *args: Any, tenant_slugs: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        tenant_field = self.fields["tenant"]
+        assert isinstance(tenant_field, forms.ChoiceField)
+        tenant_field.choices = [(slug, slug) for slug in tenant_slugs]
+
+    def clean_password(self) -> str:
+        password: str = self.cleaned_data.get("password") or ""
+        if password:
+            password_validation.validate_password(password)
+        return password
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    scopes = forms.MultipleChoiceField(
+        choices=[(s, s) for s in ALL_SCOPES], widget=forms.CheckboxSelectMultiple, initial=["serve"]
+    )
+
+
+class TrainingRunForm(forms.Form):
+    epsilon = forms.FloatField(min_value=0.01, max_value=100.0, help_text="Privacy budget this run may spend (ε).")
+
+
+class AccessExportForm(forms.Form):
+    reason = forms.CharField(max_length=200, help_text="Why you need to see this person's data (kept in the audit log).")
+    confirm = forms.BooleanField(label="I understand this decrypts personal data and is recorded in the audit log.")
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.CharField(required=False, max_length=100)
+    actor = forms.CharField(required=False, max_length=150)
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            raise forms.ValidationError("'from' must not be after 'to'")
+        return data
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        """The date range as aware datetimes: [since 00:00, until+1 day 00:00)."""
+        since: date | None = self.cleaned_data.get("since")
+        until: date | None = self.cleaned_data.get("until")
+        tz = timezone.get_current_timezone()
+        start = datetime.combine(since, time.min, tzinfo=tz) if since else None
+        end = datetime.combine(until, time.max, tzinfo=tz) if until else None
+        return start, end

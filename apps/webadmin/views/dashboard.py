@@ -1,0 +1,34 @@
+"""A tenant's dashboard: latency against objectives, error budget, privacy budget, evaluation, encoding."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponseBase
+
+from apps.core.modules import module_exists
+from apps.tenancy.selectors import api_keys_for_tenant
+from apps.webadmin import sources
+from apps.webadmin.charts import dashboard_charts
+from apps.webadmin.scoping import TenantAccess, tenant_page
+from apps.webadmin.views.common import tenant_render
+
+PENDING_BACKENDS = {
+    "apps.slo.selectors": "Latency and error budget (SLO app)",
+    "apps.modeling.selectors": "Privacy budget and evaluation (modeling app)",
+    "apps.catalog.selectors": "Catalogue encoding (catalog app)",
+}
+
+
+@tenant_page("dashboard")
+def dashboard(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
+    tenant_id = access.tenant.id
+    active_keys = api_keys_for_tenant(tenant_id=tenant_id).filter(revoked_at__isnull=True).count()
+    context = {
+        "charts": dashboard_charts(tenant_id=tenant_id),
+        "encoding": sources.encoding_progress(tenant_id=tenant_id),
+        "privacy": sources.privacy_budget(tenant_id=tenant_id),
+        "evaluation": sources.latest_evaluation(tenant_id=tenant_id),
+        "budgets": sources.error_budgets(tenant_id=tenant_id),
+        "active_keys": active_keys,
+        "pending": [label for module, label in PENDING_BACKENDS.items() if not module_exists(module)],
+    }
+    return tenant_render(request, access, "webadmin/tenant/dashboard.html", context, section="dashboard")
