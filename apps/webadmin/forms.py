@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
@@ -57,12 +57,20 @@ class TrainingRunForm(forms.Form):
 
 
 class AccessExportForm(forms.Form):
-    reason = forms.CharField(max_length=200, help_text="Why you need to see this person's data (kept in the audit log).")
-    confirm = forms.BooleanField(label="I understand this decrypts personal data and is recorded in the audit log.")
+    """An access (data-subject) export: the person is named by the id the tenant's app uses."""
+
+    user_ref = forms.CharField(
+        max_length=200, label="User id", strip=False,
+        help_text="The id your application uses for this person, exactly as sent to the API.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    confirm = forms.BooleanField(
+        label="I have a lawful reason to see this person's data; decrypting it is recorded in the audit log."
+    )
 
 
 class AuditFilterForm(forms.Form):
-    action = forms.CharField(required=False, max_length=100)
+    action = forms.CharField(required=False, max_length=100, help_text="Exact action, or a prefix ending in \".\" (api_key.)")
     actor = forms.CharField(required=False, max_length=150)
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
@@ -75,10 +83,47 @@ class AuditFilterForm(forms.Form):
         return data
 
     def bounds(self) -> tuple[datetime | None, datetime | None]:
-        """The date range as aware datetimes: [since 00:00, until+1 day 00:00)."""
-        since: date | None = self.cleaned_data.get("since")
-        until: date | None = self.cleaned_data.get("until")
-        tz = timezone.get_current_timezone()
-        start = datetime.combine(since, time.min, tzinfo=tz) if since else None
-        end = datetime.combine(until, time.max, tzinfo=tz) if until else None
-        return start, end
+        """The days chosen as aware datetimes ``[since 00:00, the day after until 00:00)``, both days included."""
+        return day_bounds(self.cleaned_data.get("since"), self.cleaned_data.get("until"))
+
+
+def day_bounds(since: date | None, until: date | None) -> tuple[datetime | None, datetime | None]:
+    tz = timezone.get_current_timezone()
+    start = datetime.combine(since, time.min, tzinfo=tz) if since else None
+    end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=tz) if until else None
+    return start, end
+
+
+class AuditExportForm(forms.Form):
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            raise forms.ValidationError("'From' must not be after 'To'")
+        return data
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        return day_bounds(self.cleaned_data.get("since"), self.cleaned_data.get("until"))
+
+
+class ObjectiveForm(forms.Form):
+    latency_threshold_ms = forms.FloatField(min_value=0.001, label="Latency threshold (ms)")
+    latency_target = forms.FloatField(
+        min_value=0.5, max_value=0.9999, label="Share of requests under the threshold",
+        help_text="0.99 means p99 ≤ threshold.",
+    )
+    availability_target = forms.FloatField(
+        min_value=0.5, max_value=0.9999, label="Availability target", help_text="Share of requests answered without a 5xx."
+    )
+
+
+class CatalogSearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=200, label="Title")
+    status = forms.ChoiceField(
+        required=False,
+        choices=[("", "any"), ("pending", "pending"), ("ready", "ready"), ("failed", "failed")],
+        label="Encoding",
+    )

@@ -9,12 +9,12 @@ from django.db import models
 
 
 class LoginFailure(models.Model):
-    username = models.CharField(max_length=150)
+    username_digest = models.CharField(max_length=64)  # keyed HMAC of the typed username, never the text
     ip = models.CharField(max_length=64)
     at = models.DateTimeField(db_index=True)
 
     class Meta:
-        indexes = [models.Index(fields=["username", "ip", "at"], name="webadmin_loginfail_key")]
+        indexes = [models.Index(fields=["username_digest", "ip", "at"], name="webadmin_loginfail_key")]
 
     def __str__(self) -> str:
-        return f"{self.username}@{self.ip} {self.at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.username_digest[:8]}@{self.ip} {self.at:%Y-%m-%d %H:%M:%S}"

@@ -7,7 +7,10 @@ and charts use, so a page never reaches into another app's models.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+
+from django.utils import timezone
 
 from apps.core.modules import module_exists
 
@@ -35,6 +38,7 @@ class LatencySeries:
     p99: list[float | None]
     objective_ms: float | None
     objective_percentile: str = "p99"
+    requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,19 +78,64 @@ class Evaluation:
 def encoding_progress(*, tenant_id: int) -> EncodingProgress | None:
     if not module_exists("apps.catalog.selectors"):
         return None
-    return None
+    from apps.catalog.selectors import catalog_status
+
+    counts = catalog_status(tenant_id=tenant_id)
+    return EncodingProgress(
+        total=counts["items"], ready=counts["ready"], pending=counts["pending"], failed=counts["failed"]
+    )
 
 
-def latency_series(*, tenant_id: int) -> list[LatencySeries] | None:
+def objective_percentile(latency_target: float) -> str:
+    """The percentile an objective bounds: "99% of requests under X ms" is "p99 <= X ms"."""
+    return f"p{latency_target * 100:g}"
+
+
+def latency_series(*, tenant_id: int, hours: int = 24) -> list[LatencySeries] | None:
+    """Hourly p50/p95/p99 over the last ``hours`` per endpoint class, with each class's objective."""
     if not module_exists("apps.slo.selectors"):
         return None
-    return None
+    from apps.slo.endpoints import CLASSES
+    from apps.slo.selectors import slo_timeseries
+
+    end = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = end - timedelta(hours=hours)
+    out = []
+    for cls in CLASSES:
+        series = slo_timeseries(tenant_id=tenant_id, endpoint_class=cls, start=start, end=end, step_s=3600)
+        out.append(
+            LatencySeries(
+                endpoint_class=cls,
+                labels=[p.start.strftime("%H:%M") for p in series.points],
+                p50=[_ms(p.p50_ms) for p in series.points],
+                p95=[_ms(p.p95_ms) for p in series.points],
+                p99=[_ms(p.p99_ms) for p in series.points],
+                objective_ms=series.objective.latency_threshold_ms,
+                objective_percentile=objective_percentile(series.objective.latency_target),
+                requests=sum(p.requests for p in series.points),
+            )
+        )
+    return out
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def error_budgets(*, tenant_id: int) -> list[ErrorBudget] | None:
+    """The 28-day error budget left per endpoint class and SLI (latency, availability)."""
     if not module_exists("apps.slo.selectors"):
         return None
-    return None
+    from apps.slo.selectors import slo_status_for_tenant
+
+    status = slo_status_for_tenant(tenant_id=tenant_id)
+    out = []
+    for cls, state in status.classes.items():
+        out.append(ErrorBudget(f"{cls} latency", state.latency_budget_remaining, "ok" if state.meets_objective else "burning"))
+        out.append(
+            ErrorBudget(f"{cls} availability", state.availability_budget_remaining, "ok" if state.meets_objective else "burning")
+        )
+    return out
 
 
 def privacy_budget(*, tenant_id: int) -> PrivacyBudget | None:
@@ -99,3 +148,77 @@ def latest_evaluation(*, tenant_id: int) -> Evaluation | None:
     if not module_exists("apps.modeling.selectors"):
         return None
     return None
+
+
+@dataclass(frozen=True)
+class CatalogPage:
+    items: list[Any]
+    next_cursor: int | None
+
+
+def catalog_items(*, tenant_id: int, q: str, status: str, after_pk: int | None, limit: int = 50) -> CatalogPage:
+    """Items for the catalogue browser, by creation order; ``q`` matches titles (case-insensitive).
+
+    Browsing goes through ``catalog.selectors.items_page``. The catalog app has no title-search
+    selector yet, so a search reads its ``Item`` rows here, under the tenant's RLS context, with the
+    same keyset paging.
+    """
+    from apps.catalog.selectors import items_page
+
+    if not q:
+        page = items_page(tenant_id=tenant_id, after_pk=after_pk, limit=limit, status=status or None)
+        return CatalogPage(items=page.items, next_cursor=page.next_cursor)
+    from apps.catalog.models import Item
+    from apps.core.tenant_db import tenant_context
+
+    with tenant_context(tenant_id):
+        qs = Item.objects.filter(tenant_id=tenant_id, title__icontains=q).order_by("pk")
+        if status:
+            qs = qs.filter(encoding_status=status)
+        if after_pk is not None:
+            qs = qs.filter(pk__gt=after_pk)
+        rows = list(qs[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return CatalogPage(items=rows, next_cursor=rows[-1].pk if more and rows else None)
+
+
+@dataclass(frozen=True)
+class EndUserRow:
+    pk: int
+    pseudonym: str  # hex of the stored HMAC: the only name the admin ever shows
+    created_at: Any
+    events: int
+    attributes: int
+
+
+@dataclass(frozen=True)
+class EndUserPage:
+    rows: list[EndUserRow]
+    next_cursor: int | None
+    total: int
+
+
+def end_users_page(*, tenant_id: int, after_pk: int | None, limit: int = 50) -> EndUserPage:
+    """End users by pseudonym, newest first (keyset on the pk), with how much is held about each.
+
+    The profiles app has no listing selector (its selectors serve the hot path by client id), so
+    this reads its ``EndUser`` rows here, under the tenant's RLS context; nothing is decrypted.
+    """
+    from django.db.models import Count
+
+    from apps.core.tenant_db import tenant_context
+    from apps.profiles.models import EndUser
+
+    with tenant_context(tenant_id):
+        qs = EndUser.objects.filter(tenant_id=tenant_id).order_by("-pk")
+        total = qs.count()
+        if after_pk is not None:
+            qs = qs.filter(pk__lt=after_pk)
+        found = list(
+            qs.annotate(n_events=Count("events", distinct=True), n_attributes=Count("attributes", distinct=True))
+            .values_list("pk", "pseudonym", "created_at", "n_events", "n_attributes")[: limit + 1]
+        )
+    more = len(found) > limit
+    rows = [EndUserRow(int(pk), bytes(p).hex(), created, int(ev), int(at)) for pk, p, created, ev, at in found[:limit]]
+    return EndUserPage(rows=rows, next_cursor=rows[-1].pk if more and rows else None, total=total)

@@ -3,8 +3,12 @@
 After ``LOGIN_MAX_FAILURES`` failed attempts for one (username, client address) within
 ``LOGIN_WINDOW_S`` seconds, that pair is locked until the oldest of those failures leaves the
 window; attempts during a lock are refused without checking the password and are not counted
-(so a lock always ends). Counters live in the database, so every web process shares them.
-Each sign-in, failure, refusal and sign-out is written to the platform audit chain.
+(so a lock always ends). Counters live in the database, so every web process shares them, and
+hold a keyed digest of the typed username, never the text (it may be a mistyped password).
+
+Each sign-in, failure, refusal and sign-out is written to the platform audit chain (the audit
+app's own handlers add sign-ins to each member tenant's chain). As there, a failed attempt names
+an existing account by id only; what was typed for an unknown account is not kept.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth import user_logged_in, user_logged_out, user_login_failed
+from django.contrib.auth import get_user_model, user_logged_in, user_logged_out, user_login_failed
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import User
@@ -21,6 +25,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from apps.core import audit
 from apps.core.conf import sotto_setting
@@ -34,8 +39,8 @@ def client_address(request: HttpRequest | None) -> str:
     return str(request.META.get("REMOTE_ADDR") or "unknown")[:64]
 
 
-def _normalise(username: str) -> str:
-    return username.strip().lower()[:150]
+def _digest(username: str) -> str:
+    return salted_hmac("sotto.webadmin.throttle", username.strip().lower(), algorithm="sha256").hexdigest()
 
 
 def lock_remaining_s(*, username: str, ip: str) -> int:
@@ -44,7 +49,7 @@ def lock_remaining_s(*, username: str, ip: str) -> int:
     window = timedelta(seconds=int(sotto_setting("LOGIN_WINDOW_S")))
     now = timezone.now()
     recent = list(
-        LoginFailure.objects.filter(username=_normalise(username), ip=ip, at__gte=now - window)
+        LoginFailure.objects.filter(username_digest=_digest(username), ip=ip, at__gte=now - window)
         .order_by("-at")
         .values_list("at", flat=True)[:limit]
     )
@@ -64,38 +69,45 @@ class ThrottledModelBackend(ModelBackend):
         return super().authenticate(request, username=username, password=password, **kwargs)
 
 
-def _audit(action: str, username: str, ip: str) -> None:
+def _audit(action: str, *, actor: str, user_id: int | None, request: HttpRequest | None) -> None:
+    via = "" if request is None else str(request.path)[:100]
     with transaction.atomic():
         audit.record(
-            tenant_id=None, actor=f"user:{_normalise(username) or '?'}", action=action,
-            target_type="user", target_id=_normalise(username), details={"ip": ip},
+            tenant_id=None, actor=actor, action=action, target_type="user" if user_id is not None else "",
+            target_id="" if user_id is None else str(user_id),
+            details={"via": via, "ip": client_address(request), "known_account": user_id is not None},
         )
 
 
+def _existing_user_id(username: str) -> int | None:
+    model = get_user_model()
+    found = model._default_manager.filter(**{model.USERNAME_FIELD: username}).values_list("pk", flat=True).first()
+    return int(found) if found is not None else None
+
+
 def _on_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any) -> None:
-    username = _normalise(str(credentials.get("username") or ""))
+    username = str(credentials.get("username") or "")
     ip = client_address(request)
+    user_id = _existing_user_id(username) if username else None
     if lock_remaining_s(username=username, ip=ip) > 0:
-        _audit("auth.login_refused_locked", username, ip)
+        _audit("auth.login_refused_locked", actor="anonymous", user_id=user_id, request=request)
         return
     now = timezone.now()
     with transaction.atomic():
         LoginFailure.objects.filter(at__lt=now - timedelta(seconds=int(sotto_setting("LOGIN_WINDOW_S")))).delete()
-        LoginFailure.objects.create(username=username, ip=ip, at=now)
-        _audit("auth.login_failed", username, ip)
+        LoginFailure.objects.create(username_digest=_digest(username), ip=ip, at=now)
+        _audit("auth.login_failed", actor="anonymous", user_id=user_id, request=request)
 
 
 def _on_logged_in(sender: Any, request: HttpRequest | None, user: AbstractBaseUser, **kwargs: Any) -> None:
-    username = _normalise(user.get_username())
-    ip = client_address(request)
     with transaction.atomic():
-        LoginFailure.objects.filter(username=username, ip=ip).delete()
-        _audit("auth.login", username, ip)
+        LoginFailure.objects.filter(username_digest=_digest(user.get_username()), ip=client_address(request)).delete()
+        _audit("auth.login", actor=f"user:{user.get_username()}", user_id=int(user.pk), request=request)
 
 
 def _on_logged_out(sender: Any, request: HttpRequest | None, user: AbstractBaseUser | None, **kwargs: Any) -> None:
     if user is not None:
-        _audit("auth.logout", user.get_username(), client_address(request))
+        _audit("auth.logout", actor=f"user:{user.get_username()}", user_id=int(user.pk), request=request)
 
 
 def connect_signals() -> None:

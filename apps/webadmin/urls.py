@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.webadmin.views import auth, dashboard, keys, platform
+from apps.webadmin.views import audit, auth, catalog, dashboard, keys, platform, slo, users
 
 app_name = "webadmin"
 
@@ -22,6 +22,16 @@ urlpatterns = [
     path("platform/health/", platform.health, name="platform-health"),
     path("platform/health/ping/", platform.health_ping, name="platform-health-ping"),
     path("t/<slug:slug>/", dashboard.dashboard, name="dashboard"),
+    path("t/<slug:slug>/catalog/", catalog.catalog, name="catalog"),
     path("t/<slug:slug>/keys/", keys.keys, name="keys"),
     path("t/<slug:slug>/keys/<int:key_id>/revoke/", keys.key_revoke, name="key-revoke"),
+    path("t/<slug:slug>/slo/", slo.objectives, name="slo"),
+    path("t/<slug:slug>/slo/<str:endpoint_class>/", slo.objective_edit, name="slo-edit"),
+    path("t/<slug:slug>/slo/<str:endpoint_class>/reset/", slo.objective_reset, name="slo-reset"),
+    path("t/<slug:slug>/users/", users.users, name="users"),
+    path("t/<slug:slug>/users/export/", users.user_export, name="user-export"),
+    path("t/<slug:slug>/audit/", audit.audit, name="audit"),
+    path("t/<slug:slug>/audit/export/", audit.audit_export, name="audit-export"),
+    path("t/<slug:slug>/audit/verifier/", audit.audit_verifier, name="audit-verifier"),
+    path("t/<slug:slug>/audit/public-key.pem", audit.audit_public_key_pem, name="audit-public-key"),
 ]
