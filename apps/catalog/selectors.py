@@ -1,0 +1,144 @@
+"""Catalogue reads, for the API and for other apps (profiles, serving, modeling).
+
+Every selector scopes itself with ``tenant_context(tenant_id)`` (joining the caller's transaction
+when there is one), so a caller cannot read another tenant's items or vectors by mistake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.db.models import Count, Q
+
+from apps.catalog.models import EncodingStatus, Item
+from apps.catalog.vectors import vectors_fetch, vectors_knn
+from apps.core.errors import Conflict, DomainError, NotFound
+from apps.core.tenant_db import tenant_context
+
+MAX_SIMILAR_K = 100
+MAX_PAGE = 200
+
+
+def content_vectors(tenant_id: int, item_pks: Iterable[int]) -> dict[int, np.ndarray]:
+    """384-d L2-normalised float32 content vectors by item pk; items without a vector are absent."""
+    with tenant_context(tenant_id):
+        return vectors_fetch(tenant_id=tenant_id, item_pks=item_pks)
+
+
+def item_pks_by_external_ids(tenant_id: int, ids: Iterable[str]) -> dict[str, int]:
+    """The tenant's item pks for its own ids; unknown ids are absent."""
+    wanted = sorted({str(i) for i in ids})
+    if not wanted:
+        return {}
+    with tenant_context(tenant_id):
+        return dict(
+            Item.objects.filter(tenant_id=tenant_id, external_id__in=wanted).values_list("external_id", "pk")
+        )
+
+
+def external_ids_by_pks(tenant_id: int, item_pks: Iterable[int]) -> dict[int, str]:
+    pks = sorted({int(pk) for pk in item_pks})
+    if not pks:
+        return {}
+    with tenant_context(tenant_id):
+        return dict(Item.objects.filter(tenant_id=tenant_id, pk__in=pks).values_list("pk", "external_id"))
+
+
+def knn_content(
+    tenant_id: int,
+    vector: np.ndarray | Sequence[float],
+    k: int,
+    exclude_pks: Iterable[int] = (),
+    category: str | None = None,
+    available_only: bool = True,
+) -> list[tuple[int, str, float]]:
+    """Cosine top-k over the tenant's content vectors: ``[(item_pk, external_id, score)]``, best first.
+
+    Served by the HNSW index of the tenant's own partition, with pgvector 0.8 iterative scans
+    when filters apply, so a filter still yields k results when k items pass it.
+    """
+    with tenant_context(tenant_id):
+        found = vectors_knn(
+            tenant_id=tenant_id, vector=vector, k=k, exclude_pks=exclude_pks, category=category,
+            available_only=available_only,
+        )
+    return [(n.item_pk, n.external_id, n.score) for n in found]
+
+
+def parse_k(raw: str | None, *, default: int = 10) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        k = int(raw)
+    except ValueError:
+        raise DomainError(f"k must be an integer from 1 to {MAX_SIMILAR_K}", details={"k": raw}) from None
+    if not 1 <= k <= MAX_SIMILAR_K:
+        raise DomainError(f"k must be from 1 to {MAX_SIMILAR_K}, got {k}", details={"k": raw})
+    return k
+
+
+def similar_items(
+    *, tenant_id: int, external_id: str, k: int, category: str | None = None
+) -> list[dict[str, Any]]:
+    """Items nearest to this one by content (itself excluded); NotFound for an unknown id."""
+    with tenant_context(tenant_id):
+        item = Item.objects.filter(tenant_id=tenant_id, external_id=external_id).values("pk", "encoding_status").first()
+        if item is None:
+            raise NotFound(f"no item with id {external_id!r}")
+        vector = vectors_fetch(tenant_id=tenant_id, item_pks=[item["pk"]]).get(item["pk"])
+        if vector is None:
+            raise Conflict(
+                f"item {external_id!r} has no content vector yet (encoding {item['encoding_status']})",
+                code="not_encoded", details={"encoding_status": item["encoding_status"]},
+            )
+        found = vectors_knn(tenant_id=tenant_id, vector=vector, k=k, exclude_pks=[item["pk"]], category=category)
+    return [{"id": n.external_id, "score": round(n.score, 6)} for n in found]
+
+
+@dataclass(frozen=True)
+class ItemPage:
+    items: list[Item]
+    next_cursor: int | None
+
+
+def item_get(*, tenant_id: int, external_id: str) -> Item:
+    with tenant_context(tenant_id):
+        item = Item.objects.filter(tenant_id=tenant_id, external_id=external_id).first()
+    if item is None:
+        raise NotFound(f"no item with id {external_id!r}")
+    return item
+
+
+def items_page(
+    *, tenant_id: int, after_pk: int | None, limit: int, status: str | None = None, category: str | None = None
+) -> ItemPage:
+    """Items in creation order (keyset pagination on the pk), ``limit`` at most ``MAX_PAGE``."""
+    limit = max(1, min(limit, MAX_PAGE))
+    with tenant_context(tenant_id):
+        qs = Item.objects.filter(tenant_id=tenant_id).order_by("pk")
+        if after_pk is not None:
+            qs = qs.filter(pk__gt=after_pk)
+        if status:
+            qs = qs.filter(encoding_status=status)
+        if category:
+            qs = qs.filter(categories__contains=[category])
+        rows = list(qs[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ItemPage(items=rows, next_cursor=rows[-1].pk if more and rows else None)
+
+
+def catalog_status(*, tenant_id: int) -> dict[str, int]:
+    """Encoding progress: how many of the tenant's items are pending, ready or failed (and truncated)."""
+    with tenant_context(tenant_id):
+        counts = Item.objects.filter(tenant_id=tenant_id).aggregate(
+            items=Count("pk"),
+            pending=Count("pk", filter=Q(encoding_status=EncodingStatus.PENDING)),
+            ready=Count("pk", filter=Q(encoding_status=EncodingStatus.READY)),
+            failed=Count("pk", filter=Q(encoding_status=EncodingStatus.FAILED)),
+            truncated=Count("pk", filter=Q(encoding_status=EncodingStatus.READY, encoding_truncated=True)),
+        )
+    return {key: int(value or 0) for key, value in counts.items()}
