@@ -86,3 +86,40 @@ class ApiKey(TenantOwned):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class TenantKey(TenantOwned):
+    """One version of one of a tenant's keys, wrapped (AES-256-GCM) under the master key.
+
+    ``purpose`` separates the pseudonym key (HMAC of end-user ids; never rotated, or every
+    pseudonym would change) from the encryption key (wraps per-user keys; rotated by
+    ``rotate_keys``). ``wrapped`` is erased when a version is retired; see ``apps.tenancy.keyring``.
+    """
+
+    class Purpose(models.TextChoices):
+        ENCRYPTION = "enc"
+        PSEUDONYM = "pseudonym"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        RETIRING = "retiring"
+        RETIRED = "retired"
+
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    wrapped = models.BinaryField(null=True)
+    master_key_id = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "purpose", "version"], name="tenantkey_unique_version"),
+            models.UniqueConstraint(
+                fields=["tenant", "purpose"], condition=models.Q(status="active"), name="tenantkey_one_active"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.purpose}:v{self.version}:{self.status}"

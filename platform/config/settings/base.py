@@ -182,6 +182,8 @@ SOTTO: dict[str, Any] = {
     "API_KEY_LAST_USED_EVERY_S": env_float("SOTTO_API_KEY_LAST_USED_EVERY_S", 60.0),
     "MASTER_KEY": env_secret("SOTTO_MASTER_KEY"),
     "KEY_DIR": VAR_DIR / "keys",
+    "KEY_CACHE_TTL_S": env_float("SOTTO_KEY_CACHE_TTL_S", 300.0),  # unwrapped tenant keys kept in memory
+    "EVENT_RETENTION_DAYS": env_int("SOTTO_EVENT_RETENTION_DAYS", 365, minimum=1),  # Tenant.settings overrides
     "AUDIT_SIGNING_KEY": env_secret("SOTTO_AUDIT_SIGNING_KEY"),
     "AUDIT_CHECKPOINT_DIR": Path(env_str("SOTTO_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit-checkpoints")) or ""),
     "ENCODER_MODEL_PATH": env_str("SOTTO_ENCODER_MODEL_PATH"),
