@@ -186,6 +186,8 @@ SOTTO: dict[str, Any] = {
     "EVENT_RETENTION_DAYS": env_int("SOTTO_EVENT_RETENTION_DAYS", 365, minimum=1),  # Tenant.settings overrides
     "AUDIT_SIGNING_KEY": env_secret("SOTTO_AUDIT_SIGNING_KEY"),
     "AUDIT_CHECKPOINT_DIR": Path(env_str("SOTTO_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit-checkpoints")) or ""),
+    # Where signed checkpoints are copied outside the database (a class with write/read; see apps/audit/sinks.py).
+    "AUDIT_CHECKPOINT_SINK": env_str("SOTTO_AUDIT_CHECKPOINT_SINK", "apps.audit.sinks.DirectorySink"),
     "ENCODER_MODEL_PATH": env_str("SOTTO_ENCODER_MODEL_PATH"),
     "ENCODER_PRECISION": env_str("SOTTO_ENCODER_PRECISION", "fp32"),
     "CATALOG_ENCODE_BATCH": env_int("SOTTO_CATALOG_ENCODE_BATCH", 64, minimum=1),
