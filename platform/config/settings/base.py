@@ -29,6 +29,8 @@ if _secret is None:
         _secret_file.chmod(0o600)
     _secret = _secret_file.read_text().strip()
 SECRET_KEY = _secret
+# Rotation: the previous key(s), whitespace-separated, keep old sessions and signatures valid.
+SECRET_KEY_FALLBACKS = (env_secret("DJANGO_SECRET_KEY_FALLBACKS") or "").split()
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
