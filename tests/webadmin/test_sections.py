@@ -1,0 +1,219 @@
+"""Each tenant section against its real backend app: catalogue, objectives, dashboard data,
+end users (pseudonyms only; decrypted data only through the audited access export), audit."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import zipfile
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from apps.core.modules import module_exists
+from apps.core.tenant_db import tenant_context
+
+
+def needs(module: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not module_exists(module), reason=f"{module} is not installed yet")
+
+
+# --- catalogue ---------------------------------------------------------------------------------
+
+class _FakeEncoder:
+    """Deterministic vectors instead of BERT: the catalogue's real encode service, minus the model."""
+
+    model_id = "fake-hash-encoder"
+    dim = 384
+
+    def encode(self, texts: list[str]) -> Any:
+        from apps.catalog.encoder import EncodeResult
+
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            vec = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+            rows.append(vec / np.linalg.norm(vec))
+        return EncodeResult(vectors=np.stack(rows), truncated=[False] * len(texts))
+
+
+def make_items(tenant_id: int, titles: dict[str, str], *, encode: tuple[str, ...] = (), fail: tuple[str, ...] = ()) -> None:
+    """Items through the catalogue's services (no queueing); ``encode``/``fail`` pick their final state."""
+    from apps.catalog.selectors import item_pks_by_external_ids
+    from apps.catalog.services import items_encode, items_mark_failed, items_upsert
+    from apps.catalog.validation import parse_items
+
+    with mock.patch("apps.catalog.services.encoding_enqueue"):
+        items_upsert(tenant_id=tenant_id, items=parse_items([{"id": k, "title": v} for k, v in titles.items()]))
+    pks = item_pks_by_external_ids(tenant_id, titles)
+    if encode:
+        with mock.patch("apps.catalog.encoding.encoder_for_tenant", return_value=_FakeEncoder()):
+            items_encode(tenant_id=tenant_id, item_pks=[pks[i] for i in encode])
+    if fail:
+        items_mark_failed(tenant_id=tenant_id, item_pks=[pks[i] for i in fail], error="test")
+
+
+@needs("apps.catalog.selectors")
+def test_the_catalogue_searches_titles_and_shows_encoding_progress(signed_in, admin_a, tenant_a, tenant_b):
+    make_items(tenant_a.tenant.id, {"1": "Toy Story", "2": "Heat", "3": "Toy Soldiers", "4": "Up"}, encode=("1", "2"), fail=("4",))
+    make_items(tenant_b.tenant.id, {"9": "Toy Planet of tenant B"})
+    client = signed_in(admin_a)
+    page = client.get(f"/t/{tenant_a.slug}/catalog/")
+    progress = page.context["progress"]
+    assert (progress.total, progress.ready, progress.pending, progress.failed) == (4, 2, 1, 1)
+    found = client.get(f"/t/{tenant_a.slug}/catalog/", {"q": "toy"})
+    assert [i.title for i in found.context["page"].items] == ["Toy Story", "Toy Soldiers"]
+    assert b"Toy Planet" not in found.content
+    ready_only = client.get(f"/t/{tenant_a.slug}/catalog/", {"q": "toy", "status": "ready"})
+    assert [i.title for i in ready_only.context["page"].items] == ["Toy Story"]
+
+
+# --- objectives and dashboard data -------------------------------------------------------------
+
+def write_latency(tenant_id: int, endpoint_class: str, durations_ms: list[float], *, minutes_ago: int, status: int = 200) -> None:
+    """Store latency observations as the SLO recorder would flush them."""
+    from apps.slo import buckets
+    from apps.slo.recorder import Batch, Cell, status_class
+    from apps.slo.services import slo_histograms_write
+
+    minute = int((time.time() - minutes_ago * 60) // 60) * 60
+    cell = Cell()
+    for ms in durations_ms:
+        cell.add(buckets.bucket_index(ms), ms)
+    slo_histograms_write(batch=Batch(requests={(tenant_id, minute, endpoint_class, status_class(status)): cell}, tasks={}))
+
+
+@needs("apps.slo.services")
+def test_an_admin_edits_an_objective_and_can_reset_it(signed_in, admin_a, tenant_a):
+    from apps.slo.selectors import slo_objectives_for_tenant
+
+    client = signed_in(admin_a)
+    edit_url = f"/t/{tenant_a.slug}/slo/recommend/"
+    assert client.get(edit_url).status_code == 200
+    bad = client.post(edit_url, {"latency_threshold_ms": "80", "latency_target": "1.5", "availability_target": "0.999"})
+    assert bad.status_code == 200 and bad.context["form"].errors.keys() == {"latency_target"}
+    ok = client.post(edit_url, {"latency_threshold_ms": "80", "latency_target": "0.95", "availability_target": "0.999"})
+    assert ok.status_code == 302
+    objective = slo_objectives_for_tenant(tenant_id=tenant_a.tenant.id)["recommend"]
+    assert (objective.latency_threshold_ms, objective.latency_target, objective.is_default) == (80.0, 0.95, False)
+    assert objective.updated_by == f"user:{admin_a.username}"
+    listing = client.get(f"/t/{tenant_a.slug}/slo/")
+    assert b"p95 \xe2\x89\xa4 80 ms" in listing.content
+    client.post(f"/t/{tenant_a.slug}/slo/recommend/reset/")
+    assert slo_objectives_for_tenant(tenant_id=tenant_a.tenant.id)["recommend"].is_default
+    assert client.get(f"/t/{tenant_a.slug}/slo/not-a-class/").status_code == 404
+
+
+@needs("apps.slo.services")
+def test_the_dashboard_charts_latency_percentiles_against_the_objective(signed_in, admin_a, tenant_a, tenant_b):
+    write_latency(tenant_a.tenant.id, "recommend", [10.0] * 90 + [200.0] * 10, minutes_ago=5)
+    write_latency(tenant_a.tenant.id, "recommend", [10.0] * 10, minutes_ago=5, status=503)
+    write_latency(tenant_b.tenant.id, "recommend", [900.0] * 50, minutes_ago=5)
+    response = signed_in(admin_a).get(f"/t/{tenant_a.slug}/")
+    charts = response.context["charts"]
+    recommend = next(s for s in charts["latency"] if s["endpoint_class"] == "recommend")
+    last = [v for v in recommend["p99"] if v is not None]
+    assert len(last) == 1 and 100 < last[0] < 300  # tenant B's 900 ms never leaks in
+    assert next(v for v in recommend["p50"] if v is not None) < 20
+    assert recommend["objective_ms"] > 0 and recommend["objective_percentile"].startswith("p")
+    budgets = dict(zip(charts["error_budget"]["labels"], charts["error_budget"]["remaining"], strict=True))
+    assert budgets["recommend availability"] < 100 and budgets["search latency"] == 100
+    assert b'id="dashboard-charts"' in response.content
+
+
+# --- end users ----------------------------------------------------------------------------------
+
+@needs("apps.profiles.services")
+def test_end_users_are_listed_by_pseudonym_and_only_an_explicit_export_decrypts(signed_in, admin_a, tenant_a, api):
+    from apps.tenancy.pseudonyms import pseudonymise
+
+    user_ref = "customer-4711"
+    put = api.put(f"/api/v1/users/{user_ref}", {"attributes": {"city": "Lisbon"}}, format="json", **tenant_a.auth)
+    assert put.status_code in (200, 201), put.content
+    client = signed_in(admin_a)
+    listing = client.get(f"/t/{tenant_a.slug}/users/")
+    pseudonym = pseudonymise(tenant_id=tenant_a.tenant.id, user_ref=user_ref).hex()
+    assert [r.pseudonym for r in listing.context["page"].rows] == [pseudonym]
+    assert user_ref.encode() not in listing.content and b"Lisbon" not in listing.content
+    # an export without the explicit confirmation decrypts nothing and records nothing
+    with mock.patch("apps.core.audit.record") as record:
+        refused = client.post(f"/t/{tenant_a.slug}/users/export/", {"user_ref": user_ref})
+    assert refused.status_code == 400 and b"Lisbon" not in refused.content
+    assert record.call_count == 0
+    # with it, the attributes are shown, not cached, and the export is audited under the admin's name
+    shown = client.post(f"/t/{tenant_a.slug}/users/export/", {"user_ref": user_ref, "confirm": "on"})
+    assert shown.status_code == 200 and b"Lisbon" in shown.content
+    assert shown["Cache-Control"] == "no-store"
+    if module_exists("apps.audit.selectors"):
+        from apps.audit.selectors import audit_events
+
+        with tenant_context(tenant_a.tenant.id):
+            actors = list(audit_events(tenant_a.tenant.id, action="end_user.export").values_list("actor", "target_id"))
+        assert actors == [(f"user:{admin_a.username}", pseudonym)]
+    unknown = client.post(f"/t/{tenant_a.slug}/users/export/", {"user_ref": "nobody", "confirm": "on"})
+    assert unknown.status_code == 400 and b"No data is held" in unknown.content
+
+
+# --- audit --------------------------------------------------------------------------------------
+
+@needs("apps.audit.services")
+def test_the_reviewer_filters_the_trail_and_sees_the_chain_verified(signed_in, reviewer_a, admin_a, tenant_a):
+    signed_in(admin_a).post(f"/t/{tenant_a.slug}/keys/", {"name": "k1", "scopes": ["serve"]})
+    client = signed_in(reviewer_a)
+    page = client.get(f"/t/{tenant_a.slug}/audit/")
+    assert page.status_code == 200
+    assert page.context["verification"].ok
+    by_action = client.get(f"/t/{tenant_a.slug}/audit/", {"action": "api_key.create"})
+    rows = list(by_action.context["page"].object_list)
+    assert {e.action for e in rows} == {"api_key.create"} and len(rows) == 2  # the fixture's key and k1
+    by_prefix = client.get(f"/t/{tenant_a.slug}/audit/", {"action": "api_key."})
+    assert {e.action for e in by_prefix.context["page"].object_list} == {"api_key.create"}
+    by_actor = client.get(f"/t/{tenant_a.slug}/audit/", {"actor": f"user:{admin_a.username}"})
+    assert {e.action for e in by_actor.context["page"].object_list} >= {"api_key.create"}
+    assert all(e.actor == f"user:{admin_a.username}" for e in by_actor.context["page"].object_list)
+    future = client.get(f"/t/{tenant_a.slug}/audit/", {"since": "2999-01-01"})
+    assert list(future.context["page"].object_list) == []
+    backwards = client.get(f"/t/{tenant_a.slug}/audit/", {"since": "2020-01-02", "until": "2020-01-01"})
+    assert b"must not be after" in backwards.content
+
+
+@needs("apps.audit.services")
+def test_the_reviewer_downloads_a_signed_bundle_and_the_verifier_that_checks_it(signed_in, reviewer_a, tenant_a, tmp_path):
+    import subprocess
+    import sys
+
+    from apps.audit.selectors import audit_verifier_script
+
+    client = signed_in(reviewer_a)
+    bundle = client.post(f"/t/{tenant_a.slug}/audit/export/", {})
+    assert bundle.status_code == 200 and bundle["Content-Type"] == "application/zip"
+    assert f"audit-{tenant_a.slug}-" in bundle["Content-Disposition"]
+    with zipfile.ZipFile(io.BytesIO(bundle.content)) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["tenant"] == tenant_a.slug
+    verifier = client.get(f"/t/{tenant_a.slug}/audit/verifier/")
+    assert verifier.content == audit_verifier_script()
+    key = client.get(f"/t/{tenant_a.slug}/audit/public-key.pem")
+    assert key.content.startswith(b"-----BEGIN PUBLIC KEY-----")
+    (tmp_path / "bundle.zip").write_bytes(bundle.content)
+    (tmp_path / "verify.py").write_bytes(verifier.content)
+    (tmp_path / "key.pem").write_bytes(key.content)
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "verify.py"), str(tmp_path / "bundle.zip"), "--public-key", str(tmp_path / "key.pem")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the export itself is now on the trail
+    after = client.get(f"/t/{tenant_a.slug}/audit/", {"action": "audit.export"})
+    assert [e.actor for e in after.context["page"].object_list] == [f"user:{reviewer_a.username}"]
+
+
+@needs("apps.audit.services")
+def test_an_admin_who_is_not_owner_or_reviewer_cannot_open_the_audit_pages(signed_in, admin_a, tenant_a):
+    client = signed_in(admin_a)
+    assert client.get(f"/t/{tenant_a.slug}/audit/").status_code == 403
+    assert client.post(f"/t/{tenant_a.slug}/audit/export/").status_code == 403
