@@ -197,6 +197,21 @@ SOTTO: dict[str, Any] = {
     "DEFAULT_EPSILON_TOTAL": env_float("SOTTO_DEFAULT_EPSILON_TOTAL", 16.0),
     "DEFAULT_DELTA": env_float("SOTTO_DEFAULT_DELTA", 1e-6),
     "METRICS_TOKEN": env_secret("SOTTO_METRICS_TOKEN"),
+    # SLO measurement (apps/slo): each process flushes its histogram buffer every SLO_FLUSH_EVERY_S.
+    "SLO_FLUSH_EVERY_S": env_float("SOTTO_SLO_FLUSH_EVERY_S", 10.0),
+    "SLO_MAX_BUFFER_AGE_S": env_float("SOTTO_SLO_MAX_BUFFER_AGE_S", 3600.0),
+    "SLO_MINUTE_RETENTION_H": env_float("SOTTO_SLO_MINUTE_RETENTION_H", 8.0),
+    "SLO_RETENTION_DAYS": env_float("SOTTO_SLO_RETENTION_DAYS", 35.0),
+    "SLO_ALERT_MIN_EVENTS": env_int("SOTTO_SLO_ALERT_MIN_EVENTS", 20, minimum=1),
+    "ACCESS_LOG": env_bool("SOTTO_ACCESS_LOG", True),
+    # Objectives a tenant starts with (its admins can change them): share of requests within the
+    # threshold, and share of requests without a 5xx, over 28 days.
+    "SLO_DEFAULTS": {
+        "recommend": {"latency_threshold_ms": 50.0, "latency_target": 0.99, "availability_target": 0.999},
+        "search": {"latency_threshold_ms": 100.0, "latency_target": 0.99, "availability_target": 0.999},
+        "ingest": {"latency_threshold_ms": 200.0, "latency_target": 0.99, "availability_target": 0.999},
+        "other": {"latency_threshold_ms": 250.0, "latency_target": 0.99, "availability_target": 0.999},
+    },
     # Web admin sign-in throttling: this many failures per (username, client IP) within the window locks
     # that pair until the oldest failure leaves the window.
     "LOGIN_MAX_FAILURES": env_int("SOTTO_LOGIN_MAX_FAILURES", 5, minimum=1),
