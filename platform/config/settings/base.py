@@ -141,6 +141,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "apps.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["apps.api.throttling.ApiKeyRateThrottle"],  # per-key token buckets
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -197,6 +198,13 @@ SOTTO: dict[str, Any] = {
     "DEFAULT_EPSILON_TOTAL": env_float("SOTTO_DEFAULT_EPSILON_TOTAL", 16.0),
     "DEFAULT_DELTA": env_float("SOTTO_DEFAULT_DELTA", 1e-6),
     "METRICS_TOKEN": env_secret("SOTTO_METRICS_TOKEN"),
+    # Rate limits per API key (apps/api/throttling.py): ApiKey.rate_limit_per_s, else
+    # Tenant.settings["rate_limit_per_s"], else this; 0 = no limit. Buckets are per process unless
+    # SOTTO_RATE_LIMIT_REDIS_URL names a Redis shared by every web process.
+    "RATE_LIMIT_PER_S": env_float("SOTTO_RATE_LIMIT_PER_S", 200.0),
+    "RATE_LIMIT_BURST_S": env_float("SOTTO_RATE_LIMIT_BURST_S", 2.0),
+    "RATE_LIMIT_TENANT_TTL_S": env_float("SOTTO_RATE_LIMIT_TENANT_TTL_S", 30.0),
+    "RATE_LIMIT_REDIS_URL": env_str("SOTTO_RATE_LIMIT_REDIS_URL"),
     # SLO measurement (apps/slo): each process flushes its histogram buffer every SLO_FLUSH_EVERY_S.
     "SLO_FLUSH_EVERY_S": env_float("SOTTO_SLO_FLUSH_EVERY_S", 10.0),
     "SLO_MAX_BUFFER_AGE_S": env_float("SOTTO_SLO_MAX_BUFFER_AGE_S", 3600.0),
