@@ -40,6 +40,15 @@ class TenantAPIView(APIView):
         with transaction.atomic():
             return super().dispatch(request, *args, **kwargs)
 
+    def perform_authentication(self, request: Request) -> None:
+        super().perform_authentication(request)
+        principal = request.auth
+        if isinstance(principal, KeyPrincipal):
+            # For middleware (SLO measurement, access log): the tenant of every answer from here on,
+            # 403 and 429 included, known without a database hit.
+            request._request.sotto_tenant_id = principal.tenant_id  # type: ignore[attr-defined]
+            request._request.sotto_tenant_slug = principal.tenant_slug  # type: ignore[attr-defined]
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         principal = self.principal

@@ -64,6 +64,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+if "apps.slo" in INSTALLED_APPS:
+    # Right after the request id, so it times everything else; /metrics is answered before sessions and CSRF.
+    MIDDLEWARE[1:1] = ["apps.slo.middleware.SloMiddleware", "apps.slo.middleware.MetricsEndpointMiddleware"]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -1,0 +1,93 @@
+"""Per-request latency measurement and the access log line; ``/metrics`` for the scraper.
+
+``SloMiddleware`` sits right after ``RequestIdMiddleware`` so it times everything else (the other
+middleware, DRF, the view, the transaction commit). It only adds one observation to the
+in-process buffer (``recorder.py``); the database sees it later, from the flusher thread.
+
+The tenant is what ``TenantAPIView`` put on the request after authenticating the API key
+(``request.sotto_tenant_id``): requests without a valid key are logged but not measured against
+any tenant's objective.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from apps.core.conf import sotto_setting
+from apps.core.context import tenant_var
+from apps.slo.endpoints import endpoint_class
+from apps.slo.recorder import Recorder, default_recorder
+
+access_logger = logging.getLogger("sotto.access")
+
+# Injected in tests for deterministic durations without sleeping.
+timer: Callable[[], float] = time.perf_counter
+
+UNMATCHED = "<unmatched>"
+
+
+def route_of(request: HttpRequest) -> str:
+    """The URL pattern that served the request, never the raw path (which may carry user ids)."""
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.route:
+        return "/" + str(match.route).lstrip("^")
+    route = getattr(request, "sotto_route", None)
+    return route if isinstance(route, str) else UNMATCHED
+
+
+class SloMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse], recorder: Recorder | None = None) -> None:
+        self.get_response = get_response
+        self.recorder = recorder or default_recorder()
+        self.access_log = bool(sotto_setting("ACCESS_LOG"))
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = timer()
+        response = self.get_response(request)
+        duration_ms = (timer() - started) * 1000.0
+        method = request.method or "GET"
+        cls = endpoint_class(method, request.path_info)
+        status = response.status_code
+        tenant_id = getattr(request, "sotto_tenant_id", None)
+        if tenant_id is not None:
+            self.recorder.record(tenant_id=tenant_id, endpoint_class=cls, status=status, duration_ms=duration_ms)
+        if self.access_log and access_logger.isEnabledFor(logging.INFO):
+            self._log(request, method, cls, status, duration_ms)
+        return response
+
+    @staticmethod
+    def _log(request: HttpRequest, method: str, cls: str, status: int, duration_ms: float) -> None:
+        route = route_of(request)
+        slug = getattr(request, "sotto_tenant_slug", None)
+        token = tenant_var.set(slug) if slug else None
+        try:
+            access_logger.info(
+                "%s %s %d %.2fms class=%s",
+                method, route, status, duration_ms, cls,
+                extra={"http": {"method": method, "route": route, "status": status,
+                                "duration_ms": round(duration_ms, 3), "endpoint_class": cls}},
+            )
+        finally:
+            if token is not None:
+                tenant_var.reset(token)
+
+
+class MetricsEndpointMiddleware:
+    """Answers ``/metrics`` before sessions, CSRF and the URLconf (see ``metrics.py`` for who may)."""
+
+    PATH = "/metrics"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info != self.PATH:
+            return self.get_response(request)
+        from apps.slo.metrics import metrics_response
+
+        request.sotto_route = self.PATH  # type: ignore[attr-defined]
+        return metrics_response(request)

@@ -1,0 +1,33 @@
+"""Test-only URLconf: a probe endpoint at each endpoint class's URL, in front of the real routes.
+
+The probe answers ``?status=`` (default 200) so tests choose the status class; durations come
+from the injected timer, never from sleeping.
+"""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.api.base import TenantAPIView
+
+
+class Probe(TenantAPIView):
+    scope = "serve"
+
+    def get(self, request: Request, **kwargs: object) -> Response:
+        return Response({"ok": True}, status=int(request.query_params.get("status", 200)))
+
+    post = put = delete = get
+
+
+urlpatterns = [
+    path("api/v1/recommendations", Probe.as_view()),
+    path("api/v1/search", Probe.as_view()),
+    path("api/v1/events", Probe.as_view()),
+    path("api/v1/items", Probe.as_view()),
+    path("api/v1/items/<str:item_ref>/similar", Probe.as_view()),
+    path("api/v1/users/<str:user_ref>", Probe.as_view()),
+    path("", include("config.urls")),
+]
