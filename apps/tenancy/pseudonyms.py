@@ -31,7 +31,8 @@ class InvalidReference(ValueError):
 def normalise_ref(value: object, *, max_length: int = MAX_REF_LENGTH) -> str:
     """A client identifier as text: a non-empty string, or an integer (``42`` and ``"42"`` are the same).
 
-    Rejects booleans, floats, empty or blank strings, control characters and overlong values.
+    Rejects booleans, floats, empty or blank strings, control characters, lone surrogates and
+    overlong values.
     """
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidReference("must be a string (or an integer)")
@@ -42,7 +43,18 @@ def normalise_ref(value: object, *, max_length: int = MAX_REF_LENGTH) -> str:
         raise InvalidReference(f"must be at most {max_length} characters")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise InvalidReference("must not contain control characters")
+    if not is_valid_text(text):
+        raise InvalidReference("must be valid Unicode (no unpaired surrogates)")
     return text
+
+
+def is_valid_text(text: str) -> bool:
+    """False for strings UTF-8 cannot encode (JSON can smuggle in lone surrogates like "\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _message(domain: str, value: str) -> bytes:

@@ -1,0 +1,623 @@
+"""State changes for end users: attributes, events, access export, erasure, state rebuilds, retention.
+
+What callers may rely on:
+
+- Client user ids are pseudonymised before anything touches the database and never stored,
+  logged or queued (``apps.tenancy.pseudonyms``).
+- Every check that can reject a request runs before the first write, and everything a call
+  writes commits or rolls back with the caller's transaction.
+- ``events_ingest`` is O(1) per event and O(1) round trips per batch: one ``SELECT ... FOR
+  UPDATE`` of the affected users' state rows (ordered by id, so concurrent batches cannot
+  deadlock), one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` of the events, one ``UPDATE`` of
+  the states (plus the two catalogue reads, and one more statement when new users appear). A
+  retried batch inserts nothing and folds nothing: idempotency is on the event id per tenant.
+- Events whose item has no content vector yet are stored with ``folded = false`` and folded in
+  by the ``on_item_vectors_ready`` hook (and swept up by the retention task, should a vector land
+  between the ingest's read and its commit).
+- The access export, every attribute write and every erasure write an audit record (pseudonym
+  only, never the client's id) in the same transaction.
+
+Services that sit on the hot path (``events_ingest``) join the caller's transaction, which must
+be scoped to the tenant (``TenantAPIView`` requests are); called outside a transaction they open
+``tenant_context`` themselves. Either way every statement also filters on ``tenant_id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from django.db import connection
+from django.utils import timezone
+
+from apps.catalog import selectors as catalog
+from apps.core import audit
+from apps.core.conf import sotto_setting
+from apps.core.errors import NotFound
+from apps.core.tenant_db import tenant_context
+from apps.modeling.ml.features import FeatureConfig, new_state, state_add_event, state_from_history
+from apps.profiles.attribute_crypto import AttributeSealer
+from apps.profiles.models import EndUser, UserAttribute, UserEvent, UserState
+from apps.profiles.state_codec import StateCorrupt, decode_state, encode_state
+from apps.profiles.validation import EventIn, invalid_events
+from apps.tenancy import keyring
+from apps.tenancy.models import Tenant
+from apps.tenancy.pseudonyms import event_keys, pseudonymise, pseudonymise_many
+
+logger = logging.getLogger(__name__)
+
+_FEATURES = FeatureConfig()
+
+
+def feature_config() -> FeatureConfig:
+    """The feature configuration stored user states are built with (serving must read them with it)."""
+    return _FEATURES
+
+
+@contextlib.contextmanager
+def scoped(tenant_id: int) -> Iterator[None]:
+    """Join the caller's (tenant-scoped) transaction, or open one scoped to ``tenant_id``."""
+    if connection.in_atomic_block:
+        yield
+    else:
+        with tenant_context(tenant_id):
+            yield
+
+
+# --- users and their state rows -------------------------------------------------------------
+
+_LOCK_STATES_BY_PSEUDONYM = """
+SELECT u.pseudonym, u.id, s.data FROM profiles_enduser u
+JOIN profiles_userstate s ON s.user_id = u.id
+WHERE u.tenant_id = %s AND u.pseudonym = ANY(%s::bytea[])
+ORDER BY u.id FOR UPDATE OF s
+"""
+
+_CREATE_USERS = """
+WITH wanted AS (SELECT p FROM unnest(%s::bytea[]) AS p),
+created AS (
+    INSERT INTO profiles_enduser (tenant_id, pseudonym, created_at)
+    SELECT %s, p, now() FROM wanted ORDER BY p
+    ON CONFLICT (tenant_id, pseudonym) DO NOTHING
+    RETURNING id
+)
+INSERT INTO profiles_userstate (user_id, tenant_id, data, updated_at)
+SELECT id, %s, NULL, now() FROM (
+    SELECT id FROM created
+    UNION ALL
+    SELECT id FROM profiles_enduser WHERE tenant_id = %s AND pseudonym = ANY(%s::bytea[])
+) AS ids
+ORDER BY id
+ON CONFLICT (user_id) DO NOTHING
+"""
+
+_LOCK_STATES_BY_ID = """
+SELECT user_id, data FROM profiles_userstate
+WHERE tenant_id = %s AND user_id = ANY(%s::bigint[])
+ORDER BY user_id FOR UPDATE
+"""
+
+_UPDATE_STATES = """
+UPDATE profiles_userstate AS s SET data = v.data, updated_at = now()
+FROM unnest(%s::bigint[], %s::bytea[]) AS v(user_id, data)
+WHERE s.user_id = v.user_id AND s.tenant_id = %s
+"""
+
+
+def _create_users(tenant_id: int, pseudonyms: Sequence[bytes]) -> None:
+    wanted = sorted(pseudonyms)  # one insertion order for everyone: concurrent creators cannot deadlock
+    with connection.cursor() as cursor:
+        cursor.execute(_CREATE_USERS, [wanted, tenant_id, tenant_id, tenant_id, wanted])
+
+
+def _lock_users_by_pseudonym(tenant_id: int, pseudonyms: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
+    """``pseudonym -> (user id, state bytes)`` with every state row locked; missing users are created."""
+    wanted = sorted(set(pseudonyms))
+    found: dict[bytes, tuple[int, bytes | None]] = {}
+    for _ in range(3):
+        with connection.cursor() as cursor:
+            cursor.execute(_LOCK_STATES_BY_PSEUDONYM, [tenant_id, wanted])
+            for pseudonym, user_id, data in cursor.fetchall():
+                found[bytes(pseudonym)] = (int(user_id), None if data is None else bytes(data))
+        missing = [p for p in wanted if p not in found]
+        if not missing:
+            return found
+        _create_users(tenant_id, missing)
+        wanted = missing
+    raise RuntimeError("could not create or lock user state rows")
+
+
+def _lock_states_by_id(tenant_id: int, user_ids: Iterable[int]) -> dict[int, bytes | None]:
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_STATES_BY_ID, [tenant_id, sorted({int(u) for u in user_ids})])
+        return {int(uid): None if data is None else bytes(data) for uid, data in cursor.fetchall()}
+
+
+def _save_states(tenant_id: int, states: dict[int, dict[str, Any] | None]) -> None:
+    if not states:
+        return
+    ids = sorted(states)
+    blobs = [None if states[i] is None else encode_state(states[i]) for i in ids]  # type: ignore[arg-type]
+    with connection.cursor() as cursor:
+        cursor.execute(_UPDATE_STATES, [ids, blobs, tenant_id])
+
+
+def load_state(data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    try:
+        return decode_state(data)
+    except StateCorrupt:
+        logger.error("a stored user state is unreadable; it will be rebuilt from events")
+        return None
+
+
+@dataclass(frozen=True)
+class _Fold:
+    item_pk: int
+    value: float
+    ts: float
+    order: tuple[float, int]
+
+
+def _fold_into(
+    state: dict[str, Any] | None, folds: Sequence[_Fold], vectors: dict[int, np.ndarray]
+) -> dict[str, Any] | None:
+    """Fold events (in timestamp order) into a state; None means the state must be rebuilt."""
+    cfg = _FEATURES
+    for fold in sorted(folds, key=lambda f: f.order):
+        vector = vectors[fold.item_pk]
+        if state is None or state["n_events"] == 0:
+            state = new_state(int(vector.shape[0]), cfg)
+        if state["content_sum"].shape[1] != vector.shape[0]:
+            return None  # the encoder changed dimension: only a rebuild can be right
+        # Model-specific input embeddings are recomputed by whoever activates such a model.
+        state["emb_sum"] = None
+        state_add_event(state, fold.item_pk, fold.value, fold.ts, vector, cfg)
+    return state
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    new: int
+    duplicates: int
+    pending: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+_INSERT_EVENTS = """
+INSERT INTO profiles_userevent (tenant_id, user_id, item_id, event_key, type, value, ts, folded)
+SELECT %s, * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[], %s::varchar[], %s::float8[],
+                         %s::timestamptz[], %s::boolean[])
+ON CONFLICT (tenant_id, event_key) DO NOTHING
+RETURNING event_key
+"""
+
+
+def events_ingest(*, tenant_id: int, events: Sequence[EventIn], total: int | None = None) -> IngestResult:
+    """Store a validated batch and fold its new events into the users' states, atomically.
+
+    Unknown items reject the whole batch (``DomainError`` listing their indices) before anything
+    is written; items without a content vector yet are accepted and kept pending.
+    """
+    if not events:
+        return IngestResult(0, 0, 0, 0)
+    with scoped(tenant_id):
+        item_pks = catalog.item_pks_by_external_ids(tenant_id, {e.item for e in events})
+        unknown = [
+            {"index": e.index, "errors": {"item": "no such item in the catalogue"}} for e in events if e.item not in item_pks
+        ]
+        if unknown:
+            raise invalid_events(unknown, total or len(events))
+        pseudonyms = pseudonymise_many(tenant_id=tenant_id, user_refs=(e.user for e in events))
+        keys = event_keys(tenant_id=tenant_id, event_ids=(e.event_id for e in events))
+        users = _lock_users_by_pseudonym(tenant_id, pseudonyms.values())
+        vectors = catalog.content_vectors(tenant_id, set(item_pks.values()))
+
+        user_ids = [users[pseudonyms[e.user]][0] for e in events]
+        items = [item_pks[e.item] for e in events]
+        folded = [pk in vectors for pk in items]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _INSERT_EVENTS,
+                [tenant_id, user_ids, items, [keys[e.event_id] for e in events], [e.type for e in events],
+                 [e.value for e in events], [e.ts for e in events], folded],
+            )
+            new_keys = {bytes(row[0]) for row in cursor.fetchall()}
+
+        per_user: dict[int, list[_Fold]] = defaultdict(list)
+        pending = 0
+        for event, user_id, item_pk, has_vector in zip(events, user_ids, items, folded, strict=True):
+            if keys[event.event_id] not in new_keys:
+                continue
+            if not has_vector:
+                pending += 1
+                continue
+            ts = event.ts.timestamp()
+            per_user[user_id].append(_Fold(item_pk, event.value, ts, (ts, event.index)))
+        if per_user:
+            by_id = dict(users.values())
+            states: dict[int, dict[str, Any] | None] = {}
+            rebuild: list[int] = []
+            for user_id, folds in per_user.items():
+                state = _fold_into(load_state(by_id[user_id]), folds, vectors)
+                if state is None:
+                    rebuild.append(user_id)
+                else:
+                    states[user_id] = state
+            _save_states(tenant_id, states)
+            if rebuild:
+                _rebuild_locked(tenant_id, rebuild)
+        return IngestResult(len(events), len(new_keys), len(events) - len(new_keys), pending)
+
+
+def events_fold_pending(*, tenant_id: int, item_pks: Sequence[int]) -> int:
+    """Fold the pending events of these items (their vectors just arrived); returns how many. Idempotent."""
+    if not item_pks:
+        return 0
+    with tenant_context(tenant_id):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT DISTINCT user_id FROM profiles_userevent "
+                "WHERE tenant_id = %s AND NOT folded AND item_id = ANY(%s::bigint[])",
+                [tenant_id, sorted({int(pk) for pk in item_pks})],
+            )
+            user_ids = [int(row[0]) for row in cursor.fetchall()]
+        if not user_ids:
+            return 0
+        vectors = catalog.content_vectors(tenant_id, item_pks)
+        if not vectors:
+            return 0
+        stored = _lock_states_by_id(tenant_id, user_ids)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE profiles_userevent SET folded = true "
+                "WHERE tenant_id = %s AND user_id = ANY(%s::bigint[]) AND item_id = ANY(%s::bigint[]) AND NOT folded "
+                "RETURNING id, user_id, item_id, value, ts",
+                [tenant_id, sorted(stored), sorted(vectors)],
+            )
+            rows = cursor.fetchall()
+        per_user: dict[int, list[_Fold]] = defaultdict(list)
+        for event_pk, user_id, item_pk, value, ts in rows:
+            epoch = ts.timestamp()
+            per_user[int(user_id)].append(_Fold(int(item_pk), float(value), epoch, (epoch, int(event_pk))))
+        states: dict[int, dict[str, Any] | None] = {}
+        rebuild: list[int] = []
+        for user_id, folds in per_user.items():
+            state = _fold_into(load_state(stored.get(user_id)), folds, vectors)
+            if state is None:
+                rebuild.append(user_id)
+            else:
+                states[user_id] = state
+        _save_states(tenant_id, states)
+        if rebuild:
+            _rebuild_locked(tenant_id, rebuild)
+        return len(rows)
+
+
+def events_fold_stale_pending(*, tenant_id: int) -> int:
+    """Fold pending events whose items have vectors by now (a vector that landed mid-ingest)."""
+    with tenant_context(tenant_id):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT DISTINCT item_id FROM profiles_userevent WHERE tenant_id = %s AND NOT folded", [tenant_id]
+            )
+            pending_items = [int(row[0]) for row in cursor.fetchall()]
+        if not pending_items:
+            return 0
+        ready = sorted(catalog.content_vectors(tenant_id, pending_items))
+        return events_fold_pending(tenant_id=tenant_id, item_pks=ready) if ready else 0
+
+
+def _rebuild_locked(tenant_id: int, user_ids: Sequence[int]) -> None:
+    """Recompute these users' states from their stored events; their state rows must be locked."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT user_id, item_id, value, ts FROM profiles_userevent "
+            "WHERE tenant_id = %s AND user_id = ANY(%s::bigint[]) ORDER BY user_id, ts, id",
+            [tenant_id, sorted(user_ids)],
+        )
+        rows = cursor.fetchall()
+    vectors = catalog.content_vectors(tenant_id, {int(r[1]) for r in rows})
+    history: dict[int, list[tuple[int, float, float]]] = {int(u): [] for u in user_ids}
+    for user_id, item_pk, value, ts in rows:
+        if int(item_pk) in vectors:
+            history[int(user_id)].append((int(item_pk), float(value), ts.timestamp()))
+    index = {pk: row for row, pk in enumerate(sorted(vectors))}
+    matrix = np.stack([vectors[pk] for pk in sorted(vectors)]).astype(np.float64) if vectors else None
+    states: dict[int, dict[str, Any] | None] = {}
+    for user_id, events in history.items():
+        if not events or matrix is None:
+            states[user_id] = None
+            continue
+        items = [e[0] for e in events]
+        states[user_id] = state_from_history(
+            items,
+            np.array([e[1] for e in events], dtype=np.float64),
+            np.array([e[2] for e in events], dtype=np.float64),
+            matrix,
+            _FEATURES,
+            item_index=np.array([index[pk] for pk in items], dtype=np.int64),
+        )
+    _save_states(tenant_id, states)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE profiles_userevent SET folded = (item_id = ANY(%s::bigint[])) "
+            "WHERE tenant_id = %s AND user_id = ANY(%s::bigint[]) AND folded IS DISTINCT FROM (item_id = ANY(%s::bigint[]))",
+            [sorted(vectors), tenant_id, sorted(user_ids), sorted(vectors)],
+        )
+
+
+def user_state_rebuild(tenant_id: int, pseudonym_id: int) -> None:
+    """Recompute one user's state (``pseudonym_id`` = ``EndUser`` pk) from every stored event."""
+    with tenant_context(tenant_id):
+        if _lock_states_by_id(tenant_id, [pseudonym_id]):
+            _rebuild_locked(tenant_id, [pseudonym_id])
+
+
+# --- attributes, export, erasure ------------------------------------------------------------
+
+
+def _user_key(tenant_id: int, user: EndUser, *, create: bool) -> bytes | None:
+    """The user's key (unwrapped); a new one is made and stored when ``create`` and there is none."""
+    if user.wrapped_key is None or user.key_version is None:
+        if not create:
+            return None
+        raw = keyring.user_key_new()
+        wrapped = keyring.user_key_wrap(tenant_id=tenant_id, subject=bytes(user.pseudonym), key=raw)
+        user.wrapped_key, user.key_version = wrapped.blob, wrapped.version
+        user.save(update_fields=["wrapped_key", "key_version"])
+        return raw
+    for attempt in (1, 2):
+        try:
+            return keyring.user_key_unwrap(
+                tenant_id=tenant_id,
+                subject=bytes(user.pseudonym),
+                wrapped=keyring.WrappedKey(int(user.key_version), bytes(user.wrapped_key)),
+            )
+        except keyring.KeyVersionRetired:
+            if attempt == 2:
+                raise
+            # A rotation re-wrapped this key and retired the old version since we read the row.
+            user.refresh_from_db(fields=["wrapped_key", "key_version"])
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class AttributesResult:
+    created_user: bool
+    stored: int
+
+
+def user_attributes_put(*, tenant_id: int, user_ref: str, attributes: dict[str, Any], actor: str) -> AttributesResult:
+    """Replace the user's attributes (validated by ``validate_attributes``), each sealed on its own."""
+    with tenant_context(tenant_id):
+        pseudonym = pseudonymise(tenant_id=tenant_id, user_ref=user_ref)
+        user = EndUser.objects.select_for_update().filter(tenant_id=tenant_id, pseudonym=pseudonym).first()
+        created = user is None
+        if user is None:
+            _create_users(tenant_id, [pseudonym])
+            user = EndUser.objects.select_for_update().get(tenant_id=tenant_id, pseudonym=pseudonym)
+        key = _user_key(tenant_id, user, create=True)
+        assert key is not None
+        sealer = AttributeSealer(tenant_id=tenant_id, pseudonym=pseudonym, user_key=key)
+        UserAttribute.objects.filter(tenant_id=tenant_id, user=user).delete()
+        now = timezone.now()
+        rows = []
+        for name, value in attributes.items():
+            tag, blob = sealer.seal(name, value)
+            rows.append(UserAttribute(tenant_id=tenant_id, user=user, name_tag=tag, ciphertext=blob, updated_at=now))
+        UserAttribute.objects.bulk_create(rows)
+        audit.record(
+            tenant_id=tenant_id, actor=actor, action="end_user.attributes.replace", target_type="end_user",
+            target_id=pseudonym.hex(), details={"attributes": len(rows), "created_user": created},
+        )
+    return AttributesResult(created_user=created, stored=len(rows))
+
+
+MAX_EXPORT_EVENTS_PAGE = 10_000
+
+
+def user_export(
+    *, tenant_id: int, user_ref: str, actor: str, events_offset: int = 0, events_limit: int = 1000
+) -> dict[str, Any]:
+    """Everything held about the user: decrypted attributes, events (one page), state summary.
+
+    Audited (every attribute decryption happens here and only here). ``NotFound`` for a user the
+    tenant holds nothing about, including one that has been erased.
+    """
+    events_limit = max(1, min(int(events_limit), MAX_EXPORT_EVENTS_PAGE))
+    events_offset = max(0, int(events_offset))
+    with tenant_context(tenant_id):
+        pseudonym = pseudonymise(tenant_id=tenant_id, user_ref=user_ref)
+        user = EndUser.objects.filter(tenant_id=tenant_id, pseudonym=pseudonym).first()
+        if user is None:
+            raise NotFound("no data is held about this user")
+        attributes: dict[str, Any] = {}
+        failures = 0
+        stored = list(UserAttribute.objects.filter(tenant_id=tenant_id, user=user).values_list("name_tag", "ciphertext"))
+        if stored:
+            key = _user_key(tenant_id, user, create=False)
+            sealer = None if key is None else AttributeSealer(tenant_id=tenant_id, pseudonym=pseudonym, user_key=key)
+            for tag, blob in stored:
+                try:
+                    if sealer is None:
+                        raise keyring.DecryptionFailed("no user key")
+                    name, value = sealer.open(bytes(tag), bytes(blob))
+                except keyring.DecryptionFailed:
+                    failures += 1
+                    continue
+                attributes[name] = value
+            attributes = dict(sorted(attributes.items()))
+        if failures:
+            logger.error("access export: %d attribute(s) failed authentication (moved or altered ciphertext)", failures)
+        events_total = UserEvent.objects.filter(tenant_id=tenant_id, user=user).count()
+        page = list(
+            UserEvent.objects.filter(tenant_id=tenant_id, user=user)
+            .order_by("ts", "id")
+            .values_list("event_key", "item_id", "type", "value", "ts", "folded")[events_offset : events_offset + events_limit]
+        )
+        state_row = getattr(user, "state", None)
+        state = load_state(None if state_row is None else state_row.data)
+        item_ids = {int(row[1]) for row in page} | set((state or {}).get("last_items", []))
+        external = catalog.external_ids_by_pks(tenant_id, item_ids)
+        audit.record(
+            tenant_id=tenant_id, actor=actor, action="end_user.export", target_type="end_user",
+            target_id=pseudonym.hex(),
+            details={"attributes_decrypted": len(attributes), "attribute_failures": failures, "events": len(page)},
+        )
+    next_offset = events_offset + len(page)
+    return {
+        "user": user_ref,
+        "pseudonym": pseudonym.hex(),
+        "created_at": user.created_at.isoformat(),
+        "attributes": attributes,
+        "attribute_integrity_failures": failures,
+        "events": [
+            {
+                "event_id_hash": bytes(key).hex(),
+                "item": external.get(int(item_pk)),
+                "type": kind,
+                "value": value,
+                "timestamp": ts.astimezone(UTC).isoformat(),
+                "folded": is_folded,
+            }
+            for key, item_pk, kind, value, ts, is_folded in page
+        ],
+        "events_total": events_total,
+        "events_next_offset": next_offset if next_offset < events_total else None,
+        "state": _state_summary(state, external),
+    }
+
+
+def _state_summary(state: dict[str, Any] | None, external: dict[int, str]) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    return {
+        "events_folded": int(state["n_events"]),
+        "newest_event_at": datetime.fromtimestamp(float(state["anchor_time"]), tz=UTC).isoformat(),
+        "rating_sum": float(state["rating_sum"]),
+        "channel_weights": [float(w) for w in state["weight_sum"]],
+        "content_dim": int(state["content_sum"].shape[1]),
+        "last_items": [external.get(int(pk)) for pk in state["last_items"]],
+    }
+
+
+def user_erase(*, tenant_id: int, user_ref: str, actor: str) -> dict[str, Any]:
+    """Delete the user's events, state, attributes and key; return a receipt. ``NotFound`` if unknown.
+
+    Crypto-shredding: the wrapped user key lives only in the deleted ``EndUser`` row, so any
+    copy of the attribute ciphertexts (dead tuples, WAL, backups) can no longer be opened once
+    that row is gone from them too (docs/privacy-model.md says what that takes).
+    """
+    with tenant_context(tenant_id):
+        pseudonym = pseudonymise(tenant_id=tenant_id, user_ref=user_ref)
+        user_id = (
+            EndUser.objects.filter(tenant_id=tenant_id, pseudonym=pseudonym).values_list("pk", flat=True).first()
+        )
+        if user_id is None:
+            raise NotFound("no data is held about this user")
+        _lock_states_by_id(tenant_id, [user_id])  # same lock order as ingest: state row first
+        had_key = (
+            EndUser.objects.select_for_update()
+            .filter(pk=user_id, tenant_id=tenant_id)
+            .values_list("wrapped_key", flat=True)
+            .first()
+            is not None
+        )
+        _, per_model = EndUser.objects.filter(pk=user_id, tenant_id=tenant_id).delete()
+        deleted = {
+            "events": per_model.get(UserEvent._meta.label, 0),
+            "attributes": per_model.get(UserAttribute._meta.label, 0),
+            "state": per_model.get(UserState._meta.label, 0),
+            "user": per_model.get(EndUser._meta.label, 0),
+        }
+        receipt_id = uuid.uuid4().hex
+        erased_at = timezone.now()
+        audit.record(
+            tenant_id=tenant_id, actor=actor, action="end_user.erase", target_type="end_user",
+            target_id=pseudonym.hex(),
+            details={"receipt_id": receipt_id, "deleted": deleted, "key_destroyed": True, "had_key": had_key},
+        )
+    return {
+        "user": user_ref,
+        "erased_at": erased_at.isoformat(),
+        "deleted": deleted,
+        "key_destroyed": True,
+        "receipt_id": receipt_id,
+    }
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def retention_days(tenant_settings: dict[str, Any] | None) -> int:
+    """``event_retention_days`` of the tenant (a positive integer), else the platform default."""
+    default = int(sotto_setting("EVENT_RETENTION_DAYS"))
+    value = (tenant_settings or {}).get("event_retention_days")
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        logger.warning("event_retention_days must be a positive integer; using the default of %d", default)
+        return default
+    return value
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    days: int
+    deleted: int
+    users_rebuilt: int
+
+
+def events_apply_retention(*, tenant_id: int, now: datetime | None = None, batch_events: int = 10_000) -> RetentionResult:
+    """Delete the tenant's events older than its retention and rebuild the affected users' states.
+
+    Works in batches (one transaction each: pick users with old events, lock their states, delete,
+    rebuild), so it never holds many locks for long. Audited once per run that deleted anything.
+    """
+    settings_value = Tenant.objects.filter(pk=tenant_id).values_list("settings", flat=True).first()
+    days = retention_days(settings_value)
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    deleted = rebuilt = 0
+    while True:
+        with tenant_context(tenant_id):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT user_id FROM profiles_userevent WHERE tenant_id = %s AND ts < %s LIMIT %s",
+                    [tenant_id, cutoff, batch_events],
+                )
+                user_ids = sorted({int(row[0]) for row in cursor.fetchall()})
+            if not user_ids:
+                break
+            locked = sorted(_lock_states_by_id(tenant_id, user_ids))
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "DELETE FROM profiles_userevent WHERE tenant_id = %s AND user_id = ANY(%s::bigint[]) AND ts < %s",
+                    [tenant_id, user_ids, cutoff],
+                )
+                deleted += cursor.rowcount
+            if locked:
+                _rebuild_locked(tenant_id, locked)
+                rebuilt += len(locked)
+    if deleted:
+        with tenant_context(tenant_id):
+            audit.record(
+                tenant_id=tenant_id, actor="task:apply_retention", action="events.retention", target_type="tenant",
+                target_id=str(tenant_id),
+                details={"days": days, "cutoff": cutoff.isoformat(), "deleted": deleted, "users_rebuilt": rebuilt},
+            )
+    return RetentionResult(days=days, deleted=deleted, users_rebuilt=rebuilt)
