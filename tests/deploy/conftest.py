@@ -10,10 +10,11 @@ from tests.deploy.manifests import clean_env, database_url_from_settings, secret
 
 
 @pytest.fixture
-def production_env(tmp_path: Path) -> dict[str, str]:
+def production_env(django_db_setup: None, tmp_path: Path) -> dict[str, str]:
     """What a Sotto container gets: secrets as files (made by deploy/secrets_init.py, so in their
-    real formats), DATABASE_URL and CELERY_BROKER_URL pointing at this test session's database and
-    broker, state under a temporary SOTTO_VAR_DIR, and nothing inherited from the test settings."""
+    real formats), DATABASE_URL and CELERY_BROKER_URL pointing at this test session's migrated
+    database and its broker, state under a temporary SOTTO_VAR_DIR, and nothing inherited from the
+    test settings."""
     from django.conf import settings
 
     secrets = tmp_path / "secrets"

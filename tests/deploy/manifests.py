@@ -204,12 +204,12 @@ def clean_env() -> dict[str, str]:
 
 
 def database_url_from_settings() -> str:
-    """The test database as a DATABASE_URL (a Unix socket directory goes in ``?host=``)."""
+    """This session's (migrated) test database as a DATABASE_URL; a socket directory goes in ``?host=``."""
     from urllib.parse import quote
 
-    from django.conf import settings
+    from django.db import connections
 
-    db = settings.DATABASES["default"]
+    db = connections["default"].settings_dict
     auth = quote(db["USER"], safe="") + (":" + quote(db["PASSWORD"], safe="") if db["PASSWORD"] else "")
     host, port, name = str(db["HOST"]), str(db["PORT"] or 5432), quote(db["NAME"], safe="")
     if host.startswith("/"):

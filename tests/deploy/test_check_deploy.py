@@ -63,9 +63,9 @@ def test_a_url_given_as_a_file_is_used(production_env, tmp_path):
     result = run_manage(["shell", "-c", code], env)
 
     assert result.returncode == 0, result.stderr[-2000:]
-    from django.conf import settings
+    from django.db import connections
 
-    assert result.stdout.strip().splitlines()[-1].split() == [settings.DATABASES["default"]["NAME"], "False", "False"]
+    assert result.stdout.strip().splitlines()[-1].split() == [connections["default"].settings_dict["NAME"], "False", "False"]
 
 
 def test_debug_cannot_be_switched_on_in_production(production_env):

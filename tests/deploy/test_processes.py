@@ -128,6 +128,10 @@ def test_the_web_command_answers_probes_over_http_and_serves_everything_else_ove
         assert status == 200 and headers["content-type"].startswith("text/css")
         # and a Host that is not allowed is refused
         assert _get(port, "/health/live", {"Host": "evil.example.net"})[0] == 400
+        # and Prometheus can scrape the pod directly (its IP as Host, plain HTTP) with the metrics token
+        token = Path(production_env["SOTTO_METRICS_TOKEN_FILE"]).read_text().strip()
+        status, _, body = _get(port, "/metrics", {"Host": "10.1.2.3:8000", "Authorization": f"Bearer {token}"})
+        assert status == 200, body[:500]
 
 
 def _broker_is_redis() -> bool:
