@@ -15,7 +15,7 @@ def dashboard_charts(*, tenant_id: int) -> dict[str, Any]:
         charts["latency"] = [
             {
                 "endpoint_class": s.endpoint_class, "labels": s.labels, "p50": s.p50, "p95": s.p95, "p99": s.p99,
-                "objective_ms": s.objective_ms, "objective_percentile": s.objective_percentile,
+                "objective_ms": s.objective_ms, "objective_percentile": s.objective_percentile, "requests": s.requests,
             }
             for s in latency
         ]

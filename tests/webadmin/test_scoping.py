@@ -68,10 +68,20 @@ def test_every_tenant_url_with_another_tenants_slug_answers_404(signed_in, admin
 
 
 def test_another_tenants_object_id_under_my_own_slug_answers_404(signed_in, admin_a, tenant_a, tenant_b):
+    # Given A's admin, when they put B's object ids into A's own URLs (every method)
     client = signed_in(admin_a)
-    their_key = _ids_of(tenant_b)["<int:key_id>"]
-    response = client.post(f"/t/{tenant_a.slug}/keys/{their_key}/revoke/")
-    assert response.status_code == 404
+    ids = _ids_of(tenant_b)
+    their_key = ids["<int:key_id>"]
+    swept = 0
+    for name, pattern in _tenant_patterns():
+        if "<int:key_id>" not in str(pattern.pattern):
+            continue
+        for method in ("get", "post"):
+            response = getattr(client, method)(_url(pattern, tenant_a.slug, ids))
+            assert response.status_code == 404, f"{name} {method} -> {response.status_code}"
+            swept += 1
+    assert swept >= 2
+    # then nothing of B's changed
     with tenant_context(tenant_b.tenant.id):
         assert ApiKey.objects.get(pk=their_key).revoked_at is None
 

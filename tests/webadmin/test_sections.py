@@ -77,7 +77,8 @@ def test_the_catalogue_searches_titles_and_shows_encoding_progress(signed_in, ad
 def write_latency(tenant_id: int, endpoint_class: str, durations_ms: list[float], *, minutes_ago: int, status: int = 200) -> None:
     """Store latency observations as the SLO recorder would flush them."""
     from apps.slo import buckets
-    from apps.slo.recorder import Batch, Cell, status_class
+    from apps.slo.endpoints import status_class
+    from apps.slo.recorder import Batch, Cell
     from apps.slo.services import slo_histograms_write
 
     minute = int((time.time() - minutes_ago * 60) // 60) * 60

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponseBase
-from django.shortcuts import redirect
-from django.views.decorators.http import require_http_methods, require_POST
+from django.http import HttpRequest, HttpResponseBase, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.http import require_http_methods
 
 from apps.tenancy.selectors import api_keys_for_tenant
 from apps.tenancy.services import TenancyError, api_key_create, api_key_revoke
@@ -37,8 +37,11 @@ def keys(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
 
 
 @tenant_page("keys")
-@require_POST
 def key_revoke(request: HttpRequest, access: TenantAccess, key_id: int) -> HttpResponseBase:
+    # Another tenant's key id is 404 whatever the method, so look it up before refusing a GET.
+    get_object_or_404(api_keys_for_tenant(tenant_id=access.tenant.id), pk=key_id)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
     key = api_key_revoke(tenant=access.tenant, key_id=key_id, actor=actor_of(request))
     messages.success(request, f"Key {key.name} ({key.prefix}) is revoked; clients using it now get 401.")
     return redirect("webadmin:keys", slug=access.tenant.slug)

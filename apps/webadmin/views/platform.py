@@ -67,8 +67,15 @@ def memberships(request: HttpRequest) -> HttpResponseBase:
             else:
                 messages.success(request, f"{user.get_username()} is now {data['role']} of {tenant.slug}.")
                 return redirect("webadmin:platform-memberships")
-    rows = sorted(all_memberships(), key=lambda m: (m.tenant.slug, m.user.get_username()))
-    return render(request, "webadmin/platform/memberships.html", {"form": form, "memberships": rows, "section": "memberships"})
+    only_tenant = request.GET.get("tenant") or ""
+    rows = sorted(
+        (m for m in all_memberships() if not only_tenant or m.tenant.slug == only_tenant),
+        key=lambda m: (m.tenant.slug, m.user.get_username()),
+    )
+    return render(
+        request, "webadmin/platform/memberships.html",
+        {"form": form, "memberships": rows, "section": "memberships", "only_tenant": only_tenant},
+    )
 
 
 @operator_page

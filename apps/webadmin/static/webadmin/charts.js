@@ -51,10 +51,13 @@
     };
   }
 
+  /* Overspent budgets are drawn down to -100 % (the tooltip keeps the real figure). */
   function budgetConfig(b) {
     var colors = b.remaining.map(function (v) { return v < 0 ? "#b4232f" : (v < 25 ? "#a45c00" : "#16794c"); });
-    return { type: "bar", data: { labels: b.labels, datasets: [{ label: "% of error budget left", data: b.remaining, backgroundColor: colors }] },
-             options: { indexAxis: "y", scales: { x: { suggestedMin: 0, suggestedMax: 100 } } } };
+    var drawn = b.remaining.map(function (v) { return Math.max(v, -100); });
+    return { type: "bar", data: { labels: b.labels, datasets: [{ label: "% of error budget left (28 days)", data: drawn, backgroundColor: colors }] },
+             options: { indexAxis: "y", scales: { x: { min: -100, max: 100 } },
+                        plugins: { tooltip: { callbacks: { label: function (item) { return b.remaining[item.dataIndex] + " % left"; } } } } } };
   }
 
   function encodingConfig(e) {

@@ -1,0 +1,235 @@
+"""The admin in a real browser: Debian's headless Chromium driven by Playwright against a real
+HTTP server on the test database. Each role signs in and does its main work; every page visited
+is saved under var/screenshots/."""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.error
+import urllib.request
+import zipfile
+
+import pytest
+
+from apps.core.modules import module_exists
+from tests.support import unique_slug
+
+pytestmark = pytest.mark.browser
+
+
+def needs(module: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not module_exists(module), reason=f"{module} is not installed yet")
+
+
+def api_status(base: str, raw_key: str) -> int:
+    url = f"{base}/api/v1/tenant"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {raw_key}"})  # noqa: S310 - 127.0.0.1
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own 127.0.0.1 server
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_an_admin_creates_a_key_sees_it_once_and_revokes_it(page, live_url, sign_in, shot, admin_a, tenant_a):
+    sign_in(page, admin_a)
+    assert page.url.endswith(f"/t/{tenant_a.slug}/")
+    assert page.inner_text("[data-testid=role]") == "admin"
+    page.click("nav [data-section=keys]")
+    shot(page, "keys")
+    page.fill("#id_name", "checkout service")
+    page.check("input[name=scopes][value=ingest]")
+    page.click("[data-testid=key-create] button[type=submit]")
+    raw = page.inner_text("[data-testid=raw-key]").strip()
+    assert raw.startswith("sotto_")
+    shot(page, "key-created")
+    assert api_status(live_url, raw) == 200
+    # the secret is gone from the page once it is left
+    page.goto(f"/t/{tenant_a.slug}/keys/")
+    assert raw not in page.content()
+    prefix = raw.split("_")[1]
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click(f"tr[data-prefix='{prefix}'] button:has-text('Revoke')")
+    page.wait_for_selector(".messages li.success")
+    assert "is revoked" in page.inner_text(".messages")
+    assert page.inner_text(f"tr[data-prefix='{prefix}'] .badge.bad") == "revoked"
+    shot(page, "key-revoked")
+    assert api_status(live_url, raw) == 401
+
+
+def test_dismissing_the_confirmation_keeps_the_key(page, sign_in, admin_a, tenant_a):
+    sign_in(page, admin_a)
+    page.goto(f"/t/{tenant_a.slug}/keys/")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("tbody tr:first-child button:has-text('Revoke')")
+    page.wait_for_timeout(300)
+    assert page.locator(".badge.bad").count() == 0
+
+
+def test_tenant_a_admin_cannot_reach_tenant_b(page, sign_in, shot, admin_a, tenant_a, tenant_b):
+    from apps.core.tenant_db import tenant_context
+    from apps.tenancy.selectors import api_keys_for_tenant
+
+    with tenant_context(tenant_b.tenant.id):
+        b_key = api_keys_for_tenant(tenant_id=tenant_b.tenant.id).get()
+    sign_in(page, admin_a)
+    for path in (f"/t/{tenant_b.slug}/", f"/t/{tenant_b.slug}/keys/", f"/t/{tenant_a.slug}/keys/{b_key.pk}/revoke/"):
+        response = page.goto(path)
+        assert response.status == 404, path
+        assert page.inner_text("h1") == "Not found"
+    shot(page, "other-tenant-404")
+    assert b_key.prefix not in page.content()
+
+
+def test_a_reviewer_is_refused_admin_pages_with_403(page, sign_in, shot, reviewer_a, tenant_a):
+    sign_in(page, reviewer_a)
+    assert page.locator("nav [data-section=keys]").count() == 0
+    response = page.goto(f"/t/{tenant_a.slug}/keys/")
+    assert response.status == 403
+    assert "reviewer" in page.inner_text("main, body")
+    shot(page, "reviewer-403")
+
+
+def test_failed_sign_ins_lock_the_form_with_a_clear_message(page, shot, admin_a, settings):
+    page.goto("/login/")
+    shot(page, "login")
+    for i in range(settings.SOTTO["LOGIN_MAX_FAILURES"]):
+        page.fill("#id_username", admin_a.username)
+        page.fill("#id_password", f"wrong-{i}")
+        page.click("button[type=submit]")
+    assert "Too many failed sign-ins" in page.inner_text("[data-testid=locked]")
+    shot(page, "login-locked")
+
+
+def test_signing_out_uses_a_post_form(page, sign_in, admin_a):
+    sign_in(page, admin_a)
+    page.click("[data-testid=sign-out]")
+    page.wait_for_url("**/login/")
+    assert "You have signed out" in page.inner_text(".messages")
+    assert page.goto("/").url.endswith("/login/?next=/")
+
+
+@needs("apps.slo.services")
+def test_the_dashboard_draws_its_charts_with_data(page, sign_in, shot, admin_a, tenant_a):
+    from tests.webadmin.test_sections import make_items, write_latency
+
+    for minutes_ago, slow in ((150, 120.0), (90, 180.0), (30, 240.0)):
+        write_latency(tenant_a.tenant.id, "recommend", [12.0] * 95 + [slow] * 5, minutes_ago=minutes_ago)
+        write_latency(tenant_a.tenant.id, "search", [30.0] * 99 + [slow] * 1, minutes_ago=minutes_ago)
+    if module_exists("apps.catalog.selectors"):
+        make_items(tenant_a.tenant.id, {"1": "Alpha", "2": "Beta", "3": "Gamma"}, encode=("1", "2"))
+    sign_in(page, admin_a)
+    page.wait_for_selector("canvas[data-chart=latency][data-rendered=true]")
+    drawn = page.evaluate(
+        """() => Array.from(document.querySelectorAll('canvas[data-rendered=true]')).map(c => {
+               const chart = Chart.getChart(c);
+               return {kind: c.dataset.chart, points: chart.data.datasets[0].data.filter(v => v !== null).length,
+                       datasets: chart.data.datasets.map(d => d.label)};
+           })"""
+    )
+    kinds = {d["kind"] for d in drawn}
+    assert {"latency", "error_budget"} <= kinds
+    recommend = drawn[0]
+    assert recommend["points"] == 3 and any(label.startswith("objective") for label in recommend["datasets"])
+    if module_exists("apps.catalog.selectors"):
+        assert "encoding" in kinds
+    shot(page, "dashboard")
+
+
+@needs("apps.slo.services")
+def test_an_admin_tightens_an_objective(page, sign_in, shot, admin_a, tenant_a):
+    sign_in(page, admin_a)
+    page.click("nav [data-section=slo]")
+    shot(page, "objectives")
+    page.click("tr[data-class=search] a:has-text('Edit')")
+    page.fill("#id_latency_threshold_ms", "75")
+    page.fill("#id_latency_target", "0.95")
+    shot(page, "objective-edit")
+    page.click("[data-testid=objective-form] button[type=submit]")
+    page.wait_for_selector(".messages li.success")
+    assert "p95 ≤ 75 ms" in page.inner_text("tr[data-class=search]")
+
+
+@needs("apps.catalog.selectors")
+def test_an_admin_searches_the_catalogue(page, sign_in, shot, admin_a, tenant_a):
+    from tests.webadmin.test_sections import make_items
+
+    make_items(tenant_a.tenant.id, {"1": "Toy Story", "2": "Heat", "3": "Toy Soldiers"}, encode=("1",))
+    sign_in(page, admin_a)
+    page.click("nav [data-section=catalog]")
+    assert page.inner_text("[data-testid=items-total]") == "3"
+    page.fill("#id_q", "toy")
+    page.click("[data-testid=catalog-search] button")
+    titles = page.locator("[data-testid=items-table] tbody tr td:nth-child(2)").all_inner_texts()
+    assert titles == ["Toy Story", "Toy Soldiers"]
+    shot(page, "catalogue")
+
+
+@needs("apps.profiles.services")
+def test_an_admin_sees_pseudonyms_and_decrypts_only_after_confirming(page, sign_in, shot, admin_a, tenant_a, api):
+    api.put("/api/v1/users/reader-17", {"attributes": {"plan": "gold"}}, format="json", **tenant_a.auth)
+    sign_in(page, admin_a)
+    page.click("nav [data-section=users]")
+    assert "reader-17" not in page.content() and "gold" not in page.content()
+    shot(page, "end-users")
+    page.fill("#id_user_ref", "reader-17")
+    page.check("#id_confirm")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("[data-testid=access-export] button[type=submit]")
+    page.wait_for_selector("[data-testid=export-attributes]")
+    assert "gold" in page.inner_text("[data-testid=export-attributes]")
+    shot(page, "access-export")
+
+
+@needs("apps.audit.services")
+def test_a_reviewer_checks_the_chain_exports_a_bundle_and_gets_the_verifier(page, sign_in, shot, reviewer_a, tenant_a, tmp_path):
+    from apps.audit.selectors import audit_verifier_script
+
+    sign_in(page, reviewer_a)
+    page.click("nav [data-section=audit]")
+    assert "Chain intact" in page.inner_text("[data-testid=verification]")
+    page.fill("#id_action", "api_key.")
+    page.click("[data-testid=audit-filters] button[type=submit]")
+    assert set(page.locator("[data-testid=audit-table] tbody .badge").all_inner_texts()) == {"api_key.create"}
+    shot(page, "audit")
+    with page.expect_download() as download_info:
+        page.click("[data-testid=audit-export] button[type=submit]")
+    bundle = download_info.value
+    assert bundle.suggested_filename.startswith(f"audit-{tenant_a.slug}-") and bundle.suggested_filename.endswith(".zip")
+    bundle.save_as(tmp_path / "bundle.zip")
+    with zipfile.ZipFile(io.BytesIO((tmp_path / "bundle.zip").read_bytes())) as archive:
+        assert json.loads(archive.read("manifest.json"))["tenant"] == tenant_a.slug
+    with page.expect_download() as verifier_info:
+        page.click("[data-testid=verifier-link]")
+    verifier_info.value.save_as(tmp_path / "verify.py")
+    assert (tmp_path / "verify.py").read_bytes() == audit_verifier_script()
+
+
+def test_the_operator_creates_a_tenant_adds_its_owner_and_checks_health(page, sign_in, shot, operator):
+    sign_in(page, operator)
+    shot(page, "operator-home")
+    page.goto("/platform/")
+    slug = unique_slug("shop")
+    page.fill("#id_slug", slug)
+    page.fill("#id_name", "Corner Shop")
+    page.click("[data-testid=tenant-create] button[type=submit]")
+    page.wait_for_url("**/platform/memberships/")
+    assert f"Tenant {slug} created" in page.inner_text(".messages")
+    owner = unique_slug("owner")
+    page.select_option("#id_tenant", slug)
+    page.fill("#id_username", owner)
+    page.select_option("#id_role", "owner")
+    page.fill("#id_password", "correct-horse-battery-9")
+    page.click("[data-testid=membership-form] button[type=submit]")
+    page.wait_for_selector(".messages li.success")
+    assert owner in page.inner_text("[data-testid=memberships-table]")
+    shot(page, "memberships")
+    page.goto("/platform/")
+    assert slug in page.inner_text("[data-testid=tenants-table]")
+    shot(page, "tenants")
+    page.click("nav [data-section=health]")
+    assert "ok" in page.inner_text("[data-testid=check-database]")
+    shot(page, "health")
+
+
