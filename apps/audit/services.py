@@ -40,7 +40,7 @@ from apps.audit.chain import (
 )
 from apps.audit.models import AuditCheckpoint, AuditEvent
 from apps.audit.ranges import check_range
-from apps.audit.signing import signing_key
+from apps.audit.signing import signing_key, trusted_public_keys
 from apps.audit.sinks import SinkError, checkpoint_sink
 from apps.core.errors import DomainError
 from apps.core.tenant_db import PLATFORM_GUC, TENANT_GUC, dangerously_as_platform, tenant_context
@@ -331,9 +331,11 @@ def audit_checkpoint(*, tenant_id: int | None, force: bool = False) -> dict[str,
             return None
         start_seq, start_hash = 0, genesis_hash(slug)
         if last is not None:
-            if not verify_checkpoint(key.public_key(), row_to_checkpoint(last)):
+            signer = trusted_public_keys().get(last.key_id)
+            if signer is None or not verify_checkpoint(signer, row_to_checkpoint(last)):
                 raise AuditChainBroken(
-                    f"the latest stored checkpoint (sequence {last.sequence}) does not verify with the signing key",
+                    f"the latest stored checkpoint (sequence {last.sequence}, key id {last.key_id}) does not verify "
+                    "with a trusted key (after a rotation, list the old public key in SOTTO_AUDIT_PREVIOUS_PUBLIC_KEYS)",
                     details={"sequence": last.sequence},
                 )
             if last.sequence > head_seq:
@@ -405,8 +407,8 @@ def _checkpoint_order(cp: dict[str, Any]) -> tuple[int, str]:
 def _verify_live(tenant_id: int | None, slug: str | None) -> LiveVerifyResult:
     """Walk the whole stored chain from sequence 1 against every signed checkpoint, from the
     database and from the external sink; the caller has entered the chain's scope."""
-    public = signing_key().public_key()
-    current_kid = key_id(public)
+    trusted = trusted_public_keys()
+    current_kid = key_id(signing_key().public_key())
     checkpoints = [row_to_checkpoint(r) for r in _checkpoint_rows(tenant_id).order_by("sequence", "signed_at")]
     try:
         checkpoints += checkpoint_sink().read(slug)
@@ -421,13 +423,14 @@ def _verify_live(tenant_id: int | None, slug: str | None) -> LiveVerifyResult:
         at = seq if isinstance(seq, int) else None
         if cp.get("tenant") != slug:
             return _fail(at, f"checkpoint belongs to tenant {cp.get('tenant')!r}, not {slug!r}")
-        if not verify_checkpoint(public, cp):
-            if cp.get("key_id") != current_kid:
-                return _fail(
-                    at,
-                    f"checkpoint is signed by key id {cp.get('key_id')!r}, not the current key {current_kid} "
-                    "(rotated key? verify with the old public key)",
-                )
+        signer = trusted.get(str(cp.get("key_id")))
+        if signer is None:
+            return _fail(
+                at,
+                f"checkpoint is signed by key id {cp.get('key_id')!r}, not the current key {current_kid} nor a "
+                "listed previous one (forged, or a rotation without SOTTO_AUDIT_PREVIOUS_PUBLIC_KEYS)",
+            )
+        if not verify_checkpoint(signer, cp):
             return _fail(at, "invalid checkpoint signature (checkpoint forged or altered)")
         pins = [(cp["sequence"], cp["head_hash"])]
         if cp["kind"] == AuditCheckpoint.Kind.EXPORT:

@@ -4,22 +4,28 @@
 holds an Ed25519 private key as PKCS#8 PEM; production refuses to start without it. The embedded
 default generates ``<KEY_DIR>/audit-signing.key`` (mode 0600) on first use and logs that it did,
 so a developer machine works with no setup while nobody mistakes that key for a managed one.
+
+Rotation: install the new private key and list the old *public* key(s) in
+``SOTTO["AUDIT_PREVIOUS_PUBLIC_KEYS"]`` (PEM blocks, env ``SOTTO_AUDIT_PREVIOUS_PUBLIC_KEYS`` or
+``_FILE``), so checkpoints signed before the rotation still verify. An unknown key id fails.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from apps.audit.chain import (
     key_fingerprint,
     key_id,
     load_or_create_private_key,
     load_private_key_pem,
+    load_public_key_pem,
     public_key_to_pem,
 )
 from apps.core.conf import sotto_setting
@@ -72,6 +78,20 @@ def signing_key() -> Ed25519PrivateKey:
             )
         _cache[source] = key
         return key
+
+
+_PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+
+
+def trusted_public_keys() -> dict[str, Ed25519PublicKey]:
+    """Public keys that checkpoints may be signed with, by key id: the current one and any previous."""
+    current = signing_key().public_key()
+    keys = {key_id(current): current}
+    previous = sotto_setting("AUDIT_PREVIOUS_PUBLIC_KEYS") or ""
+    for block in _PEM_BLOCK.findall(str(previous).replace("\\n", "\n")):
+        key = load_public_key_pem(block.encode("ascii"))
+        keys.setdefault(key_id(key), key)
+    return keys
 
 
 def public_key_info() -> PublicKeyInfo:

@@ -20,8 +20,8 @@ from apps.api.base import TenantAPIView
 from apps.audit.ranges import parse_time_bound
 from apps.audit.selectors import audit_public_key
 from apps.audit.services import audit_export_bundle, audit_export_csv
-from apps.core.errors import DomainError
-from apps.tenancy.models import Tenant
+from apps.core.errors import DomainError, NotFound
+from apps.tenancy.selectors import tenant_get
 
 FORMATS = {"zip": ("application/zip", "zip"), "csv": ("text/csv; charset=utf-8", "csv")}
 
@@ -62,7 +62,9 @@ class AuditExportView(TenantAPIView):
             raise DomainError("format must be zip or csv", details={"format": fmt[:20]})
         since = parse_time_bound("since", request.query_params.get("since"))
         until = parse_time_bound("until", request.query_params.get("until"))
-        tenant = Tenant.objects.get(pk=self.tenant_id)
+        tenant = tenant_get(slug=self.principal.tenant_slug)
+        if tenant is None or tenant.pk != self.tenant_id:
+            raise NotFound("not found")
         export = audit_export_bundle if fmt == "zip" else audit_export_csv
         data = export(tenant=tenant, since=since, until=until, actor=self.principal.actor)
         content_type, ext = FORMATS[fmt]

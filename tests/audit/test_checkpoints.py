@@ -176,3 +176,27 @@ def test_the_embedded_default_key_is_created_private_and_reused(settings, tmp_pa
     assert "generated" in caplog.text and "SOTTO_AUDIT_SIGNING_KEY" in caplog.text
     signing._cache.clear()
     assert audit_public_key() == first  # read back, not regenerated
+
+
+def test_after_a_key_rotation_old_checkpoints_verify_only_with_the_old_public_key_listed(settings, tenant_a):
+    from apps.audit.chain import public_key_to_pem
+    from apps.audit.services import audit_verify_live
+
+    old_key, new_key = generate_private_key(), generate_private_key()
+    settings.SOTTO = {**settings.SOTTO, "AUDIT_SIGNING_KEY": private_key_to_pem(old_key).decode()}
+    assert audit_checkpoint(tenant_id=tenant_a.tenant.id) is not None
+    audit_append(tenant_id=tenant_a.tenant.id, actor="system", action="test.rotation")
+
+    # Rotated without listing the old key: the old checkpoint cannot be checked, so nothing is signed.
+    settings.SOTTO = {**settings.SOTTO, "AUDIT_SIGNING_KEY": private_key_to_pem(new_key).decode()}
+    result = audit_verify_live(tenant_a.tenant)
+    assert not result.ok and "SOTTO_AUDIT_PREVIOUS_PUBLIC_KEYS" in result.reason
+    with pytest.raises(Exception, match="SOTTO_AUDIT_PREVIOUS_PUBLIC_KEYS"):
+        audit_checkpoint(tenant_id=tenant_a.tenant.id)
+
+    # With the old public key listed, the chain verifies and the new key signs on.
+    settings.SOTTO = {**settings.SOTTO, "AUDIT_PREVIOUS_PUBLIC_KEYS": public_key_to_pem(old_key.public_key()).decode()}
+    assert audit_verify_live(tenant_a.tenant).ok
+    cp = audit_checkpoint(tenant_id=tenant_a.tenant.id)
+    assert cp is not None and cp["key_id"] == key_id(new_key.public_key())
+    assert audit_verify_live(tenant_a.tenant).checkpoints == 2

@@ -191,6 +191,8 @@ SOTTO: dict[str, Any] = {
     "KEY_CACHE_TTL_S": env_float("SOTTO_KEY_CACHE_TTL_S", 300.0),  # unwrapped tenant keys kept in memory
     "EVENT_RETENTION_DAYS": env_int("SOTTO_EVENT_RETENTION_DAYS", 365, minimum=1),  # Tenant.settings overrides
     "AUDIT_SIGNING_KEY": env_secret("SOTTO_AUDIT_SIGNING_KEY"),
+    # After rotating the signing key: the old public key(s), PEM, so older checkpoints still verify.
+    "AUDIT_PREVIOUS_PUBLIC_KEYS": env_secret("SOTTO_AUDIT_PREVIOUS_PUBLIC_KEYS"),
     "AUDIT_CHECKPOINT_DIR": Path(env_str("SOTTO_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit-checkpoints")) or ""),
     # Where signed checkpoints are copied outside the database (a class with write/read; see apps/audit/sinks.py).
     "AUDIT_CHECKPOINT_SINK": env_str("SOTTO_AUDIT_CHECKPOINT_SINK", "apps.audit.sinks.DirectorySink"),
