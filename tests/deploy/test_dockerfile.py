@@ -115,3 +115,24 @@ def test_the_default_command_is_the_web_command_everywhere():
 def test_the_build_context_leaves_out_the_virtualenv_and_local_state():
     ignored = {line.strip() for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()}
     assert {".venv", "var", ".git", "**/__pycache__"} <= ignored
+
+
+def test_the_build_time_collectstatic_step_needs_no_database(tmp_path):
+    # Given the image's ENV and exactly the variables its collectstatic RUN sets (a database and a
+    # broker that do not resolve), with only paths moved into this test's folder
+    from tests.deploy.manifests import clean_env, run_manage
+
+    _, final = _final()
+    (run,) = [r for r in final.args("RUN") if "manage.py collectstatic" in r]
+    words = shlex.split(run.split("python manage.py collectstatic", 1)[0])
+    build_env = dict(word.split("=", 1) for word in words)
+    assert "build.invalid" in build_env["DATABASE_URL"]
+    image_env = {k: v for k, v in final.env().items() if not v.startswith("/") and k != "PATH"}
+    assert image_env["DJANGO_SETTINGS_MODULE"] == "config.settings.production"
+    env = {**clean_env(), **image_env, **build_env, "HOME": str(tmp_path),
+           "SOTTO_VAR_DIR": str(tmp_path / "var"), "SOTTO_STATIC_ROOT": str(tmp_path / "static")}
+
+    result = run_manage(["collectstatic", "--noinput"], env)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "static" / "admin" / "css" / "base.css").is_file()
