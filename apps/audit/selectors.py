@@ -8,6 +8,7 @@ only platform operators may see); outside one they are empty.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -63,6 +64,34 @@ def audit_checkpoints(tenant_id: int | None, *, kind: str | None = None) -> Quer
     if kind:
         qs = qs.filter(kind=kind)
     return qs.order_by("-sequence", "-signed_at")
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """Where a chain stands, cheaply (two indexed reads): for status badges, not a verification."""
+
+    sequence: int
+    hash: str | None
+    time: datetime | None
+    checkpoint_sequence: int | None
+    checkpoint_signed_at: str | None
+
+
+def audit_chain_head(tenant_id: int | None) -> ChainHead:
+    """The chain's head and its latest signed checkpoint; evaluate in the chain's RLS scope.
+
+    ``audit_verify_live`` walks the whole chain: run that on demand, not on every page view.
+    """
+    events = AuditEvent.objects.filter(tenant__isnull=True) if tenant_id is None else AuditEvent.objects.filter(tenant_id=tenant_id)
+    head = events.order_by("-sequence").values_list("sequence", "hash", "time").first()
+    latest = audit_checkpoints(tenant_id).values_list("sequence", "signed_at").first()
+    return ChainHead(
+        sequence=head[0] if head else 0,
+        hash=head[1] if head else None,
+        time=head[2] if head else None,
+        checkpoint_sequence=latest[0] if latest else None,
+        checkpoint_signed_at=latest[1] if latest else None,
+    )
 
 
 def audit_public_key() -> PublicKeyInfo:

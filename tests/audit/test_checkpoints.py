@@ -200,3 +200,18 @@ def test_after_a_key_rotation_old_checkpoints_verify_only_with_the_old_public_ke
     cp = audit_checkpoint(tenant_id=tenant_a.tenant.id)
     assert cp is not None and cp["key_id"] == key_id(new_key.public_key())
     assert audit_verify_live(tenant_a.tenant).checkpoints == 2
+
+
+def test_the_chain_head_selector_reports_head_and_latest_checkpoint(tenant_a):
+    from apps.audit.selectors import audit_chain_head
+
+    with tenant_context(tenant_a.tenant.id):
+        before = audit_chain_head(tenant_a.tenant.id)
+    assert before.sequence == _head(tenant_a)[0] and before.checkpoint_sequence is None
+    cp = audit_checkpoint(tenant_id=tenant_a.tenant.id)
+    assert cp is not None
+    audit_append(tenant_id=tenant_a.tenant.id, actor="system", action="test.after-checkpoint")
+    with tenant_context(tenant_a.tenant.id):
+        after = audit_chain_head(tenant_a.tenant.id)
+    assert (after.sequence, after.hash) == _head(tenant_a)
+    assert (after.checkpoint_sequence, after.checkpoint_signed_at) == (cp["sequence"], cp["signed_at"])
