@@ -30,3 +30,9 @@ def vector_partition_exists(tenant_id: int) -> bool:
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [partition_name(tenant_id)])
         row = cursor.fetchone()
     return bool(row and row[0])
+
+
+def vector_partition_analyze(tenant_id: int) -> None:
+    """Refresh the planner's statistics for the tenant's partition (after a bulk load)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT catalog_itemvector_partition_analyze(%s)", [int(tenant_id)])

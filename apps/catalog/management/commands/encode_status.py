@@ -21,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the counts as JSON")
         parser.add_argument("--wait", action="store_true", help="follow progress until nothing is pending")
         parser.add_argument("--wait-timeout", type=float, default=3600.0)
+        parser.add_argument("--no-progress", action="store_true")
         parser.add_argument(
             "--requeue", action="store_true",
             help="queue every pending or failed item again (after a lost task or a fixed model setting)",
@@ -32,7 +33,9 @@ class Command(BaseCommand):
             queued = encoding_requeue(tenant_id=tenant.id)
             self.stderr.write(f"queued {queued} items for encoding")
         if options["wait"]:
-            counts = wait_for_encoding(tenant_id=tenant.id, timeout_s=options["wait_timeout"])
+            counts = wait_for_encoding(
+                tenant_id=tenant.id, timeout_s=options["wait_timeout"], progress=not options["no_progress"]
+            )
         else:
             counts = catalog_status(tenant_id=tenant.id)
         if options["json"]:

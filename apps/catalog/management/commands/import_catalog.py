@@ -17,6 +17,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no stubs
 
 from apps.catalog.importing import chunks, parse_catalog_file, wait_for_encoding
 from apps.catalog.management.commands._common import tenant_by_slug
+from apps.catalog.partitions import vector_partition_analyze
 from apps.catalog.services import items_upsert
 from apps.core.errors import DomainError
 
@@ -74,5 +75,6 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"encoding: {counts['ready']} ready, {counts['pending']} pending, {counts['failed']} failed"
             )
+            vector_partition_analyze(tenant.id)  # the planner now knows the partition's size
             if counts["pending"]:
                 raise CommandError("timed out waiting for encoding; is a worker consuming the encode queue?")

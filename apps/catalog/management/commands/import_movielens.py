@@ -11,7 +11,6 @@ the ratings go in, so every rating folds into its user's state at once.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no stubs
 
 from apps.catalog.importing import Rating, chunks, movielens_items, movielens_ratings, wait_for_encoding
 from apps.catalog.management.commands._common import tenant_by_slug
+from apps.catalog.partitions import vector_partition_analyze
 from apps.catalog.services import items_upsert
 from apps.core.errors import DomainError
 from apps.core.modules import module_exists
@@ -63,6 +63,7 @@ class Command(BaseCommand):
         if options["wait"]:
             counts = wait_for_encoding(tenant_id=tenant.id, timeout_s=options["wait_timeout"], progress=progress)
             self.stdout.write(f"encoding: {counts['ready']} ready, {counts['pending']} pending, {counts['failed']} failed")
+            vector_partition_analyze(tenant.id)  # the planner now knows the partition's size
             if counts["pending"]:
                 raise CommandError("timed out waiting for encoding; is a worker consuming the encode queue?")
         if options["no_ratings"]:
@@ -70,39 +71,51 @@ class Command(BaseCommand):
         if not module_exists("apps.profiles.services"):
             self.stderr.write("ratings skipped: the profiles app (events_ingest) is not installed")
             return
-        ingested = self._ratings(tenant.id, directory, options["max_users"], progress)
-        self.stdout.write(f"{tenant.slug}: {ingested} ratings ingested")
+        totals = self._ratings(tenant.id, directory, options["max_users"], progress)
+        self.stdout.write(
+            f"{tenant.slug}: {totals['accepted']} ratings ingested ({totals['new']} new, {totals['duplicates']} "
+            f"already there, {totals['pending']} waiting for their item's vector)"
+        )
 
-    def _ratings(self, tenant_id: int, directory: Path, max_users: int | None, progress: bool) -> int:
-        from apps.tenancy.models import Tenant
-
-        tenant = Tenant.objects.get(pk=tenant_id)
+    def _ratings(self, tenant_id: int, directory: Path, max_users: int | None, progress: bool) -> dict[str, int]:
         ratings = list(movielens_ratings(directory, max_users=max_users))
-        done = 0
+        totals = {"accepted": 0, "new": 0, "duplicates": 0, "pending": 0}
         with tqdm(total=len(ratings), desc="ratings", unit="event", disable=not progress, file=sys.stderr) as bar:
             for start in range(0, len(ratings), RATINGS_BATCH):
                 batch = ratings[start : start + RATINGS_BATCH]
                 try:
-                    done += _ingest(tenant, batch)
+                    result = ratings_ingest(tenant_id, batch)
                 except DomainError as exc:
-                    raise CommandError(f"ratings stopped at row {start + 2} of ratings.csv: {exc.message}") from exc
+                    raise CommandError(
+                        f"ratings stopped in rows {start + 2}-{start + 1 + len(batch)} of ratings.csv: {exc.message}"
+                    ) from exc
+                for key in totals:
+                    totals[key] += int(result[key])
                 bar.update(len(batch))
-        return done
+        return totals
 
 
 def rating_event(rating: Rating) -> dict[str, Any]:
+    """One ratings.csv row as a ``POST /api/v1/events`` event (deterministic id: reruns add nothing)."""
     return {
         "event_id": f"ml-{rating.user}-{rating.item}",
         "user": rating.user,
         "item": rating.item,
         "type": "rating",
         "value": rating.value,
-        "timestamp": datetime.fromtimestamp(rating.timestamp, tz=UTC).isoformat(),
+        "timestamp": rating.timestamp,
     }
 
 
-def _ingest(tenant: Any, batch: list[Rating]) -> int:
-    from apps.profiles.services import events_ingest  # type: ignore[import-not-found]
+def ratings_ingest(tenant_id: int, batch: list[Rating]) -> dict[str, int]:
+    """Validate and ingest one batch exactly as the events API does, in one tenant transaction."""
+    from apps.core.tenant_db import tenant_context
+    from apps.profiles.services import events_ingest  # type: ignore[import-not-found, unused-ignore]
+    from apps.profiles.validation import validate_events  # type: ignore[import-not-found, unused-ignore]
 
-    events_ingest(tenant=tenant, events=[rating_event(r) for r in batch], actor="import_movielens")
-    return len(batch)
+    payload = {"events": [rating_event(r) for r in batch]}
+    events = validate_events(payload)
+    with tenant_context(tenant_id):
+        result = events_ingest(tenant_id=tenant_id, events=events, total=len(batch))
+    counts: dict[str, int] = result.as_dict()
+    return counts
