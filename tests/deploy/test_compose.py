@@ -196,3 +196,29 @@ def test_compose_variables_resolve_to_their_defaults_and_to_overrides():
     assert "${SOTTO_HOST:-localhost}" in text
     assert interpolate("${SOTTO_HOST:-localhost}", {"SOTTO_HOST": "sotto.example.com"}) == "sotto.example.com"
     assert PurePosixPath(_services()["web"]["environment"]["DJANGO_SECRET_KEY_FILE"]).parent == PurePosixPath("/run/secrets/sotto")
+
+
+def test_worker_and_beat_health_checks_are_the_kubernetes_probes_that_tests_run():
+    from tests.deploy.manifests import k8s_one, pod_spec
+
+    def probe(deployment: str) -> list[str]:
+        command: list[str] = pod_spec(k8s_one("Deployment", deployment))["containers"][0]["livenessProbe"]["exec"]["command"]
+        return command
+
+    for queue in django_queues():
+        check = _services()[f"worker-{queue}"]["healthcheck"]["test"]
+        assert check[0] == "CMD-SHELL" and ["sh", "-c", check[1]] == probe(f"sotto-worker-{queue}")
+    assert _services()["beat"]["healthcheck"]["test"] == ["CMD", *probe("sotto-beat")]
+
+
+def test_compose_runs_the_same_worker_and_beat_commands_as_kubernetes():
+    from tests.deploy.manifests import k8s_one, pod_spec
+
+    def command(kind: str, name: str) -> list[str]:
+        argv: list[str] = pod_spec(k8s_one(kind, name))["containers"][0]["command"]
+        return argv
+
+    for queue in django_queues():
+        assert _services()[f"worker-{queue}"]["command"] == command("Deployment", f"sotto-worker-{queue}")
+    assert _services()["beat"]["command"] == command("Deployment", "sotto-beat")
+    assert _services()["migrate"]["command"] == command("Job", "sotto-migrate")
