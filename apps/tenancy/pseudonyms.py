@@ -14,6 +14,7 @@ process, then cached).
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Iterable
 
 from apps.tenancy.keyring import pseudonym_key
@@ -22,6 +23,7 @@ USER = "user"
 EVENT = "event"
 PSEUDONYM_BYTES = 32
 MAX_REF_LENGTH = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class InvalidReference(ValueError):
@@ -41,7 +43,7 @@ def normalise_ref(value: object, *, max_length: int = MAX_REF_LENGTH) -> str:
         raise InvalidReference("must not be empty")
     if len(text) > max_length:
         raise InvalidReference(f"must be at most {max_length} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+    if _CONTROL.search(text):
         raise InvalidReference("must not contain control characters")
     if not is_valid_text(text):
         raise InvalidReference("must be valid Unicode (no unpaired surrogates)")

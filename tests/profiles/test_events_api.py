@@ -208,3 +208,12 @@ def test_ingest_costs_a_fixed_number_of_queries_whatever_the_batch_size(api, ten
     with django_assert_max_num_queries(24) as large_ctx:
         assert post(api, tenant_a, large).status_code == 201
     assert len(large_ctx.captured_queries) == len(small_ctx.captured_queries)
+
+
+def test_deleting_an_item_removes_its_events_but_not_the_user(api, tenant_a, items_a):
+    post(api, tenant_a, [event("pia", "i1"), event("pia", "i2")])
+    response = api.delete("/api/v1/items/i1", **tenant_a.auth)
+    assert response.status_code in (200, 204), response.content
+    tenant_id = tenant_a.tenant.id
+    assert seen_item_pks(tenant_id, "pia") == {items_a["i2"]}
+    assert [e["item"] for e in api.get("/api/v1/users/pia", **tenant_a.auth).json()["events"]] == ["i2"]
