@@ -59,12 +59,23 @@ def test_an_admin_creates_a_key_sees_it_once_and_revokes_it(page, live_url, sign
 
 
 def test_dismissing_the_confirmation_keeps_the_key(page, sign_in, admin_a, tenant_a):
+    from apps.core.tenant_db import tenant_context
+    from apps.tenancy.selectors import api_keys_for_tenant
+
     sign_in(page, admin_a)
     page.goto(f"/t/{tenant_a.slug}/keys/")
-    page.once("dialog", lambda dialog: dialog.dismiss())
+    asked: list[str] = []
+
+    def dismiss(dialog):
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", dismiss)
     page.click("tbody tr:first-child button:has-text('Revoke')")
-    page.wait_for_timeout(300)
-    assert page.locator(".badge.bad").count() == 0
+    page.wait_for_timeout(500)
+    assert len(asked) == 1 and asked[0].startswith("Revoke")
+    with tenant_context(tenant_a.tenant.id):
+        assert not api_keys_for_tenant(tenant_id=tenant_a.tenant.id).filter(revoked_at__isnull=False).exists()
 
 
 def test_tenant_a_admin_cannot_reach_tenant_b(page, sign_in, shot, admin_a, tenant_a, tenant_b):
