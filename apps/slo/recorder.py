@@ -150,9 +150,11 @@ class Recorder:
             for task_key, cell in batch.tasks.items():
                 self._tasks.setdefault(task_key, Cell()).merge(cell)
 
-    def flush(self) -> int:
+    def flush(self, *, unless_stopped: bool = False) -> int:
         """Write everything buffered; returns the number of observations written (0 on failure)."""
         with self._flush_lock:
+            if unless_stopped and self._stop.is_set():
+                return 0
             batch = self.take()
             if not batch:
                 return 0
@@ -175,6 +177,16 @@ class Recorder:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def shutdown(self, *, flush: bool = True) -> None:
+        """Stop the background thread and wait for a flush it may be in the middle of; then (with
+        ``flush``) write what is left from the calling thread. A test harness calls this before
+        dropping its database, so no flusher connection is open at that moment."""
+        self._stop.set()
+        with self._flush_lock:
+            pass
+        if flush:
+            self.flush()
 
     def _max_age(self) -> float:
         if self._max_age_s is not None:
@@ -215,7 +227,7 @@ class Recorder:
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
-                self.flush()
+                self.flush(unless_stopped=True)
             finally:
                 _close_thread_connections()
 

@@ -32,6 +32,17 @@ def probe_urls(settings: Any) -> None:
     settings.ROOT_URLCONF = "tests.slo.urls"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_flusher_before_the_database_goes(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Torn down before ``django_db_setup``: no flusher connection may be open when the test
+    database is dropped."""
+    yield
+    from apps.slo.recorder import default_recorder
+
+    with django_db_blocker.unblock():
+        default_recorder().shutdown(flush=True)
+
+
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
     """The process's own recorder, emptied before and after (no background thread in the way of asserts)."""

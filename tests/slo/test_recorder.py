@@ -113,3 +113,32 @@ def test_no_thread_is_started_when_flushing_is_the_owner_s_job(interval):
     rec = Recorder(writer=ListWriter(), flush_every_s=interval)
     rec.record(tenant_id=1, endpoint_class="other", status=200, duration_ms=1.0)
     assert {t.name for t in threading.enumerate()} - before == set()
+
+
+def test_shutdown_waits_for_a_flush_in_progress_and_stops_the_thread():
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    batches: list[Batch] = []
+
+    def slow_writer(batch: Batch) -> None:
+        entered.set()
+        release.wait(10)
+        batches.append(batch)
+
+    rec = Recorder(writer=slow_writer, flush_every_s=0.02)
+    rec.record(tenant_id=1, endpoint_class="other", status=200, duration_ms=1.0)
+    assert entered.wait(10)  # the background thread is inside a flush
+    done = threading.Event()
+
+    def stop() -> None:
+        rec.shutdown(flush=False)
+        done.set()
+
+    threading.Thread(target=stop).start()
+    assert not done.wait(0.2)  # shutdown waits for it...
+    release.set()
+    assert done.wait(10)  # ...and returns once it is over
+    rec.record(tenant_id=1, endpoint_class="other", status=200, duration_ms=1.0)
+    time.sleep(0.1)  # several flush intervals: a live thread would have flushed
+    assert len(batches) == 1 and rec.has_pending()
