@@ -74,7 +74,7 @@ class Command(BaseCommand):
         queues = ",".join(f"{prefix}{q}" for q in ("default", "encode", "train"))
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'platform'}", "HF_HUB_OFFLINE": "1"}
         log = (log_dir / "worker.log").open("ab")
-        return subprocess.Popen(
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", "solo",
              "--loglevel", "INFO", "-n", "demo@%h"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -119,7 +119,8 @@ class Command(BaseCommand):
             sys.executable, "-m", "gunicorn", "config.wsgi:application", "--pythonpath", str(ROOT / "platform"),
             "--bind", f"{host}:{port}", "--workers", "2", "--threads", "4", "--access-logfile", "-",
         ]
-        server = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        server = subprocess.Popen(cmd, cwd=ROOT,  # noqa: S603 - fixed gunicorn command line
+                                  env={**os.environ, "HF_HUB_OFFLINE": "1"})
         try:
             server.wait()
         except KeyboardInterrupt:
