@@ -1,0 +1,173 @@
+"""Protocol P1 end to end: baselines + Sotto two-tower over a list of epsilons.
+
+Entry point for ``manage.py evaluate``: :func:`run_p1`. Torch is imported
+lazily (only when a model is trained), so importing this module is cheap.
+
+Privacy accounting per finite epsilon (total budget, user level):
+``epsilon = epsilon_pop + epsilon_sgd`` and ``delta = delta_pop + delta_sgd``
+by basic composition, with ``epsilon_pop = pop_epsilon_share * epsilon`` for
+the DP popularity coordinate and the rest for DP-SGD; delta = 1/n_users by
+default, split in half.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import baselines as B
+from .data import load_movielens, p1_split
+from .features import FeatureConfig
+from .metrics import evaluate_scores
+from .popularity import dp_popularity, popularity_feature
+
+__all__ = ["P1Config", "run_p1", "plot_privacy_utility", "default_p1_config"]
+
+Progress = Callable[[str, int, int, float], None]
+
+
+@dataclass
+class P1Config:
+    """Which models and hyper-parameters P1 runs (``ModelConfig`` objects, or None for defaults)."""
+
+    nonprivate: Any = None
+    private: Any = None
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    baselines: bool = True
+    ease_lambda: float = 500.0
+    delta: float | None = None  # total delta; default 1/n_users
+
+
+def default_p1_config() -> P1Config:
+    """Configs chosen in docs/results/p1-experiments.md."""
+    from .towers import ModelConfig
+
+    return P1Config(
+        nonprivate=ModelConfig(epochs=5, hidden=256),
+        private=ModelConfig(epochs=10, sample_rate=0.5, hidden=16, freeze_skip=True),
+    )
+
+
+def _row(model: str, eps: float | None, m: dict[str, float], **extra: Any) -> dict[str, Any]:
+    out = {"model": model, "epsilon": eps, "recall@20": m["recall@20"],
+           "recall@20_capped": m["recall@20_capped"], "ndcg@10": m["ndcg@10"]}
+    out.update(extra)
+    return out
+
+
+def run_p1(
+    dataset_dir: str,
+    epsilons: Sequence[float],
+    content_vectors: np.ndarray,
+    config: P1Config | None = None,
+    seed: int = 0,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate baselines and the two-tower model at each epsilon (``inf`` = non-private).
+
+    ``content_vectors`` must be aligned to the ascending item ids of the
+    dataset (``load_movielens(dataset_dir).item_ids``). Returns
+    ``{"protocol": "P1", "results": [{"model", "epsilon", "recall@20",
+    "recall@20_capped", "ndcg@10", ...}]}``.
+    """
+    from .towers import ModelConfig
+    from .train import TrainData, train_model, user_inputs
+    from . import inference as I
+
+    cfg = config or default_p1_config()
+    np_cfg: ModelConfig = cfg.nonprivate or default_p1_config().nonprivate
+    dp_cfg: ModelConfig = cfg.private or default_p1_config().private
+    data = load_movielens(dataset_dir)
+    content = np.asarray(content_vectors, dtype=np.float32)
+    if content.shape[0] != data.n_items:
+        raise ValueError(f"content_vectors has {content.shape[0]} rows, dataset has {data.n_items} items")
+    split = p1_split(data)
+    tr = B.train_item_lists(split.train)
+    n_items = data.n_items
+    results: list[dict[str, Any]] = []
+
+    def ev(fn: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+        return evaluate_scores(fn, tr, split.test_items, n_items)
+
+    if cfg.baselines:
+        x = B.interaction_matrix(split.train)
+        pop = B.popularity_scores(split.train)
+        results.append(_row("popularity", None, ev(lambda u: np.tile(pop, (len(u), 1)))))
+        sim = B.itemknn_scores(x)
+        results.append(_row("itemknn", None, ev(lambda u: x[u] @ sim)))
+        del sim
+        bw = B.ease_weights(x, cfg.ease_lambda)
+        results.append(_row(f"ease(lambda={cfg.ease_lambda:g})", None, ev(lambda u: x[u] @ bw)))
+        del bw
+        uv = B.content_mean_user_vectors(x, content)
+        results.append(_row("seed-literal", None, ev(lambda u: uv[u] @ content.T)))
+
+    n_users = data.n_users
+    delta_total = cfg.delta if cfg.delta is not None else 1.0 / n_users
+    for eps in epsilons:
+        eps = float(eps)
+        private = math.isfinite(eps)
+        mc = dp_cfg if private else np_cfg
+        if private:
+            eps_pop = eps * mc.pop_epsilon_share
+            popr = dp_popularity(split.train.user, split.train.item, n_items, eps_pop, delta_total / 2,
+                                 cap=mc.pop_cap, seed=seed)
+            eps_sgd, delta_sgd = eps - eps_pop, delta_total / 2
+        else:
+            popr = dp_popularity(split.train.user, split.train.item, n_items, math.inf, 0.0,
+                                 cap=mc.pop_cap, seed=seed)
+            eps_sgd, delta_sgd = None, None
+        extras = popularity_feature(popr.counts, popr.sigma)[:, None]
+        td = TrainData(split.train, content, extras, cfg.features)
+        label = f"eps={eps:g}"
+        res = train_model(mc, td, seed=seed, epsilon=eps_sgd, delta=delta_sgd,
+                          on_progress=(lambda e, n, l, _lab=label: on_progress(_lab, e, n, l)) if on_progress else None)
+        xu, h, _ = user_inputs(td, with_h=mc.emb_dim > 0)
+        if h is not None:
+            xu = np.concatenate([xu, np.einsum("bcn,en->bce", h, res.weights["user.emb.weight"])
+                                 .reshape(len(xu), -1)], axis=1)
+        uvec = I.user_vectors(res.weights, xu)
+        ivec = I.item_vectors(res.weights, content, extras)
+        m = ev(lambda u: uvec[u] @ ivec.T)
+        results.append(_row(
+            "sotto-two-tower", eps if private else None, m,
+            epsilon_sgd=res.epsilon, epsilon_sgd_other=res.epsilon_other, accountant=res.accountant,
+            epsilon_pop=popr.epsilon if private else None,
+            epsilon_total=(res.epsilon + popr.epsilon) if private else None,
+            delta=delta_total if private else None, noise_multiplier=res.noise_multiplier,
+            sample_rate=res.sample_rate, epochs=res.epochs, steps=res.steps, max_grad_norm=res.max_grad_norm,
+            seconds=round(res.seconds, 1), config=res.config,
+        ))
+    return {"protocol": "P1", "n_users": n_users, "n_items": n_items, "seed": seed, "results": results}
+
+
+def plot_privacy_utility(result: dict[str, Any], path: str, metric: str = "recall@20") -> str:
+    """Save a privacy-utility PNG (epsilon vs metric; baselines as horizontal lines)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rows = [r for r in result["results"] if r["model"] == "sotto-two-tower"]
+    dp = sorted([r for r in rows if r["epsilon"] is not None], key=lambda r: r["epsilon"])
+    if dp:
+        ax.plot([r["epsilon"] for r in dp], [r[metric] for r in dp], "o-", label="Sotto (user-level DP)")
+    for r in rows:
+        if r["epsilon"] is None:
+            ax.axhline(r[metric], color="C0", ls="--", label="Sotto non-private")
+    for i, r in enumerate(x for x in result["results"] if x["model"] != "sotto-two-tower"):
+        ax.axhline(r[metric], color=f"C{i + 1}", ls=":", label=r["model"])
+    ax.set_xscale("log")
+    ax.set_xlabel("epsilon (total, user level)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"P1 privacy-utility ({metric})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

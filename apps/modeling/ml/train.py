@@ -1,0 +1,331 @@
+"""Training of the Sotto two-tower model, non-private or user-level DP (Opacus).
+
+Privacy guarantee (epsilon finite): the released weights are
+(epsilon_sgd, delta)-DP at the USER level w.r.t. the training interactions.
+Why it holds:
+
+* the training set has exactly one row per user (``TrainRows``; length ==
+  n_users); a row's input/target split of the user's history is re-drawn
+  every epoch, but a user never contributes more than one row to a step;
+* batches are drawn by Poisson sampling (Opacus ``DPDataLoader``, rate q);
+* each row's gradient is clipped to ``max_grad_norm`` (flat clipping over all
+  trainable parameters) and Gaussian noise N(0, (sigma*C)^2) is added to the
+  sum; sigma comes from the target epsilon with ``get_noise_multiplier``;
+* all trainable parameters live in the user tower (``learn_items`` and
+  ``item_id_emb`` are refused under DP); item-side inputs are public BERT
+  vectors and features released under their own DP guarantee (popularity,
+  charged separately, see ``popularity.py``), which is post-processing here.
+
+Preprocessing that looks at all users (e.g. normalising the noisy popularity)
+uses only DP outputs or public data.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .data import Interactions, user_histories
+from .features import FeatureConfig, history_weights, scalar_features
+from .towers import ItemTower, ModelConfig, SoftmaxTargetLoss, SottoModel, UserTower
+
+__all__ = [
+    "TrainData",
+    "TrainResult",
+    "TrainRows",
+    "build_model",
+    "export_weights",
+    "measure_epoch_time",
+    "other_accountant_epsilon",
+    "train_model",
+    "user_inputs",
+]
+
+ProgressFn = Callable[[int, int, float], None]
+
+
+@dataclass
+class TrainData:
+    """Everything training needs, as arrays (content aligned to item indices)."""
+
+    train: Interactions
+    content: np.ndarray  # (n_items, D) L2-normalised public content vectors
+    item_extras: np.ndarray  # (n_items, K) fixed extra item features (DP popularity, ...)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+
+@dataclass
+class TrainResult:
+    """Trained weights plus the privacy ledger of the run."""
+
+    weights: dict[str, np.ndarray]
+    epsilon: float | None  # per the chosen accountant; None = non-private
+    epsilon_other: float | None  # the other accountant (rdp <-> prv)
+    delta: float | None
+    noise_multiplier: float
+    sample_rate: float
+    epochs: int
+    steps: int
+    max_grad_norm: float | None
+    n_users: int
+    accountant: str | None
+    loss_history: list[float]
+    grad_sample_mode: str | None = None
+    seconds: float = 0.0
+    config: dict = field(default_factory=dict)
+
+
+def _user_block(hist: np.ndarray, train: Interactions, content: np.ndarray, cfg: FeatureConfig
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(x, weights (C, n)) for a time-sorted list of interaction rows."""
+    items = train.item[hist]
+    w = history_weights(train.rating[hist], train.ts[hist], cfg)
+    ws = w.sum(axis=1, keepdims=True)
+    ws[ws == 0] = 1.0
+    wn = w / ws
+    means = (wn @ content[items].astype(np.float64)).ravel() if len(hist) else np.zeros(cfg.n_channels * content.shape[1])
+    anchor = float(train.ts[hist].max()) if len(hist) else 0.0
+    scal = scalar_features(len(hist), float(train.rating[hist].sum()), anchor, cfg)
+    return np.concatenate([means, scal]).astype(np.float32), wn
+
+
+def user_inputs(data: TrainData, rows: list[np.ndarray] | None = None, with_h: bool = False
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Tower inputs from each user's FULL history (evaluation / serving parity).
+
+    Returns x (n_users, F), h (n_users, C, n_items) if ``with_h`` and the
+    history mask (n_users, n_items).
+    """
+    hists = rows if rows is not None else user_histories(data.train)
+    n_items = data.train.n_items
+    cfg = data.features
+    xs = []
+    h = np.zeros((len(hists), cfg.n_channels, n_items), dtype=np.float32) if with_h else None
+    mask = np.zeros((len(hists), n_items), dtype=bool)
+    for u, hist in enumerate(hists):
+        x, wn = _user_block(hist, data.train, data.content, cfg)
+        xs.append(x)
+        items = data.train.item[hist]
+        mask[u, items] = True
+        if h is not None:
+            for c in range(cfg.n_channels):
+                np.add.at(h[u, c], items, wn[c])
+    return np.stack(xs), h, mask
+
+
+class TrainRows(Dataset):
+    """Exactly one row per user; the input/target split is re-drawn per epoch.
+
+    Row = (x, h, mask, target): the earlier part of the user's (time-sorted)
+    training history is the input, the last ``frac`` (frac ~ U(target_frac),
+    >= 1 event) the target, mimicking P1's temporal hold-out.
+    """
+
+    def __init__(self, data: TrainData, target_frac: tuple[float, float], with_h: bool, seed: int) -> None:
+        self.data = data
+        self.hists = user_histories(data.train)
+        self.target_frac = target_frac
+        self.with_h = with_h
+        self.seed = seed
+        self.resample(0)
+
+    def __len__(self) -> int:
+        return len(self.hists)
+
+    def resample(self, epoch: int) -> None:
+        rng = np.random.default_rng([self.seed, epoch])
+        d = self.data
+        n_items = d.train.n_items
+        inputs, targets = [], []
+        for hist in self.hists:
+            n = len(hist)
+            frac = rng.uniform(*self.target_frac)
+            k = min(n, max(1, int(round(frac * n))))
+            inputs.append(hist[: n - k])
+            targets.append(hist[n - k:])
+        x, h, mask = user_inputs(d, inputs, self.with_h)
+        t = np.zeros((len(self.hists), n_items), dtype=np.float32)
+        for u, tgt in enumerate(targets):
+            items = np.setdiff1d(d.train.item[tgt], d.train.item[inputs[u]])
+            if len(items):
+                t[u, items] = 1.0 / len(items)
+        self.x = torch.from_numpy(x)
+        self.h = torch.from_numpy(h) if h is not None else torch.zeros(len(self.hists), 1)
+        self.mask = torch.from_numpy(mask)
+        self.t = torch.from_numpy(t)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.h[i], self.mask[i], self.t[i]
+
+
+def build_model(data: TrainData, config: ModelConfig) -> SottoModel:
+    """Model initialised to the "content mean + popularity" heuristic.
+
+    Why: under DP few gradient steps survive the noise, so the starting point
+    should already be a sensible recommender (skip layer copies the content
+    means into the query, the popularity coordinate gets ``init_pop_weight``,
+    MLP output starts at zero).
+    """
+    cfg = data.features
+    d = data.content.shape[1]
+    x_dim = cfg.n_channels * d + 2 + int(cfg.use_time_feature)
+    item = ItemTower(data.content, data.item_extras, config.learn_items, config.item_id_emb)
+    user = UserTower(x_dim, item.out_dim, config.hidden, data.train.n_items, config.emb_dim, cfg.n_channels)
+    with torch.no_grad():
+        user.skip.weight.zero_()
+        user.skip.bias.zero_()
+        eye = torch.eye(d)
+        for c, w in enumerate(config.init_content_weights[: cfg.n_channels]):
+            user.skip.weight[:d, c * d:(c + 1) * d] = w * eye
+        if data.item_extras.shape[1] > 0:
+            user.skip.bias[d] = config.init_pop_weight
+    if config.freeze_skip:
+        user.skip.weight.requires_grad_(False)
+    return SottoModel(user, item, config.tau)
+
+
+def export_weights(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    """Trainable + buffer-free weights as numpy (Opacus ``_module.`` prefix stripped)."""
+    out: dict[str, np.ndarray] = {}
+    for k, v in model.state_dict().items():
+        k = k.replace("_module.", "")
+        if k in ("item.content", "item.extras"):
+            continue
+        out[k] = v.detach().cpu().numpy().copy()
+    return out
+
+
+def other_accountant_epsilon(history: list[tuple[float, float, int]], delta: float, chosen: str) -> float:
+    """Epsilon of the same mechanism history under the other accountant."""
+    from opacus.accountants import PRVAccountant, RDPAccountant
+
+    acc = PRVAccountant() if chosen == "rdp" else RDPAccountant()
+    acc.history = list(history)
+    return float(acc.get_epsilon(delta))
+
+
+def train_model(
+    config: ModelConfig,
+    dataset: TrainData,
+    seed: int = 0,
+    epsilon: float | None = None,
+    delta: float | None = None,
+    on_progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train the two-tower model; DP-SGD (user level) when ``epsilon`` is finite.
+
+    ``delta`` defaults to 1/n_users (the upper bound agreed for Sotto).
+    ``epsilon`` here is the DP-SGD share only; callers that also release DP
+    popularity add its epsilon on top (basic composition).
+    """
+    from opacus import PrivacyEngine
+    from opacus.accountants.utils import get_noise_multiplier
+
+    t_start = time.perf_counter()
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    private = epsilon is not None and math.isfinite(epsilon)
+    if private and (config.learn_items or config.item_id_emb):
+        raise ValueError("DP training supports the fixed (seed) item side only")
+    n_users = dataset.train.n_users
+    delta = (1.0 / n_users) if (private and delta is None) else delta
+    model = build_model(dataset, config)
+    rows = TrainRows(dataset, config.target_frac, config.emb_dim > 0, seed)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                           lr=config.lr, weight_decay=config.weight_decay)
+    crit = SoftmaxTargetLoss()
+    gen = torch.Generator().manual_seed(seed)
+    history: list[float] = []
+    noise = 0.0
+    eps_spent = eps_other = None
+    steps = 0
+    if private:
+        bs = max(1, int(round(config.sample_rate * n_users)))
+        loader = DataLoader(rows, batch_size=bs, shuffle=False, generator=gen)
+        q = 1.0 / len(loader)
+        total_steps = config.epochs * len(loader)
+        if total_steps <= 0:
+            raise ValueError("DP training needs at least one step (epochs >= 1)")
+        noise = get_noise_multiplier(target_epsilon=float(epsilon), target_delta=delta, sample_rate=q,
+                                     steps=total_steps, accountant=config.accountant)
+        engine = PrivacyEngine(accountant=config.accountant, secure_mode=False)
+        out = engine.make_private(
+            module=model, optimizer=opt, data_loader=loader, criterion=crit,
+            noise_multiplier=noise, max_grad_norm=config.max_grad_norm,
+            poisson_sampling=True, grad_sample_mode=config.grad_sample_mode,
+            noise_generator=torch.Generator().manual_seed(seed + 1),
+        )
+        if config.grad_sample_mode == "ghost":
+            dp_model, dp_opt, dp_crit, dp_loader = out
+        else:
+            dp_model, dp_opt, dp_loader = out
+            dp_crit = crit
+        sample_rate = float(dp_loader.sample_rate)
+        for ep in range(config.epochs):
+            rows.resample(ep)
+            losses = []
+            for x, h, m, t in dp_loader:
+                dp_opt.zero_grad(set_to_none=True)
+                loss = dp_crit(dp_model(x, h, m), t)
+                loss.backward()
+                dp_opt.step()
+                steps += 1
+                if len(x):
+                    losses.append(float(loss.item()))
+            history.append(float(np.mean(losses)) if losses else float("nan"))
+            if on_progress:
+                on_progress(ep + 1, config.epochs, history[-1])
+        eps_spent = float(engine.accountant.get_epsilon(delta))
+        eps_other = other_accountant_epsilon(engine.accountant.history, delta, config.accountant)
+        weights = export_weights(dp_model)
+    else:
+        loader = DataLoader(rows, batch_size=config.batch_size, shuffle=True, generator=gen)
+        sample_rate = min(1.0, config.batch_size / n_users)
+        for ep in range(config.epochs):
+            rows.resample(ep)
+            losses = []
+            for x, h, m, t in loader:
+                opt.zero_grad(set_to_none=True)
+                loss = crit(model(x, h, m), t)
+                loss.backward()
+                opt.step()
+                steps += 1
+                losses.append(float(loss.item()))
+            history.append(float(np.mean(losses)))
+            if on_progress:
+                on_progress(ep + 1, config.epochs, history[-1])
+        weights = export_weights(model)
+    cfg_dict = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()}
+    return TrainResult(
+        weights=weights, epsilon=eps_spent, epsilon_other=eps_other, delta=delta if private else None,
+        noise_multiplier=float(noise), sample_rate=float(sample_rate), epochs=config.epochs, steps=steps,
+        max_grad_norm=config.max_grad_norm if private else None, n_users=n_users,
+        accountant=config.accountant if private else None, loss_history=history,
+        grad_sample_mode=config.grad_sample_mode if private else None,
+        seconds=time.perf_counter() - t_start, config=cfg_dict,
+    )
+
+
+def measure_epoch_time(config: ModelConfig, dataset: TrainData, epochs: int = 2, seed: int = 0,
+                       epsilon: float = 8.0) -> dict[str, float]:
+    """Wall time per epoch of DP vs non-private training at the same batch size.
+
+    For a fair comparison the non-private run uses the DP expected batch size.
+    Returns seconds per epoch and the ratio (goal: dp/non-private <= 1.3).
+    """
+    bs = max(1, int(round(config.sample_rate * dataset.train.n_users)))
+    cfg = replace(config, epochs=epochs, batch_size=bs)
+    t0 = time.perf_counter()
+    train_model(cfg, dataset, seed=seed, epsilon=None)
+    t_np = (time.perf_counter() - t0) / epochs
+    t0 = time.perf_counter()
+    train_model(cfg, dataset, seed=seed, epsilon=epsilon)
+    t_dp = (time.perf_counter() - t0) / epochs
+    return {"nonprivate_s_per_epoch": t_np, "dp_s_per_epoch": t_dp, "ratio": t_dp / t_np,
+            "grad_sample_mode": config.grad_sample_mode}
