@@ -142,6 +142,12 @@ def test_get_slo_returns_objectives_and_status_for_the_key_s_tenant(api, tenant_
     assert body["open_alerts"] == []
 
 
+def test_get_slo_is_in_the_openapi_schema(anon, live_db):
+    schema = anon.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    operation = schema["paths"]["/api/v1/slo"]["get"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "object"
+
+
 def test_get_slo_needs_the_serve_scope(api, live_db):
     from tests.support import make_tenant
 
