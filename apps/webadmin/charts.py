@@ -26,13 +26,19 @@ def dashboard_charts(*, tenant_id: int) -> dict[str, Any]:
         }
     privacy = sources.privacy_budget(tenant_id=tenant_id)
     if privacy is not None:
-        charts["privacy"] = {
-            "total": privacy.total,
-            "labels": [p.label for p in privacy.points],
-            "spent": [p.spent for p in privacy.points],
-            "runs": [{"label": p.run_label, "epsilon": p.epsilon} for p in privacy.points],
-        }
+        charts["privacy"] = privacy_chart(privacy)
     encoding = sources.encoding_progress(tenant_id=tenant_id)
     if encoding is not None:
         charts["encoding"] = {"ready": encoding.ready, "pending": encoding.pending, "failed": encoding.failed}
     return charts
+
+
+def privacy_chart(budget: sources.PrivacyBudget) -> dict[str, Any]:
+    """ε spent as a running total from 0, one point per training run (labelled with that run's ε)."""
+    start: list[Any] = ["start"] if budget.points else []
+    return {
+        "total": budget.total,
+        "labels": start + [p.label for p in budget.points],
+        "spent": [0.0] * len(start) + [p.spent for p in budget.points],
+        "runs": [None] * len(start) + [{"label": p.run_label, "epsilon": p.epsilon} for p in budget.points],
+    }

@@ -53,7 +53,9 @@ class ApiKeyCreateForm(forms.Form):
 
 
 class TrainingRunForm(forms.Form):
-    epsilon = forms.FloatField(min_value=0.01, max_value=100.0, help_text="Privacy budget this run may spend (ε).")
+    epsilon = forms.FloatField(
+        min_value=0.01, max_value=100.0, label="ε (epsilon)", help_text="Privacy budget this run may spend."
+    )
 
 
 class AccessExportForm(forms.Form):

@@ -1,6 +1,7 @@
-"""The tenant sidebar: each section, who may open it, and which backend module it waits for.
+"""The tenant sidebar: each section, who may open it, and which backend contract it waits for.
 
-A section whose backend app has not shipped its module yet is neither linked nor routable (404).
+A section whose backend app has not met its contract yet (``contracts.py``) is neither linked nor
+routable (404).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from dataclasses import dataclass
 
 from django.urls import reverse
 
-from apps.core.modules import module_exists
 from apps.tenancy.models import Role
+from apps.webadmin import contracts
 
 ADMINS = frozenset({Role.OWNER.value, Role.ADMIN.value})
 REVIEWERS = frozenset({Role.OWNER.value, Role.REVIEWER.value})
@@ -23,23 +24,23 @@ class Section:
     label: str
     url_name: str
     roles: frozenset[str]
-    requires: str | None = None
+    requires: contracts.Contract | None = None
 
     @property
     def available(self) -> bool:
-        return self.requires is None or module_exists(self.requires)
+        return self.requires is None or self.requires.met()
 
 
 SECTIONS: dict[str, Section] = {
     s.key: s
     for s in (
         Section("dashboard", "Dashboard", "webadmin:dashboard", MEMBERS),
-        Section("catalog", "Catalogue", "webadmin:catalog", ADMINS, "apps.catalog.selectors"),
+        Section("catalog", "Catalogue", "webadmin:catalog", ADMINS, contracts.CATALOG),
         Section("keys", "API keys", "webadmin:keys", ADMINS),
-        Section("slo", "Objectives", "webadmin:slo", ADMINS, "apps.slo.services"),
-        Section("privacy", "Privacy & training", "webadmin:privacy", ADMINS, "apps.modeling.services"),
-        Section("users", "End users", "webadmin:users", ADMINS, "apps.profiles.services"),
-        Section("audit", "Audit", "webadmin:audit", REVIEWERS, "apps.audit.services"),
+        Section("slo", "Objectives", "webadmin:slo", ADMINS, contracts.SLO),
+        Section("privacy", "Privacy & training", "webadmin:privacy", ADMINS, contracts.MODELING),
+        Section("users", "End users", "webadmin:users", ADMINS, contracts.PROFILES),
+        Section("audit", "Audit", "webadmin:audit", REVIEWERS, contracts.AUDIT),
     )
 }
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from apps.core.modules import module_exists
+from apps.webadmin import contracts
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Evaluation:
 
 
 def encoding_progress(*, tenant_id: int) -> EncodingProgress | None:
-    if not module_exists("apps.catalog.selectors"):
+    if not contracts.CATALOG.met():
         return None
     from apps.catalog.selectors import catalog_status
 
@@ -93,7 +93,7 @@ def objective_percentile(latency_target: float) -> str:
 
 def latency_series(*, tenant_id: int, hours: int = 24) -> list[LatencySeries] | None:
     """Hourly p50/p95/p99 over the last ``hours`` per endpoint class, with each class's objective."""
-    if not module_exists("apps.slo.selectors"):
+    if not contracts.SLO.met():
         return None
     from apps.slo.endpoints import CLASSES
     from apps.slo.selectors import slo_timeseries
@@ -124,7 +124,7 @@ def _ms(value: float | None) -> float | None:
 
 def error_budgets(*, tenant_id: int) -> list[ErrorBudget] | None:
     """The 28-day error budget left per endpoint class and SLI (latency, availability)."""
-    if not module_exists("apps.slo.selectors"):
+    if not contracts.SLO.met():
         return None
     from apps.slo.selectors import slo_status_for_tenant
 
@@ -138,15 +138,102 @@ def error_budgets(*, tenant_id: int) -> list[ErrorBudget] | None:
     return out
 
 
-def privacy_budget(*, tenant_id: int) -> PrivacyBudget | None:
-    if not module_exists("apps.modeling.selectors"):
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    """A field of a backend result, whether it is a dict, a dataclass or a model row."""
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+FINISHED = frozenset({"succeeded", "failed", "refused", "cancelled"})
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    id: int
+    status: str
+    epsilon: float
+    progress: float
+    created_at: Any
+    finished_at: Any
+    metrics: dict[str, Any]
+    model_version: str
+    error: str
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def _run(raw: Any) -> TrainingRun:
+    status = str(_get(raw, "status", "") or "")
+    progress = float(_get(raw, "progress", 0.0) or 0.0)
+    return TrainingRun(
+        id=int(_get(raw, "id", _get(raw, "pk", 0))),
+        status=status,
+        epsilon=float(_get(raw, "epsilon", 0.0) or 0.0),
+        progress=1.0 if status == "succeeded" else max(0.0, min(1.0, progress)),
+        created_at=_get(raw, "created_at"),
+        finished_at=_get(raw, "finished_at"),
+        metrics=dict(_get(raw, "metrics", None) or {}),
+        model_version=str(_get(raw, "model_version", "") or ""),
+        error=str(_get(raw, "error", "") or ""),
+    )
+
+
+def training_runs(*, tenant_id: int, limit: int = 20) -> list[TrainingRun] | None:
+    if not contracts.MODELING.met():
         return None
-    return None
+    selectors = contracts.backend("apps.modeling.selectors")
+    return [_run(r) for r in selectors.training_runs_for_tenant(tenant_id=tenant_id, limit=limit)]
+
+
+def training_run(*, tenant_id: int, run_id: int) -> TrainingRun:
+    """One run of this tenant; ``NotFound`` (404) for another tenant's run or none."""
+    selectors = contracts.backend("apps.modeling.selectors")
+    return _run(selectors.training_run_get(tenant_id=tenant_id, run_id=run_id))
+
+
+def _label(value: Any) -> str:
+    if hasattr(value, "strftime"):
+        return str(value.strftime("%m-%d %H:%M"))
+    return str(value or "")[:16].replace("T", " ")
+
+
+def privacy_budget(*, tenant_id: int) -> PrivacyBudget | None:
+    """The tenant's budget and its ledger as a running total: one point per charged release."""
+    if not contracts.MODELING.met():
+        return None
+    selectors = contracts.backend("apps.modeling.selectors")
+    raw = selectors.privacy_budget(tenant_id=tenant_id)
+    ledger = sorted(_get(raw, "ledger", None) or [], key=lambda e: str(_get(e, "created_at", "")))
+    spent, points = 0.0, []
+    for entry in ledger:
+        epsilon = float(_get(entry, "epsilon", 0.0) or 0.0)
+        spent += epsilon
+        run_id = _get(entry, "run_id")
+        points.append(
+            PrivacyPoint(
+                label=_label(_get(entry, "created_at")), spent=round(spent, 6),
+                run_label=f"run #{run_id}" if run_id is not None else "release", epsilon=round(epsilon, 6),
+            )
+        )
+    delta = _get(raw, "delta")
+    return PrivacyBudget(
+        total=float(_get(raw, "epsilon_total", 0.0) or 0.0),
+        spent=float(_get(raw, "epsilon_spent", spent) or 0.0),
+        delta=float(delta) if delta is not None else None,
+        points=points,
+    )
 
 
 def latest_evaluation(*, tenant_id: int) -> Evaluation | None:
-    if not module_exists("apps.modeling.selectors"):
-        return None
+    """Metrics of the newest finished run that has any."""
+    runs = training_runs(tenant_id=tenant_id)
+    for run in runs or []:
+        if run.status == "succeeded" and run.metrics:
+            numeric = {k: v for k, v in sorted(run.metrics.items()) if isinstance(v, int | float)}
+            return Evaluation(model_version=run.model_version or f"run #{run.id}", created=_label(run.finished_at), metrics=numeric)
     return None
 
 

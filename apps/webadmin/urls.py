@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.webadmin.views import audit, auth, catalog, dashboard, keys, platform, slo, users
+from apps.webadmin.views import audit, auth, catalog, dashboard, keys, platform, privacy, slo, users
 
 app_name = "webadmin"
 
@@ -28,6 +28,9 @@ urlpatterns = [
     path("t/<slug:slug>/slo/", slo.objectives, name="slo"),
     path("t/<slug:slug>/slo/<str:endpoint_class>/", slo.objective_edit, name="slo-edit"),
     path("t/<slug:slug>/slo/<str:endpoint_class>/reset/", slo.objective_reset, name="slo-reset"),
+    path("t/<slug:slug>/privacy/", privacy.privacy, name="privacy"),
+    path("t/<slug:slug>/training-runs/<int:run_id>/", privacy.training_run, name="training-run"),
+    path("t/<slug:slug>/training-runs/<int:run_id>/status.json", privacy.training_run_status, name="training-run-status"),
     path("t/<slug:slug>/users/", users.users, name="users"),
     path("t/<slug:slug>/users/export/", users.user_export, name="user-export"),
     path("t/<slug:slug>/audit/", audit.audit, name="audit"),

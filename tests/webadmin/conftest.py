@@ -139,3 +139,24 @@ def sign_in() -> Callable[..., None]:
         tab.wait_for_load_state()
 
     return run
+
+
+@pytest.fixture
+def modeling(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The modeling contract kept by an in-memory stand-in (``fake_modeling.py``), in this process,
+    which is also the live server's process."""
+    import sys
+
+    from apps.webadmin import contracts
+    from tests.webadmin.fake_modeling import FakeModeling, fake_module
+
+    fake = FakeModeling()
+    monkeypatch.setitem(
+        sys.modules, "apps.modeling.services", fake_module("apps.modeling.services", training_run_start=fake.training_run_start)
+    )
+    monkeypatch.setitem(sys.modules, "apps.modeling.selectors", fake_module(
+        "apps.modeling.selectors", privacy_budget=fake.privacy_budget,
+        training_runs_for_tenant=fake.training_runs_for_tenant, training_run_get=fake.training_run_get,
+    ))
+    assert contracts.MODELING.met()
+    return fake

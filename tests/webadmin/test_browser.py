@@ -193,6 +193,34 @@ def test_an_admin_sees_pseudonyms_and_decrypts_only_after_confirming(page, sign_
     shot(page, "access-export")
 
 
+def test_an_admin_starts_a_training_run_and_watches_it_finish(page, sign_in, shot, admin_a, tenant_a, modeling):
+    # The modeling contract is kept by the in-memory stand-in; the browser, server and JS are real.
+    from datetime import UTC, datetime
+
+    sign_in(page, admin_a)
+    page.click("nav [data-section=privacy]")
+    page.fill("#id_epsilon", "1.5")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("[data-testid=training-form] button[type=submit]")
+    page.wait_for_url("**/training-runs/1/")
+    assert page.get_attribute("[data-testid=run-progress]", "data-status") == "queued"
+    modeling.runs[1].update(status="running", progress=0.5)
+    page.wait_for_selector("[data-testid=run-progress][data-status=running]")
+    assert page.inner_text("[data-field=percent]") == "50%"
+    shot(page, "training-run")
+    modeling.runs[1].update(
+        status="succeeded", progress=1.0, finished_at=datetime(2026, 1, 1, 13, tzinfo=UTC),
+        metrics={"recall@20": 0.081}, model_version="v1",
+    )
+    page.wait_for_selector("[data-testid=run-metrics]")  # the page reloads itself when the run is done
+    page.click("nav [data-section=privacy]")
+    page.wait_for_selector("canvas[data-chart=privacy][data-rendered=true]")
+    spent = page.evaluate("() => Chart.getChart(document.querySelector('canvas[data-chart=privacy]')).data.datasets[0].data")
+    assert spent == [0, 1.5]
+    assert page.inner_text("[data-testid=epsilon-left]") == "ε 2.50"
+    shot(page, "privacy")
+
+
 @needs("apps.audit.services")
 def test_a_reviewer_checks_the_chain_exports_a_bundle_and_gets_the_verifier(page, sign_in, shot, reviewer_a, tenant_a, tmp_path):
     from apps.audit.selectors import audit_verifier_script

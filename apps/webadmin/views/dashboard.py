@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponseBase
 
-from apps.core.modules import module_exists
 from apps.tenancy.selectors import api_keys_for_tenant
-from apps.webadmin import sources
+from apps.webadmin import contracts, sources
 from apps.webadmin.charts import dashboard_charts
 from apps.webadmin.scoping import TenantAccess, tenant_page
 from apps.webadmin.views.common import tenant_render
-
-PENDING_BACKENDS = {
-    "apps.slo.selectors": "Latency and error budget (SLO app)",
-    "apps.modeling.selectors": "Privacy budget and evaluation (modeling app)",
-    "apps.catalog.selectors": "Catalogue encoding (catalog app)",
-}
 
 
 @tenant_page("dashboard")
@@ -29,6 +22,6 @@ def dashboard(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
         "evaluation": sources.latest_evaluation(tenant_id=tenant_id),
         "budgets": sources.error_budgets(tenant_id=tenant_id),
         "active_keys": active_keys,
-        "pending": [label for module, label in PENDING_BACKENDS.items() if not module_exists(module)],
+        "pending": [c.label for c in contracts.DASHBOARD_PANELS if not c.met()],
     }
     return tenant_render(request, access, "webadmin/tenant/dashboard.html", context, section="dashboard")
