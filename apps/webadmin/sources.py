@@ -167,16 +167,22 @@ class TrainingRun:
 
 def _run(raw: Any) -> TrainingRun:
     status = str(_get(raw, "status", "") or "")
-    progress = float(_get(raw, "progress", 0.0) or 0.0)
+    progress = _get(raw, "progress")
+    if progress is None:  # a run row that counts epochs instead
+        epochs = int(_get(raw, "epochs", 0) or 0)
+        progress = int(_get(raw, "epoch", 0) or 0) / epochs if epochs else 0.0
+    version = _get(raw, "model_version")
+    if version is not None and hasattr(version, "version"):
+        version = f"v{version.version}"
     return TrainingRun(
         id=int(_get(raw, "id", _get(raw, "pk", 0))),
         status=status,
         epsilon=float(_get(raw, "epsilon", 0.0) or 0.0),
-        progress=1.0 if status == "succeeded" else max(0.0, min(1.0, progress)),
+        progress=1.0 if status == "succeeded" else max(0.0, min(1.0, float(progress))),
         created_at=_get(raw, "created_at"),
         finished_at=_get(raw, "finished_at"),
         metrics=dict(_get(raw, "metrics", None) or {}),
-        model_version=str(_get(raw, "model_version", "") or ""),
+        model_version=str(version or ""),
         error=str(_get(raw, "error", "") or ""),
     )
 
@@ -212,10 +218,11 @@ def privacy_budget(*, tenant_id: int) -> PrivacyBudget | None:
         epsilon = float(_get(entry, "epsilon", 0.0) or 0.0)
         spent += epsilon
         run_id = _get(entry, "run_id")
+        kind = str(_get(entry, "kind", "") or "release")
         points.append(
             PrivacyPoint(
                 label=_label(_get(entry, "created_at")), spent=round(spent, 6),
-                run_label=f"run #{run_id}" if run_id is not None else "release", epsilon=round(epsilon, 6),
+                run_label=f"run #{run_id}" if run_id is not None else kind, epsilon=round(epsilon, 6),
             )
         )
     delta = _get(raw, "delta")
