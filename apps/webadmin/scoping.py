@@ -73,8 +73,8 @@ TenantView = Callable[Concatenate[HttpRequest, TenantAccess, P], HttpResponseBas
 def tenant_page(section: str) -> Callable[[TenantView[P]], Callable[..., HttpResponseBase]]:
     """Guard a view taking ``(request, access, **url_kwargs)`` under ``/t/<slug>/``.
 
-    The section (``sections.SECTIONS``) says which roles may open it and which backend module
-    it needs: until that module exists the page is 404 for everyone.
+    The section (``sections.SECTIONS``) says which roles may open it and which backend contract
+    it needs (``contracts.py``): until that contract is met the page is 404 for everyone.
     """
     spec = SECTIONS[section]
 
