@@ -12,6 +12,8 @@
    histograms the gunicorn workers flushed; the final flush happens at worker exit), and the
    server-side count is checked against what the client sent. With ``redis-server`` on the
    machine the flood is repeated with the Redis-shared buckets.
+3. **Read costs**: status, alert evaluation and a dashboard series for one busy tenant with 28 days
+   of synthetic histograms.
 
     python -m bench.slo_bench [--seconds 20] [--out var/bench]
 
@@ -384,6 +386,70 @@ def noisy_neighbour(out_dir: Path, seconds: float, redis_url: str | None) -> dic
     }
 
 
+# --- 3. read costs ---------------------------------------------------------------------------
+
+def read_costs() -> dict[str, Any]:
+    """Status, alert evaluation and a dashboard series for one busy tenant: 28 days of synthetic
+    histograms (4 classes x 2 status classes; 8 h of minute rows, hour rows before), 10 occupied
+    buckets per row. Best of 3 after a warm-up call."""
+    import random
+    from datetime import timedelta
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from apps.core.tenant_db import activate_tenant
+    from apps.slo import buckets
+    from apps.slo.selectors import slo_status_for_tenant, slo_timeseries
+    from apps.slo.services import slo_alerts_evaluate
+    from apps.tenancy.services import tenant_create
+
+    tenant = tenant_create(slug=f"bench-busy-{uuid.uuid4().hex[:8]}", actor="bench")
+    now = timezone.now().replace(second=0, microsecond=0)
+    rng = random.Random(0)
+
+    def counts() -> list[int]:
+        c = buckets.empty()
+        for _ in range(10):
+            c[rng.randrange(10, 40)] += rng.randrange(1, 100)
+        return c
+
+    rows = []
+    for cls in ("recommend", "search", "ingest", "other"):
+        for status_class in ("2xx", "4xx"):
+            for m in range(8 * 60):
+                c = counts()
+                rows.append((tenant.id, cls, status_class, 60, now - timedelta(minutes=m + 1), c, sum(c), 1.0))
+            for h in range(8, 28 * 24):
+                c = counts()
+                start = (now - timedelta(hours=h + 1)).replace(minute=0)
+                rows.append((tenant.id, cls, status_class, 3600, start, c, sum(c), 1.0))
+    with transaction.atomic(), connection.cursor() as cursor:
+        activate_tenant(tenant.id)
+        cursor.executemany(
+            "INSERT INTO slo_latencyhistogram (tenant_id, endpoint_class, status_class, width_s, start, counts, total, sum_ms)"
+            " VALUES (%s, %s, %s, %s, %s, %s::bigint[], %s, %s) ON CONFLICT DO NOTHING",
+            rows,
+        )
+    calls = {
+        "status_1h_24h_28d_ms": lambda: slo_status_for_tenant(tenant_id=tenant.id),
+        "alert_evaluation_ms": lambda: slo_alerts_evaluate(tenant_ids=[tenant.id]),
+        "series_24h_hourly_ms": lambda: slo_timeseries(
+            tenant_id=tenant.id, endpoint_class="recommend", start=now - timedelta(hours=24), end=now, step_s=3600
+        ),
+    }
+    out: dict[str, Any] = {"rows": len(rows)}
+    for name, call in calls.items():
+        call()
+        best = []
+        for _ in range(3):
+            started = time.perf_counter()
+            call()
+            best.append(time.perf_counter() - started)
+        out[name] = round(min(best) * 1000, 1)
+    return out
+
+
 # --- driver ----------------------------------------------------------------------------------
 
 def redis_take_us(url: str, n: int = 2000) -> float:
@@ -412,7 +478,8 @@ def child(out_file: Path, seconds: float) -> None:
     try:
         overhead: dict[str, Any] = measure_overhead()
         overhead["redis_bucket_take_us"] = redis_take_us(redis_url) if redis_url else None
-        result = {"overhead": overhead, "neighbour": noisy_neighbour(out_file.parent, seconds, redis_url)}
+        neighbour = noisy_neighbour(out_file.parent, seconds, redis_url)
+        result = {"overhead": overhead, "neighbour": neighbour, "reads": read_costs()}
     finally:
         if redis_proc is not None:
             redis_proc.terminate()
@@ -427,6 +494,9 @@ def machine() -> dict[str, Any]:
 
 
 def print_table(result: dict[str, Any]) -> None:
+    r = result["reads"]
+    print(f"reads for a busy tenant ({r['rows']} histogram rows over 28 d): status {r['status_1h_24h_28d_ms']} ms, "
+          f"alert evaluation {r['alert_evaluation_ms']} ms, 24 h hourly series {r['series_24h_hourly_ms']} ms")
     o = result["overhead"]
     print(f"middleware overhead per request: {o['measure_us']} µs measuring, "
           f"{o['measure_and_access_log_us']} µs with the access log (record() alone {o['recorder_record_us']} µs); "
