@@ -93,3 +93,16 @@ def test_the_per_tenant_task_also_folds_pending_events_whose_vectors_landed_unse
     assert events_fold_stale_pending(tenant_id=tenant_id) == 0
     with tenant_context(tenant_id):
         assert UserEvent.objects.filter(tenant_id=tenant_id, folded=False).count() == 0
+
+
+def test_beat_runs_the_retention_task_every_six_hours_on_the_default_queue():
+    from django.conf import settings
+
+    from config.celery import app
+    from config.schedules import beat_schedule
+
+    app.loader.import_default_modules()
+    entry = beat_schedule()["profiles-retention"]
+    assert entry["task"] == "sotto.profiles.apply_retention"
+    assert entry["schedule"] == 6 * 3600.0
+    assert entry["options"]["queue"] == settings.SOTTO["QUEUE_PREFIX"] + "default"
