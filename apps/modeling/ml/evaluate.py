@@ -44,7 +44,7 @@ class P1Config:
 
 def default_p1_config() -> P1Config:
     """Configs chosen in docs/results/p1-experiments.md."""
-    from .towers import ModelConfig
+    from .config import ModelConfig
 
     return P1Config(
         nonprivate=ModelConfig(epochs=5, hidden=256),
@@ -74,7 +74,7 @@ def run_p1(
     ``{"protocol": "P1", "results": [{"model", "epsilon", "recall@20",
     "recall@20_capped", "ndcg@10", ...}]}``.
     """
-    from .towers import ModelConfig
+    from .config import ModelConfig
     from .train import TrainData, train_model, user_inputs
     from . import inference as I
 

@@ -20,38 +20,13 @@ hooks and ghost clipping both apply.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
+from .config import ModelConfig
+
 __all__ = ["ItemTower", "ModelConfig", "SoftmaxTargetLoss", "SottoModel", "UserTower"]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture and optimisation hyper-parameters (see train.train_model)."""
-
-    hidden: int = 256
-    emb_dim: int = 0  # learned per-item input embeddings on the user side (0 = off)
-    learn_items: bool = False  # item adapter + extra scales (non-private only)
-    item_id_emb: bool = False  # per-item ID embedding on the item side (non-private only)
-    tau: float = 0.05
-    init_pop_weight: float = 0.5  # initial weight of the popularity coordinate in q
-    init_content_weights: tuple[float, ...] = (0.5, 0.5)  # skip init per channel
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    epochs: int = 20
-    batch_size: int = 64  # non-private mini-batch
-    sample_rate: float = 0.5  # DP Poisson rate
-    max_grad_norm: float = 1.0
-    target_frac: tuple[float, float] = (0.05, 0.3)  # fraction of a user's history used as target
-    accountant: str = "rdp"
-    grad_sample_mode: str = "ghost"
-    pop_epsilon_share: float = 0.5
-    pop_cap: int = 50
-    freeze_skip: bool = False  # keep the heuristic skip weight fixed (few DP parameters)
 
 
 class UserTower(nn.Module):

@@ -202,6 +202,17 @@ SOTTO: dict[str, Any] = {
     "CATALOG_HNSW_EF_SEARCH": env_int("SOTTO_CATALOG_HNSW_EF_SEARCH", 100, minimum=1),
     "DEFAULT_EPSILON_TOTAL": env_float("SOTTO_DEFAULT_EPSILON_TOTAL", 16.0),
     "DEFAULT_DELTA": env_float("SOTTO_DEFAULT_DELTA", 1e-6),
+    # Modeling (apps/modeling, docs/modeling.md): serving reads the active-model pointer at most once
+    # per MODELING_POINTER_TTL_S per tenant and process; the trainer beats every MODELING_HEARTBEAT_S and
+    # the reaper fails a run silent for MODELING_STALE_AFTER_S ("worker lost").
+    "MODELING_POINTER_TTL_S": env_float("SOTTO_MODELING_POINTER_TTL_S", 1.0),
+    "MODELING_HNSW_EF_SEARCH": env_int("SOTTO_MODELING_HNSW_EF_SEARCH", 100, minimum=1),
+    "MODELING_HEARTBEAT_S": env_float("SOTTO_MODELING_HEARTBEAT_S", 10.0),
+    "MODELING_STALE_AFTER_S": env_float("SOTTO_MODELING_STALE_AFTER_S", 120.0),
+    "MODELING_REQUEUE_AFTER_S": env_float("SOTTO_MODELING_REQUEUE_AFTER_S", 1800.0),
+    "MODELING_MIN_USERS": env_int("SOTTO_MODELING_MIN_USERS", 10, minimum=1),
+    "MODELING_POPULARITY_CAP": env_int("SOTTO_MODELING_POPULARITY_CAP", 50, minimum=1),
+    "MODELING_TORCH_THREADS": env_int("SOTTO_MODELING_TORCH_THREADS", 1, minimum=0),  # 0 = torch's default
     "METRICS_TOKEN": env_secret("SOTTO_METRICS_TOKEN"),
     # Rate limits per API key (apps/api/throttling.py): ApiKey.rate_limit_per_s, else
     # Tenant.settings["rate_limit_per_s"], else this; 0 = no limit. Buckets are per process unless

@@ -1,0 +1,310 @@
+"""Modeling reads: what serving calls on the hot path, and what the API and the admin show.
+
+Serving contract (docs/modeling.md):
+
+- :func:`serving_model` → the tenant's active :class:`ServingModel` or None. Per call at most one
+  indexed pointer read (cached per process for ``MODELING_POINTER_TTL_S``, default 1 s); weights
+  are loaded once per (tenant, version) per process and verified against their SHA-256.
+- :func:`served_knn` → HNSW top-k over exactly that version's served item vectors. Pass the
+  ``version`` of the :class:`ServingModel` the user vector came from: the previous version's
+  vectors are kept after a switch, so a request that read the pointer just before a switch still
+  finds its own version's vectors.
+- :func:`popular_items` → the latest DP popularity release, [] when none was released.
+
+Each joins the caller's transaction (which must be scoped to the tenant, as every
+``TenantAPIView`` request is) or opens a tenant-scoped one. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from django.db import connection
+
+from apps.core.conf import sotto_setting
+from apps.core.errors import NotFound
+from apps.core.tenant_db import tenant_context
+from apps.modeling import served
+from apps.modeling.artifacts import ServingModel, load_artifacts
+from apps.modeling.models import (
+    ActiveModel,
+    LedgerEntry,
+    LedgerMechanism,
+    ModelVersion,
+    PrivacyBudget,
+    RunStatus,
+    TrainingRun,
+)
+
+__all__ = [
+    "ServingModel",
+    "active_model_info",
+    "latest_evaluation",
+    "popular_items",
+    "privacy_budget",
+    "privacy_spend_series",
+    "served_knn",
+    "serving_model",
+    "training_run_get",
+    "training_runs_for_tenant",
+]
+
+
+@contextlib.contextmanager
+def _scoped(tenant_id: int) -> Iterator[None]:
+    """Join the caller's transaction (assumed scoped to the tenant), or open a tenant-scoped one."""
+    if connection.in_atomic_block:
+        yield
+    else:
+        with tenant_context(tenant_id):
+            yield
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+_pointer_lock = threading.Lock()
+_pointers: dict[int, tuple[float, int | None]] = {}
+
+
+def clear_pointer_cache() -> None:
+    with _pointer_lock:
+        _pointers.clear()
+
+
+def active_version(tenant_id: int) -> int | None:
+    """The active version number (pointer cache, else one indexed read)."""
+    ttl = float(sotto_setting("MODELING_POINTER_TTL_S"))
+    now = time.monotonic()
+    if ttl > 0:
+        with _pointer_lock:
+            hit = _pointers.get(int(tenant_id))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+    with _scoped(tenant_id), connection.cursor() as cursor:
+        cursor.execute("SELECT version FROM modeling_activemodel WHERE tenant_id = %s", [int(tenant_id)])
+        row = cursor.fetchone()
+    version = None if row is None else int(row[0])
+    if ttl > 0:
+        with _pointer_lock:
+            _pointers[int(tenant_id)] = (now + ttl, version)
+    return version
+
+
+def serving_model(tenant_id: int) -> ServingModel | None:
+    """The tenant's active model (numpy weights), or None before its first successful training run."""
+    version = active_version(tenant_id)
+    if version is None:
+        return None
+    with _scoped(tenant_id):
+        return load_artifacts(tenant_id, version).model
+
+
+def served_knn(
+    *,
+    tenant_id: int,
+    version: int,
+    vector: np.ndarray,
+    k: int,
+    exclude_pks: Iterable[int] = (),
+    category: str | None = None,
+    available_only: bool = True,
+) -> list[tuple[int, str, float]]:
+    """``[(item_pk, external_id, cosine)]`` best first, from this version's HNSW index in the
+    tenant's partition; iterative scan when filters apply. [] if the version has no vectors."""
+    with _scoped(tenant_id):
+        return served.vectors_knn(
+            tenant_id=tenant_id, version=version, vector=vector, k=k, exclude_pks=exclude_pks,
+            category=category, available_only=available_only,
+        )
+
+
+_POPULAR = """
+SELECT p.item_id, i.external_id, p.score
+FROM modeling_popularityscore p JOIN catalog_item i ON i.id = p.item_id
+WHERE p.tenant_id = %s AND i.tenant_id = %s AND i.available AND p.score > 0
+  AND p.release_id = (SELECT id FROM modeling_popularityrelease WHERE tenant_id = %s
+                      ORDER BY created_at DESC, id DESC LIMIT 1)
+"""
+
+
+def popular_items(
+    *, tenant_id: int, k: int, exclude_pks: Iterable[int] = (), category: str | None = None
+) -> list[tuple[int, str, float]]:
+    """``[(item_pk, external_id, noisy count)]`` of the latest DP popularity release, best first.
+
+    Ranking noisy counts is post-processing of a (ε, δ)-DP release, so this costs no budget. No
+    release yet → [] (serving falls back to content); a release is never made implicitly here.
+    Only available items with a positive noisy count are returned.
+    """
+    if k < 1:
+        return []
+    sql = _POPULAR
+    params: list[Any] = [int(tenant_id)] * 3
+    if category is not None:
+        sql += " AND i.categories @> ARRAY[%s]::varchar[]"
+        params.append(category)
+    excluded = sorted({int(pk) for pk in exclude_pks})
+    if excluded:
+        sql += " AND p.item_id <> ALL(%s::bigint[])"
+        params.append(excluded)
+    sql += " ORDER BY p.score DESC, p.item_id LIMIT %s"
+    params.append(int(k))
+    with _scoped(tenant_id), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(int(pk), str(ext), float(score)) for pk, ext, score in cursor.fetchall()]
+
+
+def active_model_info(*, tenant_id: int) -> dict[str, Any] | None:
+    """Pointer row: active and previous version, when it switched (None before the first model)."""
+    with _scoped(tenant_id):
+        row = ActiveModel.objects.filter(tenant_id=tenant_id).values("version", "previous_version", "switched_at").first()
+    return dict(row) if row else None
+
+
+# --- privacy budget ----------------------------------------------------------------------------
+
+
+def budget_defaults() -> tuple[float, float]:
+    return float(sotto_setting("DEFAULT_EPSILON_TOTAL")), float(sotto_setting("DEFAULT_DELTA"))
+
+
+def _entry_repr(entry: LedgerEntry, mech: LedgerMechanism | None) -> dict[str, Any]:
+    planned = entry.details or {}
+    return {
+        "id": entry.pk,
+        "created_at": entry.created_at,
+        "kind": entry.kind,
+        "run_id": entry.run_id,
+        "epsilon": entry.epsilon,
+        "delta": entry.delta,
+        "users": entry.users if mech is None else mech.users,
+        "noise_multiplier": None if mech is None else mech.noise_multiplier,
+        "sampling_rate": (mech.sample_rate if mech is not None else planned.get("sample_rate")),
+        "epochs": (mech.epochs if mech is not None else planned.get("epochs")),
+        "steps": None if mech is None else mech.steps,
+        "clip_norm": (mech.clip_norm if mech is not None else planned.get("clip_norm")),
+        "accountant": (mech.accountant if mech is not None else planned.get("accountant")) or None,
+        "epsilon_accounted": None if mech is None else mech.epsilon,
+        "delta_used": None if mech is None else mech.delta,
+        "mechanism": "pending" if mech is None else str((mech.details or {}).get("mechanism", "")),
+        "details": {**planned, **({} if mech is None else mech.details)},
+    }
+
+
+def privacy_budget(*, tenant_id: int) -> dict[str, Any]:
+    """Total, spent (sum of charged ε), remaining, δ, and every ledger entry oldest first.
+
+    A tenant with no budget row yet reads as the platform defaults with nothing spent.
+    """
+    with _scoped(tenant_id):
+        budget = PrivacyBudget.objects.filter(tenant_id=tenant_id).first()
+        entries = list(LedgerEntry.objects.filter(tenant_id=tenant_id).order_by("created_at", "id"))
+        mechs = {m.entry_id: m for m in LedgerMechanism.objects.filter(tenant_id=tenant_id)}
+    total, delta = (budget.epsilon_total, budget.delta) if budget else budget_defaults()
+    spent = float(sum(e.epsilon for e in entries))
+    return {
+        "epsilon_total": total,
+        "epsilon_spent": spent,
+        "epsilon_remaining": max(0.0, total - spent),
+        "delta": delta,
+        "delta_spent": float(sum(e.delta for e in entries)),
+        "composition": "basic (sums of ε and δ over releases)",
+        "ledger": [_entry_repr(e, mechs.get(e.pk)) for e in entries],
+    }
+
+
+def privacy_spend_series(tenant_id: int) -> list[dict[str, Any]]:
+    """Cumulative ε spent, one point per charged release (for the dashboard chart)."""
+    with _scoped(tenant_id):
+        rows = list(
+            LedgerEntry.objects.filter(tenant_id=tenant_id).order_by("created_at", "id")
+            .values_list("created_at", "epsilon", "kind", "run_id")
+        )
+    out: list[dict[str, Any]] = []
+    total = 0.0
+    for created, eps, kind, run_id in rows:
+        total += float(eps)
+        out.append({"created_at": created, "epsilon": float(eps), "cumulative": total, "kind": kind, "run_id": run_id})
+    return out
+
+
+# --- training runs -----------------------------------------------------------------------------
+
+
+def _progress(run: TrainingRun) -> float:
+    if run.status == RunStatus.SUCCEEDED:
+        return 1.0
+    if run.epochs <= 0:
+        return 0.0
+    return round(0.9 * min(run.epoch, run.epochs) / run.epochs, 4)
+
+
+def run_repr(run: TrainingRun, version: int | None = None) -> dict[str, Any]:
+    """The API's and the admin's view of a run."""
+    return {
+        "id": run.pk,
+        "status": str(run.status),
+        "epsilon": run.epsilon,
+        "delta": run.delta,
+        "progress": _progress(run),
+        "epoch": run.epoch,
+        "epochs": run.epochs,
+        "loss": run.loss,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "heartbeat_at": run.heartbeat_at,
+        "finished_at": run.finished_at,
+        "users": run.n_users_trained if run.n_users_trained is not None else run.n_users,
+        "epsilon_spent": run.epsilon_spent,
+        "epsilon_sgd": run.epsilon_sgd,
+        "epsilon_pop": run.epsilon_pop,
+        "delta_used": run.delta_used,
+        "metrics": run.metrics or {},
+        "model_version": version,
+        "error": run.error,
+    }
+
+
+def _versions(tenant_id: int, runs: list[TrainingRun]) -> dict[int, int]:
+    ids = [r.model_version_id for r in runs if r.model_version_id is not None]
+    if not ids:
+        return {}
+    return dict(ModelVersion.objects.filter(tenant_id=tenant_id, pk__in=ids).values_list("pk", "version"))
+
+
+def training_runs_for_tenant(*, tenant_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The tenant's runs, newest first."""
+    with _scoped(tenant_id):
+        runs = list(TrainingRun.objects.filter(tenant_id=tenant_id).order_by("-created_at", "-id")[: max(1, limit)])
+        versions = _versions(tenant_id, runs)
+    return [run_repr(r, versions.get(r.model_version_id or -1)) for r in runs]
+
+
+def training_run_get(*, tenant_id: int, run_id: int) -> dict[str, Any]:
+    """One run of this tenant; ``NotFound`` for another tenant's run exactly as for none."""
+    with _scoped(tenant_id):
+        run = TrainingRun.objects.filter(tenant_id=tenant_id, pk=run_id).first()
+        if run is None:
+            raise NotFound(f"no training run {run_id}")
+        versions = _versions(tenant_id, [run])
+    return run_repr(run, versions.get(run.model_version_id or -1))
+
+
+def latest_evaluation(tenant_id: int) -> dict[str, Any] | None:
+    """Offline metrics of the newest model version that has any (holdout of its own data)."""
+    with _scoped(tenant_id):
+        row = (
+            ModelVersion.objects.filter(tenant_id=tenant_id).exclude(metrics={})
+            .order_by("-version").values("version", "run_id", "created_at", "metrics", "status").first()
+        )
+    if row is None:
+        return None
+    created: datetime = row["created_at"]
+    return {"model_version": row["version"], "run_id": row["run_id"], "created_at": created,
+            "status": row["status"], "metrics": row["metrics"]}

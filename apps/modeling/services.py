@@ -1,0 +1,381 @@
+"""Modeling state changes: privacy budget, charged releases, training runs, the serving forward pass.
+
+What callers may rely on:
+
+- Every release of something learned from interactions (a training run, a popularity release) is
+  charged to the tenant's append-only ledger *before* it is computed, in the same transaction as
+  the row that describes it, with the tenant's budget row locked (``FOR UPDATE``), so concurrent
+  requests cannot both spend the last of a budget. A request that would exceed what remains is
+  refused with ``Conflict`` (409) and writes nothing; nothing is queued.
+- A training run is queued on commit (``transaction.on_commit``) to the ``train`` queue; the
+  worker side lives in ``apps.modeling.training`` (the only module that imports torch).
+- δ of a release is ``min(tenant δ, 1/N_users)`` with N_users counted at request time.
+- Budget changes and releases are audited in the same transaction.
+- Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from dataclasses import asdict, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.core import audit
+from apps.core.conf import sotto_setting
+from apps.core.errors import Conflict, DomainError
+from apps.core.tenant_db import dangerously_as_platform, tenant_context
+from apps.modeling import tenant_data
+from apps.modeling.artifacts import ServingModel
+from apps.modeling.ml.config import ModelConfig
+from apps.modeling.ml.features import tower_input
+from apps.modeling.ml.inference import user_vectors
+from apps.modeling.models import (
+    LedgerEntry,
+    LedgerMechanism,
+    PopularityRelease,
+    PopularityScore,
+    PrivacyBudget,
+    ReleaseKind,
+    RunStatus,
+    TrainingRun,
+)
+from apps.modeling.selectors import budget_defaults, run_repr
+from apps.tenancy.models import Tenant
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "parse_epsilon",
+    "popularity_release_create",
+    "privacy_budget_set",
+    "run_config",
+    "training_run_start",
+    "training_runs_reap",
+    "user_interest",
+]
+
+EPSILON_TOLERANCE = 1e-9
+# The configuration chosen in docs/results/p1-experiments.md for every finite ε.
+DP_DEFAULTS = ModelConfig(epochs=10, sample_rate=0.5, hidden=16, freeze_skip=True)
+_RUN_EXTRA_KEYS = {"holdout_fraction", "seed"}
+_DP_FORBIDDEN = {"learn_items", "item_id_emb", "emb_dim"}  # item side must stay fixed under DP; no emb state
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+def user_interest(model: ServingModel, state: dict[str, Any] | None) -> np.ndarray:
+    """Unit-norm user vector (``model.item_dim``) for a state from ``apps.profiles.selectors.user_state``.
+
+    Numpy only (``ml.inference.user_vectors`` over ``ml.features.tower_input``). ``None`` (cold
+    start) maps to the tower's zero-input output, which leans on the DP popularity coordinate.
+    Raises ``ValueError`` if the state was built with another feature layout than the model's.
+    """
+    n_in = int(model.weights["user.skip.weight"].shape[1])
+    if state is None or int(state.get("n_events", 0)) == 0:
+        z = np.zeros(n_in, dtype=np.float32)
+    else:
+        z = tower_input(state, model.feature_config)
+        if z.shape[0] != n_in:
+            raise ValueError(
+                f"user state gives a {z.shape[0]}-d tower input, model v{model.version} expects {n_in}: "
+                "states must be rebuilt with the model's feature configuration"
+            )
+    vec: np.ndarray = user_vectors(model.weights, z)[0]
+    return vec
+
+
+# --- budget ----------------------------------------------------------------------------------------
+
+
+def parse_epsilon(raw: Any, *, name: str = "epsilon") -> float:
+    """A positive finite number (JSON number, not a string or boolean); ``DomainError`` (400) otherwise."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise DomainError(f"{name} must be a number", details={name: "must be a positive finite number"})
+    value = float(raw)
+    if not math.isfinite(value) or value <= 0:
+        raise DomainError(f"{name} must be positive and finite, got {raw!r}",
+                          details={name: "must be a positive finite number"})
+    return value
+
+
+def _budget_locked(tenant_id: int) -> PrivacyBudget:
+    total, delta = budget_defaults()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO modeling_privacybudget (tenant_id, epsilon_total, delta, updated_at) "
+            "VALUES (%s, %s, %s, now()) ON CONFLICT (tenant_id) DO NOTHING",
+            [int(tenant_id), total, delta],
+        )
+    return PrivacyBudget.objects.select_for_update().get(tenant_id=tenant_id)
+
+
+def _spent(tenant_id: int) -> float:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(sum(epsilon), 0) FROM modeling_ledgerentry WHERE tenant_id = %s", [int(tenant_id)])
+        row = cursor.fetchone()
+    return float(row[0]) if row else 0.0
+
+
+def privacy_budget_set(*, tenant: Tenant, epsilon_total: float, delta: float, actor: str) -> PrivacyBudget:
+    """Set the tenant's ε total and per-release δ cap (audited). Lowering ε below what is spent is
+    allowed: it only means nothing more can be released."""
+    eps = parse_epsilon(epsilon_total, name="epsilon_total")
+    if isinstance(delta, bool) or not isinstance(delta, int | float) or not (0 < float(delta) < 1):
+        raise DomainError("delta must be a number in (0, 1)", details={"delta": "must be in (0, 1)"})
+    with tenant_context(tenant.pk):
+        budget = _budget_locked(tenant.pk)
+        before = (budget.epsilon_total, budget.delta)
+        budget.epsilon_total, budget.delta, budget.updated_at = eps, float(delta), timezone.now()
+        budget.save(update_fields=["epsilon_total", "delta", "updated_at"])
+        audit.record(
+            tenant_id=tenant.pk, actor=actor, action="privacy.budget.set", target_type="tenant", target_id=str(tenant.pk),
+            details={"epsilon_total": repr(eps), "delta": repr(float(delta)),
+                     "previous": {"epsilon_total": repr(before[0]), "delta": repr(before[1])}},
+        )
+    return budget
+
+
+def _charge(
+    *, tenant_id: int, epsilon: float, kind: str, actor: str, min_users: int
+) -> tuple[PrivacyBudget, int, float, float]:
+    """Lock the budget, refuse what does not fit; returns (budget, users, δ, remaining before)."""
+    budget = _budget_locked(tenant_id)
+    spent = _spent(tenant_id)
+    remaining = max(0.0, budget.epsilon_total - spent)
+    if epsilon > remaining + EPSILON_TOLERANCE:
+        raise Conflict(
+            f"ε {epsilon:g} exceeds the remaining privacy budget {remaining:g} "
+            f"(total {budget.epsilon_total:g}, spent {spent:g}); nothing was released",
+            code="budget_exceeded",
+            details={"epsilon_requested": epsilon, "epsilon_remaining": remaining,
+                     "epsilon_total": budget.epsilon_total, "epsilon_spent": spent},
+        )
+    users = tenant_data.trainable_users(tenant_id) if kind == ReleaseKind.TRAINING else _event_users(tenant_id)
+    if users < min_users:
+        raise Conflict(
+            f"{users} users have usable events; a {kind} release needs at least {min_users}",
+            code="not_enough_users", details={"users": users, "minimum": min_users},
+        )
+    return budget, users, min(budget.delta, 1.0 / users), remaining
+
+
+def _event_users(tenant_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(DISTINCT user_id) FROM profiles_userevent WHERE tenant_id = %s", [int(tenant_id)])
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+# --- training runs ----------------------------------------------------------------------------------
+
+
+def run_config(tenant_settings: dict[str, Any] | None) -> dict[str, Any]:
+    """ModelConfig fields (DP defaults, overridden by ``Tenant.settings["modeling"]``) + run extras.
+
+    Unknown keys, or keys that DP training cannot honour, are refused (``Conflict``: the tenant's
+    settings, not the request, are wrong).
+    """
+    overrides = dict((tenant_settings or {}).get("modeling") or {})
+    known = {f.name for f in fields(ModelConfig)}
+    bad = sorted(k for k in overrides if (k not in known and k not in _RUN_EXTRA_KEYS) or k in _DP_FORBIDDEN)
+    if bad:
+        raise Conflict(f"Tenant.settings['modeling'] has keys DP training cannot use: {bad}",
+                       code="misconfigured", details={"keys": bad})
+    base = asdict(DP_DEFAULTS)
+    for key, value in overrides.items():
+        if key in known:
+            default = base[key]
+            if isinstance(default, tuple):
+                value = tuple(value)
+            elif isinstance(default, bool) or not isinstance(default, int | float | str):
+                pass
+            elif isinstance(default, float):
+                value = float(value)
+            elif isinstance(default, int):
+                value = int(value)
+            base[key] = value
+    try:
+        cfg = ModelConfig(**base)
+    except (TypeError, ValueError) as exc:
+        raise Conflict(f"Tenant.settings['modeling'] is invalid: {exc}", code="misconfigured") from exc
+    if cfg.epochs < 1 or not (0 < cfg.sample_rate <= 1) or cfg.max_grad_norm <= 0 or not (0 < cfg.pop_epsilon_share < 1):
+        raise Conflict("Tenant.settings['modeling'] needs epochs >= 1, 0 < sample_rate <= 1, max_grad_norm > 0, "
+                       "0 < pop_epsilon_share < 1", code="misconfigured")
+    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+    out["holdout_fraction"] = float(overrides.get("holdout_fraction", 0.1))
+    if not 0 <= out["holdout_fraction"] < 0.5:
+        raise Conflict("holdout_fraction must be in [0, 0.5)", code="misconfigured")
+    return out
+
+
+def training_queue() -> str:
+    return f"{sotto_setting('QUEUE_PREFIX')}train"
+
+
+def _enqueue(tenant_id: int, run_id: int) -> None:
+    from apps.modeling.tasks import train
+
+    train.apply_async(args=[int(tenant_id), int(run_id)], queue=training_queue())
+
+
+def training_run_start(*, tenant_id: int, epsilon: Any, actor: str) -> dict[str, Any]:
+    """Charge ε to the ledger and queue a DP training run; returns the run (``run_repr``).
+
+    Refused (``Conflict``, nothing written, nothing queued) when ε exceeds what remains or too
+    few users have events. ε is split by ``pop_epsilon_share`` between the DP popularity release
+    and DP-SGD; δ = min(tenant δ, 1/N_users), split in half.
+    """
+    eps = parse_epsilon(epsilon)
+    with tenant_context(tenant_id):
+        tenant_settings = Tenant.objects.filter(pk=tenant_id).values_list("settings", flat=True).first()
+        config = run_config(tenant_settings)
+        _, users, delta, remaining = _charge(
+            tenant_id=tenant_id, epsilon=eps, kind=ReleaseKind.TRAINING, actor=actor,
+            min_users=int(sotto_setting("MODELING_MIN_USERS")),
+        )
+        fixed_seed = (tenant_settings or {}).get("modeling", {}).get("seed")
+        seed = int(fixed_seed) if fixed_seed is not None else secrets.randbits(31)
+        run = TrainingRun.objects.create(
+            tenant_id=tenant_id, status=RunStatus.QUEUED, epsilon=eps, delta=delta, n_users=users, config=config,
+            seed=seed, actor=actor[:200], epochs=int(config["epochs"]),
+        )
+        share = float(config["pop_epsilon_share"])
+        LedgerEntry.objects.create(
+            tenant_id=tenant_id, kind=ReleaseKind.TRAINING, run=run, epsilon=eps, delta=delta, users=users,
+            actor=actor[:200],
+            details={
+                "mechanism": "dp-sgd (Opacus, Poisson, user level) + gaussian popularity",
+                "epsilon_pop": share * eps, "epsilon_sgd": eps - share * eps,
+                "delta_pop": delta / 2, "delta_sgd": delta / 2,
+                "sample_rate": config["sample_rate"], "epochs": config["epochs"],
+                "clip_norm": config["max_grad_norm"], "accountant": config["accountant"],
+                "composition": "basic",
+            },
+        )
+        audit.record(
+            tenant_id=tenant_id, actor=actor, action="training_run.start", target_type="training_run",
+            target_id=str(run.pk),
+            details={"epsilon": repr(eps), "delta": repr(delta), "users": users,
+                     "epsilon_remaining_before": repr(remaining)},
+        )
+        transaction.on_commit(lambda: _enqueue(tenant_id, run.pk), robust=True)
+    return run_repr(run)
+
+
+# --- popularity releases ----------------------------------------------------------------------------
+
+
+def popularity_release_store(
+    *, tenant_id: int, entry: LedgerEntry, run: TrainingRun | None, item_pks: np.ndarray, counts: np.ndarray,
+    epsilon: float, delta: float, sigma: float, cap: int, n_users: int,
+) -> PopularityRelease:
+    """Store a computed release (caller's tenant-scoped transaction); scores > 0 only."""
+    release = PopularityRelease.objects.create(
+        tenant_id=tenant_id, entry=entry, run=run, epsilon=epsilon, delta=delta, sigma=sigma, cap=cap,
+        n_users=n_users, n_items=len(item_pks),
+    )
+    keep = np.flatnonzero(counts > 0)
+    PopularityScore.objects.bulk_create(
+        [PopularityScore(tenant_id=tenant_id, release=release, item_id=int(item_pks[i]), score=float(counts[i]))
+         for i in keep],
+        batch_size=2000,
+    )
+    # Only the newest two releases are read or kept (scores of older ones are plain post-processing).
+    old = list(PopularityRelease.objects.filter(tenant_id=tenant_id).order_by("-created_at", "-id")
+               .values_list("pk", flat=True)[2:])
+    if old:
+        PopularityScore.objects.filter(tenant_id=tenant_id, release_id__in=old).delete()
+    return release
+
+
+def popularity_release_create(*, tenant_id: int, epsilon: Any, actor: str) -> dict[str, Any]:
+    """Charge ε and release DP item popularity now (Gaussian mechanism, per-user capped counts).
+
+    (ε, δ)-DP at the user level (see ``ml.popularity.dp_popularity``); δ = min(tenant δ, 1/N).
+    Refused like a training run when over budget. The noise seed is fresh randomness.
+    """
+    from apps.modeling.ml.popularity import dp_popularity
+
+    eps = parse_epsilon(epsilon)
+    cap = int(sotto_setting("MODELING_POPULARITY_CAP"))
+    with tenant_context(tenant_id):
+        _, users, delta, _ = _charge(tenant_id=tenant_id, epsilon=eps, kind=ReleaseKind.POPULARITY, actor=actor,
+                                     min_users=1)
+        entry = LedgerEntry.objects.create(
+            tenant_id=tenant_id, kind=ReleaseKind.POPULARITY, epsilon=eps, delta=delta, users=users,
+            actor=actor[:200], details={"mechanism": "gaussian (analytic), L2 sensitivity 1", "cap": cap},
+        )
+        user, item, universe = tenant_data.event_pairs(tenant_id)
+        index = np.searchsorted(universe, item)
+        release = dp_popularity(user, index, len(universe), eps, delta, cap=cap, seed=secrets.randbits(62))
+        LedgerMechanism.objects.create(
+            tenant_id=tenant_id, entry=entry, epsilon=release.epsilon, delta=release.delta,
+            noise_multiplier=release.sigma, users=users, accountant="analytic-gaussian",
+            details={"mechanism": "gaussian", "sigma": release.sigma, "cap": cap, "sensitivity": 1.0},
+        )
+        stored = popularity_release_store(
+            tenant_id=tenant_id, entry=entry, run=None, item_pks=universe, counts=release.counts, epsilon=eps,
+            delta=delta, sigma=release.sigma, cap=cap, n_users=users,
+        )
+        audit.record(
+            tenant_id=tenant_id, actor=actor, action="popularity.release", target_type="popularity_release",
+            target_id=str(stored.pk), details={"epsilon": repr(eps), "delta": repr(delta), "users": users},
+        )
+    return {"id": stored.pk, "created_at": stored.created_at, "epsilon": eps, "delta": delta,
+            "sigma": release.sigma, "cap": cap, "users": users, "items": len(universe)}
+
+
+# --- stale runs ------------------------------------------------------------------------------------
+
+
+def _mark_failed(tenant_id: int, run_id: int, reason: str, *, only_if: tuple[str, ...]) -> bool:
+    """Fail the run (budget stays charged) and drop any half-materialised version of it."""
+    from apps.modeling.training import discard_versions_of_run
+
+    with tenant_context(tenant_id):
+        changed = TrainingRun.objects.filter(tenant_id=tenant_id, pk=run_id, status__in=only_if).update(
+            status=RunStatus.FAILED, error=reason[:1000], finished_at=timezone.now()
+        )
+        if changed:
+            audit.record(tenant_id=tenant_id, actor="task:modeling", action="training_run.failed",
+                         target_type="training_run", target_id=str(run_id), details={"reason": reason[:200]})
+    if changed:
+        discard_versions_of_run(tenant_id=tenant_id, run_id=run_id)
+    return bool(changed)
+
+
+def training_runs_reap(*, now: datetime | None = None, stale_after_s: float | None = None,
+                       requeue_after_s: float | None = None) -> dict[str, int]:
+    """Fail runs whose worker died (no heartbeat for ``MODELING_STALE_AFTER_S``: "worker lost");
+    re-send runs still queued after ``MODELING_REQUEUE_AFTER_S`` (a lost message; the task is
+    idempotent, so a duplicate is harmless). Budget stays charged either way."""
+    now = now or timezone.now()
+    stale = timedelta(seconds=float(stale_after_s if stale_after_s is not None else sotto_setting("MODELING_STALE_AFTER_S")))
+    requeue = timedelta(seconds=float(requeue_after_s if requeue_after_s is not None
+                                      else sotto_setting("MODELING_REQUEUE_AFTER_S")))
+    with dangerously_as_platform():
+        running = list(TrainingRun.objects.filter(status=RunStatus.RUNNING).values_list("tenant_id", "pk", "heartbeat_at",
+                                                                                       "started_at"))
+        # heartbeat_at of a queued run = when it was last re-sent
+        queued = [(t, pk) for t, pk, sent, created in TrainingRun.objects.filter(status=RunStatus.QUEUED)
+                  .values_list("tenant_id", "pk", "heartbeat_at", "created_at") if (sent or created) < now - requeue]
+    failed = 0
+    for tenant_id, run_id, beat, started in running:
+        last = beat or started
+        if last is None or last < now - stale:
+            seen = "never" if last is None else last.isoformat()
+            failed += _mark_failed(tenant_id, run_id, f"worker lost: no heartbeat since {seen}",
+                                   only_if=(RunStatus.RUNNING,))
+    for tenant_id, run_id in queued:
+        with tenant_context(tenant_id):
+            if TrainingRun.objects.filter(tenant_id=tenant_id, pk=run_id, status=RunStatus.QUEUED).update(heartbeat_at=now):
+                transaction.on_commit(lambda t=tenant_id, r=run_id: _enqueue(t, r), robust=True)
+    return {"failed": failed, "requeued": len(queued)}

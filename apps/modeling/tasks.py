@@ -1,0 +1,38 @@
+"""Modeling tasks. Every ``sotto.modeling.*`` task is routed to the ``train`` queue by name; the
+reaper is scheduled on ``default`` (config/schedules.py) so a busy trainer cannot starve it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="sotto.modeling.train", bind=True, acks_late=True, reject_on_worker_lost=True,
+    soft_time_limit=3 * 3600, time_limit=3 * 3600 + 120,
+)
+def train(self: Any, tenant_id: int, run_id: int) -> str:
+    """Train one charged run (``apps.modeling.training.training_run_execute``).
+
+    At-least-once delivery is safe: a run trains at most once, a redelivered message for a run
+    whose worker died marks it failed ("worker lost"), and nothing is ever charged here.
+    """
+    from apps.modeling.training import training_run_execute
+
+    redelivered = bool((getattr(self.request, "delivery_info", None) or {}).get("redelivered"))
+    return training_run_execute(tenant_id=tenant_id, run_id=run_id, redelivered=redelivered)
+
+
+@shared_task(name="sotto.modeling.reap_stale_runs", acks_late=True, soft_time_limit=300, time_limit=360)
+def reap_stale_runs() -> dict[str, int]:
+    """Fail runs whose worker stopped beating; re-send runs whose message was lost."""
+    from apps.modeling.services import training_runs_reap
+
+    outcome = training_runs_reap()
+    if outcome["failed"] or outcome["requeued"]:
+        log.info("modeling reaper: %s", outcome)
+    return outcome
