@@ -200,6 +200,11 @@ SOTTO: dict[str, Any] = {
     "ENCODER_PRECISION": env_str("SOTTO_ENCODER_PRECISION", "fp32"),
     "CATALOG_ENCODE_BATCH": env_int("SOTTO_CATALOG_ENCODE_BATCH", 64, minimum=1),
     "CATALOG_HNSW_EF_SEARCH": env_int("SOTTO_CATALOG_HNSW_EF_SEARCH", 100, minimum=1),
+    # Serving (apps/serving): weight of the user's interest in personalised search (0 = query only),
+    # the query encoder's intra-op threads in each web process, and its LRU of query vectors.
+    "SERVING_SEARCH_USER_WEIGHT": env_float("SOTTO_SERVING_SEARCH_USER_WEIGHT", 0.3),
+    "SERVING_ENCODER_THREADS": env_int("SOTTO_SERVING_ENCODER_THREADS", 1, minimum=1),
+    "SERVING_QUERY_CACHE_SIZE": env_int("SOTTO_SERVING_QUERY_CACHE_SIZE", 4096, minimum=0),
     "DEFAULT_EPSILON_TOTAL": env_float("SOTTO_DEFAULT_EPSILON_TOTAL", 16.0),
     "DEFAULT_DELTA": env_float("SOTTO_DEFAULT_DELTA", 1e-6),
     # Modeling (apps/modeling, docs/modeling.md): serving reads the active-model pointer at most once

@@ -1,0 +1,170 @@
+"""Real-time recommendations and search: the serving path behind ``/api/v1/recommendations`` and ``/search``.
+
+What callers may rely on:
+
+- **Strategies.** ``personal`` when the tenant has a live trained model: the user tower (numpy, no
+  torch) turns the user's real-time state into an interest vector, ranked by cosine against the
+  item vectors materialised for exactly that model version. ``content`` before the first trained
+  model: the user's rating-weighted mean of history content vectors against the content vectors.
+  ``popular`` for an unknown user, or one with no folded event yet: the latest DP popularity
+  release (empty, with a ``note``, when there is none). ``model_version`` is set only for
+  ``personal``.
+- **One model per answer.** The live model is read once per request and every later step uses
+  that object and its version, so a swap to a new version mid-request cannot mix versions.
+- **Real time.** The user's state and seen items are read fresh on every request (one query), so
+  an event committed before the request is reflected: a seen item disappears under
+  ``exclude_seen`` and the user vector moves.
+- **Rules.** Availability always; ``exclude_seen`` drops every item the user has an event for;
+  ``category`` keeps items of that category (one no item has gives an empty list). The filters run
+  inside the tenant's HNSW scan (pgvector 0.8 iterative scans), so they never starve the result.
+- **Diversity.** ``diversity`` d in [0, 1] re-orders a larger candidate pool (``pool_size``) by
+  maximal marginal relevance over the items' content vectors; ``score`` stays each item's
+  relevance, so with d > 0 the list is no longer sorted by score.
+- **Search.** The query is encoded in process by the catalogue's encoder and ranked by cosine over
+  content vectors. With a known user the score is ``(1-a)·cos(q, item) + a·cos(u, item)``, u the
+  user's content-space interest and a = ``SERVING_SEARCH_USER_WEIGHT`` (0.3): exactly a cosine
+  top-k on ``(1-a)·q + a·u`` (see ``ranking.blend_vector``), so the whole catalogue is re-ranked
+  by the blend in one index scan.
+- **Round trips.** Inside a request (the ``TenantAPIView`` transaction, already scoped to the
+  tenant) the path joins that transaction: one read of the user's state and seen items, one
+  ``set_config`` of the HNSW knobs and the scan (``apps.serving.hnsw``), plus one vector read when
+  d > 0; with BEGIN, the RLS tenant and COMMIT that is 6 statements (7 with diversity). The model
+  pointer is cached per process (``MODELING_POINTER_TTL_S``), the API key too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.db import connection
+
+from apps.catalog.encoder import EncoderConfigError
+from apps.catalog.vectors import vectors_fetch
+from apps.core.conf import sotto_setting
+from apps.core.errors import DomainError
+from apps.core.tenant_db import tenant_context
+from apps.profiles.selectors import user_state, user_state_and_seen
+from apps.serving import model_access
+from apps.serving.hnsw import content_knn
+from apps.serving.query_encoding import mostly_cjk, query_vector
+from apps.serving.ranking import blend_vector, content_interest, mmr_order
+
+PERSONAL = "personal"
+CONTENT = "content"
+POPULAR = "popular"
+
+MAX_POOL = 200
+NO_RELEASE_NOTE = (
+    "no DP popularity release yet: recommendations for users without history start after the "
+    "tenant's first training run"
+)
+NO_POPULAR_MATCH_NOTE = "no popular item passes the filters (or there is no DP popularity release yet)"
+CJK_NOTE = (
+    "the search encoder is English-trained: most CJK characters are unknown to it, so results for "
+    "this query are unreliable (mixed queries work through their English words)"
+)
+
+Candidate = tuple[int, str, float]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    items: list[dict[str, Any]]
+    strategy: str
+    model_version: int | None = None
+    note: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _scoped(tenant_id: int) -> Iterator[None]:
+    """Join the caller's (request) transaction, or open one scoped to the tenant."""
+    if connection.in_atomic_block:
+        yield
+    else:
+        with tenant_context(tenant_id):
+            yield
+
+
+def pool_size(k: int, diversity: float) -> int:
+    """Candidates fetched for ``k`` results: ``k`` itself, or up to 3k (at most 200) for MMR.
+
+    >>> pool_size(10, 0.0), pool_size(10, 0.5), pool_size(100, 0.5)
+    (10, 30, 200)
+    """
+    if diversity <= 0.0:
+        return k
+    return max(k, min(max(3 * k, k + 20), MAX_POOL))
+
+
+def _items(found: Sequence[Candidate], scale: float = 1.0) -> list[dict[str, Any]]:
+    return [{"id": ext, "score": round(scale * float(score), 6)} for _, ext, score in found]
+
+
+def _diversify(tenant_id: int, found: list[Candidate], k: int, diversity: float) -> list[Candidate]:
+    if diversity <= 0.0 or len(found) <= 1:
+        return found[:k]
+    vectors = vectors_fetch(tenant_id=tenant_id, item_pks=[pk for pk, _, _ in found])
+    dim = next(iter(vectors.values())).shape[0] if vectors else 1
+    zero = np.zeros(dim, dtype=np.float32)  # an item without a content vector is "unlike everything"
+    matrix = np.stack([vectors.get(pk, zero) for pk, _, _ in found])
+    order = mmr_order([score for _, _, score in found], matrix, k, diversity)
+    return [found[i] for i in order]
+
+
+def recommendations_for_user(
+    *, tenant_id: int, user_ref: str, k: int, category: str | None = None, exclude_seen: bool = True,
+    diversity: float = 0.0,
+) -> Ranked:
+    """Top-k items for one end user (see the module docstring for strategies and rules)."""
+    pool = pool_size(k, diversity)
+    with _scoped(tenant_id):
+        state, seen = user_state_and_seen(tenant_id, user_ref)
+        exclude = seen if exclude_seen else set()
+        found: list[Candidate] | None = None
+        strategy, version, note = POPULAR, None, None
+        if state is not None:
+            model = model_access.active_model(tenant_id)
+            if model is not None:
+                vector = model_access.interest(model, state)
+                found = model_access.personal_knn(
+                    tenant_id=tenant_id, model=model, vector=vector, k=pool, exclude_pks=exclude, category=category
+                )
+                strategy, version = PERSONAL, model_access.model_version(model)
+            else:
+                interest = content_interest(state)
+                if interest is not None:
+                    found = content_knn(tenant_id=tenant_id, vector=interest, k=pool, exclude_pks=exclude,
+                                        category=category)
+                    strategy = CONTENT
+        if found is None:
+            found = model_access.popular(tenant_id=tenant_id, k=pool, exclude_pks=exclude, category=category)
+            if not found:
+                note = NO_RELEASE_NOTE if category is None and not exclude else NO_POPULAR_MATCH_NOTE
+        ranked = _diversify(tenant_id, found, k, diversity)
+    return Ranked(items=_items(ranked), strategy=strategy, model_version=version, note=note)
+
+
+def search_user_weight() -> float:
+    return min(1.0, max(0.0, float(sotto_setting("SERVING_SEARCH_USER_WEIGHT"))))
+
+
+def search_items(*, tenant_id: int, query: str, k: int, user_ref: str | None = None) -> Ranked:
+    """Items by cosine to the encoded query, blended with the user's interest when ``user_ref`` is known."""
+    try:
+        q = query_vector(tenant_id, query)
+    except EncoderConfigError as exc:
+        raise DomainError(f"search is unavailable: {exc}", code="search_unavailable", status=503) from None
+    with _scoped(tenant_id):
+        user = content_interest(user_state(tenant_id, user_ref)) if user_ref is not None else None
+        alpha = search_user_weight() if user is not None else 0.0
+        vector, scale = blend_vector(q, user, alpha)
+        found = content_knn(tenant_id=tenant_id, vector=vector, k=k)
+    return Ranked(
+        items=_items(found, scale), strategy="search", note=CJK_NOTE if mostly_cjk(query) else None,
+        extra={"personalised": user is not None, "user_weight": alpha},
+    )

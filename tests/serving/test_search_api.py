@@ -1,0 +1,105 @@
+"""GET /api/v1/search through HTTP: English, Chinese and mixed queries, personalisation, isolation, round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.serving.conftest import ids, new_user, rate, search
+
+pytestmark = pytest.mark.usefixtures("live_db")
+
+
+def test_an_english_query_finds_the_movie_it_names(api, shop):
+    body = search(api, shop.persona, q="toy story", k=5)
+    assert ids(body)[0] == "1"
+    assert body["personalised"] is False and body["user"] is None and body["note"] is None
+    scores = [i["score"] for i in body["items"]]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    assert body["request_id"]
+
+
+def test_a_query_about_a_theme_finds_items_of_that_theme(api, shop):
+    body = search(api, shop.persona, q="animated children's adventure", k=3)
+    assert set(ids(body)) & {"1", "13"}  # Toy Story, Balto: the two animated films of the catalogue
+
+
+def test_a_mixed_chinese_and_english_query_works_through_its_english_words(api, shop):
+    body = search(api, shop.persona, q="Toy Story 玩具总动员", k=3)
+    assert ids(body)[0] == "1"
+    assert body["note"] is None
+
+
+def test_a_chinese_query_answers_with_a_note_on_its_quality(api, shop):
+    body = search(api, shop.persona, q="玩具总动员", k=5)
+    assert len(body["items"]) == 5
+    assert "English-trained" in body["note"]
+
+
+def test_with_a_user_the_score_blends_query_and_interest_similarity(api, shop):
+    """Given a crime-loving user, personalised search scores (1-a)·cos(q, item) + a·cos(u, item), a = 0.3."""
+    from apps.catalog.selectors import content_vectors
+    from apps.profiles.selectors import user_state
+    from apps.serving.query_encoding import query_vector
+    from apps.serving.ranking import content_interest
+
+    user = new_user()
+    rate(api, shop.persona, user, {"6": 5.0, "16": 5.0, "23": 4.5})  # Heat, Casino, Assassins
+    plain = search(api, shop.persona, q="a funny family movie", k=10)
+    mixed = search(api, shop.persona, q="a funny family movie", k=10, user=user)
+    assert mixed["personalised"] is True and mixed["user_weight"] == pytest.approx(0.3)
+    assert [i["score"] for i in mixed["items"]] != [i["score"] for i in plain["items"]]
+
+    q = query_vector(shop.tenant_id, "a funny family movie")
+    u = content_interest(user_state(shop.tenant_id, user))
+    vectors = content_vectors(shop.tenant_id, shop.pks.values())
+    expected = {ext: 0.7 * float(vectors[pk] @ q) + 0.3 * float(vectors[pk] @ u) for ext, pk in shop.pks.items()}
+    best = sorted(expected, key=lambda e: -expected[e])[:10]
+    assert ids(mixed)[:3] == best[:3]
+    for item in mixed["items"]:
+        assert item["score"] == pytest.approx(expected[item["id"]], abs=1e-4)
+    crime = {e for e, cats in shop.categories.items() if "Crime" in cats}
+    assert len(set(ids(mixed)) & crime) > len(set(ids(plain)) & crime)
+
+
+def test_an_unknown_user_leaves_the_search_unpersonalised(api, shop):
+    plain = search(api, shop.persona, q="toy story", k=5)
+    body = search(api, shop.persona, q="toy story", k=5, user=new_user())
+    assert body["personalised"] is False and body["user_weight"] == 0.0
+    assert body["items"] == plain["items"]
+
+
+def test_search_sees_only_the_tenants_own_items(api, shop, other_shop):
+    theirs = search(api, other_shop.persona, q="toy story", k=20)
+    assert set(ids(theirs)) <= set(other_shop.titles)
+    assert len(theirs["items"]) == len(other_shop.titles)
+    mine = search(api, shop.persona, q=next(iter(other_shop.titles.values())), k=50)
+    assert set(ids(mine)) <= set(shop.titles)
+
+
+def test_the_query_vector_is_computed_once_then_served_from_the_lru(api, shop):
+    from apps.serving.query_encoding import _encoder
+
+    text = f"space adventure {new_user()}"
+    search(api, shop.persona, q=text)
+    encoder = _encoder(shop.tenant_id)
+    size = encoder.query_cache_len
+    cached = encoder.encode_query(text)
+    search(api, shop.persona, q=f"  {text} ")  # same stripped key
+    assert encoder.query_cache_len == size
+    assert encoder.encode_query(text) is cached
+    assert np.isclose(float(np.linalg.norm(cached)), 1.0, atol=1e-5)
+
+
+def test_search_takes_at_most_six_database_round_trips(api, shop, settings):
+    settings.SOTTO["API_KEY_CACHE_TTL_S"] = 60.0
+    user = new_user()
+    rate(api, shop.persona, user, {"1": 4.0})
+    search(api, shop.persona, q="warm up", user=user)
+    for query, bound in (({"q": "heist"}, 5), ({"q": "heist", "user": user}, 6)):
+        with CaptureQueriesContext(connection) as captured:
+            search(api, shop.persona, **query)
+        statements = [" ".join(q["sql"].split())[:90] for q in captured.captured_queries]
+        assert len(captured) <= bound, "\n".join(statements)
