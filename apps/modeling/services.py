@@ -318,7 +318,7 @@ def popularity_release_create(*, tenant_id: int, epsilon: Any, actor: str) -> di
         release = dp_popularity(user, index, len(universe), eps, delta, cap=cap, seed=secrets.randbits(62))
         LedgerMechanism.objects.create(
             tenant_id=tenant_id, entry=entry, epsilon=release.epsilon, delta=release.delta,
-            noise_multiplier=release.sigma, users=users, accountant="analytic-gaussian",
+            noise_multiplier=release.sigma, users=users, accountant="analytic-gauss",
             details={"mechanism": "gaussian", "sigma": release.sigma, "cap": cap, "sensitivity": 1.0},
         )
         stored = popularity_release_store(

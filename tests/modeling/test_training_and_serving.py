@@ -1,0 +1,373 @@
+"""Training runs in process (no broker): versions, the atomic switch, served vectors, failures.
+
+One trained tenant per module (``trained``: 30 items in 3 clusters, 40 users who each stay in
+one cluster, model v1 trained with ε = 4); tests that train again use their own tenant.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from apps.core.tenant_db import tenant_context
+from apps.modeling import selectors, services, training
+from apps.modeling.models import ActiveModel, LedgerEntry, ModelVersion, TrainingRun
+from tests.modeling.conftest import ROOT, trained_persona
+from tests.modeling.support import seed_tenant, set_modeling
+
+
+@pytest.fixture(scope="module")
+def trained(django_db_setup, django_db_blocker):
+    return trained_persona(django_db_blocker)
+
+
+def _tid(persona):
+    return persona.tenant.id
+
+
+def _leaf_flags(tenant_id):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+            "WHERE relname LIKE %s AND relkind IN ('r', 'p') ORDER BY relname", [f"modeling_served_vector_t{tenant_id}%"],
+        )
+        return {name: (rls, forced) for name, rls, forced in cursor.fetchall()}
+
+
+def _start(persona, epsilon=1.0):
+    sent: list[int] = []
+    original = services._enqueue
+    services._enqueue = lambda tenant_id, run_id: sent.append(run_id)
+    try:
+        return services.training_run_start(tenant_id=_tid(persona), epsilon=epsilon, actor="test")["id"]
+    finally:
+        services._enqueue = original
+
+
+def test_a_succeeded_run_switches_the_pointer_with_its_materialised_vectors(trained, live_db):
+    tid = _tid(trained)
+    run = selectors.training_runs_for_tenant(tenant_id=tid)[-1]  # the fixture's run, the oldest
+
+    assert run["status"] == "succeeded" and run["model_version"] == 1 and run["progress"] == 1.0
+    assert run["epoch"] == run["epochs"] == 10 and run["loss"] is not None
+    model = selectors.serving_model(tid)
+    assert model is not None and model.version == 1 and model.item_dim == 385
+    with tenant_context(tid):
+        version = ModelVersion.objects.get(tenant_id=tid, version=1)
+        assert version.status == "active" and version.checksum == model.checksum
+        assert ActiveModel.objects.get(tenant_id=tid).version == 1
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*), min(vector_dims(embedding)) FROM modeling_served_vector "
+                           "WHERE tenant_id = %s AND version = 1", [tid])
+            assert cursor.fetchone() == (30, 385)
+    # the new partitions are under forced RLS like every tenant table
+    flags = _leaf_flags(tid)
+    assert flags == {f"modeling_served_vector_t{tid}": (True, True), f"modeling_served_vector_t{tid}_v1": (True, True)}
+
+
+def test_served_knn_uses_the_version_leaf_hnsw_index(trained, live_db):
+    tid = _tid(trained)
+    model = selectors.serving_model(tid)
+    vector = services.user_interest(model, None)
+    with tenant_context(tid), connection.cursor() as cursor:
+        # 30 rows: the planner rightly prefers an exact sort; forbid it to see that the index can serve
+        cursor.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true), "
+                       "set_config('enable_sort', 'off', true)")
+        cursor.execute(
+            "EXPLAIN SELECT item_id FROM modeling_served_vector WHERE tenant_id = %s AND version = 1 "
+            "ORDER BY embedding::vector(385) <=> %s::vector(385) LIMIT 5",
+            [tid, "[" + ",".join(map(str, vector.tolist())) + "]"],
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert f"modeling_served_vector_t{tid}_v1_hnsw" in plan, plan[:300]
+
+
+def test_the_served_model_recommends_the_users_own_cluster_far_above_random(trained, live_db):
+    """Planted structure: through the serving path (state → tower → HNSW), unseen items of the
+    user's own cluster come first. Random order would put 2 of 20 unseen candidates in the top 5."""
+    from apps.profiles.selectors import user_state_and_seen
+
+    tid = _tid(trained)
+    model = selectors.serving_model(tid)
+    hits = total = 0
+    for u in range(40):
+        state, seen = user_state_and_seen(tid, f"u{u}")
+        top = selectors.served_knn(tenant_id=tid, version=model.version, vector=services.user_interest(model, state),
+                                   k=2, exclude_pks=seen)
+        own = [ext for _, ext, _ in top if int(ext[1:]) % 3 == u % 3]
+        hits += len(own)
+        total += len(top)
+    assert total == 80
+    assert hits / total > 0.9, hits / total  # random: 2/22 unseen items are the user's cluster ~ 0.09
+
+
+def test_reported_epsilon_equals_the_accountants_and_never_exceeds_the_charge(live_db, monkeypatch):
+    import opacus
+
+    from tests.support import make_tenant
+
+    engines = []
+    original = opacus.PrivacyEngine.make_private
+
+    def spy(self, **kw):
+        engines.append(self)
+        return original(self, **kw)
+
+    monkeypatch.setattr(opacus.PrivacyEngine, "make_private", spy)
+    persona = make_tenant("eps")
+    seed_tenant(persona)
+    set_modeling(persona, epochs=2, seed=3, holdout_fraction=0.0)
+    run_id = _start(persona, epsilon=2.0)
+
+    assert training.training_run_execute(tenant_id=_tid(persona), run_id=run_id) == "succeeded"
+
+    run = selectors.training_run_get(tenant_id=_tid(persona), run_id=run_id)
+    (engine,) = engines
+    assert run["epsilon_sgd"] == engine.accountant.get_epsilon(run["delta_used"] / 2)
+    assert run["epsilon_pop"] == pytest.approx(1.0)
+    assert run["epsilon_spent"] == pytest.approx(run["epsilon_sgd"] + run["epsilon_pop"])
+    assert run["epsilon_spent"] <= run["epsilon"] + 1e-9
+    (entry,) = selectors.privacy_budget(tenant_id=_tid(persona))["ledger"]
+    assert entry["epsilon"] == 2.0 and entry["epsilon_accounted"] == run["epsilon_spent"]
+    assert entry["noise_multiplier"] > 0 and entry["steps"] == 4 and entry["accountant"] == "rdp"
+    assert entry["users"] == 40 and entry["delta_used"] == pytest.approx(1e-6)
+    assert run["metrics"] == {}  # holdout 0: no offline metrics
+
+
+def test_versions_keep_the_previous_for_rollback_and_drop_older_ones(live_db):
+    from tests.support import make_tenant
+
+    persona = make_tenant("ver")
+    seed_tenant(persona)
+    set_modeling(persona, epochs=1, seed=1)
+    tid = _tid(persona)
+    for _ in range(3):
+        assert training.training_run_execute(tenant_id=tid, run_id=_start(persona)) == "succeeded"
+
+    with tenant_context(tid):
+        statuses = dict(ModelVersion.objects.filter(tenant_id=tid).values_list("version", "status"))
+        pointer = ActiveModel.objects.get(tenant_id=tid)
+    assert statuses == {1: "retired", 2: "previous", 3: "active"}
+    assert (pointer.version, pointer.previous_version) == (3, 2)
+    assert set(_leaf_flags(tid)) == {f"modeling_served_vector_t{tid}", f"modeling_served_vector_t{tid}_v2",
+                                     f"modeling_served_vector_t{tid}_v3"}
+    vector = services.user_interest(selectors.serving_model(tid), None)
+    # a request that read the pointer just before the switch still finds its own version
+    assert len(selectors.served_knn(tenant_id=tid, version=2, vector=vector, k=5)) == 5
+    assert selectors.served_knn(tenant_id=tid, version=1, vector=vector, k=5) == []
+    assert selectors.latest_evaluation(tid)["model_version"] == 3
+    assert [p["cumulative"] for p in selectors.privacy_spend_series(tid)] == [1.0, 2.0, 3.0]
+
+
+def test_a_failed_training_leaves_the_previous_model_serving_and_the_budget_charged(trained, live_db, monkeypatch):
+    tid = _tid(trained)
+    spent_before = selectors.privacy_budget(tenant_id=tid)["epsilon_spent"]
+    before = selectors.serving_model(tid)
+
+    def boom(**kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(training, "train_tenant", boom)
+    run_id = _start(trained, epsilon=0.5)
+
+    assert training.training_run_execute(tenant_id=tid, run_id=run_id) == "failed"
+
+    run = selectors.training_run_get(tenant_id=tid, run_id=run_id)
+    assert run["status"] == "failed" and "disk on fire" in run["error"]
+    assert selectors.serving_model(tid).checksum == before.checksum
+    assert selectors.privacy_budget(tenant_id=tid)["epsilon_spent"] == pytest.approx(spent_before + 0.5)
+
+
+def test_a_failure_after_materialising_drops_the_half_built_version(trained, live_db, monkeypatch):
+    tid = _tid(trained)
+    before = selectors.serving_model(tid).version
+
+    def switch_fails(*args, **kwargs):
+        raise RuntimeError("switch failed")
+
+    monkeypatch.setattr(training, "_switch", switch_fails)
+    set_modeling(trained, epochs=1)
+    run_id = _start(trained, epsilon=0.5)
+    try:
+        assert training.training_run_execute(tenant_id=tid, run_id=run_id) == "failed"
+    finally:
+        set_modeling(trained, epochs=10)
+
+    with tenant_context(tid):
+        failed = ModelVersion.objects.get(tenant_id=tid, run_id=run_id)
+    assert failed.status == "failed"
+    assert f"modeling_served_vector_t{tid}_v{failed.version}" not in _leaf_flags(tid)
+    assert selectors.serving_model(tid).version == before
+
+
+def test_a_redelivered_running_run_is_marked_worker_lost_and_never_trains_twice(trained, live_db, monkeypatch):
+    tid = _tid(trained)
+    run_id = _start(trained, epsilon=0.5)
+    assert training.claim(tenant_id=tid, run_id=run_id, redelivered=False) is not None  # a worker took it...
+    monkeypatch.setattr(training, "train_tenant", lambda **kw: pytest.fail("trained twice"))
+    with tenant_context(tid):
+        ledger_before = LedgerEntry.objects.filter(tenant_id=tid).count()
+
+    # ...died, and the broker redelivered the message
+    assert training.training_run_execute(tenant_id=tid, run_id=run_id, redelivered=True) == "skipped"
+
+    run = selectors.training_run_get(tenant_id=tid, run_id=run_id)
+    assert run["status"] == "failed" and run["error"] == "worker lost"
+    with tenant_context(tid):
+        assert LedgerEntry.objects.filter(tenant_id=tid).count() == ledger_before  # charged once, not twice
+    # any later copy of the message is a no-op
+    assert training.training_run_execute(tenant_id=tid, run_id=run_id, redelivered=True) == "skipped"
+
+
+def test_a_duplicate_message_for_a_run_that_is_alive_is_ignored(trained, live_db, monkeypatch):
+    tid = _tid(trained)
+    run_id = _start(trained, epsilon=0.25)
+    assert training.claim(tenant_id=tid, run_id=run_id, redelivered=False) is not None
+    monkeypatch.setattr(training, "train_tenant", lambda **kw: pytest.fail("trained twice"))
+
+    assert training.training_run_execute(tenant_id=tid, run_id=run_id, redelivered=False) == "skipped"
+
+    assert selectors.training_run_get(tenant_id=tid, run_id=run_id)["status"] == "running"
+    services.training_runs_reap(stale_after_s=0.0, requeue_after_s=1e9)  # leave no running run behind
+
+
+def test_the_reaper_fails_silent_runs_and_resends_lost_queued_ones(trained, live_db, monkeypatch):
+    tid = _tid(trained)
+    stale_id = _start(trained, epsilon=0.25)
+    assert training.claim(tenant_id=tid, run_id=stale_id, redelivered=False) is not None
+    lost_id = _start(trained, epsilon=0.25)
+    with tenant_context(tid):
+        TrainingRun.objects.filter(pk=stale_id).update(heartbeat_at=datetime.now(UTC) - timedelta(minutes=10))
+        TrainingRun.objects.filter(pk=lost_id).update(created_at=datetime.now(UTC) - timedelta(hours=1))
+    resent: list[tuple[int, int]] = []
+    monkeypatch.setattr(services, "_enqueue", lambda t, r: resent.append((t, r)))
+
+    outcome = services.training_runs_reap(stale_after_s=120, requeue_after_s=600)
+
+    assert outcome["failed"] >= 1 and (tid, lost_id) in resent
+    stale = selectors.training_run_get(tenant_id=tid, run_id=stale_id)
+    assert stale["status"] == "failed" and stale["error"].startswith("worker lost")
+    assert selectors.training_run_get(tenant_id=tid, run_id=lost_id)["status"] == "queued"
+    # re-sent once, not on every sweep
+    resent.clear()
+    services.training_runs_reap(stale_after_s=120, requeue_after_s=600)
+    assert (tid, lost_id) not in resent
+    with tenant_context(tid):
+        TrainingRun.objects.filter(pk=lost_id).update(status="failed", error="test cleanup")
+
+
+def test_catalogue_changes_reach_the_served_vectors(trained, live_db):
+    from apps.catalog.models import Item
+    from apps.catalog.vectors import VectorRow, vectors_write
+    from apps.core.hooks import run_item_vectors_ready
+
+    tid = _tid(trained)
+    model = selectors.serving_model(tid)
+    vector = services.user_interest(model, None)
+    with tenant_context(tid):
+        target = Item.objects.get(tenant_id=tid, external_id="i4")
+    everything = {ext for _, ext, _ in selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=30)}
+    assert "i4" in everything
+
+    with tenant_context(tid):  # the trigger on catalog_item copies availability and categories
+        Item.objects.filter(pk=target.pk).update(available=False, categories=["gone"])
+    found = selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=30)
+    assert "i4" not in {ext for _, ext, _ in found} and len(found) == 29
+    assert [e for _, e, _ in selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=5,
+                                                  category="gone", available_only=False)] == ["i4"]
+    with tenant_context(tid):
+        Item.objects.filter(pk=target.pk).update(available=True, categories=["c1"])
+
+    # an item encoded after training gets a served vector in the encode transaction (hook)
+    with tenant_context(tid):
+        new = Item.objects.create(tenant_id=tid, external_id="late", title="late item", categories=["c0"],
+                                  content_hash="f" * 64, encoding_status="ready", encoded_hash="f" * 64)
+        unit = np.ones(384, dtype=np.float32) / np.sqrt(384)
+        vectors_write(tenant_id=tid, rows=[VectorRow(item_pk=new.pk, external_id="late", vector=unit, available=True,
+                                                     categories=["c0"], model="test", content_hash="f" * 64)])
+        run_item_vectors_ready(tid, [new.pk])
+    late = selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=50)
+    assert "late" in {e for _, e, _ in late}
+    with tenant_context(tid):  # deleting the item cascades to its served vectors
+        Item.objects.filter(pk=new.pk).delete()
+    assert "late" not in {e for _, e, _ in selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=50)}
+
+
+def test_served_knn_filters_by_category_and_exclusion_and_stays_in_the_tenant(trained, tenant_b, live_db):
+    tid = _tid(trained)
+    model = selectors.serving_model(tid)
+    vector = services.user_interest(model, None)
+
+    in_c2 = selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=10, category="c2")
+    assert len(in_c2) == 10 and all(int(ext[1:]) % 3 == 2 for _, ext, _ in in_c2)
+    scores = [s for _, _, s in in_c2]
+    assert scores == sorted(scores, reverse=True)
+    excluded = {pk for pk, _, _ in in_c2[:5]}
+    rest = selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=10, category="c2",
+                                exclude_pks=excluded)
+    assert len(rest) == 5 and not excluded & {pk for pk, _, _ in rest}
+    # another tenant asking for this tenant's version sees nothing (its own partition is empty)
+    assert selectors.served_knn(tenant_id=tenant_b.tenant.id, version=model.version, vector=vector, k=10) == []
+    assert selectors.serving_model(tenant_b.tenant.id) is None
+
+
+def test_serving_model_costs_one_pointer_read_and_is_cached(trained, live_db, settings, django_assert_num_queries):
+    tid = _tid(trained)
+    selectors.serving_model(tid)  # weights now cached in this process
+
+    with tenant_context(tid):  # as in a request: the view's transaction is already scoped
+        with django_assert_num_queries(1):
+            assert selectors.serving_model(tid).version == 1
+        settings.SOTTO = {**settings.SOTTO, "MODELING_POINTER_TTL_S": 60.0}
+        selectors.clear_pointer_cache()
+        with django_assert_num_queries(1):
+            selectors.serving_model(tid)
+        with django_assert_num_queries(0):
+            assert selectors.serving_model(tid).version == 1
+
+
+def test_user_interest_is_the_numpy_tower_over_the_profile_state(trained, live_db):
+    from apps.modeling.ml.features import tower_input
+    from apps.modeling.ml.inference import user_vectors
+    from apps.profiles.selectors import user_state
+
+    tid = _tid(trained)
+    model = selectors.serving_model(tid)
+    state = user_state(tid, "u5")
+    vec = services.user_interest(model, state)
+
+    assert vec.shape == (model.item_dim,) and abs(np.linalg.norm(vec) - 1) < 1e-5
+    np.testing.assert_allclose(vec, user_vectors(model.weights, tower_input(state, model.feature_config))[0])
+    cold = services.user_interest(model, None)
+    assert cold[-1] > 0.3  # cold start leans on the DP popularity coordinate
+    with pytest.raises(ValueError, match="rebuilt"):
+        services.user_interest(model, {**state, "content_sum": state["content_sum"][:1], "weight_sum": state["weight_sum"][:1]})
+
+
+def test_corrupt_weights_are_refused_not_served(trained, live_db):
+    from apps.modeling import artifacts
+
+    tid = _tid(trained)
+    with tenant_context(tid):
+        blob = bytes(ModelVersion.objects.get(tenant_id=tid, version=1).blob)
+    with pytest.raises(artifacts.ArtifactCorrupt):
+        artifacts.unpack(blob[:-1] + bytes([blob[-1] ^ 1]), selectors.serving_model(tid).checksum)
+
+
+def test_importing_the_serving_side_does_not_import_torch():
+    code = (
+        "import django, sys; django.setup(); "
+        "import apps.modeling.selectors, apps.modeling.services, apps.modeling.served; "
+        "bad = sorted(m for m in ('torch', 'opacus') if m in sys.modules); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    import os
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "PYTHONPATH": f"{ROOT}:{ROOT / 'platform'}"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
