@@ -15,6 +15,8 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
         "audit-checkpoint": ("sotto.audit.checkpoint_all", 3600.0, "default"),
         "profiles-retention": ("sotto.profiles.apply_retention", 6 * 3600.0, "default"),
         "slo-flush-and-alerts": ("sotto.slo.evaluate_alerts", 60.0, "default"),
+        # on default, not train: a trainer busy for hours must not delay noticing a dead one
+        "modeling-reap-stale-runs": ("sotto.modeling.reap_stale_runs", 60.0, "default"),
     }
     from celery import current_app
 
