@@ -72,7 +72,8 @@ class PrivacyBudget:
 class Evaluation:
     model_version: str
     created: str
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # numeric metrics only
+    note: str = ""  # how they were measured, when the backend says
 
 
 def encoding_progress(*, tenant_id: int) -> EncodingProgress | None:
@@ -173,7 +174,9 @@ def _run(raw: Any) -> TrainingRun:
         progress = int(_get(raw, "epoch", 0) or 0) / epochs if epochs else 0.0
     version = _get(raw, "model_version")
     if version is not None and hasattr(version, "version"):
-        version = f"v{version.version}"
+        version = version.version
+    if isinstance(version, int):
+        version = f"v{version}"
     return TrainingRun(
         id=int(_get(raw, "id", _get(raw, "pk", 0))),
         status=status,
@@ -235,13 +238,30 @@ def privacy_budget(*, tenant_id: int) -> PrivacyBudget | None:
 
 
 def latest_evaluation(*, tenant_id: int) -> Evaluation | None:
-    """Metrics of the newest finished run that has any."""
-    runs = training_runs(tenant_id=tenant_id)
-    for run in runs or []:
+    """The newest model's offline metrics: the modeling app's own ``latest_evaluation`` when it has
+    one, else those of the newest succeeded run that reports any."""
+    if not contracts.MODELING.met():
+        return None
+    selectors = contracts.backend("apps.modeling.selectors")
+    if callable(getattr(selectors, "latest_evaluation", None)):
+        raw = selectors.latest_evaluation(tenant_id)
+        if raw is None:
+            return None
+        version = _get(raw, "model_version")
+        return _evaluation(
+            f"v{version}" if isinstance(version, int) else str(version or ""), _get(raw, "created_at"), _get(raw, "metrics")
+        )
+    for run in training_runs(tenant_id=tenant_id) or []:
         if run.status == "succeeded" and run.metrics:
-            numeric = {k: v for k, v in sorted(run.metrics.items()) if isinstance(v, int | float)}
-            return Evaluation(model_version=run.model_version or f"run #{run.id}", created=_label(run.finished_at), metrics=numeric)
+            return _evaluation(run.model_version or f"run #{run.id}", run.finished_at, run.metrics)
     return None
+
+
+def _evaluation(version: str, created: Any, metrics: Any) -> Evaluation:
+    metrics = dict(metrics or {})
+    numeric = {k: v for k, v in sorted(metrics.items()) if isinstance(v, int | float) and not isinstance(v, bool)}
+    note = metrics.get("protocol")
+    return Evaluation(model_version=version, created=_label(created), metrics=numeric, note=str(note or ""))
 
 
 @dataclass(frozen=True)

@@ -193,8 +193,9 @@ def test_an_admin_sees_pseudonyms_and_decrypts_only_after_confirming(page, sign_
     shot(page, "access-export")
 
 
-def test_an_admin_starts_a_training_run_and_watches_it_finish(page, sign_in, shot, admin_a, tenant_a, modeling):
-    # The modeling contract is kept by the in-memory stand-in; the browser, server and JS are real.
+def test_the_training_page_follows_a_run_step_by_step(page, sign_in, shot, admin_a, tenant_a, modeling):
+    # The modeling contract is kept by the in-memory stand-in, so the test moves the run itself and
+    # sees each state in the page; the browser, server and JS are real.
     from datetime import UTC, datetime
 
     sign_in(page, admin_a)
@@ -219,6 +220,42 @@ def test_an_admin_starts_a_training_run_and_watches_it_finish(page, sign_in, sho
     assert spent == [0, 1.5]
     assert page.inner_text("[data-testid=epsilon-left]") == "ε 2.50"
     shot(page, "privacy")
+
+
+def _modeling_met() -> bool:
+    from apps.webadmin import contracts
+
+    return contracts.MODELING.met()
+
+
+@pytest.mark.worker
+@pytest.mark.skipif(not _modeling_met(), reason="the modeling app does not meet the admin's contract yet")
+def test_an_admin_starts_a_real_training_run_and_watches_the_worker_finish_it(
+    page, sign_in, shot, admin_a, tenant_a, celery_worker_proc
+):
+    from tests.modeling.support import seed_tenant, set_modeling
+
+    seed_tenant(tenant_a)
+    set_modeling(tenant_a, seed=7)
+    sign_in(page, admin_a)
+    page.click("nav [data-section=privacy]")
+    page.fill("#id_epsilon", "2")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("[data-testid=training-form] button[type=submit]")
+    page.wait_for_url("**/training-runs/*/")
+    assert page.get_attribute("[data-testid=run-progress]", "data-status") in ("queued", "running")
+    shot(page, "real-run-started")
+    # the page polls the run and reloads itself once the worker is done
+    page.wait_for_selector("[data-testid=run-metrics]", timeout=240_000)
+    assert page.inner_text("[data-testid=run-progress] [data-field=status]") == "succeeded"
+    assert "recall@20" in page.inner_text("[data-testid=run-metrics]")
+    shot(page, "real-run-succeeded")
+    page.click("nav [data-section=dashboard]")
+    page.wait_for_selector("canvas[data-chart=privacy][data-rendered=true]")
+    spent = page.evaluate("() => Chart.getChart(document.querySelector('canvas[data-chart=privacy]')).data.datasets[0].data")
+    assert spent[-1] == 2
+    assert "recall@20" in page.inner_text("[data-testid=evaluation]")
+    shot(page, "dashboard-after-training")
 
 
 @needs("apps.audit.services")

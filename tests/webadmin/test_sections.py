@@ -218,3 +218,50 @@ def test_an_admin_who_is_not_owner_or_reviewer_cannot_open_the_audit_pages(signe
     client = signed_in(admin_a)
     assert client.get(f"/t/{tenant_a.slug}/audit/").status_code == 403
     assert client.post(f"/t/{tenant_a.slug}/audit/export/").status_code == 403
+
+
+# --- privacy & training (the real modeling app) ---------------------------------------------------
+
+def _modeling_met() -> bool:
+    from apps.webadmin import contracts
+
+    return contracts.MODELING.met()
+
+
+@pytest.mark.skipif(not _modeling_met(), reason="the modeling app does not meet the admin's contract yet")
+def test_an_admin_trains_with_an_epsilon_and_the_dashboard_shows_the_spend_and_evaluation(
+    signed_in, admin_a, admin_b, tenant_a, tenant_b, monkeypatch
+):
+    from apps.modeling import training
+    from tests.modeling.support import seed_tenant, set_modeling
+
+    # Given a tenant with items, vectors and 40 users' events (the worker is stood in for below)
+    seed_tenant(tenant_a)
+    set_modeling(tenant_a, seed=7)
+    queued: list[tuple[int, int]] = []
+    monkeypatch.setattr("apps.modeling.services._enqueue", lambda tenant_id, run_id: queued.append((tenant_id, run_id)))
+    client = signed_in(admin_a)
+    # when the admin starts a run with ε 2
+    started = client.post(f"/t/{tenant_a.slug}/privacy/", {"epsilon": "2"})
+    assert started.status_code == 302
+    [(tenant_id, run_id)] = queued
+    assert tenant_id == tenant_a.tenant.id and started["Location"] == f"/t/{tenant_a.slug}/training-runs/{run_id}/"
+    status_url = f"/t/{tenant_a.slug}/training-runs/{run_id}/status.json"
+    assert client.get(status_url).json()["status"] == "queued"
+    # and the worker trains it
+    assert training.training_run_execute(tenant_id=tenant_id, run_id=run_id) == "succeeded"
+    done = client.get(status_url).json()
+    assert done["status"] == "succeeded" and done["finished"] and done["progress"] == 1.0
+    # then the dashboard charts the spend with the run marked by its ε, and shows the evaluation
+    dashboard = client.get(f"/t/{tenant_a.slug}/")
+    privacy = dashboard.context["charts"]["privacy"]
+    assert privacy["spent"][-1] == 2.0 and {"label": f"run #{run_id}", "epsilon": 2.0} in privacy["runs"]
+    assert "recall@20" in dashboard.context["evaluation"].metrics
+    # a run that would exceed the budget is refused with the reason, and charges nothing
+    refused = client.post(f"/t/{tenant_a.slug}/privacy/", {"epsilon": "99"})
+    assert refused.status_code == 200 and refused.context["form"].errors["epsilon"]
+    assert len(queued) == 1
+    # and tenant B's admin cannot see this run, by either slug
+    other = signed_in(admin_b)
+    assert other.get(f"/t/{tenant_a.slug}/training-runs/{run_id}/").status_code == 404
+    assert other.get(f"/t/{tenant_b.slug}/training-runs/{run_id}/status.json").status_code == 404
