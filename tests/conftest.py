@@ -26,10 +26,8 @@ from tests.support import TenantPersona, make_tenant, make_user
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# A unique test database and queue prefix per session, so parallel runs never collide.
+# config.settings.test gives each session a unique test database and queue prefix.
 _SESSION = uuid.uuid4().hex[:8]
-os.environ.setdefault("SOTTO_TEST_DB", f"test_sotto_{_SESSION}")
-os.environ.setdefault("SOTTO_QUEUE_PREFIX", f"t{_SESSION}.")
 
 
 @pytest.fixture(scope="session")

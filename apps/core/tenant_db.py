@@ -43,11 +43,10 @@ def tenant_context(tenant_id: int) -> Iterator[None]:
     with transaction.atomic():
         outer = current_tenant_id()
         activate_tenant(tenant_id)
-        try:
-            yield
-        finally:
-            if connection.in_atomic_block and not connection.needs_rollback:
-                _set(TENANT_GUC, "" if outer is None else str(outer))
+        yield
+        # Only on a clean exit: after an error the savepoint/transaction rollback restores the
+        # setting itself, and a query on an aborted transaction would mask the original error.
+        _set(TENANT_GUC, "" if outer is None else str(outer))
 
 
 @contextlib.contextmanager
@@ -55,11 +54,8 @@ def api_key_lookup(prefix: str) -> Iterator[None]:
     """Let the current transaction see exactly the API keys with this public prefix."""
     with transaction.atomic():
         _set(API_KEY_PREFIX_GUC, prefix)
-        try:
-            yield
-        finally:
-            if not connection.needs_rollback:
-                _set(API_KEY_PREFIX_GUC, "")
+        yield
+        _set(API_KEY_PREFIX_GUC, "")
 
 
 @contextlib.contextmanager
@@ -75,8 +71,5 @@ def dangerously_as_platform() -> Iterator[None]:
     """See every tenant's rows: platform operators and cross-tenant maintenance only."""
     with transaction.atomic():
         _set(PLATFORM_GUC, "on")
-        try:
-            yield
-        finally:
-            if not connection.needs_rollback:
-                _set(PLATFORM_GUC, "")
+        yield
+        _set(PLATFORM_GUC, "")
