@@ -123,7 +123,7 @@ def test_signing_out_uses_a_post_form(page, sign_in, admin_a):
 
 @needs("apps.slo.services")
 def test_the_dashboard_draws_its_charts_with_data(page, sign_in, shot, admin_a, tenant_a):
-    from tests.webadmin.test_sections import make_items, write_latency
+    from tests.webadmin.seed import make_items, write_latency
 
     for minutes_ago, slow in ((150, 120.0), (90, 180.0), (30, 240.0)):
         write_latency(tenant_a.tenant.id, "recommend", [12.0] * 95 + [slow] * 5, minutes_ago=minutes_ago)
@@ -164,7 +164,7 @@ def test_an_admin_tightens_an_objective(page, sign_in, shot, admin_a, tenant_a):
 
 @needs("apps.catalog.selectors")
 def test_an_admin_searches_the_catalogue(page, sign_in, shot, admin_a, tenant_a):
-    from tests.webadmin.test_sections import make_items
+    from tests.webadmin.seed import make_items
 
     make_items(tenant_a.tenant.id, {"1": "Toy Story", "2": "Heat", "3": "Toy Soldiers"}, encode=("1",))
     sign_in(page, admin_a)
