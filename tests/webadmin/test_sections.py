@@ -54,6 +54,7 @@ def test_an_admin_edits_an_objective_and_can_reset_it(signed_in, admin_a, tenant
     assert objective.updated_by == f"user:{admin_a.username}"
     listing = client.get(f"/t/{tenant_a.slug}/slo/")
     assert b"p95 \xe2\x89\xa4 80 ms" in listing.content
+    assert b"<td>99.9%</td>" in listing.content  # the availability target, not rounded up to 100%
     client.post(f"/t/{tenant_a.slug}/slo/recommend/reset/")
     assert slo_objectives_for_tenant(tenant_id=tenant_a.tenant.id)["recommend"].is_default
     assert client.get(f"/t/{tenant_a.slug}/slo/not-a-class/").status_code == 404
