@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -151,7 +150,7 @@ class Command(BaseCommand):
         if not (dataset / "ratings.csv").is_file():
             raise CommandError(f"{dataset}/ratings.csv not found")
         epsilons = parse_epsilons(opts["epsilons"])
-        command = "python manage.py evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        command = command_line(opts)
         write = self.stdout.write
         item_ids = load_movielens(str(dataset)).item_ids
         if opts["tenant"]:
@@ -180,6 +179,20 @@ class Command(BaseCommand):
         if opts["markdown"]:
             Path(opts["markdown"]).write_text(markdown(result, table))
             write(f"wrote {opts['markdown']}")
+
+
+def command_line(opts: dict[str, Any]) -> str:
+    """The command that reproduces this run (from the parsed options, not argv)."""
+    parts = ["python", "manage.py", "evaluate", "--dataset", str(opts["dataset"]), "--epsilons", str(opts["epsilons"]),
+             "--json", str(opts["json_out"])]
+    for flag, key in (("--plot", "plot"), ("--markdown", "markdown"), ("--tenant", "tenant")):
+        if opts.get(key):
+            parts += [flag, str(opts[key])]
+    if int(opts.get("seed") or 0) != 0:
+        parts += ["--seed", str(opts["seed"])]
+    if opts.get("no_baselines"):
+        parts.append("--no-baselines")
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def _json_default(value: Any) -> Any:
