@@ -16,6 +16,7 @@ What callers may rely on:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import secrets
@@ -209,7 +210,7 @@ def run_config(tenant_settings: dict[str, Any] | None) -> dict[str, Any]:
     if cfg.epochs < 1 or not (0 < cfg.sample_rate <= 1) or cfg.max_grad_norm <= 0 or not (0 < cfg.pop_epsilon_share < 1):
         raise Conflict("Tenant.settings['modeling'] needs epochs >= 1, 0 < sample_rate <= 1, max_grad_norm > 0, "
                        "0 < pop_epsilon_share < 1", code="misconfigured")
-    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+    out: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     out["holdout_fraction"] = float(overrides.get("holdout_fraction", 0.1))
     if not 0 <= out["holdout_fraction"] < 0.5:
         raise Conflict("holdout_fraction must be in [0, 0.5)", code="misconfigured")
@@ -377,5 +378,5 @@ def training_runs_reap(*, now: datetime | None = None, stale_after_s: float | No
     for tenant_id, run_id in queued:
         with tenant_context(tenant_id):
             if TrainingRun.objects.filter(tenant_id=tenant_id, pk=run_id, status=RunStatus.QUEUED).update(heartbeat_at=now):
-                transaction.on_commit(lambda t=tenant_id, r=run_id: _enqueue(t, r), robust=True)
+                transaction.on_commit(functools.partial(_enqueue, tenant_id, run_id), robust=True)
     return {"failed": failed, "requeued": len(queued)}

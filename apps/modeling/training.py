@@ -177,7 +177,7 @@ def _model_config(config: dict[str, Any]) -> ModelConfig:
     from dataclasses import fields
 
     known = {f.name for f in fields(ModelConfig)}
-    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items() if k in known}
+    values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items() if k in known}
     return ModelConfig(**values)
 
 

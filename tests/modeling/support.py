@@ -64,3 +64,12 @@ def set_modeling(persona: TenantPersona, **modeling: Any) -> None:
     tenant = Tenant.objects.get(pk=persona.tenant.id)
     tenant.settings = {**tenant.settings, "modeling": {**tenant.settings.get("modeling", {}), **modeling}}
     tenant.save(update_fields=["settings"])
+
+
+def active_model(tenant_id: int) -> Any:
+    """The tenant's serving model, which the test expects to exist."""
+    from apps.modeling.selectors import serving_model
+
+    model = serving_model(tenant_id)
+    assert model is not None, f"tenant {tenant_id} has no active model"
+    return model

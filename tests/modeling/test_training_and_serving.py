@@ -18,7 +18,7 @@ from apps.core.tenant_db import tenant_context
 from apps.modeling import selectors, services, training
 from apps.modeling.models import ActiveModel, LedgerEntry, ModelVersion, TrainingRun
 from tests.modeling.conftest import ROOT, trained_persona
-from tests.modeling.support import seed_tenant, set_modeling
+from tests.modeling.support import active_model, seed_tenant, set_modeling
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_a_succeeded_run_switches_the_pointer_with_its_materialised_vectors(trai
 
     assert run["status"] == "succeeded" and run["model_version"] == 1 and run["progress"] == 1.0
     assert run["epoch"] == run["epochs"] == 10 and run["loss"] is not None
-    model = selectors.serving_model(tid)
+    model = active_model(tid)
     assert model is not None and model.version == 1 and model.item_dim == 385
     with tenant_context(tid):
         version = ModelVersion.objects.get(tenant_id=tid, version=1)
@@ -72,7 +72,7 @@ def test_a_succeeded_run_switches_the_pointer_with_its_materialised_vectors(trai
 
 def test_served_knn_uses_the_version_leaf_hnsw_index(trained, live_db):
     tid = _tid(trained)
-    model = selectors.serving_model(tid)
+    model = active_model(tid)
     vector = services.user_interest(model, None)
     with tenant_context(tid), connection.cursor() as cursor:
         # 30 rows: the planner rightly prefers an exact sort; forbid it to see that the index can serve
@@ -93,7 +93,7 @@ def test_the_served_model_recommends_the_users_own_cluster_far_above_random(trai
     from apps.profiles.selectors import user_state_and_seen
 
     tid = _tid(trained)
-    model = selectors.serving_model(tid)
+    model = active_model(tid)
     hits = total = 0
     for u in range(40):
         state, seen = user_state_and_seen(tid, f"u{u}")
@@ -156,18 +156,19 @@ def test_versions_keep_the_previous_for_rollback_and_drop_older_ones(live_db):
     assert (pointer.version, pointer.previous_version) == (3, 2)
     assert set(_leaf_flags(tid)) == {f"modeling_served_vector_t{tid}", f"modeling_served_vector_t{tid}_v2",
                                      f"modeling_served_vector_t{tid}_v3"}
-    vector = services.user_interest(selectors.serving_model(tid), None)
+    vector = services.user_interest(active_model(tid), None)
     # a request that read the pointer just before the switch still finds its own version
     assert len(selectors.served_knn(tenant_id=tid, version=2, vector=vector, k=5)) == 5
     assert selectors.served_knn(tenant_id=tid, version=1, vector=vector, k=5) == []
-    assert selectors.latest_evaluation(tid)["model_version"] == 3
+    evaluation = selectors.latest_evaluation(tid)
+    assert evaluation is not None and evaluation["model_version"] == 3
     assert [p["cumulative"] for p in selectors.privacy_spend_series(tid)] == [1.0, 2.0, 3.0]
 
 
 def test_a_failed_training_leaves_the_previous_model_serving_and_the_budget_charged(trained, live_db, monkeypatch):
     tid = _tid(trained)
     spent_before = selectors.privacy_budget(tenant_id=tid)["epsilon_spent"]
-    before = selectors.serving_model(tid)
+    before = active_model(tid)
 
     def boom(**kwargs):
         raise RuntimeError("disk on fire")
@@ -179,13 +180,13 @@ def test_a_failed_training_leaves_the_previous_model_serving_and_the_budget_char
 
     run = selectors.training_run_get(tenant_id=tid, run_id=run_id)
     assert run["status"] == "failed" and "disk on fire" in run["error"]
-    assert selectors.serving_model(tid).checksum == before.checksum
+    assert active_model(tid).checksum == before.checksum
     assert selectors.privacy_budget(tenant_id=tid)["epsilon_spent"] == pytest.approx(spent_before + 0.5)
 
 
 def test_a_failure_after_materialising_drops_the_half_built_version(trained, live_db, monkeypatch):
     tid = _tid(trained)
-    before = selectors.serving_model(tid).version
+    before = active_model(tid).version
 
     def switch_fails(*args, **kwargs):
         raise RuntimeError("switch failed")
@@ -202,7 +203,7 @@ def test_a_failure_after_materialising_drops_the_half_built_version(trained, liv
         failed = ModelVersion.objects.get(tenant_id=tid, run_id=run_id)
     assert failed.status == "failed"
     assert f"modeling_served_vector_t{tid}_v{failed.version}" not in _leaf_flags(tid)
-    assert selectors.serving_model(tid).version == before
+    assert active_model(tid).version == before
 
 
 def test_a_redelivered_running_run_is_marked_worker_lost_and_never_trains_twice(trained, live_db, monkeypatch):
@@ -267,7 +268,7 @@ def test_catalogue_changes_reach_the_served_vectors(trained, live_db):
     from apps.core.hooks import run_item_vectors_ready
 
     tid = _tid(trained)
-    model = selectors.serving_model(tid)
+    model = active_model(tid)
     vector = services.user_interest(model, None)
     with tenant_context(tid):
         target = Item.objects.get(tenant_id=tid, external_id="i4")
@@ -300,7 +301,7 @@ def test_catalogue_changes_reach_the_served_vectors(trained, live_db):
 
 def test_served_knn_filters_by_category_and_exclusion_and_stays_in_the_tenant(trained, tenant_b, live_db):
     tid = _tid(trained)
-    model = selectors.serving_model(tid)
+    model = active_model(tid)
     vector = services.user_interest(model, None)
 
     in_c2 = selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=10, category="c2")
@@ -322,13 +323,13 @@ def test_serving_model_costs_one_pointer_read_and_is_cached(trained, live_db, se
 
     with tenant_context(tid):  # as in a request: the view's transaction is already scoped
         with django_assert_num_queries(1):
-            assert selectors.serving_model(tid).version == 1
+            assert active_model(tid).version == 1
         settings.SOTTO = {**settings.SOTTO, "MODELING_POINTER_TTL_S": 60.0}
         selectors.clear_pointer_cache()
         with django_assert_num_queries(1):
             selectors.serving_model(tid)
         with django_assert_num_queries(0):
-            assert selectors.serving_model(tid).version == 1
+            assert active_model(tid).version == 1
 
 
 def test_user_interest_is_the_numpy_tower_over_the_profile_state(trained, live_db):
@@ -337,8 +338,9 @@ def test_user_interest_is_the_numpy_tower_over_the_profile_state(trained, live_d
     from apps.profiles.selectors import user_state
 
     tid = _tid(trained)
-    model = selectors.serving_model(tid)
+    model = active_model(tid)
     state = user_state(tid, "u5")
+    assert state is not None
     vec = services.user_interest(model, state)
 
     assert vec.shape == (model.item_dim,) and abs(np.linalg.norm(vec) - 1) < 1e-5
@@ -356,7 +358,7 @@ def test_corrupt_weights_are_refused_not_served(trained, live_db):
     with tenant_context(tid):
         blob = bytes(ModelVersion.objects.get(tenant_id=tid, version=1).blob)
     with pytest.raises(artifacts.ArtifactCorrupt):
-        artifacts.unpack(blob[:-1] + bytes([blob[-1] ^ 1]), selectors.serving_model(tid).checksum)
+        artifacts.unpack(blob[:-1] + bytes([blob[-1] ^ 1]), active_model(tid).checksum)
 
 
 def test_importing_the_serving_side_does_not_import_torch():

@@ -19,7 +19,7 @@ from apps.modeling import selectors, services, training
 from apps.modeling.models import ModelVersion
 from tests.catalog.support import post_items, wait_encoded
 from tests.modeling.conftest import start_worker, trained_persona
-from tests.modeling.support import set_modeling
+from tests.modeling.support import active_model, set_modeling
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
@@ -34,7 +34,7 @@ TOPICS = {
 }
 
 
-def _events(n_users: int = 40, per_user: int = 7) -> list[dict]:
+def _events(n_users: int = 40, per_user: int = 7) -> list[dict[str, object]]:
     topics = list(TOPICS)
     start = datetime(2025, 3, 1, tzinfo=UTC)
     events = []
@@ -74,7 +74,7 @@ def test_a_small_tenant_trains_through_the_api_and_the_real_worker(tenant_a, api
     assert run["status"] == "succeeded", run
     assert run["model_version"] == 1 and run["epoch"] == run["epochs"]
     assert 0 < run["epsilon_spent"] <= 4.0 and run["epsilon_sgd"] is not None and run["users"] == 40
-    model = selectors.serving_model(tid)
+    model = active_model(tid)
     assert model is not None and model.version == 1 and model.item_dim == 385
     vector = services.user_interest(model, None)
     assert len(selectors.served_knn(tenant_id=tid, version=1, vector=vector, k=30)) == 30
@@ -93,7 +93,8 @@ def test_a_small_tenant_trains_through_the_api_and_the_real_worker(tenant_a, api
         own += sum(ext.split("-")[0] == list(TOPICS)[u % 3] for _, ext, _ in top)
         total += len(top)
     assert total == 120 and own / total > 0.6, own / total
-    assert selectors.latest_evaluation(tid)["metrics"]["recall@20"] > 0
+    evaluation = selectors.latest_evaluation(tid)
+    assert evaluation is not None and evaluation["metrics"]["recall@20"] > 0
 
 
 def test_a_worker_killed_mid_training_leaves_the_previous_model_serving(
@@ -102,7 +103,7 @@ def test_a_worker_killed_mid_training_leaves_the_previous_model_serving(
     # Given: a tenant serving model v1, and a second run slow enough to kill (many epochs)
     persona = trained_persona(django_db_blocker)
     tid = persona.tenant.id
-    serving_before = selectors.serving_model(tid)
+    serving_before = active_model(tid)
     set_modeling(persona, epochs=400)
     queue = f"killme-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(services, "training_queue", lambda: queue)
@@ -136,7 +137,7 @@ def test_a_worker_killed_mid_training_leaves_the_previous_model_serving(
     assert run["error"].startswith("worker lost")
     # the budget stays charged, the previous model keeps serving with all its vectors
     assert selectors.privacy_budget(tenant_id=tid)["epsilon_spent"] == spent == pytest.approx(5.0)
-    after = selectors.serving_model(tid)
+    after = active_model(tid)
     assert (after.version, after.checksum) == (serving_before.version, serving_before.checksum)
     assert len(selectors.served_knn(tenant_id=tid, version=after.version,
                                     vector=services.user_interest(after, None), k=30)) == 30

@@ -22,7 +22,7 @@ __all__ = [
 
 def interaction_matrix(train: Interactions, dtype: type = np.float32) -> np.ndarray:
     """Dense binary user x item matrix of the training interactions."""
-    x = np.zeros((train.n_users, train.n_items), dtype=dtype)
+    x: np.ndarray = np.zeros((train.n_users, train.n_items), dtype=dtype)
     x[train.user, train.item] = 1
     return x
 
@@ -41,7 +41,8 @@ def popularity_scores(train: Interactions) -> np.ndarray:
     >>> popularity_scores(from_arrays([1, 2, 2], [5, 5, 6], [1, 1, 1], [0, 1, 2])).tolist()
     [2.0, 1.0]
     """
-    return interaction_matrix(train, np.float64).sum(axis=0)
+    out: np.ndarray = interaction_matrix(train, np.float64).sum(axis=0)
+    return out
 
 
 def itemknn_scores(x: np.ndarray, k: int | None = None) -> np.ndarray:
@@ -59,7 +60,8 @@ def itemknn_scores(x: np.ndarray, k: int | None = None) -> np.ndarray:
     if k is not None and k < sim.shape[0]:
         thresh = -np.partition(-sim, k - 1, axis=0)[k - 1:k, :]
         sim = np.where(sim >= thresh, sim, 0.0).astype(np.float32)
-    return sim
+    out: np.ndarray = sim
+    return out
 
 
 def ease_weights(x: np.ndarray, lam: float = 500.0) -> np.ndarray:
@@ -72,11 +74,13 @@ def ease_weights(x: np.ndarray, lam: float = 500.0) -> np.ndarray:
     p = np.linalg.inv(g)
     b = -p / np.diag(p)[None, :]
     np.fill_diagonal(b, 0.0)
-    return b.astype(np.float32)
+    out: np.ndarray = b.astype(np.float32)
+    return out
 
 
 def content_mean_user_vectors(x: np.ndarray, content: np.ndarray) -> np.ndarray:
     """"Seed-literal" user vector: mean of the history items' content vectors."""
     counts = x.sum(axis=1, keepdims=True)
     counts[counts == 0] = 1.0
-    return (x @ content) / counts
+    out: np.ndarray = (x @ content) / counts
+    return out

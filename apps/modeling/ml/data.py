@@ -81,10 +81,7 @@ def from_arrays(
     user_ext = np.asarray(user_ext, dtype=np.int64)
     item_ext = np.asarray(item_ext, dtype=np.int64)
     user_ids, user = np.unique(user_ext, return_inverse=True)
-    if item_ids is None:
-        item_ids = np.unique(item_ext)
-    else:
-        item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
+    item_ids = np.unique(item_ext) if item_ids is None else np.unique(np.asarray(item_ids, dtype=np.int64))
     item = np.searchsorted(item_ids, item_ext)
     if np.any(item >= len(item_ids)) or np.any(item_ids[np.minimum(item, len(item_ids) - 1)] != item_ext):
         raise ValueError("interaction references an item id outside item_ids")

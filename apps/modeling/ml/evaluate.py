@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import baselines as B
+from . import baselines
 from .data import load_movielens, p1_split
 from .features import FeatureConfig
 from .metrics import evaluate_scores
 from .popularity import dp_popularity, popularity_feature
 
-__all__ = ["P1Config", "run_p1", "plot_privacy_utility", "default_p1_config"]
+__all__ = ["P1Config", "default_p1_config", "plot_privacy_utility", "run_p1"]
 
 Progress = Callable[[str, int, int, float], None]
 
@@ -74,9 +74,9 @@ def run_p1(
     ``{"protocol": "P1", "results": [{"model", "epsilon", "recall@20",
     "recall@20_capped", "ndcg@10", ...}]}``.
     """
+    from . import inference
     from .config import ModelConfig
     from .train import TrainData, train_model, user_inputs
-    from . import inference as I
 
     cfg = config or default_p1_config()
     np_cfg: ModelConfig = cfg.nonprivate or default_p1_config().nonprivate
@@ -86,7 +86,7 @@ def run_p1(
     if content.shape[0] != data.n_items:
         raise ValueError(f"content_vectors has {content.shape[0]} rows, dataset has {data.n_items} items")
     split = p1_split(data)
-    tr = B.train_item_lists(split.train)
+    tr = baselines.train_item_lists(split.train)
     n_items = data.n_items
     results: list[dict[str, Any]] = []
 
@@ -94,16 +94,16 @@ def run_p1(
         return evaluate_scores(fn, tr, split.test_items, n_items)
 
     if cfg.baselines:
-        x = B.interaction_matrix(split.train)
-        pop = B.popularity_scores(split.train)
+        x = baselines.interaction_matrix(split.train)
+        pop = baselines.popularity_scores(split.train)
         results.append(_row("popularity", None, ev(lambda u: np.tile(pop, (len(u), 1)))))
-        sim = B.itemknn_scores(x)
+        sim = baselines.itemknn_scores(x)
         results.append(_row("itemknn", None, ev(lambda u: x[u] @ sim)))
         del sim
-        bw = B.ease_weights(x, cfg.ease_lambda)
+        bw = baselines.ease_weights(x, cfg.ease_lambda)
         results.append(_row(f"ease(lambda={cfg.ease_lambda:g})", None, ev(lambda u: x[u] @ bw)))
         del bw
-        uv = B.content_mean_user_vectors(x, content)
+        uv = baselines.content_mean_user_vectors(x, content)
         results.append(_row("seed-literal", None, ev(lambda u: uv[u] @ content.T)))
 
     n_users = data.n_users
@@ -124,20 +124,29 @@ def run_p1(
         extras = popularity_feature(popr.counts, popr.sigma)[:, None]
         td = TrainData(split.train, content, extras, cfg.features)
         label = f"eps={eps:g}"
-        res = train_model(mc, td, seed=seed, epsilon=eps_sgd, delta=delta_sgd,
-                          on_progress=(lambda e, n, l, _lab=label: on_progress(_lab, e, n, l)) if on_progress else None)
+
+        def report(epoch: int, epochs: int, loss: float, _label: str = label) -> None:
+            if on_progress is not None:
+                on_progress(_label, epoch, epochs, loss)
+
+        res = train_model(mc, td, seed=seed, epsilon=eps_sgd, delta=delta_sgd, on_progress=report)
         xu, h, _ = user_inputs(td, with_h=mc.emb_dim > 0)
         if h is not None:
             xu = np.concatenate([xu, np.einsum("bcn,en->bce", h, res.weights["user.emb.weight"])
                                  .reshape(len(xu), -1)], axis=1)
-        uvec = I.user_vectors(res.weights, xu)
-        ivec = I.item_vectors(res.weights, content, extras)
-        m = ev(lambda u: uvec[u] @ ivec.T)
+        uvec = inference.user_vectors(res.weights, xu)
+        ivec = inference.item_vectors(res.weights, content, extras)
+
+        def model_scores(u: np.ndarray, uvec: np.ndarray = uvec, ivec: np.ndarray = ivec) -> np.ndarray:
+            out: np.ndarray = uvec[u] @ ivec.T
+            return out
+
+        m = ev(model_scores)
         results.append(_row(
             "sotto-two-tower", eps if private else None, m,
             epsilon_sgd=res.epsilon, epsilon_sgd_other=res.epsilon_other, accountant=res.accountant,
             epsilon_pop=popr.epsilon if private else None,
-            epsilon_total=(res.epsilon + popr.epsilon) if private else None,
+            epsilon_total=(res.epsilon + popr.epsilon) if private and res.epsilon is not None else None,
             delta=delta_total if private else None, noise_multiplier=res.noise_multiplier,
             sample_rate=res.sample_rate, epochs=res.epochs, steps=res.steps, max_grad_norm=res.max_grad_norm,
             seconds=round(res.seconds, 1), config=res.config,

@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 YEAR_S = 365.25 * 86400.0
+
+State = dict[str, Any]  # the user state documented above
 
 
 @dataclass(frozen=True)
@@ -96,14 +99,14 @@ def rating_weight(rating: float | np.ndarray, cfg: FeatureConfig) -> float | np.
 def _decay(dt: float, steps: float, cfg: FeatureConfig) -> np.ndarray:
     dt = max(float(dt), 0.0)
     out = np.empty(cfg.n_channels, dtype=np.float64)
-    for c, (he, hs) in enumerate(zip(cfg.half_life_events, cfg.half_life_seconds)):
+    for c, (he, hs) in enumerate(zip(cfg.half_life_events, cfg.half_life_seconds, strict=True)):
         e = 0.0 if math.isinf(he) else steps / he
         s = 0.0 if math.isinf(hs) else dt / hs
         out[c] = 2.0 ** (-(e + s))
     return out
 
 
-def new_state(dim: int, cfg: FeatureConfig, emb_dim: int | None = None) -> dict:
+def new_state(dim: int, cfg: FeatureConfig, emb_dim: int | None = None) -> State:
     """Empty user state for content vectors of size ``dim``."""
     return {
         "anchor_time": 0.0,
@@ -117,14 +120,14 @@ def new_state(dim: int, cfg: FeatureConfig, emb_dim: int | None = None) -> dict:
 
 
 def state_add_event(
-    state: dict,
+    state: State,
     item_id: int,
     rating: float,
     ts: float,
     content_vec: np.ndarray,
     cfg: FeatureConfig,
     emb_vec: np.ndarray | None = None,
-) -> dict:
+) -> State:
     """Fold one event into ``state`` in place (O(dim)) and return it.
 
     >>> cfg = FeatureConfig(half_life_events=(math.inf, 1.0), half_life_seconds=(math.inf, math.inf),
@@ -153,7 +156,7 @@ def state_add_event(
         state["emb_sum"] += w * np.asarray(emb_vec, dtype=np.float64)[None, :]
     state["n_events"] += 1
     state["rating_sum"] += float(rating)
-    state["last_items"] = (list(state["last_items"]) + [int(item_id)])[-cfg.last_n:]
+    state["last_items"] = [*state["last_items"], int(item_id)][-cfg.last_n:]
     return state
 
 
@@ -174,7 +177,7 @@ def history_weights(ratings: np.ndarray, ts: np.ndarray, cfg: FeatureConfig) -> 
     steps_after = (n - 1 - np.arange(n)).astype(np.float64)
     rw = rating_weight(ratings, cfg)
     out = np.empty((cfg.n_channels, n), dtype=np.float64)
-    for c, (he, hs) in enumerate(zip(cfg.half_life_events, cfg.half_life_seconds)):
+    for c, (he, hs) in enumerate(zip(cfg.half_life_events, cfg.half_life_seconds, strict=True)):
         e = 0.0 if math.isinf(he) else steps_after / he
         s = 0.0 if math.isinf(hs) else age_s / hs
         out[c] = rw * 2.0 ** (-(e + s))
@@ -189,27 +192,27 @@ def state_from_history(
     cfg: FeatureConfig,
     item_index: np.ndarray | None = None,
     input_emb: np.ndarray | None = None,
-) -> dict:
+) -> State:
     """Batch recompute of a state from a history in event order.
 
     ``content``/``input_emb`` are indexed by ``item_index`` (default: the item
     ids themselves are row indices). Used by the background job that rebuilds
     states (e.g. ``emb_sum`` when a model with input embeddings goes live).
     """
-    items = np.asarray(items, dtype=np.int64)
-    rows = items if item_index is None else np.asarray(item_index, dtype=np.int64)
+    item_arr = np.asarray(items, dtype=np.int64)
+    rows = item_arr if item_index is None else np.asarray(item_index, dtype=np.int64)
     w = history_weights(ratings, ts, cfg)
     st = new_state(content.shape[1], cfg, None if input_emb is None else input_emb.shape[1])
-    if len(items) == 0:
+    if len(item_arr) == 0:
         return st
     st["anchor_time"] = float(np.max(ts))
-    st["n_events"] = len(items)
+    st["n_events"] = len(item_arr)
     st["rating_sum"] = float(np.sum(ratings))
     st["content_sum"] = w @ content[rows].astype(np.float64)
     st["weight_sum"] = w.sum(axis=1)
     if input_emb is not None:
         st["emb_sum"] = w @ input_emb[rows].astype(np.float64)
-    st["last_items"] = [int(i) for i in items[-cfg.last_n:]]
+    st["last_items"] = [int(i) for i in item_arr[-cfg.last_n:]]
     return st
 
 
@@ -232,7 +235,7 @@ def scalar_features(n_events: int, rating_sum: float, anchor_time: float, cfg: F
     return scal
 
 
-def tower_input(state: dict, cfg: FeatureConfig) -> np.ndarray:
+def tower_input(state: State, cfg: FeatureConfig) -> np.ndarray:
     """User-tower input ``z``: [content mean per channel, scalars, emb mean per channel].
 
     Scalars: log1p(n_events)/log(1000), mean rating - rating_center, and (if

@@ -14,7 +14,7 @@ __all__ = ["item_vectors", "recommend", "score", "user_vectors"]
 
 
 def _emb_part(weights: dict[str, np.ndarray], h: np.ndarray) -> np.ndarray:
-    e = np.einsum("bcn,en->bce", h, weights["user.emb.weight"])
+    e: np.ndarray = np.einsum("bcn,en->bce", h, weights["user.emb.weight"])
     return e.reshape(e.shape[0], -1)
 
 
@@ -32,7 +32,8 @@ def user_vectors(weights: dict[str, np.ndarray], z: np.ndarray, normalize: bool 
         q = q + hid @ weights["user.fc2.weight"].T + weights["user.fc2.bias"]
     if normalize:
         q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    return q.astype(np.float32)
+    out: np.ndarray = q.astype(np.float32)
+    return out
 
 
 def input_embedding_table(weights: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -57,12 +58,14 @@ def item_vectors(weights: dict[str, np.ndarray], content: np.ndarray, extras: np
     v = np.concatenate([base, ex], axis=1)
     if normalize:
         v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    return v.astype(np.float32)
+    out: np.ndarray = v.astype(np.float32)
+    return out
 
 
 def score(user_vecs: np.ndarray, item_vecs: np.ndarray) -> np.ndarray:
     """Cosine scores (both sides already L2-normalised)."""
-    return user_vecs @ item_vecs.T
+    out: np.ndarray = user_vecs @ item_vecs.T
+    return out
 
 
 def recommend(user_vec: np.ndarray, item_vecs: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:

@@ -30,7 +30,7 @@ def recall_at_k(ranked: Sequence[int], test: Sequence[int], k: int) -> float:
     >>> recall_at_k([5, 3, 9], [3, 4], k=2)
     0.5
     """
-    test_set = set(int(t) for t in test)
+    test_set = {int(t) for t in test}
     if not test_set:
         raise ValueError("recall undefined for an empty test set")
     hits = sum(1 for i in list(ranked)[:k] if int(i) in test_set)
@@ -43,7 +43,7 @@ def capped_recall_at_k(ranked: Sequence[int], test: Sequence[int], k: int) -> fl
     >>> capped_recall_at_k([5, 3], [3, 4, 6], k=2)
     0.5
     """
-    test_set = set(int(t) for t in test)
+    test_set = {int(t) for t in test}
     if not test_set:
         raise ValueError("recall undefined for an empty test set")
     hits = sum(1 for i in list(ranked)[:k] if int(i) in test_set)
@@ -58,7 +58,7 @@ def ndcg_at_k(ranked: Sequence[int], test: Sequence[int], k: int) -> float:
     >>> ndcg_at_k([3, 4], [3, 4], k=10)
     1.0
     """
-    test_set = set(int(t) for t in test)
+    test_set = {int(t) for t in test}
     if not test_set:
         raise ValueError("ndcg undefined for an empty test set")
     dcg = sum(1.0 / np.log2(r + 2) for r, i in enumerate(list(ranked)[:k]) if int(i) in test_set)

@@ -54,14 +54,17 @@ class UserTower(nn.Module):
             assert h is not None
             e = self.emb(h)  # (B, C, E)
             z = torch.cat([x, e.reshape(e.shape[0], -1)], dim=1)
-        q = self.skip(z)
-        if self.fc1 is not None:
+        q: torch.Tensor = self.skip(z)
+        if self.fc1 is not None and self.fc2 is not None:
             q = q + self.fc2(torch.relu(self.fc1(z)))
         return q
 
 
 class ItemTower(nn.Module):
     """Item vectors from frozen content vectors + fixed extra features."""
+
+    content: torch.Tensor
+    extras: torch.Tensor
 
     def __init__(self, content: np.ndarray, extras: np.ndarray, learn: bool, id_emb: bool) -> None:
         super().__init__()

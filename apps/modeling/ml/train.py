@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +79,7 @@ class TrainResult:
     loss_history: list[float]
     grad_sample_mode: str | None = None
     seconds: float = 0.0
-    config: dict = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 def _user_block(hist: np.ndarray, train: Interactions, content: np.ndarray, cfg: FeatureConfig
@@ -119,7 +120,7 @@ def user_inputs(data: TrainData, rows: list[np.ndarray] | None = None, with_h: b
     return np.stack(xs), h, mask
 
 
-class TrainRows(Dataset):
+class TrainRows(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]):
     """Exactly one row per user; the input/target split is re-drawn per epoch.
 
     Row = (x, h, mask, target): the earlier part of the user's (time-sorted)
@@ -146,7 +147,7 @@ class TrainRows(Dataset):
         for hist in self.hists:
             n = len(hist)
             frac = rng.uniform(*self.target_frac)
-            k = min(n, max(1, int(round(frac * n))))
+            k = min(n, max(1, round(float(frac * n))))
             inputs.append(hist[: n - k])
             targets.append(hist[n - k:])
         x, h, mask = user_inputs(d, inputs, self.with_h)
@@ -160,7 +161,7 @@ class TrainRows(Dataset):
         self.mask = torch.from_numpy(mask)
         self.t = torch.from_numpy(t)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.x[i], self.h[i], self.mask[i], self.t[i]
 
 
@@ -246,7 +247,8 @@ def train_model(
     eps_spent = eps_other = None
     steps = 0
     if private:
-        bs = max(1, int(round(config.sample_rate * n_users)))
+        assert epsilon is not None and delta is not None
+        bs = max(1, round(float(config.sample_rate * n_users)))
         loader = DataLoader(rows, batch_size=bs, shuffle=False, generator=gen)
         q = 1.0 / len(loader)
         total_steps = config.epochs * len(loader)
@@ -313,13 +315,13 @@ def train_model(
 
 
 def measure_epoch_time(config: ModelConfig, dataset: TrainData, epochs: int = 2, seed: int = 0,
-                       epsilon: float = 8.0) -> dict[str, float]:
+                       epsilon: float = 8.0) -> dict[str, float | str]:
     """Wall time per epoch of DP vs non-private training at the same batch size.
 
     For a fair comparison the non-private run uses the DP expected batch size.
     Returns seconds per epoch and the ratio (goal: dp/non-private <= 1.3).
     """
-    bs = max(1, int(round(config.sample_rate * dataset.train.n_users)))
+    bs = max(1, round(float(config.sample_rate * dataset.train.n_users)))
     cfg = replace(config, epochs=epochs, batch_size=bs)
     t0 = time.perf_counter()
     train_model(cfg, dataset, seed=seed, epsilon=None)
