@@ -261,7 +261,7 @@ def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = Fal
             trained = train_tenant(data=data, config=run.config, epsilon=run.epsilon, delta=delta, seed=run.seed,
                                    features=feature_config(), on_epoch=on_epoch)
             version = _materialise(tenant_id, claim_, trained)
-            _switch(tenant_id, claim_, run_id, version, trained, delta)
+            previous_features = _switch(tenant_id, claim_, run_id, version, trained, delta)
     except RunAbandoned as exc:
         log.warning("%s", exc)
         discard_versions_of_run(tenant_id=tenant_id, run_id=run_id)
@@ -272,6 +272,8 @@ def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = Fal
         discard_versions_of_run(tenant_id=tenant_id, run_id=run_id)
         return "failed"
     _retire_old_versions(tenant_id)
+    if previous_features is not None and previous_features != artifacts.feature_config_to_json(trained.features):
+        rebuild_user_states(tenant_id)
     return "succeeded"
 
 
@@ -309,7 +311,10 @@ def _materialise(tenant_id: int, claim_: Claim, trained: Trained) -> int:
     return version
 
 
-def _switch(tenant_id: int, claim_: Claim, run_id: int, version: int, trained: Trained, delta: float) -> None:
+def _switch(
+    tenant_id: int, claim_: Claim, run_id: int, version: int, trained: Trained, delta: float
+) -> dict[str, Any] | None:
+    """Make ``version`` active; returns the feature configuration of the version it replaced."""
     from apps.modeling.ml.inference import item_vectors
     from apps.modeling.services import popularity_release_store
 
@@ -338,8 +343,11 @@ def _switch(tenant_id: int, claim_: Claim, run_id: int, version: int, trained: T
             created = cursor.fetchone() is not None
         pointer = ActiveModel.objects.select_for_update().get(tenant_id=tenant_id)
         now = timezone.now()
+        previous_features: dict[str, Any] | None = None
         if not created:
             old = pointer.version
+            previous_features = (ModelVersion.objects.filter(tenant_id=tenant_id, version=old)
+                                 .values_list("feature_config", flat=True).first())
             # the old previous version leaves rollback range; its leaf is dropped after commit
             ModelVersion.objects.filter(tenant_id=tenant_id, status=VersionStatus.PREVIOUS).update(status=VersionStatus.RETIRED)
             ModelVersion.objects.filter(tenant_id=tenant_id, version=old).update(status=VersionStatus.PREVIOUS)
@@ -377,6 +385,7 @@ def _switch(tenant_id: int, claim_: Claim, run_id: int, version: int, trained: T
             details={"run": run_id, "checksum": mv.checksum, "previous": None if created else pointer.previous_version,
                      "epsilon_spent": repr(run.epsilon_spent)},
         )
+    return previous_features
 
 
 def discard_versions_of_run(*, tenant_id: int, run_id: int) -> None:
@@ -400,3 +409,22 @@ def _retire_old_versions(tenant_id: int) -> None:
         with tenant_context(tenant_id):
             if served.version_exists(tenant_id=tenant_id, version=version):
                 served.version_drop(tenant_id=tenant_id, version=version)
+
+
+def rebuild_user_states(tenant_id: int, batch: int = 200) -> int:
+    """Recompute every user's state from the event log (profiles' ``user_state_rebuild``).
+
+    Needed only when a new version reads states with another feature configuration than the
+    version it replaced (``state_from_history`` under the configuration states are kept with);
+    versions are trained with ``apps.profiles.selectors.feature_config()``, so this runs after a
+    deploy changed that configuration. One short transaction per user.
+    """
+    from apps.profiles.services import user_state_rebuild
+
+    with tenant_context(tenant_id), connection.cursor() as cursor:
+        cursor.execute("SELECT user_id FROM profiles_userstate WHERE tenant_id = %s ORDER BY user_id", [tenant_id])
+        user_ids = [int(row[0]) for row in cursor.fetchall()]
+    for user_id in user_ids:
+        user_state_rebuild(tenant_id, user_id)
+    log.info("rebuilt %d user states of tenant %s for a new feature configuration", len(user_ids), tenant_id)
+    return len(user_ids)

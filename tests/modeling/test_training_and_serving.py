@@ -373,3 +373,30 @@ def test_importing_the_serving_side_does_not_import_torch():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "PYTHONPATH": f"{ROOT}:{ROOT / 'platform'}"}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_switch_to_another_feature_configuration_rebuilds_user_states(live_db, monkeypatch):
+    from apps.profiles.selectors import user_state
+    from tests.support import make_tenant
+
+    persona = make_tenant("feat")
+    seed_tenant(persona)
+    set_modeling(persona, epochs=1, seed=2)
+    tid = _tid(persona)
+    assert training.training_run_execute(tenant_id=tid, run_id=_start(persona)) == "succeeded"
+    rebuilt: list[int] = []
+    real_rebuild = training.rebuild_user_states
+    monkeypatch.setattr(training, "rebuild_user_states", lambda tenant_id: rebuilt.append(real_rebuild(tenant_id)))
+
+    # same configuration as the version it replaces: no rebuild
+    assert training.training_run_execute(tenant_id=tid, run_id=_start(persona)) == "succeeded"
+    assert rebuilt == []
+    # the active version was trained with another configuration (e.g. before a deploy): rebuild at switch
+    with tenant_context(tid):
+        ModelVersion.objects.filter(tenant_id=tid, version=2).update(feature_config={"half_life_events": [None]})
+    before = user_state(tid, "u3")
+    assert training.training_run_execute(tenant_id=tid, run_id=_start(persona)) == "succeeded"
+    assert rebuilt == [40]
+    after = user_state(tid, "u3")
+    assert before is not None and after is not None
+    np.testing.assert_allclose(after["content_sum"], before["content_sum"], rtol=1e-9)
