@@ -113,6 +113,9 @@ def main(out_dir: Path, repeats: int = 3, epochs: int = 3, quick: bool = False) 
             "samples": {v: [round(t, 4) for t in s] for v, s in samples.items()},
             "ratio_ghost": round(med["dp ghost"] / med["non-private"], 3),
             "ratio_hooks": round(med["dp hooks"] / med["non-private"], 3),
+            # best-of ratios: on a shared machine the fastest epoch is the least disturbed one
+            "ratio_ghost_best": round(min(samples["dp ghost"]) / min(samples["non-private"]), 3),
+            "ratio_hooks_best": round(min(samples["dp hooks"]) / min(samples["non-private"]), 3),
         }
     out = {
         "benchmark": "modeling: DP-SGD vs non-private epoch time",
@@ -132,12 +135,14 @@ def main(out_dir: Path, repeats: int = 3, epochs: int = 3, quick: bool = False) 
 def table(out: dict[str, Any]) -> str:
     lines = [f"{out['data']}, {out['rows_per_epoch']} rows/epoch, expected batch {out['expected_batch']}, "
              f"median of {out['repeats']} runs x {out['epochs_timed_per_run']} epochs, 1 thread",
-             "| model | non-private s/epoch | DP ghost s/epoch | DP hooks s/epoch | ghost / non-private | hooks / non-private |",
-             "|---|---|---|---|---|---|"]
+             "| model | non-private s/epoch | DP ghost s/epoch | DP hooks s/epoch | ghost / non-private | hooks / non-private |"
+             " ghost / np (best-of) | hooks / np (best-of) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in out["results"].items():
         s = r["seconds_per_epoch"]
         lines.append(f"| {name} | {s['non-private']:.3f} | {s['dp ghost']:.3f} | {s['dp hooks']:.3f} | "
-                     f"{r['ratio_ghost']:.2f}x | {r['ratio_hooks']:.2f}x |")
+                     f"{r['ratio_ghost']:.2f}x | {r['ratio_hooks']:.2f}x | {r.get('ratio_ghost_best', 0):.2f}x | "
+                     f"{r.get('ratio_hooks_best', 0):.2f}x |")
     return "\n".join(lines)
 
 
