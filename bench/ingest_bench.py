@@ -12,6 +12,9 @@ Three paths, batch sizes 1, 10, 100 and 1000, all against the same ``profiles_us
   as ``TenantAPIView`` opens it (``atomic`` + ``activate_tenant``): pseudonymise, resolve items and vectors through the catalogue's selectors, lock
   the users' state rows, insert the events (ON CONFLICT DO NOTHING RETURNING), fold them into the
   states, update the states, commit.
+- **what-if** (single events only): the service path with the catalogue's selectors joining the
+  already-scoped transaction instead of opening their own ``tenant_context`` (patched in the
+  benchmark only), to size that proposed change.
 - **http**: ``POST /api/v1/events`` through Django's test client (API-key auth, DRF parsing,
   the request transaction, SLO middleware): everything but the socket.
 
@@ -25,6 +28,7 @@ prints a table. The goal: single-event p99 through the service at most 2x the ba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import json
@@ -33,6 +37,7 @@ import platform as stdlib_platform
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -124,6 +129,11 @@ def _stats(samples_s: list[float], batch: int) -> dict[str, float]:
     }
 
 
+@contextlib.contextmanager
+def _joined_scope(tenant_id: int) -> Iterator[None]:
+    yield
+
+
 class _BareInserter:
     """Single-row autocommit INSERTs into profiles_userevent on a plain psycopg connection."""
 
@@ -176,6 +186,13 @@ def run(*, reps: int = 300, n_users: int = 200, seed: int = 0) -> dict[str, Any]
             activate_tenant(tenant_id)
             events_ingest(tenant_id=tenant_id, events=validate_events(payload))
 
+    def service_call_joined(payload: dict[str, Any]) -> None:
+        """What-if: the catalogue's selectors join the already-scoped transaction (see docs/results/ingest.md)."""
+        from unittest import mock
+
+        with mock.patch("apps.catalog.selectors.tenant_context", _joined_scope):
+            service_call(payload)
+
     def http_call(body: str) -> None:
         response = client.post("/api/v1/events", body, content_type="application/json", headers=auth)
         if response.status_code != 201:
@@ -183,18 +200,20 @@ def run(*, reps: int = 300, n_users: int = 200, seed: int = 0) -> dict[str, Any]
 
     bare: list[float] = []
     select1: list[float] = []
+    joined: list[float] = []
     service: dict[int, dict[str, float]] = {}
     http: dict[int, dict[str, float]] = {}
     warmup = 5
     for size in BATCH_SIZES:
-        timings: dict[str, list[float]] = {"service": [], "http": [], "bare": [], "select1": []}
+        timings: dict[str, list[float]] = {"service": [], "http": [], "bare": [], "select1": [], "service_joined": []}
         for n in range(reps_for[size] + warmup):
             calls: list[tuple[str, Any]] = [
                 ("service", functools.partial(service_call, _batch(size, rng, users, items))),
                 ("http", functools.partial(http_call, json.dumps(_batch(size, rng, users, items)))),
             ]
             if size == 1:
-                calls += [("bare", bare_insert), ("select1", bare_insert.round_trip)]
+                calls += [("bare", bare_insert), ("select1", bare_insert.round_trip),
+                          ("service_joined", functools.partial(service_call_joined, _batch(size, rng, users, items)))]
             for name, call in calls[n % len(calls):] + calls[: n % len(calls)]:
                 started = time.perf_counter()
                 call()
@@ -204,6 +223,7 @@ def run(*, reps: int = 300, n_users: int = 200, seed: int = 0) -> dict[str, Any]
         http[size] = _stats(timings["http"], size)
         bare.extend(timings["bare"])
         select1.extend(timings["select1"])
+        joined.extend(timings["service_joined"])
     bare_insert.conn.close()
     statements = _statement_counts(tenant_id, auth, client, rng, users, items)
     _revoke(tenant_id, key)
@@ -217,6 +237,7 @@ def run(*, reps: int = 300, n_users: int = 200, seed: int = 0) -> dict[str, Any]
         "items": N_ITEMS,
         "bare_insert": bare_stats,
         "select_1_round_trip": _stats(select1, 1),
+        "what_if_catalogue_joins_scope_single_event": _stats(joined, 1),
         "service": {str(k): v for k, v in service.items()},
         "http": {str(k): v for k, v in http.items()},
         "statements_per_single_event": statements,
@@ -277,6 +298,9 @@ def _table(result: dict[str, Any]) -> str:
             f"{size:>6} | {s['p50_ms']:>8.3f} ms {s['p99_ms']:>6.3f} ms {s['events_per_s']:>10.0f} | "
             f"{h['p50_ms']:>6.3f} ms {h['p99_ms']:>6.3f} ms {h['events_per_s']:>10.0f}"
         )
+    joined = result["what_if_catalogue_joins_scope_single_event"]
+    lines.append(f"what-if, catalogue selectors joining the scoped transaction, 1 event: p50 {joined['p50_ms']:.3f} ms "
+                 f"p99 {joined['p99_ms']:.3f} ms")
     counts = result["statements_per_single_event"]
     lines.append(f"SQL statements per single event: bare {counts['bare']}, service {counts['service']} "
                  f"({counts['catalogue_reads']} catalogue reads), http {counts['http']}")
