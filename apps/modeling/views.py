@@ -36,7 +36,7 @@ class TrainingRunsView(TenantAPIView):
         run = services.training_run_start(tenant_id=self.tenant_id, epsilon=_epsilon(request), actor=self.principal.actor)
         return Response(run, status=202)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="v1_training_runs_list", responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
         return Response({"runs": selectors.training_runs_for_tenant(tenant_id=self.tenant_id, limit=50)})
 
