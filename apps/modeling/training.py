@@ -7,9 +7,10 @@ code never charges again, whatever happens.
 Steps of :func:`training_run_execute`:
 
 1. **Claim** (one transaction): a ``queued`` run becomes ``running`` with a fresh claim token.
-   A redelivered message for a ``running`` run (its worker died) or one whose heartbeat is stale
-   marks it failed ("worker lost") instead of training again; ``succeeded``/``failed`` runs are
-   left alone. So a run trains at most once and is charged once.
+   A message (redelivered or duplicate) for a ``running`` run whose heartbeat is stale (its
+   worker died) marks it failed ("worker lost") instead of training again; one whose worker still
+   beats is ignored; ``succeeded``/``failed`` runs are left alone. So a run trains at most once
+   and is charged once.
 2. **Data** (one transaction, consistent snapshot): items with content vectors and their events.
    Per user, the newest ``holdout_fraction`` of events is held out (protocol P1) to measure the
    version's offline metrics; the model and its popularity release see only the rest.
@@ -73,7 +74,13 @@ class Claim:
 
 
 def claim(*, tenant_id: int, run_id: int, redelivered: bool) -> Claim | None:
-    """Take a queued run; settle a run whose earlier delivery died. None = nothing to do."""
+    """Take a queued run; settle a run whose earlier delivery died. None = nothing to do.
+
+    A ``running`` run is judged by its heartbeat, not by the broker's redelivered flag: Redis
+    redelivers a message still being worked on once its visibility timeout passes, and failing a
+    live run would waste its budget. Silent for ``MODELING_STALE_AFTER_S`` → failed ("worker
+    lost"); beating → this delivery is a duplicate and does nothing.
+    """
     stale_s = float(sotto_setting("MODELING_STALE_AFTER_S"))
     with tenant_context(tenant_id):
         run = TrainingRun.objects.select_for_update().filter(tenant_id=tenant_id, pk=run_id).first()
@@ -83,14 +90,15 @@ def claim(*, tenant_id: int, run_id: int, redelivered: bool) -> Claim | None:
         now = timezone.now()
         if run.status == RunStatus.RUNNING:
             last = run.heartbeat_at or run.started_at
-            if redelivered or last is None or (now - last).total_seconds() > stale_s:
+            if last is None or (now - last).total_seconds() > stale_s:
                 run.status, run.error, run.finished_at = RunStatus.FAILED, "worker lost", now
                 run.save(update_fields=["status", "error", "finished_at"])
                 audit.record(tenant_id=tenant_id, actor="task:modeling.train", action="training_run.failed",
                              target_type="training_run", target_id=str(run_id), details={"reason": "worker lost"})
                 transaction.on_commit(lambda: discard_versions_of_run(tenant_id=tenant_id, run_id=run_id))
             else:
-                log.info("training run %s is running elsewhere (duplicate message ignored)", run_id)
+                log.info("training run %s is alive elsewhere (%s message ignored)", run_id,
+                         "redelivered" if redelivered else "duplicate")
             return None
         if run.status != RunStatus.QUEUED:
             return None
