@@ -197,6 +197,22 @@ def approx_topk(tenant_id: int, queries: np.ndarray, ef: int, category: str | No
     return found, latencies
 
 
+def index_used(tenant_id: int, query: np.ndarray, ef: int) -> bool:
+    """Does the planner walk the partition's HNSW index at this ef_search (or sort an exact scan)?"""
+    from django.db import connection
+
+    from apps.catalog.vectors import vector_literal
+    from apps.core.tenant_db import tenant_context
+
+    with tenant_context(tenant_id), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef)])
+        cursor.execute(
+            "EXPLAIN SELECT item_id FROM catalog_itemvector WHERE tenant_id = %s "
+            "ORDER BY embedding <=> %s::vector LIMIT %s", [tenant_id, vector_literal(query), K])
+        plan = " ".join(str(row[0]) for row in cursor.fetchall())
+    return "_hnsw" in plan
+
+
 def bench_recall(tenant_id: int, kind: str, n: int, n_queries: int) -> dict[str, Any]:
     from apps.catalog.partitions import partition_name
 
@@ -208,7 +224,7 @@ def bench_recall(tenant_id: int, kind: str, n: int, n_queries: int) -> dict[str,
     for ef in EF_SEARCH_VALUES:
         found, lat = approx_topk(tenant_id, queries, ef, None)
         recall = float(np.mean([len(t & f) / K for t, f in zip(truth, found, strict=True)]))
-        sweep.append({"ef_search": ef, "recall_at_10": round(recall, 4),
+        sweep.append({"ef_search": ef, "recall_at_10": round(recall, 4), "hnsw_index_used": index_used(tenant_id, queries[0], ef),
                       "p50_ms": round(statistics.median(lat), 2), "p95_ms": round(float(np.percentile(lat, 95)), 2)})
     mask = np.array([c == ["tenth"] for c in categories])
     truth_f = exact_topk(data, queries, K, mask)
@@ -226,24 +242,80 @@ def bench_recall(tenant_id: int, kind: str, n: int, n_queries: int) -> dict[str,
     }
 
 
+def bench_real_recall(slug: str, n_queries: int) -> dict[str, Any]:
+    """Recall@10 of similar-items queries (self excluded, iterative scan) on an existing tenant's vectors."""
+    from django.conf import settings
+    from django.db import connection
+
+    from apps.catalog.partitions import vector_partition_analyze
+    from apps.catalog.vectors import parse_vector, vectors_knn
+    from apps.core.tenant_db import tenant_context
+    from apps.tenancy.selectors import tenant_get
+
+    tenant = tenant_get(slug=slug)
+    if tenant is None:
+        return {"skipped": f"no tenant {slug!r}"}
+    with tenant_context(tenant.id), connection.cursor() as cursor:
+        vector_partition_analyze(tenant.id)
+        cursor.execute("SELECT item_id, embedding::text FROM catalog_itemvector WHERE tenant_id = %s ORDER BY item_id",
+                       [tenant.id])
+        rows = cursor.fetchall()
+    pks = np.array([int(r[0]) for r in rows])
+    data = np.stack([parse_vector(r[1]) for r in rows])
+    rng = np.random.default_rng(5)
+    picks = rng.choice(len(pks), size=min(n_queries, len(pks)), replace=False)
+    truths = []
+    for i in picks:
+        scores = data @ data[i]
+        scores[i] = -np.inf
+        truths.append(set(pks[np.argpartition(-scores, K)[:K]].tolist()))
+    ef_default = int(settings.SOTTO["CATALOG_HNSW_EF_SEARCH"])
+    sweep = []
+    for ef in sorted({20, 40, 64, ef_default, 200}):
+        recalls, latencies = [], []
+        for i, truth in zip(picks, truths, strict=True):
+            started = time.perf_counter()
+            with tenant_context(tenant.id):
+                found = vectors_knn(tenant_id=tenant.id, vector=data[i], k=K, exclude_pks=[int(pks[i])],
+                                    available_only=False, ef_search=ef)
+            latencies.append((time.perf_counter() - started) * 1000)
+            recalls.append(len(truth & {n.item_pk for n in found}) / K)
+        sweep.append({"ef_search": ef, "recall_at_10": round(float(np.mean(recalls)), 4),
+                      "p50_ms": round(statistics.median(latencies), 2),
+                      "p95_ms": round(float(np.percentile(latencies, 95)), 2),
+                      "hnsw_index_used": index_used(tenant.id, data[picks[0]], ef)})
+    return {"tenant": slug, "vectors": len(pks), "queries": len(picks), "ef_search_default": ef_default,
+            "query": "similar items: the item's own vector, itself excluded (iterative scan)", "sweep": sweep}
+
+
 def table(result: dict[str, Any]) -> str:
     enc = result["encoding"]
-    lines = ["catalogue bench", "",
-             f"encoder only ({enc['encoder']['int8_impl']} as int8): fp32 {enc['encoder']['fp32_items_per_s']} items/s, "
-             f"int8 {enc['encoder']['int8_items_per_s']} items/s (x{enc['encoder']['speedup']}, "
-             f"cosine to fp32 mean {enc['encoder']['cosine_mean_int8_vs_fp32']})"]
-    for precision in ("fp32", "int8"):
-        s = enc[f"service_{precision}"]
-        lines.append(f"encode service {precision}: {s['items']} items in {s['seconds']} s = {s['items_per_s']} items/s "
-                     f"(read, encode, write vectors + statuses, batches of {s['batch']})")
+    lines = ["catalogue bench"]
+    if enc:
+        e = enc["encoder"]
+        lines += ["", f"encoder only ({e['int8_impl']} as int8): fp32 {e['fp32_items_per_s']} items/s, int8 "
+                      f"{e['int8_items_per_s']} items/s (x{e['speedup']}, cosine to fp32 mean "
+                      f"{e['cosine_mean_int8_vs_fp32']})"]
+        for precision in ("fp32", "int8"):
+            s = enc[f"service_{precision}"]
+            lines.append(f"encode service {precision}: {s['items']} items in {s['seconds']} s = {s['items_per_s']} "
+                         f"items/s (read, encode, write vectors + statuses, batches of {s['batch']})")
     for kind, rec in result["recall"].items():
         lines += ["", f"HNSW recall@10, {kind}: {rec['vectors']} vectors, {rec['queries']} queries, "
                       f"loaded + indexed in {rec['load_and_index_s']} s",
                   f"{'ef_search':>10}{'recall@10':>11}{'p50 ms':>9}{'p95 ms':>9}"]
-        lines += [f"{r['ef_search']:>10}{r['recall_at_10']:>11.4f}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}" for r in rec["sweep"]]
+        lines += [f"{r['ef_search']:>10}{r['recall_at_10']:>11.4f}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
+                  + ("" if r["hnsw_index_used"] else "  (planner chose an exact scan)") for r in rec["sweep"]]
         f = rec["filtered_10pct"]
         lines.append(f"filtered (10 % category, ef_search {f['ef_search']}, iterative scan): recall@10 "
                      f"{f['recall_at_10']:.4f}, p50 {f['p50_ms']} ms, always {K} results: {f['full_results']}")
+    real = result.get("real")
+    if real and "sweep" in real:
+        lines += ["", f"HNSW recall@10, real vectors of tenant {real['tenant']} ({real['vectors']} items), "
+                      f"{real['queries']} similar-items queries (self excluded, iterative scan)",
+                  f"{'ef_search':>10}{'recall@10':>11}{'p50 ms':>9}{'p95 ms':>9}"]
+        lines += [f"{r['ef_search']:>10}{r['recall_at_10']:>11.4f}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
+                  + ("" if r["hnsw_index_used"] else "  (planner chose an exact scan)") for r in real["sweep"]]
     return "\n".join(lines)
 
 
@@ -254,7 +326,10 @@ def main(out_dir: Path | str | None = None, argv: Sequence[str] | None = None) -
     parser.add_argument("--encode-items", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--kinds", default="clustered,uniform")
+    parser.add_argument("--skip-encoding", action="store_true", help="only the recall part")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--real-tenant", default="movielens-full",
+                        help="also measure recall on this tenant's real vectors when it exists (import_movielens)")
     args = parser.parse_args(list(argv) if argv is not None else [])
     out = Path(args.out or out_dir or ROOT / "var" / "bench")
     _setup_django()
@@ -265,14 +340,16 @@ def main(out_dir: Path | str | None = None, argv: Sequence[str] | None = None) -
     texts = [content_text(title, genres, tags) for _, title, genres, tags in movies]
     started = time.perf_counter()
     result: dict[str, Any] = {
-        "encoding": {
+        "encoding": None if args.skip_encoding else {
             "encoder": bench_encoder(texts, args.repeats),
             "service_fp32": bench_encode_service(tenant_id, movies, "fp32"),
             "service_int8": bench_encode_service(tenant_id, movies, "int8"),
         },
         "recall": {kind: bench_recall(tenant_id, kind, args.n_vectors, args.queries)
                    for kind in args.kinds.split(",") if kind},
+        "real": bench_real_recall(args.real_tenant, args.queries) if args.real_tenant else None,
         "cpu_count": os.cpu_count(),
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
     }
     result["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)

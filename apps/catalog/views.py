@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -56,6 +58,11 @@ class ItemsView(TenantAPIView):
 
     scope = {"GET": "serve", "POST": "ingest"}
 
+    @extend_schema(
+        summary="Upsert up to 1000 items by your id; encoding is queued for new or changed text",
+        request=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request) -> Response:
         body = request.data
         if not isinstance(body, dict) or "items" not in body:
@@ -64,6 +71,16 @@ class ItemsView(TenantAPIView):
         result = services.items_upsert(tenant_id=self.tenant_id, items=items)
         return Response(result.as_dict(), status=200)
 
+    @extend_schema(
+        summary="List items in creation order, keyset-paginated",
+        parameters=[
+            OpenApiParameter("limit", int, description="items per page, 1-200 (default 50)"),
+            OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
+            OpenApiParameter("status", str, enum=_STATUSES, description="only items in this encoding state"),
+            OpenApiParameter("category", str, description="only items in this category"),
+        ],
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+    )
     def get(self, request: Request) -> Response:
         limit = _int_param(request, "limit", default=50, low=1, high=selectors.MAX_PAGE)
         after = _int_param(request, "cursor", default=None, low=0, high=2**63 - 1)
@@ -85,9 +102,12 @@ class ItemView(TenantAPIView):
 
     scope = {"GET": "serve", "DELETE": "ingest"}
 
+    @extend_schema(summary="One item with its encoding state",
+                   responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
     def get(self, request: Request, external_id: str) -> Response:
         return Response(item_repr(selectors.item_get(tenant_id=self.tenant_id, external_id=external_id)))
 
+    @extend_schema(summary="Delete the item and its content vector", responses={204: None, 404: OpenApiTypes.OBJECT})
     def delete(self, request: Request, external_id: str) -> Response:
         services.item_delete(tenant_id=self.tenant_id, external_id=external_id)
         return Response(status=204)
@@ -98,6 +118,15 @@ class SimilarItemsView(TenantAPIView):
 
     scope = "serve"
 
+    @extend_schema(
+        summary="Items nearest by content (cosine over content vectors), the item itself excluded",
+        parameters=[
+            OpenApiParameter("k", int, description="how many, 1-100 (default 10)"),
+            OpenApiParameter("category", str, description="only items in this category"),
+        ],
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT,
+                   409: OpenApiTypes.OBJECT},
+    )
     def get(self, request: Request, external_id: str) -> Response:
         k = selectors.parse_k(request.query_params.get("k"))
         found = selectors.similar_items(
@@ -112,5 +141,6 @@ class CatalogStatusView(TenantAPIView):
 
     scope = "serve"
 
+    @extend_schema(summary="Encoding progress: items pending, ready, failed", responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
         return Response(selectors.catalog_status(tenant_id=self.tenant_id))

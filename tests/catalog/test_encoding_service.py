@@ -122,3 +122,15 @@ def test_resending_a_failed_item_queues_it_again(tenant_a):
     again = services.items_upsert(tenant_id=tenant_a.tenant.id, items=parse_items([{"id": "1", "title": "Heat"}]))
     assert again.queued == 1
     assert _statuses(tenant_a) == {"1": EncodingStatus.PENDING}
+
+
+def test_the_int8_precision_setting_reaches_the_encoder(tenant_a, settings):
+    settings.SOTTO = {**settings.SOTTO, "ENCODER_PRECISION": "int8"}
+    pks = list(_upsert(tenant_a, [{"id": "1", "title": "Toy Story (1995)"}]).values())
+    services.items_encode(tenant_id=tenant_a.tenant.id, item_pks=pks)
+    with tenant_context(tenant_a.tenant.id):
+        row = Item.objects.get(external_id="1")
+    assert row.encoding_status == EncodingStatus.READY
+    assert row.encoding_model.endswith("/int8-onnx") or row.encoding_model.endswith("/int8-torch")
+    vector = content_vectors(tenant_a.tenant.id, pks)[pks[0]]
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
