@@ -58,10 +58,16 @@ def live_url(live_db: None) -> Iterator[str]:
     from django.core.wsgi import get_wsgi_application
 
     class QuietHandler(WSGIRequestHandler):
+        timeout = 5  # an idle keep-alive connection ends (and its thread with it) after this long
+
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
             pass
 
     server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=False)
+    # Join every request thread on close: each closes its own DB connection as it ends, so none is
+    # left pinning the test database when the session drops it.
+    server.daemon_threads = False
+    server.block_on_close = True
     server.set_app(get_wsgi_application())
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
