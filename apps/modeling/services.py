@@ -53,6 +53,7 @@ from apps.tenancy.models import Tenant
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "active_model_rollback",
     "parse_epsilon",
     "popularity_release_create",
     "privacy_budget_set",
@@ -380,3 +381,34 @@ def training_runs_reap(*, now: datetime | None = None, stale_after_s: float | No
             if TrainingRun.objects.filter(tenant_id=tenant_id, pk=run_id, status=RunStatus.QUEUED).update(heartbeat_at=now):
                 transaction.on_commit(functools.partial(_enqueue, tenant_id, run_id), robust=True)
     return {"failed": failed, "requeued": len(queued)}
+
+
+# --- rollback ----------------------------------------------------------------------------------------
+
+
+def active_model_rollback(*, tenant_id: int, actor: str) -> dict[str, Any]:
+    """Serve the previous version again (its vectors are kept for exactly this); audited.
+
+    The pointer and the two versions' statuses change in one transaction, so serving switches
+    weights and item vectors together. The rolled-back version becomes the new "previous", so a
+    second call rolls forward again. ``Conflict`` when there is nothing to roll back to.
+    """
+    from apps.modeling import served
+    from apps.modeling.models import ActiveModel, ModelVersion, VersionStatus
+
+    with tenant_context(tenant_id):
+        pointer = ActiveModel.objects.select_for_update().filter(tenant_id=tenant_id).first()
+        if pointer is None or pointer.previous_version is None:
+            raise Conflict("there is no previous model version to roll back to", code="no_previous_version")
+        target = pointer.previous_version
+        if not served.version_exists(tenant_id=tenant_id, version=target):
+            raise Conflict(f"the served vectors of version {target} are gone", code="no_previous_version")
+        current = pointer.version
+        ModelVersion.objects.filter(tenant_id=tenant_id, version=current).update(status=VersionStatus.PREVIOUS)
+        ModelVersion.objects.filter(tenant_id=tenant_id, version=target).update(status=VersionStatus.ACTIVE,
+                                                                                 activated_at=timezone.now())
+        pointer.version, pointer.previous_version, pointer.switched_at = target, current, timezone.now()
+        pointer.save(update_fields=["version", "previous_version", "switched_at"])
+        audit.record(tenant_id=tenant_id, actor=actor, action="model.rollback", target_type="model_version",
+                     target_id=str(target), details={"from": current})
+    return {"version": target, "previous_version": current}

@@ -162,6 +162,10 @@ def test_versions_keep_the_previous_for_rollback_and_drop_older_ones(live_db):
     assert selectors.served_knn(tenant_id=tid, version=1, vector=vector, k=5) == []
     evaluation = selectors.latest_evaluation(tid)
     assert evaluation is not None and evaluation["model_version"] == 3
+    # rollback: the previous version serves again, weights and vectors together; and forward again
+    assert services.active_model_rollback(tenant_id=tid, actor="admin:t") == {"version": 2, "previous_version": 3}
+    assert active_model(tid).version == 2
+    assert services.active_model_rollback(tenant_id=tid, actor="admin:t") == {"version": 3, "previous_version": 2}
     assert [p["cumulative"] for p in selectors.privacy_spend_series(tid)] == [1.0, 2.0, 3.0]
 
 
@@ -404,3 +408,12 @@ def test_a_switch_to_another_feature_configuration_rebuilds_user_states(live_db,
     after = user_state(tid, "u3")
     assert before is not None and after is not None
     np.testing.assert_allclose(after["content_sum"], before["content_sum"], rtol=1e-9)
+
+
+def test_rollback_without_a_previous_version_is_refused(live_db):
+    from apps.core.errors import Conflict
+    from tests.support import make_tenant
+
+    persona = make_tenant("rb")
+    with pytest.raises(Conflict, match="no previous model version"):
+        services.active_model_rollback(tenant_id=_tid(persona), actor="admin:t")
