@@ -51,6 +51,14 @@ def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> It
             conn.close()
         connection.settings_dict.update(owner)
         try:
+            # Threads the tests started (live servers) may still hold runtime connections.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    [connection.settings_dict["NAME"]],
+                )
+            connection.close()
             teardown_databases(config, verbosity=0)
         finally:
             connection.settings_dict.update(runtime)

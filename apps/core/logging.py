@@ -20,6 +20,9 @@ class RequestContextFilter(logging.Filter):
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime", "request_id", "tenant"}
 
 
+_PLAIN = (dict, list, int, float, bool, type(None))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, object] = {
@@ -31,7 +34,9 @@ class JsonFormatter(logging.Formatter):
             "tenant": getattr(record, "tenant", "-"),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            # Only plain data: objects such as Django's ``request`` would print raw paths that can
+            # carry end-user ids (the redaction filter sees only the message).
+            if key not in _STANDARD and not key.startswith("_") and isinstance(value, _PLAIN):
                 payload[key] = value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)

