@@ -109,18 +109,20 @@ class SottoCollector:
 
     @staticmethod
     def _modeling() -> Iterator[Metric]:
-        """Active model version and privacy budget left per tenant, read through
-        ``apps.modeling.selectors.active_model_version(*, tenant_id)`` and
-        ``privacy_budget_remaining(*, tenant_id)`` when that module exists; omitted otherwise."""
+        """Active model version and privacy budget left per tenant, from ``apps.modeling.selectors``
+        (``active_version(tenant_id)`` and ``privacy_budget(tenant_id=...)``); omitted without it."""
         if not module_exists("apps.modeling.selectors"):
             return
         import importlib
 
         selectors = importlib.import_module("apps.modeling.selectors")
-        version_of = getattr(selectors, "active_model_version", None)
-        budget_of = getattr(selectors, "privacy_budget_remaining", None)
-        if version_of is None and budget_of is None:
-            return
+
+        def version_of(*, tenant_id: int) -> Any:
+            return selectors.active_version(tenant_id)
+
+        def budget_of(*, tenant_id: int) -> Any:
+            return selectors.privacy_budget(tenant_id=tenant_id)
+
         from apps.tenancy.models import Tenant
 
         versions = GaugeMetricFamily(

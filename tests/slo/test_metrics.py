@@ -3,11 +3,7 @@ database, open alerts, optional model facts; only for loopback or the bearer tok
 
 from __future__ import annotations
 
-import importlib.machinery
-import sys
-import types
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -95,20 +91,15 @@ def test_metrics_are_not_an_api_route_and_not_a_tenant_s_business(api, tenant_a)
     assert api.get("/metrics", REMOTE_ADDR="10.1.2.3", **tenant_a.auth).status_code == 403
 
 
-@pytest.fixture
-def fake_modeling(monkeypatch, tenant_a):
-    module: Any = types.ModuleType("apps.modeling.selectors")
-    module.__spec__ = importlib.machinery.ModuleSpec("apps.modeling.selectors", loader=None)
-    module.active_model_version = lambda *, tenant_id: "v7" if tenant_id == tenant_a.tenant.id else None
-    module.privacy_budget_remaining = lambda *, tenant_id: {"epsilon_remaining": 3.5} if tenant_id == tenant_a.tenant.id else None
-    monkeypatch.setitem(sys.modules, "apps.modeling.selectors", module)
-    return module
+def test_model_version_and_privacy_budget_come_from_modeling(anon, tenant_a, monkeypatch):
+    from apps.modeling import selectors
+    from apps.modeling.services import privacy_budget_set
 
-
-def test_model_version_and_privacy_budget_come_from_modeling_when_it_exists(anon, fake_modeling, tenant_a):
+    privacy_budget_set(tenant=tenant_a.tenant, epsilon_total=3.5, delta=1e-6, actor="test")
+    monkeypatch.setattr(selectors, "active_version", lambda tenant_id: 7 if tenant_id == tenant_a.tenant.id else None)
     got = families(anon.get("/metrics"))
     versions = samples(got["sotto_model_active_version_info"], tenant=tenant_a.slug)
-    assert [(s.labels["version"], s.value) for s in versions] == [("v7", 1.0)]
+    assert [(s.labels["version"], s.value) for s in versions] == [("7", 1.0)]
     budget = samples(got["sotto_privacy_budget_epsilon_remaining"], tenant=tenant_a.slug)
     assert [s.value for s in budget] == [3.5]
 
