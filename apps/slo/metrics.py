@@ -135,8 +135,8 @@ class SottoCollector:
         for tenant_id, slug in Tenant.objects.order_by("slug").values_list("id", "slug"):
             try:
                 with tenant_context(tenant_id):
-                    version = version_of(tenant_id=tenant_id) if version_of else None
-                    budget = budget_of(tenant_id=tenant_id) if budget_of else None
+                    version = version_of(tenant_id=tenant_id)
+                    budget = budget_of(tenant_id=tenant_id)
             except Exception:  # a modeling bug must not take the whole scrape down
                 logger.exception("metrics: modeling selectors failed for tenant %s", slug)
                 continue
@@ -146,10 +146,8 @@ class SottoCollector:
             budget = _attr(budget, "epsilon_remaining")
             if isinstance(budget, int | float):
                 budgets.add_metric([slug], float(budget))
-        if version_of is not None:
-            yield versions
-        if budget_of is not None:
-            yield budgets
+        yield versions
+        yield budgets
 
 
 def _attr(value: Any, name: str) -> Any:
