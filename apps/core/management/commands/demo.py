@@ -36,6 +36,8 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-serve", action="store_true", help="set up, print the credentials and exit")
+        parser.add_argument("--dataset", type=Path, default=None,
+                            help="a MovieLens-format folder (default data/ml-latest-small)")
 
     def step(self, message: str) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING(f"==> {message}"))
@@ -58,7 +60,7 @@ class Command(BaseCommand):
 
         worker = self._start_worker()
         try:
-            run_extra_steps(tenant=tenant, step=self.step, stdout=self.stdout)
+            run_extra_steps(tenant=tenant, step=self.step, stdout=self.stdout, dataset=options["dataset"])
             self.step(f"Setup finished in {time.monotonic() - started:.0f} s")
             self._print_credentials(tenant, issued.raw, password, options["host"], options["port"])
             if not options["no_serve"]:
