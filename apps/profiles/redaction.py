@@ -16,8 +16,10 @@ import logging
 import re
 from typing import Any
 
-_USER_PATH = re.compile(r"(/api/v1/users/)[^\s?#\"']+")
-_USER_PARAM = re.compile(r"([?&]user=)[^&#\s\"']*")
+# Idempotent: a record may pass through several filters (logger, then handler); an already redacted
+# value is left as it is.
+_USER_PATH = re.compile(r"(/api/v1/users/)(?!<redacted>(?=[\s?#\"'>]|$))[^\s?#\"']+")
+_USER_PARAM = re.compile(r"([?&]user=)(?!<redacted>(?=[&#\s\"'>]|$))[^&#\s\"']*")
 _LOGGERS = ("django.request", "django.server", "django.security", "gunicorn.access", "gunicorn.error")
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
 
