@@ -25,9 +25,28 @@ def _set(name: str, value: str) -> None:
         cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
 
 
+_MARK = "_sotto_tenant"
+
+
 def activate_tenant(tenant_id: int) -> None:
-    """Scope the current transaction to one tenant (RLS reads it)."""
+    """Scope the current transaction to one tenant (RLS reads it).
+
+    The tenant is also remembered on the innermost atomic block, so nested ``tenant_context``
+    calls for the same tenant (selectors called from a scoped view) cost no round trip. A
+    savepoint rollback pops that block, exactly as PostgreSQL rolls the setting back.
+    """
     _set(TENANT_GUC, str(int(tenant_id)))
+    if connection.atomic_blocks:
+        setattr(connection.atomic_blocks[-1], _MARK, int(tenant_id))
+
+
+def _known_tenant() -> int | bool | None:
+    """The tenant this transaction was scoped to through ``activate_tenant``; False when unknown."""
+    for block in reversed(connection.atomic_blocks):
+        if hasattr(block, _MARK):
+            value: int | None = getattr(block, _MARK)
+            return value
+    return False
 
 
 def current_tenant_id() -> int | None:
@@ -39,15 +58,35 @@ def current_tenant_id() -> int | None:
 
 @contextlib.contextmanager
 def tenant_context(tenant_id: int) -> Iterator[None]:
-    """Open (or join) a transaction scoped to ``tenant_id``; restores the outer tenant on exit."""
+    """Open (or join) a transaction scoped to ``tenant_id``; restores the outer tenant on exit.
+
+    Costs one ``set_config`` in a new transaction, nothing extra beyond the savepoint when the
+    enclosing transaction is already scoped to the same tenant.
+    """
+    tenant_id = int(tenant_id)
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        outer = current_tenant_id()
-        activate_tenant(tenant_id)
-        yield
-        # Only on a clean exit: after an error the savepoint/transaction rollback restores the
-        # setting itself, and a query on an aborted transaction would mask the original error.
-        if not connection.needs_rollback:  # set_rollback(True) inside: the rollback restores it
-            _set(TENANT_GUC, "" if outer is None else str(outer))
+        block = connection.atomic_blocks[-1]
+        try:
+            if outermost:  # a fresh transaction has no tenant: nothing to restore afterwards
+                activate_tenant(tenant_id)
+                yield
+                return
+            known = _known_tenant()
+            if known is not False and known == tenant_id:
+                yield
+                return
+            outer = known if known is not False else current_tenant_id()
+            activate_tenant(tenant_id)
+            yield
+            # Only on a clean exit: after an error the savepoint/transaction rollback restores the
+            # setting itself, and a query on an aborted transaction would mask the original error.
+            if not connection.needs_rollback:  # set_rollback(True) inside: the rollback restores it
+                _set(TENANT_GUC, "" if outer is None else str(outer))
+        finally:
+            # Atomic objects can be reused (as decorators): never let a mark outlive its block.
+            if hasattr(block, _MARK):
+                delattr(block, _MARK)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,59 @@
+"""tenant_context: correct scoping in every nesting, and no wasted round trips."""
+
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from apps.core.tenant_db import current_tenant_id, tenant_context
+from apps.tenancy.models import ApiKey
+
+
+def _guc_queries(ctx):
+    return [q["sql"] for q in ctx.captured_queries if "app.tenant_id" in q["sql"]]
+
+
+def test_a_new_transaction_costs_one_set_config(tenant_a):
+    with CaptureQueriesContext(connection) as ctx, tenant_context(tenant_a.tenant.id):
+        assert ApiKey.objects.count() == 1
+    assert len(_guc_queries(ctx)) == 1
+
+
+def test_nesting_the_same_tenant_costs_no_round_trip(tenant_a):
+    with tenant_context(tenant_a.tenant.id):
+        with CaptureQueriesContext(connection) as ctx, tenant_context(tenant_a.tenant.id):
+            assert ApiKey.objects.count() == 1
+        assert _guc_queries(ctx) == []
+
+
+def test_nesting_another_tenant_switches_and_restores(tenant_a, tenant_b):
+    with tenant_context(tenant_a.tenant.id):
+        with tenant_context(tenant_b.tenant.id):
+            assert set(ApiKey.objects.values_list("tenant_id", flat=True)) == {tenant_b.tenant.id}
+        assert current_tenant_id() == tenant_a.tenant.id
+        assert set(ApiKey.objects.values_list("tenant_id", flat=True)) == {tenant_a.tenant.id}
+        # and back to B again: the stale inner mark must not make this a no-op
+        with tenant_context(tenant_b.tenant.id):
+            assert current_tenant_id() == tenant_b.tenant.id
+
+
+def test_a_rolled_back_inner_switch_leaves_the_outer_tenant(tenant_a, tenant_b):
+    with tenant_context(tenant_a.tenant.id):
+        try:
+            with tenant_context(tenant_b.tenant.id):
+                raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+        assert current_tenant_id() == tenant_a.tenant.id
+        with tenant_context(tenant_a.tenant.id):
+            assert set(ApiKey.objects.values_list("tenant_id", flat=True)) == {tenant_a.tenant.id}
+
+
+def test_a_reused_atomic_decorator_never_carries_a_tenant_into_its_next_call(tenant_a, tenant_b):
+    @transaction.atomic
+    def keys_of(tenant_id: int) -> set[int]:
+        with tenant_context(tenant_id):
+            return set(ApiKey.objects.values_list("tenant_id", flat=True))
+
+    with tenant_context(tenant_a.tenant.id):
+        assert keys_of(tenant_b.tenant.id) == {tenant_b.tenant.id}
+        assert keys_of(tenant_a.tenant.id) == {tenant_a.tenant.id}
+        assert keys_of(tenant_b.tenant.id) == {tenant_b.tenant.id}
