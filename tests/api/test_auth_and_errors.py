@@ -102,3 +102,12 @@ def test_views_cannot_override_the_tenant_scoping():
 
     with pytest.raises(TypeError, match="may not override initial"):
         type("Sneaky", (TenantAPIView,), {"initial": lambda self, request: None})
+
+
+def test_an_oversize_body_gets_a_json_413_not_an_html_page(api, tenant_a, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    body = '{"events": [' + ",".join(['{"event_id": "e", "user": "u", "item": "i", "type": "view"}'] * 100) + "]}"
+    response = api.post("/api/v1/events", data=body, content_type="application/json", **tenant_a.auth)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert "2048" in response.json()["error"]["message"]
