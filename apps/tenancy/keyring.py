@@ -215,8 +215,17 @@ def _tenant_key_ad(tenant_id: int, purpose: str, version: int) -> bytes:
     return f"sotto/v1/tenant-key|{int(tenant_id)}|{purpose}|{int(version)}".encode()
 
 
+def previous_master_keys() -> dict[str, bytes]:
+    """Retired master keys by id (``SOTTO_PREVIOUS_MASTER_KEYS``), readable during a master rotation."""
+    keys = [parse_master_key(text, source="SOTTO_PREVIOUS_MASTER_KEYS") for text in sotto_setting("PREVIOUS_MASTER_KEYS")]
+    return {master_key_id(key): key for key in keys}
+
+
 def _unwrap_tenant_key(tenant_id: int, purpose: str, version: int, wrapped: bytes, stored_master_id: str) -> bytes:
     master = master_key()
+    if stored_master_id != master_key_id(master):
+        # Mid master-key rotation: rows not yet re-wrapped still open under their old master.
+        master = previous_master_keys().get(stored_master_id, master)
     try:
         return aead_open(master, wrapped, _tenant_key_ad(tenant_id, purpose, version))
     except DecryptionFailed as exc:
@@ -240,6 +249,35 @@ def _new_version_row(tenant_id: int, purpose: str, version: int) -> TenantKey:
         wrapped=aead_seal(master, raw, _tenant_key_ad(tenant_id, purpose, version)),
         master_key_id=master_key_id(master),
     )
+
+
+def tenant_keys_rewrap(*, tenant_id: int) -> int:
+    """Re-wrap every live key of one tenant under the current master key; returns rows changed.
+
+    Master-key rotation: set the new ``SOTTO_MASTER_KEY``, list the old one in
+    ``SOTTO_PREVIOUS_MASTER_KEYS``, run ``manage.py rewrap_tenant_keys``, then drop the old key.
+    Reads never fail meanwhile: each row names the master that wrapped it.
+    """
+    master = master_key()
+    current_id = master_key_id(master)
+    changed = 0
+    with tenant_context(tenant_id):
+        rows = TenantKey.objects.select_for_update().filter(tenant_id=tenant_id, wrapped__isnull=False).exclude(
+            master_key_id=current_id
+        )
+        for row in rows:
+            assert row.wrapped is not None  # filtered above
+            raw = _unwrap_tenant_key(tenant_id, row.purpose, row.version, bytes(row.wrapped), row.master_key_id)
+            row.wrapped = aead_seal(master, raw, _tenant_key_ad(tenant_id, row.purpose, row.version))
+            row.master_key_id = current_id
+            row.save(update_fields=["wrapped", "master_key_id"])
+            changed += 1
+        if changed:
+            audit.record(
+                tenant_id=tenant_id, actor="system", action="keys.master_rewrap", target_type="tenant_key",
+                target_id=current_id, details={"rows": changed},
+            )
+    return changed
 
 
 def tenant_keys_create(*, tenant_id: int) -> None:

@@ -187,6 +187,8 @@ SOTTO: dict[str, Any] = {
     "API_KEY_CACHE_TTL_S": env_float("SOTTO_API_KEY_CACHE_TTL_S", 5.0),
     "API_KEY_LAST_USED_EVERY_S": env_float("SOTTO_API_KEY_LAST_USED_EVERY_S", 60.0),
     "MASTER_KEY": env_secret("SOTTO_MASTER_KEY"),
+    # Retired master keys (comma-separated), kept only while `rewrap_tenant_keys` moves rows off them.
+    "PREVIOUS_MASTER_KEYS": env_list("SOTTO_PREVIOUS_MASTER_KEYS", []),
     "KEY_DIR": VAR_DIR / "keys",
     "KEY_CACHE_TTL_S": env_float("SOTTO_KEY_CACHE_TTL_S", 300.0),  # unwrapped tenant keys kept in memory
     "EVENT_RETENTION_DAYS": env_int("SOTTO_EVENT_RETENTION_DAYS", 365, minimum=1),  # Tenant.settings overrides
