@@ -141,8 +141,8 @@ def sign_in() -> Callable[..., None]:
         tab.goto("/login/")
         tab.fill("#id_username", user.get_username())
         tab.fill("#id_password", password)
-        tab.click("button[type=submit]")
-        tab.wait_for_load_state()
+        with tab.expect_navigation():
+            tab.click("button[type=submit]")
 
     return run
 

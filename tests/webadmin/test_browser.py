@@ -22,6 +22,12 @@ def needs(module: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(not module_exists(module), reason=f"{module} is not installed yet")
 
 
+def open_section(page, key: str) -> None:
+    """Click a sidebar link and wait for that page (not just for the click)."""
+    with page.expect_navigation():
+        page.click(f"nav [data-section={key}]")
+
+
 def api_status(base: str, raw_key: str) -> int:
     url = f"{base}/api/v1/tenant"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {raw_key}"})  # noqa: S310 - 127.0.0.1
@@ -36,7 +42,7 @@ def test_an_admin_creates_a_key_sees_it_once_and_revokes_it(page, live_url, sign
     sign_in(page, admin_a)
     assert page.url.endswith(f"/t/{tenant_a.slug}/")
     assert page.inner_text("[data-testid=role]") == "admin"
-    page.click("nav [data-section=keys]")
+    open_section(page, "keys")
     shot(page, "keys")
     page.fill("#id_name", "checkout service")
     page.check("input[name=scopes][value=ingest]")
@@ -108,7 +114,8 @@ def test_failed_sign_ins_lock_the_form_with_a_clear_message(page, shot, admin_a,
     for i in range(settings.SOTTO["LOGIN_MAX_FAILURES"]):
         page.fill("#id_username", admin_a.username)
         page.fill("#id_password", f"wrong-{i}")
-        page.click("button[type=submit]")
+        with page.expect_navigation():
+            page.click("button[type=submit]")
     assert "Too many failed sign-ins" in page.inner_text("[data-testid=locked]")
     shot(page, "login-locked")
 
@@ -151,7 +158,7 @@ def test_the_dashboard_draws_its_charts_with_data(page, sign_in, shot, admin_a, 
 @needs("apps.slo.services")
 def test_an_admin_tightens_an_objective(page, sign_in, shot, admin_a, tenant_a):
     sign_in(page, admin_a)
-    page.click("nav [data-section=slo]")
+    open_section(page, "slo")
     shot(page, "objectives")
     page.click("tr[data-class=search] a:has-text('Edit')")
     page.fill("#id_latency_threshold_ms", "75")
@@ -168,10 +175,11 @@ def test_an_admin_searches_the_catalogue(page, sign_in, shot, admin_a, tenant_a)
 
     make_items(tenant_a.tenant.id, {"1": "Toy Story", "2": "Heat", "3": "Toy Soldiers"}, encode=("1",))
     sign_in(page, admin_a)
-    page.click("nav [data-section=catalog]")
+    open_section(page, "catalog")
     assert page.inner_text("[data-testid=items-total]") == "3"
     page.fill("#id_q", "toy")
-    page.click("[data-testid=catalog-search] button")
+    with page.expect_navigation():
+        page.click("[data-testid=catalog-search] button")
     titles = page.locator("[data-testid=items-table] tbody tr td:nth-child(2)").all_inner_texts()
     assert titles == ["Toy Story", "Toy Soldiers"]
     shot(page, "catalogue")
@@ -181,7 +189,7 @@ def test_an_admin_searches_the_catalogue(page, sign_in, shot, admin_a, tenant_a)
 def test_an_admin_sees_pseudonyms_and_decrypts_only_after_confirming(page, sign_in, shot, admin_a, tenant_a, api):
     api.put("/api/v1/users/reader-17", {"attributes": {"plan": "gold"}}, format="json", **tenant_a.auth)
     sign_in(page, admin_a)
-    page.click("nav [data-section=users]")
+    open_section(page, "users")
     assert "reader-17" not in page.content() and "gold" not in page.content()
     shot(page, "end-users")
     page.fill("#id_user_ref", "reader-17")
@@ -199,7 +207,7 @@ def test_the_training_page_follows_a_run_step_by_step(page, sign_in, shot, admin
     from datetime import UTC, datetime
 
     sign_in(page, admin_a)
-    page.click("nav [data-section=privacy]")
+    open_section(page, "privacy")
     page.fill("#id_epsilon", "1.5")
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("[data-testid=training-form] button[type=submit]")
@@ -214,7 +222,7 @@ def test_the_training_page_follows_a_run_step_by_step(page, sign_in, shot, admin
         metrics={"recall@20": 0.081}, model_version="v1",
     )
     page.wait_for_selector("[data-testid=run-metrics]")  # the page reloads itself when the run is done
-    page.click("nav [data-section=privacy]")
+    open_section(page, "privacy")
     page.wait_for_selector("canvas[data-chart=privacy][data-rendered=true]")
     spent = page.evaluate("() => Chart.getChart(document.querySelector('canvas[data-chart=privacy]')).data.datasets[0].data")
     assert spent == [0, 1.5]
@@ -238,7 +246,7 @@ def test_an_admin_starts_a_real_training_run_and_watches_the_worker_finish_it(
     seed_tenant(tenant_a)
     set_modeling(tenant_a, seed=7)
     sign_in(page, admin_a)
-    page.click("nav [data-section=privacy]")
+    open_section(page, "privacy")
     page.fill("#id_epsilon", "2")
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("[data-testid=training-form] button[type=submit]")
@@ -250,7 +258,7 @@ def test_an_admin_starts_a_real_training_run_and_watches_the_worker_finish_it(
     assert page.inner_text("[data-testid=run-progress] [data-field=status]") == "succeeded"
     assert "recall@20" in page.inner_text("[data-testid=run-metrics]")
     shot(page, "real-run-succeeded")
-    page.click("nav [data-section=dashboard]")
+    open_section(page, "dashboard")
     page.wait_for_selector("canvas[data-chart=privacy][data-rendered=true]")
     spent = page.evaluate("() => Chart.getChart(document.querySelector('canvas[data-chart=privacy]')).data.datasets[0].data")
     assert spent[-1] == 2
@@ -263,10 +271,11 @@ def test_a_reviewer_checks_the_chain_exports_a_bundle_and_gets_the_verifier(page
     from apps.audit.selectors import audit_verifier_script
 
     sign_in(page, reviewer_a)
-    page.click("nav [data-section=audit]")
+    open_section(page, "audit")
     assert "Chain intact" in page.inner_text("[data-testid=verification]")
     page.fill("#id_action", "api_key.")
-    page.click("[data-testid=audit-filters] button[type=submit]")
+    with page.expect_navigation():
+        page.click("[data-testid=audit-filters] button[type=submit]")
     assert set(page.locator("[data-testid=audit-table] tbody .badge").all_inner_texts()) == {"api_key.create"}
     shot(page, "audit")
     with page.expect_download() as download_info:
@@ -304,7 +313,7 @@ def test_the_operator_creates_a_tenant_adds_its_owner_and_checks_health(page, si
     page.goto("/platform/")
     assert slug in page.inner_text("[data-testid=tenants-table]")
     shot(page, "tenants")
-    page.click("nav [data-section=health]")
+    open_section(page, "health")
     assert "ok" in page.inner_text("[data-testid=check-database]")
     shot(page, "health")
 
