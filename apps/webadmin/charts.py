@@ -7,10 +7,15 @@ from typing import Any
 from apps.webadmin import sources
 
 
-def dashboard_charts(*, tenant_id: int) -> dict[str, Any]:
-    """Every chart the dashboard can draw; a chart whose backend is absent is left out."""
+def dashboard_charts(
+    *,
+    latency: list[sources.LatencySeries] | None,
+    budgets: list[sources.ErrorBudget] | None,
+    privacy: sources.PrivacyBudget | None,
+    encoding: sources.EncodingProgress | None,
+) -> dict[str, Any]:
+    """Every chart the dashboard can draw from what ``sources`` read; one whose backend is absent is left out."""
     charts: dict[str, Any] = {}
-    latency = sources.latency_series(tenant_id=tenant_id)
     if latency:
         charts["latency"] = [
             {
@@ -19,15 +24,12 @@ def dashboard_charts(*, tenant_id: int) -> dict[str, Any]:
             }
             for s in latency
         ]
-    budgets = sources.error_budgets(tenant_id=tenant_id)
     if budgets:
         charts["error_budget"] = {
             "labels": [b.name for b in budgets], "remaining": [round(b.remaining * 100, 2) for b in budgets]
         }
-    privacy = sources.privacy_budget(tenant_id=tenant_id)
     if privacy is not None:
         charts["privacy"] = privacy_chart(privacy)
-    encoding = sources.encoding_progress(tenant_id=tenant_id)
     if encoding is not None:
         charts["encoding"] = {"ready": encoding.ready, "pending": encoding.pending, "failed": encoding.failed}
     return charts

@@ -23,7 +23,7 @@ from apps.core.errors import NotFound
 from apps.core.tenant_db import tenant_context
 from apps.tenancy.models import Role, Tenant
 from apps.tenancy.selectors import memberships_for_user, tenant_get
-from apps.webadmin.sections import ADMINS, REVIEWERS, SECTIONS
+from apps.webadmin.sections import SECTIONS
 
 P = ParamSpec("P")
 
@@ -33,14 +33,6 @@ class TenantAccess:
     tenant: Tenant
     role: str
     is_operator: bool
-
-    @property
-    def can_admin(self) -> bool:
-        return self.role in ADMINS
-
-    @property
-    def can_review(self) -> bool:
-        return self.role in REVIEWERS
 
 
 def access_for(user: AbstractBaseUser | AnonymousUser, slug: str) -> TenantAccess | None:

@@ -22,10 +22,6 @@ class EncodingProgress:
     pending: int
     failed: int
 
-    @property
-    def fraction(self) -> float:
-        return self.ready / self.total if self.total else 0.0
-
 
 @dataclass(frozen=True)
 class LatencySeries:
@@ -45,7 +41,6 @@ class LatencySeries:
 class ErrorBudget:
     name: str
     remaining: float  # fraction of the window's error budget left, 0..1 (negative when overspent)
-    status: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,10 +127,8 @@ def error_budgets(*, tenant_id: int) -> list[ErrorBudget] | None:
     status = slo_status_for_tenant(tenant_id=tenant_id)
     out = []
     for cls, state in status.classes.items():
-        out.append(ErrorBudget(f"{cls} latency", state.latency_budget_remaining, "ok" if state.meets_objective else "burning"))
-        out.append(
-            ErrorBudget(f"{cls} availability", state.availability_budget_remaining, "ok" if state.meets_objective else "burning")
-        )
+        out.append(ErrorBudget(f"{cls} latency", state.latency_budget_remaining))
+        out.append(ErrorBudget(f"{cls} availability", state.availability_budget_remaining))
     return out
 
 

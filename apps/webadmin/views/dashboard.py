@@ -15,12 +15,17 @@ from apps.webadmin.views.common import tenant_render
 def dashboard(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     tenant_id = access.tenant.id
     active_keys = api_keys_for_tenant(tenant_id=tenant_id).filter(revoked_at__isnull=True).count()
+    encoding = sources.encoding_progress(tenant_id=tenant_id)
+    privacy = sources.privacy_budget(tenant_id=tenant_id)
+    charts = dashboard_charts(
+        latency=sources.latency_series(tenant_id=tenant_id), budgets=sources.error_budgets(tenant_id=tenant_id),
+        privacy=privacy, encoding=encoding,
+    )
     context = {
-        "charts": dashboard_charts(tenant_id=tenant_id),
-        "encoding": sources.encoding_progress(tenant_id=tenant_id),
-        "privacy": sources.privacy_budget(tenant_id=tenant_id),
+        "charts": charts,
+        "encoding": encoding,
+        "privacy": privacy,
         "evaluation": sources.latest_evaluation(tenant_id=tenant_id),
-        "budgets": sources.error_budgets(tenant_id=tenant_id),
         "active_keys": active_keys,
         "pending": [c.label for c in contracts.DASHBOARD_PANELS if not c.met()],
     }
