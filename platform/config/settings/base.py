@@ -259,9 +259,13 @@ LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "apps.core.logging.JsonFormatter"}},
-    "filters": {"request": {"()": "apps.core.logging.RequestContextFilter"}},
+    "filters": {
+        "request": {"()": "apps.core.logging.RequestContextFilter"},
+        # End-user ids in paths (/api/v1/users/<id>) never reach a log line, whoever logs them.
+        "redact_user_ids": {"()": "apps.profiles.redaction.RedactUserIdsFilter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request", "redact_user_ids"]},
     },
     "root": {"handlers": ["console"], "level": env_str("SOTTO_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
