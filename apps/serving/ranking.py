@@ -62,7 +62,7 @@ def blend_vector(query: np.ndarray, user: np.ndarray | None, user_weight: float)
     return w.astype(np.float32), norm
 
 
-def mmr_order(relevance: Sequence[float], vectors: np.ndarray, k: int, diversity: float) -> list[int]:
+def mmr_order(relevance: Sequence[float] | np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> list[int]:
     """Maximal marginal relevance: indices of ``k`` candidates, picked greedily.
 
     Each pick maximises ``(1-d)·relevance[i] - d·max_j cos(vectors[i], vectors[j])`` over the

@@ -74,7 +74,8 @@ def test_the_demo_steps_load_train_evaluate_and_serve_and_a_rerun_skips_what_is_
     assert any(s.startswith("Evaluation: model version 1") for s in steps), text
     assert "Recall@20" in out.getvalue() and "DP popularity" in out.getvalue()
     assert "recommendations (strategy personal, model version 1)" in out.getvalue(), text
-    assert active_model_info(tenant_id=tenant.id)["version"] == 1
+    info = active_model_info(tenant_id=tenant.id)
+    assert info is not None and info["version"] == 1
 
     # and the API serves the trained model to a MovieLens user of the subset
     user = sorted(users)[0]

@@ -147,3 +147,19 @@ def test_a_model_swap_under_load_gives_no_error_and_no_mixed_version_answer(api,
     for _, user, body in answers:
         assert body["strategy"] == "personal"
         assert body["items"] == expected[(body["model_version"], user)], (user, body["model_version"])
+
+
+def test_personal_recommendations_take_at_most_six_database_round_trips(api, trained, settings, monkeypatch):
+    """Steady state (key, model pointer and weights cached): BEGIN, the RLS tenant, the user's state and
+    seen items, the served k-NN (its set_config and its scan), COMMIT."""
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setitem(settings.SOTTO, "API_KEY_CACHE_TTL_S", 60.0)
+    monkeypatch.setitem(settings.SOTTO, "MODELING_POINTER_TTL_S", 60.0)
+    recommend(api, trained, user="u3")  # warm the caches
+    for query in ({"user": "u3"}, {"user": "u3", "category": "c0"}, {"user": "nobody-yet"}):
+        with CaptureQueriesContext(connection) as captured:
+            body = recommend(api, trained, **query)
+        statements = [" ".join(q["sql"].split())[:90] for q in captured.captured_queries]
+        assert len(captured) <= 6, "\n".join(statements)
+        assert body["items"]

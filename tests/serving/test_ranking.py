@@ -14,7 +14,8 @@ from apps.serving import ranking
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     v = rng.standard_normal((n, dim))
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    unit: np.ndarray = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return unit
 
 
 def test_the_docstring_examples_run():
@@ -75,7 +76,8 @@ def test_mmr_skips_near_duplicates_when_asked_for_diversity():
 
 def test_content_interest_is_the_normalised_channel_zero_mean():
     state = {"n_events": 3, "content_sum": np.array([[3.0, 4.0], [9.0, 9.0]]), "weight_sum": np.array([5.0, 1.0])}
-    assert ranking.content_interest(state).tolist() == pytest.approx([0.6, 0.8])
+    interest = ranking.content_interest(state)
+    assert interest is not None and interest.tolist() == pytest.approx([0.6, 0.8])
     assert ranking.content_interest({**state, "n_events": 0}) is None
     assert ranking.content_interest({**state, "content_sum": np.zeros((2, 2))}) is None
     assert ranking.content_interest({**state, "weight_sum": np.array([0.0, 1.0])}) is None
