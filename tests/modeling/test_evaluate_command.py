@@ -82,7 +82,9 @@ def test_it_writes_p1_json_plot_and_markdown_with_baselines_beside_sotto(tmp_pat
         assert {"recall@20", "recall@20_capped", "ndcg@10"} <= set(r)
         assert 0.0 <= r["recall@20"] <= r["recall@20_capped"] <= 1.0
     dp = result["results"][4]
-    assert dp["epsilon_sgd"] is not None and dp["epsilon_total"] <= 8.0 + 1e-6 and dp["noise_multiplier"] > 0
+    # default DP design: popularity + Gram releases take the whole budget (no DP-SGD)
+    assert dp["epsilon_sgd"] is None and dp["epsilon_total"] == pytest.approx(8.0)
+    assert dp["sigma_pop"] > 0 and dp["sigma_gram"] > 0
     assert (tmp_path / "p1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (tmp_path / "p1.md").read_text()
     assert f"python manage.py evaluate --dataset {data} --epsilons 8,inf --json {out}" in markdown

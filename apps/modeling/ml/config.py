@@ -30,3 +30,11 @@ class ModelConfig:
     pop_epsilon_share: float = 0.5
     pop_cap: int = 50
     freeze_skip: bool = False  # keep the heuristic skip weight fixed (few DP parameters)
+    # DP item factors (ml.dp_factors, "DP PureSVD"); factor_rank = 0 keeps the original design.
+    # Item extras become [pop, V_i (rank cols), pad]; the skip layer maps the content mean to the
+    # factor space (ridge of V on the public content of the factor items).
+    factor_rank: int = 0
+    factor_items: int = 200  # M: Gram over the M most popular items of the DP popularity release
+    factor_share: float = 0.6  # share of the Gaussian budget (mu^2) for the Gram; rest -> popularity
+    factor_ridge: float = 1.0
+    init_factor_weight: float = 1.0  # weight of the factor block in the initial user vector

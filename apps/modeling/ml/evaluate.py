@@ -21,11 +21,11 @@ import numpy as np
 
 from . import baselines
 from .data import load_movielens, p1_split
+from .dp_factors import release_item_extras
 from .features import FeatureConfig
 from .metrics import evaluate_scores
-from .popularity import dp_popularity, popularity_feature
 
-__all__ = ["P1Config", "default_p1_config", "plot_privacy_utility", "run_p1"]
+__all__ = ["P1Config", "default_p1_config", "legacy_private_config", "plot_privacy_utility", "run_p1"]
 
 Progress = Callable[[str, int, int, float], None]
 
@@ -48,8 +48,19 @@ def default_p1_config() -> P1Config:
 
     return P1Config(
         nonprivate=ModelConfig(epochs=5, hidden=256),
-        private=ModelConfig(epochs=10, sample_rate=0.5, hidden=16, freeze_skip=True),
+        # DP: popularity + DP item-item Gram (rank-16 factors over the 300 most popular items),
+        # composed exactly as Gaussian mechanisms; no DP-SGD (epochs=0). The earlier design
+        # (popularity + DP-SGD on a hidden-16 residual) is LEGACY_PRIVATE.
+        private=ModelConfig(epochs=0, hidden=16, freeze_skip=True, factor_rank=16, factor_items=300,
+                            init_content_weights=(0.25, 0.25), init_pop_weight=0.3),
     )
+
+
+def legacy_private_config() -> Any:
+    """The pre-factor DP design (popularity coordinate + DP-SGD), kept for comparison."""
+    from .config import ModelConfig
+
+    return ModelConfig(epochs=10, sample_rate=0.5, hidden=16, freeze_skip=True)
 
 
 def _row(model: str, eps: float | None, m: dict[str, float], **extra: Any) -> dict[str, Any]:
@@ -112,16 +123,9 @@ def run_p1(
         eps = float(eps)
         private = math.isfinite(eps)
         mc = dp_cfg if private else np_cfg
-        if private:
-            eps_pop = eps * mc.pop_epsilon_share
-            popr = dp_popularity(split.train.user, split.train.item, n_items, eps_pop, delta_total / 2,
-                                 cap=mc.pop_cap, seed=seed)
-            eps_sgd, delta_sgd = eps - eps_pop, delta_total / 2
-        else:
-            popr = dp_popularity(split.train.user, split.train.item, n_items, math.inf, 0.0,
-                                 cap=mc.pop_cap, seed=seed)
-            eps_sgd, delta_sgd = None, None
-        extras = popularity_feature(popr.counts, popr.sigma)[:, None]
+        rel = release_item_extras(split.train.user, split.train.item, n_items, eps, delta_total, mc, seed=seed)
+        extras = rel.extras
+        eps_sgd, delta_sgd = (rel.epsilon_sgd, rel.delta_sgd) if private else (None, None)
         td = TrainData(split.train, content, extras, cfg.features)
         label = f"eps={eps:g}"
 
@@ -145,8 +149,8 @@ def run_p1(
         results.append(_row(
             "sotto-two-tower", eps if private else None, m,
             epsilon_sgd=res.epsilon, epsilon_sgd_other=res.epsilon_other, accountant=res.accountant,
-            epsilon_pop=popr.epsilon if private else None,
-            epsilon_total=(res.epsilon + popr.epsilon) if private and res.epsilon is not None else None,
+            epsilon_pop=rel.epsilon if private else None, sigma_pop=rel.sigma_pop, sigma_gram=rel.sigma_gram,
+            epsilon_total=(rel.epsilon + (res.epsilon or 0.0)) if private else None,
             delta=delta_total if private else None, noise_multiplier=res.noise_multiplier,
             sample_rate=res.sample_rate, epochs=res.epochs, steps=res.steps, max_grad_norm=res.max_grad_norm,
             seconds=round(res.seconds, 1), config=res.config,

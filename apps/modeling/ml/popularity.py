@@ -68,10 +68,14 @@ def dp_popularity(
     delta: float,
     cap: int = 50,
     seed: int = 0,
+    sigma: float | None = None,
 ) -> DPPopularity:
     """Gaussian-mechanism release of per-user-capped, norm-1 weighted item counts.
 
-    ``epsilon=inf`` returns the exact weighted counts with no noise (non-private).
+    ``epsilon=inf`` returns the exact weighted counts with no noise (non-private). ``sigma``
+    overrides the analytic-Gaussian noise for (epsilon, delta) when the caller composes this
+    release with others (``dp_factors.split_gaussian_sigmas``); epsilon/delta are then recorded
+    as given (the budget of the composed release).
 
     >>> r = dp_popularity(np.array([0, 0, 1]), np.array([0, 1, 0]), 3, epsilon=math.inf, delta=0.0)
     >>> r.counts.round(3).tolist()
@@ -94,7 +98,8 @@ def dp_popularity(
     counts = np.bincount(kept[:, 1], weights=w, minlength=n_items).astype(np.float64)
     if math.isinf(epsilon):
         return DPPopularity(counts, math.inf, 0.0, 0.0, cap)
-    sigma = analytic_gaussian_sigma(epsilon, delta, 1.0)
+    if sigma is None:
+        sigma = analytic_gaussian_sigma(epsilon, delta, 1.0)
     noisy = counts + rng.normal(0.0, sigma, size=n_items)
     return DPPopularity(noisy, float(epsilon), float(delta), float(sigma), cap)
 

@@ -186,6 +186,22 @@ def build_model(data: TrainData, config: ModelConfig) -> SottoModel:
             user.skip.weight[:d, c * d:(c + 1) * d] = w * eye
         if data.item_extras.shape[1] > 0:
             user.skip.bias[d] = config.init_pop_weight
+        r = config.factor_rank
+        if r > 0:
+            if data.item_extras.shape[1] != r + 2:
+                raise ValueError("factor_rank > 0 needs extras [pop, factors (rank), pad]")
+            from .dp_factors import content_projection
+
+            fac = data.item_extras[:, 1:1 + r].astype(np.float64)
+            rows = np.flatnonzero(np.abs(fac).sum(axis=1) > 0)
+            if len(rows):
+                a = content_projection(data.content, fac, rows, config.factor_ridge)  # (D, r)
+                # scale so the projected factor block has the norm of the content block on the factor items
+                proj = np.linalg.norm(data.content[rows].astype(np.float64) @ a, axis=1).mean()
+                a = a / max(float(proj), 1e-12)
+                # first (no-decay) channel's content mean -> factor coordinates d+1 .. d+r
+                user.skip.weight[d + 1:d + 1 + r, :d] = torch.as_tensor(config.init_factor_weight * a.T,
+                                                                         dtype=torch.float32)
     if config.freeze_skip:
         user.skip.weight.requires_grad_(False)
     return SottoModel(user, item, config.tau)
@@ -246,7 +262,13 @@ def train_model(
     noise = 0.0
     eps_spent = eps_other = None
     steps = 0
-    if private:
+    if config.epochs == 0:
+        # no gradient step: the weights are the initialisation, a function of public content and
+        # the DP item extras only (post-processing), so no privacy is spent here
+        sample_rate = 0.0
+        weights = export_weights(model)
+        eps_spent = eps_other = 0.0 if private else None
+    elif private:
         assert epsilon is not None and delta is not None
         bs = max(1, round(float(config.sample_rate * n_users)))
         loader = DataLoader(rows, batch_size=bs, shuffle=False, generator=gen)

@@ -218,8 +218,14 @@ def markdown(result: dict[str, Any], table: list[str]) -> str:
         f"content vectors: {result['content'].get('source')} ({result['content'].get('model', '')}); "
         f"{result['seconds']:.0f} s.",
         "Recall@20 is the standard |hits|/|test|; the capped column divides by min(|test|, 20) (the scale of the "
-        "P1 reference numbers). ε is the total user-level budget: half to the DP popularity coordinate, half "
-        "to DP-SGD, δ = 1/N_users split in half (basic composition).",
+        "P1 reference numbers). ε is the total user-level budget, δ = 1/N_users. Default DP design (`factor_rank` > 0, "
+        "epochs 0): two Gaussian releases, DP popularity and the DP item-item Gram over the 300 most popular "
+        "items (rank-16 factors), composed exactly (GDP) to the whole (ε, δ); no DP-SGD (its columns show -). "
+        "The legacy design (popularity + DP-SGD, basic composition) is "
+        "`evaluate.legacy_private_config()`. Noise per release: "
+        + "; ".join(f"ε={r['epsilon']:g}: sigma_pop={r.get('sigma_pop', 0):.3f}, sigma_gram={r.get('sigma_gram') or 0:.3f}"
+                    for r in result["results"] if r["model"] == "sotto-two-tower" and r["epsilon"] is not None)
+        + ".",
         "",
         *table,
         "",
