@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from django.db import connection
@@ -104,3 +106,30 @@ def test_search_takes_at_most_five_database_round_trips(api, shop, settings, mon
             search(api, shop.persona, **query)
         statements = [" ".join(q["sql"].split())[:90] for q in captured.captured_queries]
         assert len(captured) <= bound, "\n".join(statements)
+
+
+def test_the_query_encoder_follows_the_items_precision_with_one_thread(api, shop, settings, monkeypatch):
+    """Given the int8 setting, the web process asks the catalogue for the int8 encoder (one intra-op
+    thread, the configured LRU size), so query vectors match item vectors."""
+    from apps.serving import query_encoding
+
+    calls: list[tuple[Any, ...]] = []
+
+    class Fake:
+        def encode_query(self, text: str) -> np.ndarray:
+            vec = np.zeros(384, dtype=np.float32)
+            vec[0] = 1.0
+            return vec
+
+    def fake_get_encoder(path: Any, precision: str, **kwargs: Any) -> Fake:
+        calls.append((path, precision, kwargs))
+        return Fake()
+
+    monkeypatch.setitem(settings.SOTTO, "ENCODER_PRECISION", "int8")
+    monkeypatch.setattr(query_encoding, "get_encoder", fake_get_encoder)
+    query_encoding.forget_encoders()
+    try:
+        assert len(search(api, shop.persona, q="anything", k=3)["items"]) == 3
+    finally:
+        query_encoding.forget_encoders()
+    assert calls == [(None, "int8", {"num_threads": 1, "query_cache_size": 4096})]
