@@ -55,7 +55,8 @@ def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> It
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    " WHERE datname = %s AND pid <> pg_backend_pid()"
+                    " AND pg_has_role(current_user, usesysid, 'MEMBER')",
                     [connection.settings_dict["NAME"]],
                 )
             connection.close()
