@@ -18,7 +18,8 @@ from typing import Any
 
 # Idempotent: a record may pass through several filters (logger, then handler); an already redacted
 # value is left as it is.
-_USER_PATH = re.compile(r"(/api/v1/users/)(?!<redacted>(?=[\s?#\"'>]|$))[^\s?#\"']+")
+# A route pattern such as ``<str:user_ref>`` (how the access log names the path) is no user id.
+_USER_PATH = re.compile(r"(/api/v1/users/)(?!(?:<redacted>|<[a-z]+:[a-z_]+>)(?=[\s?#\"'>]|$))[^\s?#\"']+")
 _USER_PARAM = re.compile(r"([?&]user=)(?!<redacted>(?=[&#\s\"'>]|$))[^&#\s\"']*")
 _LOGGERS = ("django.request", "django.server", "django.security", "gunicorn.access", "gunicorn.error")
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
