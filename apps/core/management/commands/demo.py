@@ -22,11 +22,12 @@ from django.core.management.base import BaseCommand, CommandParser
 from apps.core.demo_steps import run_extra_steps
 from apps.tenancy.models import Tenant
 from apps.tenancy.selectors import tenant_get
-from apps.tenancy.services import api_key_create, membership_set, tenant_create
+from apps.tenancy.services import api_key_create, membership_set, tenant_create, tenant_update_settings
 
 ROOT = Path(settings.BASE_DIR)
 DEMO_SLUG = "demo"
 ADMIN_USER = "demo-admin"
+DEMO_RETENTION_DAYS = 36500
 
 
 class Command(BaseCommand):
@@ -46,6 +47,11 @@ class Command(BaseCommand):
         started = time.monotonic()
         self.step("Demo tenant")
         tenant = tenant_get(slug=DEMO_SLUG) or tenant_create(slug=DEMO_SLUG, name="Demo shop", actor="demo")
+        if tenant.settings.get("event_retention_days") != DEMO_RETENTION_DAYS:
+            # MovieLens ratings date from 1996-2018: the default 365-day retention would delete them all.
+            tenant = tenant_update_settings(
+                tenant=tenant, changes={"event_retention_days": DEMO_RETENTION_DAYS}, actor="demo"
+            )
         issued = api_key_create(tenant=tenant, name=f"demo {time.strftime('%Y-%m-%d %H:%M')}", actor="demo")
 
         self.step("Admin user")
