@@ -2,7 +2,9 @@
 
 Blob layout (``numpy.savez``, no pickle): ``w:<name>`` for every user/item-tower weight exported by
 ``ml.train.export_weights``, ``item_pks`` (int64, the training item universe in training order =
-ascending catalogue pk) and ``extras`` (float32, one row per item: the DP popularity coordinate).
+ascending catalogue pk), ``extras`` (float32, one row per item: the DP popularity coordinate, or
+for the "factors" DP design ``[popularity, √M·V_i (rank), pad]``) and optionally ``cold_extras``
+(the extras row of an item outside the universe; zeros when absent).
 The checksum is verified every time a blob is loaded; a mismatch raises ``ArtifactCorrupt``.
 
 Numpy only: the web process loads versions through here and never imports torch.
@@ -48,15 +50,20 @@ class VersionArtifacts:
     model: ServingModel
     item_pks: np.ndarray
     extras: np.ndarray
+    cold_extras: np.ndarray | None = None  # extras row of an item outside the universe (None: zeros)
 
     @property
     def weights(self) -> dict[str, np.ndarray]:
         return self.model.weights
 
     def extras_for(self, item_pks: Sequence[int]) -> np.ndarray:
-        """Extras rows for these items; items outside the training universe get zeros."""
+        """Extras rows for these items; items outside the training universe get ``cold_extras``
+        (zeros, or for the factor layout [0 (no released count), 0 (no factors), pad] so that their
+        item vector has the same norm as every other one)."""
         pks = np.asarray(item_pks, dtype=np.int64)
         out = np.zeros((len(pks), self.extras.shape[1]), dtype=np.float32)
+        if self.cold_extras is not None:
+            out[:] = self.cold_extras
         if len(self.item_pks) == 0:
             return out
         pos = np.searchsorted(self.item_pks, pks)
@@ -66,24 +73,28 @@ class VersionArtifacts:
         return out
 
 
-def pack(weights: dict[str, np.ndarray], item_pks: np.ndarray, extras: np.ndarray) -> tuple[bytes, str]:
-    """(blob, sha256 hex) of a version's arrays."""
+def pack(weights: dict[str, np.ndarray], item_pks: np.ndarray, extras: np.ndarray,
+         cold_extras: np.ndarray | None = None) -> tuple[bytes, str]:
+    """(blob, sha256 hex) of a version's arrays (``cold_extras``: optional row for unknown items)."""
     buf = io.BytesIO()
     arrays = {f"w:{name}": np.ascontiguousarray(value) for name, value in weights.items()}
     arrays["item_pks"] = np.asarray(item_pks, dtype=np.int64)
     arrays["extras"] = np.asarray(extras, dtype=np.float32)
+    if cold_extras is not None:
+        arrays["cold_extras"] = np.asarray(cold_extras, dtype=np.float32).reshape(-1)
     np.savez(buf, allow_pickle=False, **arrays)  # type: ignore[arg-type]
     blob = buf.getvalue()
     return blob, hashlib.sha256(blob).hexdigest()
 
 
-def unpack(blob: bytes, checksum: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def unpack(blob: bytes, checksum: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray | None]:
     if hashlib.sha256(blob).hexdigest() != checksum:
         raise ArtifactCorrupt("model weights do not match their SHA-256 checksum")
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             weights = {key[2:]: npz[key] for key in npz.files if key.startswith("w:")}
-            return weights, npz["item_pks"], npz["extras"]
+            cold = npz["cold_extras"] if "cold_extras" in npz.files else None
+            return weights, npz["item_pks"], npz["extras"], cold
     except (ValueError, KeyError, OSError) as exc:
         raise ArtifactCorrupt(f"model weights unreadable: {exc}") from exc
 
@@ -135,12 +146,12 @@ def load_artifacts(tenant_id: int, version: int) -> VersionArtifacts:
     if row is None:
         raise LookupError(f"tenant {tenant_id} has no model version {version}")
     blob, checksum, cfg, item_dim = row
-    weights, item_pks, extras = unpack(bytes(blob), str(checksum))
+    weights, item_pks, extras, cold = unpack(bytes(blob), str(checksum))
     cfg_json = cfg if isinstance(cfg, dict) else json.loads(cfg)
     art = VersionArtifacts(
         model=ServingModel(version=int(version), weights=weights, feature_config=feature_config_from_json(cfg_json),
                            item_dim=int(item_dim), checksum=str(checksum)),
-        item_pks=item_pks, extras=extras,
+        item_pks=item_pks, extras=extras, cold_extras=cold,
     )
     with _lock:
         _cache[key] = art

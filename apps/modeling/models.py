@@ -113,7 +113,7 @@ class LedgerMechanism(TenantOwned):
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
     entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="mechanism")
     created_at = models.DateTimeField(default=timezone.now)
-    epsilon = models.FloatField()  # accountant's ε (DP-SGD) + popularity ε: what the release costs
+    epsilon = models.FloatField()  # what the release costs: "factors" GDP-composed ε; "dpsgd" accountant ε + popularity ε
     delta = models.FloatField()
     noise_multiplier = models.FloatField(null=True, blank=True)
     sample_rate = models.FloatField(null=True, blank=True)
@@ -121,7 +121,7 @@ class LedgerMechanism(TenantOwned):
     steps = models.PositiveIntegerField(null=True, blank=True)
     clip_norm = models.FloatField(null=True, blank=True)
     users = models.PositiveIntegerField()
-    accountant = models.CharField(max_length=16, blank=True)
+    accountant = models.CharField(max_length=64, blank=True)
     details = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:

@@ -54,7 +54,9 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "active_model_rollback",
+    "dp_design",
     "parse_epsilon",
+    "planned_mechanism",
     "popularity_release_create",
     "privacy_budget_set",
     "run_config",
@@ -64,8 +66,17 @@ __all__ = [
 ]
 
 EPSILON_TOLERANCE = 1e-9
-# The configuration chosen in docs/results/p1-experiments.md for every finite ε.
-DP_DEFAULTS = ModelConfig(epochs=10, sample_rate=0.5, hidden=16, freeze_skip=True)
+# The DP configuration chosen in docs/results/p1-experiments.md (round 2) for every finite ε:
+# DP popularity + DP item-item Gram factors ("DP PureSVD", ``ml.dp_factors``), composed exactly as
+# Gaussian mechanisms (GDP), no DP-SGD (epochs=0: the tower is its initialisation). Same as
+# ``ml.evaluate.default_p1_config().private``.
+DP_DEFAULTS = ModelConfig(epochs=0, hidden=16, freeze_skip=True, factor_rank=16, factor_items=300,
+                          init_content_weights=(0.25, 0.25), init_pop_weight=0.3)
+# The earlier design (popularity + DP-SGD on a hidden-16 residual, basic composition), chosen per
+# tenant with ``Tenant.settings["dp_design"] = "dpsgd"``; same as ``ml.evaluate.legacy_private_config()``.
+LEGACY_DP_DEFAULTS = ModelConfig(epochs=10, sample_rate=0.5, hidden=16, freeze_skip=True)
+DP_DESIGNS = ("factors", "dpsgd")
+GDP_ACCOUNTANT = "GDP (analytic Gaussian, exact composition)"
 _RUN_EXTRA_KEYS = {"holdout_fraction", "seed"}
 _DP_FORBIDDEN = {"learn_items", "item_id_emb", "emb_dim"}  # item side must stay fixed under DP; no emb state
 
@@ -179,19 +190,30 @@ def _event_users(tenant_id: int) -> int:
 # --- training runs ----------------------------------------------------------------------------------
 
 
+def dp_design(tenant_settings: dict[str, Any] | None) -> str:
+    """``Tenant.settings["dp_design"]``: "factors" (default) or "dpsgd" (legacy); ``Conflict`` otherwise."""
+    design = (tenant_settings or {}).get("dp_design") or "factors"
+    if design not in DP_DESIGNS:
+        raise Conflict(f"Tenant.settings['dp_design'] must be one of {list(DP_DESIGNS)}, got {design!r}",
+                       code="misconfigured", details={"dp_design": design})
+    return str(design)
+
+
 def run_config(tenant_settings: dict[str, Any] | None) -> dict[str, Any]:
-    """ModelConfig fields (DP defaults, overridden by ``Tenant.settings["modeling"]``) + run extras.
+    """ModelConfig fields (DP defaults of the tenant's ``dp_design``, overridden by
+    ``Tenant.settings["modeling"]``) + run extras (``holdout_fraction``, ``dp_design``).
 
     Unknown keys, or keys that DP training cannot honour, are refused (``Conflict``: the tenant's
     settings, not the request, are wrong).
     """
+    design = dp_design(tenant_settings)
     overrides = dict((tenant_settings or {}).get("modeling") or {})
     known = {f.name for f in fields(ModelConfig)}
     bad = sorted(k for k in overrides if (k not in known and k not in _RUN_EXTRA_KEYS) or k in _DP_FORBIDDEN)
     if bad:
         raise Conflict(f"Tenant.settings['modeling'] has keys DP training cannot use: {bad}",
                        code="misconfigured", details={"keys": bad})
-    base = asdict(DP_DEFAULTS)
+    base = asdict(DP_DEFAULTS if design == "factors" else LEGACY_DP_DEFAULTS)
     for key, value in overrides.items():
         if key in known:
             default = base[key]
@@ -208,10 +230,17 @@ def run_config(tenant_settings: dict[str, Any] | None) -> dict[str, Any]:
         cfg = ModelConfig(**base)
     except (TypeError, ValueError) as exc:
         raise Conflict(f"Tenant.settings['modeling'] is invalid: {exc}", code="misconfigured") from exc
-    if cfg.epochs < 1 or not (0 < cfg.sample_rate <= 1) or cfg.max_grad_norm <= 0 or not (0 < cfg.pop_epsilon_share < 1):
-        raise Conflict("Tenant.settings['modeling'] needs epochs >= 1, 0 < sample_rate <= 1, max_grad_norm > 0, "
-                       "0 < pop_epsilon_share < 1", code="misconfigured")
+    if design == "factors":
+        if cfg.epochs != 0 or cfg.factor_rank < 1 or cfg.factor_items < 1 or not (0 < cfg.factor_share < 1) \
+                or cfg.factor_ridge <= 0:
+            raise Conflict("dp_design 'factors' needs epochs = 0 (no DP-SGD), factor_rank >= 1, factor_items >= 1, "
+                           "0 < factor_share < 1, factor_ridge > 0", code="misconfigured")
+    elif cfg.epochs < 1 or not (0 < cfg.sample_rate <= 1) or cfg.max_grad_norm <= 0 \
+            or not (0 < cfg.pop_epsilon_share < 1) or cfg.factor_rank != 0:
+        raise Conflict("dp_design 'dpsgd' needs epochs >= 1, 0 < sample_rate <= 1, max_grad_norm > 0, "
+                       "0 < pop_epsilon_share < 1, factor_rank = 0", code="misconfigured")
     out: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+    out["dp_design"] = design
     out["holdout_fraction"] = float(overrides.get("holdout_fraction", 0.1))
     if not 0 <= out["holdout_fraction"] < 0.5:
         raise Conflict("holdout_fraction must be in [0, 0.5)", code="misconfigured")
@@ -232,8 +261,8 @@ def training_run_start(*, tenant_id: int, epsilon: Any, actor: str) -> dict[str,
     """Charge ε to the ledger and queue a DP training run; returns the run (``run_repr``).
 
     Refused (``Conflict``, nothing written, nothing queued) when ε exceeds what remains or too
-    few users have events. ε is split by ``pop_epsilon_share`` between the DP popularity release
-    and DP-SGD; δ = min(tenant δ, 1/N_users), split in half.
+    few users have events. δ = min(tenant δ, 1/N_users). The planned mechanism goes into the
+    ledger entry's details (:func:`planned_mechanism`).
     """
     eps = parse_epsilon(epsilon)
     with tenant_context(tenant_id):
@@ -249,18 +278,9 @@ def training_run_start(*, tenant_id: int, epsilon: Any, actor: str) -> dict[str,
             tenant_id=tenant_id, status=RunStatus.QUEUED, epsilon=eps, delta=delta, n_users=users, config=config,
             seed=seed, actor=actor[:200], epochs=int(config["epochs"]),
         )
-        share = float(config["pop_epsilon_share"])
         LedgerEntry.objects.create(
             tenant_id=tenant_id, kind=ReleaseKind.TRAINING, run=run, epsilon=eps, delta=delta, users=users,
-            actor=actor[:200],
-            details={
-                "mechanism": "dp-sgd (Opacus, Poisson, user level) + gaussian popularity",
-                "epsilon_pop": share * eps, "epsilon_sgd": eps - share * eps,
-                "delta_pop": delta / 2, "delta_sgd": delta / 2,
-                "sample_rate": config["sample_rate"], "epochs": config["epochs"],
-                "clip_norm": config["max_grad_norm"], "accountant": config["accountant"],
-                "composition": "basic",
-            },
+            actor=actor[:200], details=planned_mechanism(config, eps, delta),
         )
         audit.record(
             tenant_id=tenant_id, actor=actor, action="training_run.start", target_type="training_run",
@@ -270,6 +290,71 @@ def training_run_start(*, tenant_id: int, epsilon: Any, actor: str) -> dict[str,
         )
         transaction.on_commit(lambda: _enqueue(tenant_id, run.pk), robust=True)
     return run_repr(run)
+
+
+def gaussian_epsilon(sigma: float, delta: float) -> float:
+    """Smallest ε with a sensitivity-1 Gaussian of noise ``sigma`` (ε, δ)-DP (analytic curve; bisection
+    from above, so the result never understates ε by more than 1e-12 relative)."""
+    from apps.modeling.ml.popularity import _delta_for
+
+    lo, hi = 0.0, 1.0
+    while _delta_for(sigma, hi) > delta:
+        hi *= 2.0
+    if _delta_for(sigma, lo) <= delta:
+        return 0.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _delta_for(sigma, mid) > delta:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    return hi
+
+
+def factor_release_plan(config: dict[str, Any], epsilon: float, delta: float) -> dict[str, Any]:
+    """Noise of the two Gaussian releases of the "factors" design for a total (ε, δ).
+
+    Both have L2 sensitivity 1, so release k is (1/sigma_k)-GDP and together they are mu-GDP with
+    mu² = 1/sigma_pop² + 1/sigma_gram² (exact, also adaptive); sigma_total = 1/mu is the
+    analytic-Gaussian sigma for (ε, δ), split as 1/sigma_k² = share_k/sigma_total²
+    (``ml.dp_factors.split_gaussian_sigmas``).
+    """
+    from apps.modeling.ml.dp_factors import split_gaussian_sigmas
+    from apps.modeling.ml.popularity import analytic_gaussian_sigma
+
+    share = float(config["factor_share"])
+    sigma_pop, sigma_gram = split_gaussian_sigmas(epsilon, delta, [1.0 - share, share])
+    sigma_total = analytic_gaussian_sigma(epsilon, delta, 1.0)
+    return {
+        "sigma_pop": sigma_pop, "sigma_gram": sigma_gram, "sigma_total": sigma_total,
+        "mu_total": 1.0 / sigma_total, "mu_pop": 1.0 / sigma_pop, "mu_gram": 1.0 / sigma_gram,
+        "mu2_share_pop": 1.0 - share, "mu2_share_gram": share,
+    }
+
+
+def planned_mechanism(config: dict[str, Any], epsilon: float, delta: float) -> dict[str, Any]:
+    """What a training run with this ``run_config`` will release for (ε, δ) (ledger entry details)."""
+    if config.get("dp_design", "dpsgd") == "factors":
+        return {
+            "design": "factors",
+            "mechanism": "gaussian popularity + gaussian item-item gram (DP PureSVD), no DP-SGD",
+            **factor_release_plan(config, epsilon, delta),
+            "factor_rank": config["factor_rank"], "factor_items": config["factor_items"],
+            "pop_cap": config["pop_cap"], "sensitivity": 1.0, "delta": delta, "epochs": 0,
+            "accountant": GDP_ACCOUNTANT, "composition": "GDP (exact)",
+        }
+    share = float(config["pop_epsilon_share"])
+    return {
+        "design": "dpsgd",
+        "mechanism": "dp-sgd (Opacus, Poisson, user level) + gaussian popularity",
+        "epsilon_pop": share * epsilon, "epsilon_sgd": epsilon - share * epsilon,
+        "delta_pop": delta / 2, "delta_sgd": delta / 2,
+        "sample_rate": config["sample_rate"], "epochs": config["epochs"],
+        "clip_norm": config["max_grad_norm"], "accountant": config["accountant"],
+        "composition": "basic",
+    }
 
 
 # --- popularity releases ----------------------------------------------------------------------------

@@ -14,9 +14,13 @@ Steps of :func:`training_run_execute`:
 2. **Data** (one transaction, consistent snapshot): items with content vectors and their events.
    Per user, the newest ``holdout_fraction`` of events is held out (protocol P1) to measure the
    version's offline metrics; the model and its popularity release see only the rest.
-3. **DP popularity** (ε_pop = share·ε, δ/2) and **DP-SGD** (ε_sgd = ε - ε_pop, δ/2) with progress
-   (epoch, loss) written to the run row; a heartbeat thread keeps ``heartbeat_at`` fresh.
-4. **Version**: weights + item universe + popularity coordinate as npz with SHA-256; the served
+3. **DP releases**, by the run's ``dp_design`` (``Tenant.settings["dp_design"]``):
+   ``"factors"`` (default): DP popularity and the DP item-item Gram over its top-M items (two
+   Gaussian mechanisms, sensitivity 1, composed exactly as GDP to the whole (ε, δ)); the tower is
+   its initialisation (no DP-SGD, ``epochs = 0``). ``"dpsgd"`` (legacy): DP popularity
+   (ε_pop = share·ε, δ/2) and DP-SGD (ε_sgd = ε - ε_pop, δ/2) with progress (epoch, loss) written
+   to the run row. A heartbeat thread keeps ``heartbeat_at`` fresh.
+4. **Version**: weights + item universe + item extras as npz with SHA-256; the served
    item vectors go into a new (tenant, version) leaf partition, then its HNSW index is built.
 5. **Switch** (one transaction): catch up items encoded meanwhile, point ``ActiveModel`` at the
    version, record the mechanism in the ledger, store the popularity release, mark the run
@@ -34,7 +38,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -179,6 +183,10 @@ class Trained:
     grad_sample_mode: str | None
     loss_history: list[float]
     metrics: dict[str, Any]
+    design: str = "dpsgd"
+    epsilon_total: float | None = None  # "factors": ε of both releases composed (GDP) at delta_pop
+    release: dict[str, Any] = field(default_factory=dict)  # "factors": sigmas, mu split, rank, M (ledger)
+    cold_extras: np.ndarray | None = None  # extras row of items outside the universe
 
 
 def _model_config(config: dict[str, Any]) -> ModelConfig:
@@ -193,7 +201,12 @@ def train_tenant(
     *, data: tenant_data.TenantData, config: dict[str, Any], epsilon: float, delta: float, seed: int,
     features: FeatureConfig, on_epoch: Callable[[int, int, float], None] | None = None,
 ) -> Trained:
-    """Pure part of a run (no database): holdout split, DP popularity, DP-SGD, holdout metrics."""
+    """Pure part of a run (no database): holdout split, DP releases, tower, holdout metrics.
+
+    ``config["dp_design"] == "factors"`` and finite ε: DP popularity + DP Gram factors
+    (``ml.dp_factors.release_item_extras``, GDP, whole (ε, δ)), tower = initialisation. Otherwise
+    (legacy "dpsgd", or ε = inf) DP popularity + DP-SGD as before.
+    """
     import torch
 
     from apps.modeling.ml import baselines, inference
@@ -210,13 +223,51 @@ def train_tenant(
     holdout = float(config.get("holdout_fraction", 0.1))
     split = p1_split(interactions, holdout) if holdout > 0 else None
     train = split.train if split is not None else interactions
-    share = mc.pop_epsilon_share
-    eps_pop, delta_pop = share * epsilon, delta / 2
-    eps_sgd, delta_sgd = epsilon - eps_pop, delta / 2
-    pop = dp_popularity(train.user, train.item, train.n_items, eps_pop, delta_pop, cap=mc.pop_cap, seed=seed)
-    extras = popularity_feature(pop.counts, pop.sigma)[:, None]
-    td = TrainData(train, data.content, extras, features)
-    res = train_model(mc, td, seed=seed, epsilon=eps_sgd, delta=delta_sgd, on_progress=on_epoch)
+    design = str(config.get("dp_design", "dpsgd"))
+    release: dict[str, Any] = {}
+    cold: np.ndarray | None = None
+    eps_total: float | None = None
+    if design == "factors" and math.isfinite(epsilon):
+        from apps.modeling.ml.dp_factors import release_item_extras
+        from apps.modeling.services import GDP_ACCOUNTANT, factor_release_plan, gaussian_epsilon
+
+        if mc.epochs != 0:
+            raise ValueError("dp_design 'factors' spends the whole budget on its releases: epochs must be 0")
+        m = min(mc.factor_items, train.n_items)
+        mc = replace(mc, factor_rank=min(mc.factor_rank, m))  # a tiny catalogue has fewer eigenvectors
+        rel = release_item_extras(train.user, train.item, train.n_items, epsilon, delta, mc, seed=seed)
+        assert rel.sigma_gram is not None and rel.epsilon_sgd is None
+        plan = factor_release_plan(config, epsilon, delta)
+        mu = math.sqrt(1.0 / rel.sigma_pop ** 2 + 1.0 / rel.sigma_gram ** 2)
+        eps_total = gaussian_epsilon(1.0 / mu, delta)
+        if eps_total > epsilon + 1e-9:  # never release more than was charged
+            raise RuntimeError(f"composed ε {eps_total!r} exceeds the charged ε {epsilon!r}")
+        extras, pop_counts, sigma_pop = rel.extras, rel.pop_counts, rel.sigma_pop
+        eps_pop, delta_pop = gaussian_epsilon(rel.sigma_pop, delta), delta  # the popularity release alone
+        eps_sgd, delta_sgd = None, 0.0
+        cold = np.zeros(extras.shape[1], dtype=np.float32)
+        cold[-1] = float(np.linalg.norm(extras, axis=1).max())  # pad: same norm as every other row
+        release = {
+            "design": "factors",
+            "mechanism": "gaussian popularity + gaussian item-item gram (DP PureSVD), no DP-SGD",
+            "accountant": GDP_ACCOUNTANT, **plan,
+            "sigma_pop": rel.sigma_pop, "sigma_gram": rel.sigma_gram, "mu_total": mu,
+            "epsilon_composed": eps_total, "epsilon_pop_alone": eps_pop, "delta": delta,
+            "factor_rank": mc.factor_rank, "factor_items": m, "pop_cap": mc.pop_cap,
+            "sensitivity": 1.0, "users": interactions.n_users, "users_released": train.n_users,
+        }
+        td = TrainData(train, data.content, extras, features)
+        res = train_model(mc, td, seed=seed, epsilon=None, delta=None, on_progress=on_epoch)
+    else:
+        design = "dpsgd"
+        share = mc.pop_epsilon_share
+        eps_pop, delta_pop = share * epsilon, delta / 2
+        eps_sgd, delta_sgd = epsilon - eps_pop, delta / 2
+        pop = dp_popularity(train.user, train.item, train.n_items, eps_pop, delta_pop, cap=mc.pop_cap, seed=seed)
+        extras = popularity_feature(pop.counts, pop.sigma)[:, None]
+        pop_counts, sigma_pop = pop.counts, pop.sigma
+        td = TrainData(train, data.content, extras, features)
+        res = train_model(mc, td, seed=seed, epsilon=eps_sgd, delta=delta_sgd, on_progress=on_epoch)
     metrics: dict[str, Any] = {}
     if split is not None and any(len(t) for t in split.test_items):
         xu, _, _ = user_inputs(td)
@@ -224,7 +275,7 @@ def train_tenant(
         ivec = inference.item_vectors(res.weights, data.content, extras)
         seen = baselines.train_item_lists(split.train)
         model_m = evaluate_scores(lambda u: uvec[u] @ ivec.T, seen, split.test_items, train.n_items)
-        pop_m = evaluate_scores(lambda u: np.tile(pop.counts, (len(u), 1)), seen, split.test_items, train.n_items)
+        pop_m = evaluate_scores(lambda u: np.tile(pop_counts, (len(u), 1)), seen, split.test_items, train.n_items)
         metrics = {
             "protocol": f"last {holdout:.0%} of each user's events held out (P1); not differentially private",
             "recall@20": model_m["recall@20"], "recall@20_capped": model_m["recall@20_capped"],
@@ -233,11 +284,11 @@ def train_tenant(
         }
     return Trained(
         weights=res.weights, item_pks=data.item_pks, extras=extras, content=data.content, features=features,
-        config=config, n_users=interactions.n_users, epsilon_pop=eps_pop, delta_pop=delta_pop, sigma_pop=pop.sigma,
-        pop_counts=pop.counts, epsilon_sgd=res.epsilon, epsilon_sgd_other=res.epsilon_other, delta_sgd=delta_sgd,
+        config=config, n_users=interactions.n_users, epsilon_pop=eps_pop, delta_pop=delta_pop, sigma_pop=sigma_pop,
+        pop_counts=pop_counts, epsilon_sgd=res.epsilon, epsilon_sgd_other=res.epsilon_other, delta_sgd=delta_sgd,
         noise_multiplier=res.noise_multiplier, sample_rate=res.sample_rate, steps=res.steps, epochs=res.epochs,
         accountant=res.accountant, grad_sample_mode=res.grad_sample_mode, loss_history=res.loss_history,
-        metrics=metrics,
+        metrics=metrics, design=design, epsilon_total=eps_total, release=release, cold_extras=cold,
     )
 
 
@@ -295,7 +346,7 @@ def _fail(tenant_id: int, claim_: Claim, reason: str) -> None:
 def _materialise(tenant_id: int, claim_: Claim, trained: Trained) -> int:
     from apps.modeling.ml.inference import item_vectors
 
-    blob, checksum = artifacts.pack(trained.weights, trained.item_pks, trained.extras)
+    blob, checksum = artifacts.pack(trained.weights, trained.item_pks, trained.extras, trained.cold_extras)
     vectors = item_vectors(trained.weights, trained.content, trained.extras)
     dim = int(vectors.shape[1])
     with tenant_context(tenant_id):
@@ -340,6 +391,8 @@ def _switch(
             if pks:
                 content = np.stack([vecs[p] for p in pks]).astype(np.float32)
                 extras = np.zeros((len(pks), trained.extras.shape[1]), dtype=np.float32)
+                if trained.cold_extras is not None:
+                    extras[:] = trained.cold_extras
                 served.vectors_upsert(tenant_id=tenant_id, version=version, item_pks=pks,
                                       vectors=item_vectors(trained.weights, content, extras))
         with connection.cursor() as cursor:
@@ -366,16 +419,28 @@ def _switch(
         mv.save(update_fields=["status", "activated_at"])
         entry = LedgerEntry.objects.get(tenant_id=tenant_id, run_id=run_id)
         eps_sgd = float(trained.epsilon_sgd or 0.0)
-        LedgerMechanism.objects.create(
-            tenant_id=tenant_id, entry=entry, epsilon=eps_sgd + trained.epsilon_pop, delta=delta,
-            noise_multiplier=trained.noise_multiplier, sample_rate=trained.sample_rate, epochs=trained.epochs,
-            steps=trained.steps, clip_norm=float(trained.config["max_grad_norm"]), users=trained.n_users,
-            accountant=trained.accountant or "",
-            details={"mechanism": "dp-sgd + gaussian popularity", "epsilon_sgd": eps_sgd,
-                     "epsilon_sgd_other_accountant": trained.epsilon_sgd_other, "epsilon_pop": trained.epsilon_pop,
-                     "delta_sgd": trained.delta_sgd, "delta_pop": trained.delta_pop,
-                     "popularity_sigma": trained.sigma_pop, "grad_sample_mode": trained.grad_sample_mode},
-        )
+        spent = eps_sgd + trained.epsilon_pop
+        if trained.design == "factors":
+            assert trained.epsilon_total is not None
+            spent = trained.epsilon_total  # both releases composed exactly (GDP); no DP-SGD
+            LedgerMechanism.objects.create(
+                tenant_id=tenant_id, entry=entry, epsilon=spent, delta=delta,
+                noise_multiplier=float(trained.release["sigma_total"]), sample_rate=None, epochs=0, steps=0,
+                clip_norm=None, users=trained.n_users, accountant=str(trained.release["accountant"]),
+                details=trained.release,
+            )
+        else:
+            LedgerMechanism.objects.create(
+                tenant_id=tenant_id, entry=entry, epsilon=spent, delta=delta,
+                noise_multiplier=trained.noise_multiplier, sample_rate=trained.sample_rate, epochs=trained.epochs,
+                steps=trained.steps, clip_norm=float(trained.config["max_grad_norm"]), users=trained.n_users,
+                accountant=trained.accountant or "",
+                details={"design": "dpsgd", "mechanism": "dp-sgd + gaussian popularity", "epsilon_sgd": eps_sgd,
+                         "epsilon_sgd_other_accountant": trained.epsilon_sgd_other,
+                         "epsilon_pop": trained.epsilon_pop, "delta_sgd": trained.delta_sgd,
+                         "delta_pop": trained.delta_pop, "popularity_sigma": trained.sigma_pop,
+                         "grad_sample_mode": trained.grad_sample_mode},
+            )
         popularity_release_store(
             tenant_id=tenant_id, entry=entry, run=run, item_pks=trained.item_pks, counts=trained.pop_counts,
             epsilon=trained.epsilon_pop, delta=trained.delta_pop, sigma=trained.sigma_pop,
@@ -383,7 +448,7 @@ def _switch(
         )
         run.status, run.finished_at, run.heartbeat_at = RunStatus.SUCCEEDED, now, now
         run.epsilon_sgd, run.epsilon_pop = eps_sgd, trained.epsilon_pop
-        run.epsilon_spent, run.delta_used = eps_sgd + trained.epsilon_pop, delta
+        run.epsilon_spent, run.delta_used = spent, delta
         run.n_users_trained, run.metrics, run.model_version = trained.n_users, trained.metrics, mv
         run.loss_history = [None if math.isnan(x) else x for x in trained.loss_history]
         run.save()

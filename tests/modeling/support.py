@@ -58,11 +58,13 @@ def seed_tenant(persona: TenantPersona, **kw: Any) -> list[int]:
     return pks
 
 
-def set_modeling(persona: TenantPersona, **modeling: Any) -> None:
+def set_modeling(persona: TenantPersona, dp_design: str | None = None, **modeling: Any) -> None:
     from apps.tenancy.models import Tenant
 
     tenant = Tenant.objects.get(pk=persona.tenant.id)
     tenant.settings = {**tenant.settings, "modeling": {**tenant.settings.get("modeling", {}), **modeling}}
+    if dp_design is not None:
+        tenant.settings["dp_design"] = dp_design
     tenant.save(update_fields=["settings"])
 
 

@@ -52,7 +52,10 @@ def test_a_run_within_budget_is_charged_in_the_same_transaction_and_queued_after
     assert entry.run_id == run.pk and entry.epsilon == 4.0 and entry.kind == "training"
     # δ = min(tenant δ, 1/N_users): 40 users, tenant δ 1e-6
     assert entry.delta == pytest.approx(1e-6) and entry.users == 40
-    assert entry.details["epsilon_pop"] + entry.details["epsilon_sgd"] == pytest.approx(4.0)
+    # planned: the "factors" design (two Gaussian releases, GDP), noise fixed by (ε, δ) before training
+    assert entry.details["design"] == "factors" and entry.details["composition"] == "GDP (exact)"
+    assert 1 / entry.details["sigma_pop"] ** 2 + 1 / entry.details["sigma_gram"] ** 2 == pytest.approx(
+        entry.details["mu_total"] ** 2)
 
 
 def test_it_refuses_training_over_budget_and_nothing_trains_or_is_charged(seeded_a, api, queued):
@@ -152,7 +155,7 @@ def test_budget_endpoint_shows_total_spent_remaining_and_entries(seeded_a, api, 
     assert entry["epsilon"] == 1.5 and entry["kind"] == "training" and entry["users"] == 40
     for key in ("delta", "noise_multiplier", "sampling_rate", "epochs", "clip_norm", "accountant"):
         assert key in entry
-    assert entry["sampling_rate"] == 0.5 and entry["accountant"] == "rdp"
+    assert entry["sampling_rate"] is None and entry["accountant"] == "GDP (analytic Gaussian, exact composition)"
     assert entry["mechanism"] == "pending"  # the worker has not recorded the noise yet
 
 
@@ -286,3 +289,16 @@ def test_the_budget_row_lock_is_taken_inside_the_request_transaction(seeded_a, q
                 "WHERE l.pid = pg_backend_pid() AND c.relname = 'modeling_privacybudget' AND l.mode = 'RowShareLock'"
             )
             assert cursor.fetchone()[0] >= 1
+
+
+def test_the_tenant_setting_dp_design_picks_the_factor_or_the_legacy_dp_sgd_design():
+    from apps.core.errors import Conflict
+    from apps.modeling.services import planned_mechanism, run_config
+
+    factors, legacy = run_config({}), run_config({"dp_design": "dpsgd"})
+    assert factors["dp_design"] == "factors" and factors["epochs"] == 0 and factors["factor_rank"] == 16
+    assert legacy["dp_design"] == "dpsgd" and legacy["epochs"] == 10 and legacy["factor_rank"] == 0
+    assert planned_mechanism(legacy, 4.0, 1e-6)["epsilon_pop"] == pytest.approx(2.0)
+    for bad in ({"dp_design": "other"}, {"modeling": {"epochs": 3}}, {"dp_design": "dpsgd", "modeling": {"factor_rank": 4}}):
+        with pytest.raises(Conflict):
+            run_config(bad)

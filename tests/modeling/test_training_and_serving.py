@@ -6,6 +6,7 @@ one cluster, model v1 trained with ε = 4); tests that train again use their own
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -54,9 +55,10 @@ def test_a_succeeded_run_switches_the_pointer_with_its_materialised_vectors(trai
     run = selectors.training_runs_for_tenant(tenant_id=tid)[-1]  # the fixture's run, the oldest
 
     assert run["status"] == "succeeded" and run["model_version"] == 1 and run["progress"] == 1.0
-    assert run["epoch"] == run["epochs"] == 10 and run["loss"] is not None
+    assert run["epoch"] == run["epochs"] == 0 and run["loss"] is None  # "factors" design: no DP-SGD
     model = active_model(tid)
-    assert model is not None and model.version == 1 and model.item_dim == 385
+    # [content 384, popularity, 16 factors, pad]
+    assert model is not None and model.version == 1 and model.item_dim == 384 + 1 + 16 + 1
     with tenant_context(tid):
         version = ModelVersion.objects.get(tenant_id=tid, version=1)
         assert version.status == "active" and version.checksum == model.checksum
@@ -64,7 +66,7 @@ def test_a_succeeded_run_switches_the_pointer_with_its_materialised_vectors(trai
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*), min(vector_dims(embedding)) FROM modeling_served_vector "
                            "WHERE tenant_id = %s AND version = 1", [tid])
-            assert cursor.fetchone() == (30, 385)
+            assert cursor.fetchone() == (30, model.item_dim)
     # the new partitions are under forced RLS like every tenant table
     flags = _leaf_flags(tid)
     assert flags == {f"modeling_served_vector_t{tid}": (True, True), f"modeling_served_vector_t{tid}_v1": (True, True)}
@@ -79,8 +81,8 @@ def test_served_knn_uses_the_version_leaf_hnsw_index(trained, live_db):
         cursor.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true), "
                        "set_config('enable_sort', 'off', true)")
         cursor.execute(
-            "EXPLAIN SELECT item_id FROM modeling_served_vector WHERE tenant_id = %s AND version = 1 "
-            "ORDER BY embedding::vector(385) <=> %s::vector(385) LIMIT 5",
+            "EXPLAIN SELECT item_id FROM modeling_served_vector WHERE tenant_id = %s AND version = 1 "  # noqa: S608
+            f"ORDER BY embedding::vector({int(model.item_dim)}) <=> %s::vector({int(model.item_dim)}) LIMIT 5",
             [tid, "[" + ",".join(map(str, vector.tolist())) + "]"],
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
@@ -121,7 +123,7 @@ def test_reported_epsilon_equals_the_accountants_and_never_exceeds_the_charge(li
     monkeypatch.setattr(opacus.PrivacyEngine, "make_private", spy)
     persona = make_tenant("eps")
     seed_tenant(persona)
-    set_modeling(persona, epochs=2, seed=3, holdout_fraction=0.0)
+    set_modeling(persona, dp_design="dpsgd", epochs=2, seed=3, holdout_fraction=0.0)
     run_id = _start(persona, epsilon=2.0)
 
     assert training.training_run_execute(tenant_id=_tid(persona), run_id=run_id) == "succeeded"
@@ -139,12 +141,60 @@ def test_reported_epsilon_equals_the_accountants_and_never_exceeds_the_charge(li
     assert run["metrics"] == {}  # holdout 0: no offline metrics
 
 
+def test_the_factor_design_records_both_releases_and_never_composes_above_the_charge(live_db):
+    from apps.modeling.artifacts import load_artifacts
+    from apps.modeling.ml.popularity import _delta_for
+    from tests.support import make_tenant
+
+    persona = make_tenant("gdp")
+    seed_tenant(persona)
+    set_modeling(persona, seed=3, holdout_fraction=0.0)  # default design: "factors"
+    tid = _tid(persona)
+    run_id = _start(persona, epsilon=2.0)
+
+    assert training.training_run_execute(tenant_id=tid, run_id=run_id) == "succeeded"
+
+    run = selectors.training_run_get(tenant_id=tid, run_id=run_id)
+    (entry,) = selectors.privacy_budget(tenant_id=tid)["ledger"]
+    d, delta = entry["details"], run["delta_used"]
+    assert d["design"] == "factors" and entry["accountant"] == services.GDP_ACCOUNTANT
+    assert entry["accountant"] == "GDP (analytic Gaussian, exact composition)"
+    assert d["factor_rank"] == 16 and d["factor_items"] == 30 and d["users"] == 40 and d["delta"] == delta
+    assert d["mu2_share_pop"] == pytest.approx(0.4) and d["mu2_share_gram"] == pytest.approx(0.6)
+    # exact GDP composition of the two sensitivity-1 Gaussians: mu² = 1/sigma_pop² + 1/sigma_gram²
+    mu = math.sqrt(1 / d["sigma_pop"] ** 2 + 1 / d["sigma_gram"] ** 2)
+    assert mu == pytest.approx(d["mu_total"]) and d["mu_pop"] ** 2 + d["mu_gram"] ** 2 == pytest.approx(mu ** 2)
+    assert d["sigma_gram"] ** 2 * 0.6 == pytest.approx(d["sigma_pop"] ** 2 * 0.4)
+    # the composition never exceeds the charge: mu-GDP is (2.0, δ)-DP, and its ε is the requested one
+    assert _delta_for(1 / mu, 2.0) <= delta * (1 + 1e-9)
+    assert services.gaussian_epsilon(1 / mu, delta) <= 2.0 + 1e-9
+    assert entry["epsilon"] == 2.0 and entry["epsilon_accounted"] == run["epsilon_spent"]
+    assert run["epsilon_spent"] <= run["epsilon"] + 1e-9 and run["epsilon_spent"] == pytest.approx(2.0, rel=1e-6)
+    assert run["epsilon_sgd"] == 0.0 and 0 < run["epsilon_pop"] < 2.0  # popularity alone costs less
+    assert entry["noise_multiplier"] == pytest.approx(1 / mu) and entry["steps"] == 0 and entry["epochs"] == 0
+    assert entry["sampling_rate"] is None and entry["clip_norm"] is None and entry["delta_used"] == delta
+    # serving: item_dim from the model, materialised vectors of that length; an item outside the
+    # universe gets extras of the same norm (pad), so cosine ranks it like the others
+    model = active_model(tid)
+    assert model.item_dim == 402
+    with tenant_context(tid):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*), min(vector_dims(embedding)), max(vector_dims(embedding)) "
+                           "FROM modeling_served_vector WHERE tenant_id = %s AND version = 1", [tid])
+            assert cursor.fetchone() == (30, 402, 402)
+        art = load_artifacts(tid, 1)
+    norms = np.linalg.norm(art.extras, axis=1)
+    assert np.allclose(norms, norms.max(), atol=1e-5)
+    assert np.linalg.norm(art.extras_for([10 ** 12])[0]) == pytest.approx(norms.max(), abs=1e-5)
+    assert services.user_interest(model, None).shape == (402,)
+
+
 def test_versions_keep_the_previous_for_rollback_and_drop_older_ones(live_db):
     from tests.support import make_tenant
 
     persona = make_tenant("ver")
     seed_tenant(persona)
-    set_modeling(persona, epochs=1, seed=1)
+    set_modeling(persona, seed=1)
     tid = _tid(persona)
     for _ in range(3):
         assert training.training_run_execute(tenant_id=tid, run_id=_start(persona)) == "succeeded"
@@ -196,12 +246,8 @@ def test_a_failure_after_materialising_drops_the_half_built_version(trained, liv
         raise RuntimeError("switch failed")
 
     monkeypatch.setattr(training, "_switch", switch_fails)
-    set_modeling(trained, epochs=1)
     run_id = _start(trained, epsilon=0.5)
-    try:
-        assert training.training_run_execute(tenant_id=tid, run_id=run_id) == "failed"
-    finally:
-        set_modeling(trained, epochs=10)
+    assert training.training_run_execute(tenant_id=tid, run_id=run_id) == "failed"
 
     with tenant_context(tid):
         failed = ModelVersion.objects.get(tenant_id=tid, run_id=run_id)
@@ -354,7 +400,7 @@ def test_user_interest_is_the_numpy_tower_over_the_profile_state(trained, live_d
     assert vec.shape == (model.item_dim,) and abs(np.linalg.norm(vec) - 1) < 1e-5
     np.testing.assert_allclose(vec, user_vectors(model.weights, tower_input(state, model.feature_config))[0])
     cold = services.user_interest(model, None)
-    assert cold[-1] > 0.3  # cold start leans on the DP popularity coordinate
+    assert cold[384] > 0.3  # cold start leans on the DP popularity coordinate (right after the content)
     with pytest.raises(ValueError, match="rebuilt"):
         services.user_interest(model, {**state, "content_sum": state["content_sum"][:1], "weight_sum": state["weight_sum"][:1]})
 
@@ -389,7 +435,7 @@ def test_a_switch_to_another_feature_configuration_rebuilds_user_states(live_db,
 
     persona = make_tenant("feat")
     seed_tenant(persona)
-    set_modeling(persona, epochs=1, seed=2)
+    set_modeling(persona, seed=2)
     tid = _tid(persona)
     assert training.training_run_execute(tenant_id=tid, run_id=_start(persona)) == "succeeded"
     rebuilt: list[int] = []

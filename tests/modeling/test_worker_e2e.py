@@ -75,7 +75,7 @@ def test_a_small_tenant_trains_through_the_api_and_the_real_worker(tenant_a, api
     assert run["model_version"] == 1 and run["epoch"] == run["epochs"]
     assert 0 < run["epsilon_spent"] <= 4.0 and run["epsilon_sgd"] is not None and run["users"] == 40
     model = active_model(tid)
-    assert model is not None and model.version == 1 and model.item_dim == 385
+    assert model is not None and model.version == 1 and model.item_dim == 384 + 1 + 16 + 1  # "factors": [content, pop, V, pad]
     vector = services.user_interest(model, None)
     assert len(selectors.served_knn(tenant_id=tid, version=1, vector=vector, k=30)) == 30
     budget = api.get("/api/v1/privacy-budget", **tenant_a.auth).json()
@@ -104,7 +104,7 @@ def test_a_worker_killed_mid_training_leaves_the_previous_model_serving(
     persona = trained_persona(django_db_blocker)
     tid = persona.tenant.id
     serving_before = active_model(tid)
-    set_modeling(persona, epochs=400)
+    set_modeling(persona, dp_design="dpsgd", epochs=400)
     queue = f"killme-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(services, "training_queue", lambda: queue)
     worker = start_worker(queue, tmp_path / "worker.log", SOTTO_MODELING_HEARTBEAT_S="0.5")
