@@ -103,8 +103,14 @@ def training_step(*, tenant: Tenant, step: Callable[[str], None], stdout: Any) -
         step(f"Training: model version {version} already serves this tenant; no new run (no budget spent)")
         runs = [r for r in training_runs_for_tenant(tenant_id=tenant.id) if r["model_version"] == version]
         return runs[0] if runs else None
-    step(f"Training: a user-level DP-SGD run with epsilon = {DEMO_EPSILON:g} (Opacus) on the worker; "
-         "the budget ledger is charged first")
+    from apps.modeling.services import dp_design
+
+    how = (
+        "user-level DP-SGD (Opacus)"
+        if dp_design(tenant.settings) == "dpsgd"
+        else "user-level DP releases of item popularity and item-item factors (Gaussian, exact composition)"
+    )
+    step(f"Training: {how} with epsilon = {DEMO_EPSILON:g} on the worker; the budget ledger is charged first")
     try:
         run = training_run_start(tenant_id=tenant.id, epsilon=DEMO_EPSILON, actor="demo")
     except DomainError as exc:
