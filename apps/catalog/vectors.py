@@ -20,6 +20,7 @@ import numpy as np
 from django.db import connection
 
 from apps.core.conf import sotto_setting
+from apps.core.hnsw import hnsw_top_k
 
 VECTOR_DIM = 384
 
@@ -132,42 +133,12 @@ def vectors_knn(
     (``relaxed_order``) keeps walking the graph until k rows pass the filter, so a filter never
     starves the result; relaxed order is restored by the outer ``ORDER BY``.
     """
-    if k < 1:
-        return []
-    literal = vector_literal(vector)
-    excluded = sorted({int(pk) for pk in exclude_pks})
-    where = ["tenant_id = %s"]
-    params: list[Any] = [literal, int(tenant_id)]
-    if available_only:
-        where.append("available")
-    if category is not None:
-        where.append("categories @> ARRAY[%s]::varchar[]")
-        params.append(category)
-    if excluded:
-        where.append("item_id <> ALL(%s::bigint[])")
-        params.append(excluded)
-    params.append(int(k))
-    ef = max(int(ef_search if ef_search is not None else ef_search_default()), int(k))
-    filtered = bool(excluded) or category is not None or available_only
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef)])
-        cursor.execute(
-            "SELECT set_config('hnsw.iterative_scan', %s, true)", ["relaxed_order" if filtered else "off"]
-        )
-        cursor.execute(
-            f"""
-            WITH nearest AS MATERIALIZED (
-                SELECT item_id, external_id, embedding <=> %s::vector AS distance
-                FROM catalog_itemvector
-                WHERE {" AND ".join(where)}
-                ORDER BY distance
-                LIMIT %s
-            )
-            SELECT item_id, external_id, 1 - distance FROM nearest ORDER BY distance, item_id
-            """,  # noqa: S608 - only fixed clauses are interpolated; values are parameters
-            params,
-        )
-        return [Neighbour(int(pk), str(ext), float(score)) for pk, ext, score in cursor.fetchall()]
+    found = hnsw_top_k(
+        table="catalog_itemvector", tenant_id=tenant_id, literal=vector_literal(vector), k=k,
+        ef_search=ef_search if ef_search is not None else ef_search_default(), exclude_pks=exclude_pks,
+        category=category, available_only=available_only,
+    )
+    return [Neighbour(*row) for row in found]
 
 
 def vectors_exact(

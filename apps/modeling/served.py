@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 from django.db import connection
 
 from apps.core.conf import sotto_setting
+from apps.core.hnsw import hnsw_top_k
 
 log = logging.getLogger(__name__)
 
@@ -138,43 +138,13 @@ def vectors_knn(
     With any filter, pgvector 0.8's iterative scan (``relaxed_order``) keeps walking the graph
     until k rows pass it; the outer ``ORDER BY`` restores exact order among the k found.
     """
-    if k < 1:
-        return []
-    literal = vector_literal(vector)
     dim = int(np.asarray(vector).size)
-    excluded = sorted({int(pk) for pk in exclude_pks})
-    where = ["tenant_id = %s", "version = %s"]
-    params: list[Any] = [literal, int(tenant_id), int(version)]
-    if available_only:
-        where.append("available")
-    if category is not None:
-        where.append("categories @> ARRAY[%s]::varchar[]")
-        params.append(category)
-    if excluded:
-        where.append("item_id <> ALL(%s::bigint[])")
-        params.append(excluded)
-    params.append(int(k))
-    ef = max(int(ef_search if ef_search is not None else ef_search_default()), int(k))
-    filtered = bool(excluded) or category is not None or available_only
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true)",
-            [str(ef), "relaxed_order" if filtered else "off"],
-        )
-        cursor.execute(
-            f"""
-            WITH nearest AS MATERIALIZED (
-                SELECT item_id, external_id, embedding::vector({dim}) <=> %s::vector({dim}) AS distance
-                FROM modeling_served_vector
-                WHERE {" AND ".join(where)}
-                ORDER BY distance
-                LIMIT %s
-            )
-            SELECT item_id, external_id, 1 - distance FROM nearest ORDER BY distance, item_id
-            """,  # noqa: S608 - only fixed clauses and an int are interpolated; values are parameters
-            params,
-        )
-        return [(int(pk), str(ext), float(score)) for pk, ext, score in cursor.fetchall()]
+    return hnsw_top_k(
+        table="modeling_served_vector", tenant_id=tenant_id, literal=vector_literal(vector), k=k,
+        ef_search=ef_search if ef_search is not None else ef_search_default(), exclude_pks=exclude_pks,
+        category=category, available_only=available_only, equals=[("version", int(version))],
+        cast=f"vector({dim})",
+    )
 
 
 def served_vectors_refresh_items(*, tenant_id: int, item_pks: Sequence[int]) -> int:
