@@ -63,6 +63,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.support import ensure_bench_database
+
 ROOT = Path(__file__).resolve().parents[1]
 SLUG = "bench-serving"
 BENCH_DB = "sotto_bench_serving"
@@ -96,22 +98,7 @@ def _setup_django() -> None:
 
 def ensure_database() -> None:
     """Create (first run) and migrate the benchmark's own database, as the owner role."""
-    from django.conf import settings
-    from django.core.management import call_command
-    from django.db import connection
-
-    assert connection.settings_dict["NAME"] == BENCH_DB, "the child runs against the bench database only"
-    runtime = {k: connection.settings_dict[k] for k in ("USER", "PASSWORD")}
-    connection.settings_dict.update(settings.DATABASE_OWNER)
-    try:
-        with connection._nodb_cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB])
-            if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        connection.close()
-        connection.settings_dict.update(runtime)
-    call_command("migrate", verbosity=0, interactive=False)
+    ensure_bench_database(BENCH_DB)
 
 
 def _say(message: str) -> None:

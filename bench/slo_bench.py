@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.support import ensure_bench_database
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DB = "sotto_bench_slo"
 PATH = "/api/v1/tenant"  # a cheap authenticated endpoint (class "other"), so the server is not the bottleneck
@@ -143,21 +145,7 @@ def measure_overhead(rounds: int = 7, n: int = 20_000) -> dict[str, float]:
 
 def ensure_database() -> None:
     """Create (first run) and migrate the bench's own database, as the owner role."""
-    from django.conf import settings
-    from django.core.management import call_command
-    from django.db import connection
-
-    runtime = {k: connection.settings_dict[k] for k in ("USER", "PASSWORD")}
-    connection.settings_dict.update(settings.DATABASE_OWNER)
-    try:
-        with connection._nodb_cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB])
-            if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        connection.close()
-        connection.settings_dict.update(runtime)
-    call_command("migrate", verbosity=0, interactive=False)
+    ensure_bench_database(BENCH_DB)
 
 
 @dataclass
