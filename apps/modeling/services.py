@@ -69,7 +69,8 @@ EPSILON_TOLERANCE = 1e-9
 # The DP configuration chosen in docs/results/p1-experiments.md (round 2) for every finite ε:
 # DP popularity + DP item-item Gram factors ("DP PureSVD", ``ml.dp_factors``), composed exactly as
 # Gaussian mechanisms (GDP), no DP-SGD (epochs=0: the tower is its initialisation). Same as
-# ``ml.evaluate.default_p1_config().private``.
+# ``ml.evaluate.default_p1_config().private``; rank, M and the popularity weight then follow the run's ε
+# (``ml.dp_factors.scheduled_config``, applied by :func:`run_config`), as in the evaluation.
 DP_DEFAULTS = ModelConfig(epochs=0, hidden=16, freeze_skip=True, factor_rank=16, factor_items=300,
                           init_content_weights=(0.25, 0.25), init_pop_weight=0.3)
 # The earlier design (popularity + DP-SGD on a hidden-16 residual, basic composition), chosen per
@@ -199,8 +200,9 @@ def dp_design(tenant_settings: dict[str, Any] | None) -> str:
     return str(design)
 
 
-def run_config(tenant_settings: dict[str, Any] | None) -> dict[str, Any]:
-    """ModelConfig fields (DP defaults of the tenant's ``dp_design``, overridden by
+def run_config(tenant_settings: dict[str, Any] | None, epsilon: float | None = None) -> dict[str, Any]:
+    """ModelConfig fields (DP defaults of the tenant's ``dp_design``, for the "factors" design shaped
+    by ``epsilon`` with ``ml.dp_factors.scheduled_config`` when given, overridden by
     ``Tenant.settings["modeling"]``) + run extras (``holdout_fraction``, ``dp_design``).
 
     Unknown keys, or keys that DP training cannot honour, are refused (``Conflict``: the tenant's
@@ -213,7 +215,12 @@ def run_config(tenant_settings: dict[str, Any] | None) -> dict[str, Any]:
     if bad:
         raise Conflict(f"Tenant.settings['modeling'] has keys DP training cannot use: {bad}",
                        code="misconfigured", details={"keys": bad})
-    base = asdict(DP_DEFAULTS if design == "factors" else LEGACY_DP_DEFAULTS)
+    if design == "factors":
+        from apps.modeling.ml.dp_factors import scheduled_config
+
+        base = asdict(scheduled_config(DP_DEFAULTS, epsilon) if epsilon is not None else DP_DEFAULTS)
+    else:
+        base = asdict(LEGACY_DP_DEFAULTS)
     for key, value in overrides.items():
         if key in known:
             default = base[key]
@@ -267,7 +274,7 @@ def training_run_start(*, tenant_id: int, epsilon: Any, actor: str) -> dict[str,
     eps = parse_epsilon(epsilon)
     with tenant_context(tenant_id):
         tenant_settings = Tenant.objects.filter(pk=tenant_id).values_list("settings", flat=True).first()
-        config = run_config(tenant_settings)
+        config = run_config(tenant_settings, eps)
         _, users, delta, remaining = _charge(
             tenant_id=tenant_id, epsilon=eps, kind=ReleaseKind.TRAINING, actor=actor,
             min_users=int(sotto_setting("MODELING_MIN_USERS")),

@@ -298,6 +298,15 @@ def test_the_tenant_setting_dp_design_picks_the_factor_or_the_legacy_dp_sgd_desi
     factors, legacy = run_config({}), run_config({"dp_design": "dpsgd"})
     assert factors["dp_design"] == "factors" and factors["epochs"] == 0 and factors["factor_rank"] == 16
     assert legacy["dp_design"] == "dpsgd" and legacy["epochs"] == 10 and legacy["factor_rank"] == 0
+    # the run's ε shapes the factor design with the evaluation's schedule; tenant overrides still win
+    from apps.modeling.ml.dp_factors import factor_schedule
+
+    for eps in (1.0, 2.0, 8.0):
+        shaped = run_config({}, eps)
+        assert {k: shaped[k] for k in factor_schedule(eps)} == factor_schedule(eps)
+    assert run_config({}, 1.0)["factor_rank"] == 4 and run_config({}, 8.0)["factor_rank"] == 16
+    assert run_config({"modeling": {"factor_rank": 8}}, 1.0)["factor_rank"] == 8
+    assert run_config({"dp_design": "dpsgd"}, 1.0)["factor_rank"] == 0
     assert planned_mechanism(legacy, 4.0, 1e-6)["epsilon_pop"] == pytest.approx(2.0)
     for bad in ({"dp_design": "other"}, {"modeling": {"epochs": 3}}, {"dp_design": "dpsgd", "modeling": {"factor_rank": 4}}):
         with pytest.raises(Conflict):

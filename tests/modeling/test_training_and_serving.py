@@ -17,6 +17,7 @@ from django.db import connection
 
 from apps.core.tenant_db import tenant_context
 from apps.modeling import selectors, services, training
+from apps.modeling.ml.dp_factors import factor_schedule
 from apps.modeling.models import ActiveModel, LedgerEntry, ModelVersion, TrainingRun
 from tests.modeling.conftest import ROOT, trained_persona
 from tests.modeling.support import active_model, seed_tenant, set_modeling
@@ -57,8 +58,9 @@ def test_a_succeeded_run_switches_the_pointer_with_its_materialised_vectors(trai
     assert run["status"] == "succeeded" and run["model_version"] == 1 and run["progress"] == 1.0
     assert run["epoch"] == run["epochs"] == 0 and run["loss"] is None  # "factors" design: no DP-SGD
     model = active_model(tid)
-    # [content 384, popularity, 16 factors, pad]
-    assert model is not None and model.version == 1 and model.item_dim == 384 + 1 + 16 + 1
+    # [content 384, popularity, r factors (r from the ε schedule), pad]
+    rank = factor_schedule(4.0)["factor_rank"]
+    assert model is not None and model.version == 1 and model.item_dim == 384 + 1 + rank + 1
     with tenant_context(tid):
         version = ModelVersion.objects.get(tenant_id=tid, version=1)
         assert version.status == "active" and version.checksum == model.checksum
@@ -159,7 +161,8 @@ def test_the_factor_design_records_both_releases_and_never_composes_above_the_ch
     d, delta = entry["details"], run["delta_used"]
     assert d["design"] == "factors" and entry["accountant"] == services.GDP_ACCOUNTANT
     assert entry["accountant"] == "GDP (analytic Gaussian, exact composition)"
-    assert d["factor_rank"] == 16 and d["factor_items"] == 30 and d["users"] == 40 and d["delta"] == delta
+    assert d["factor_rank"] == factor_schedule(2.0)["factor_rank"] and d["factor_items"] == 30  # M capped at the items
+    assert d["users"] == 40 and d["delta"] == delta
     assert d["mu2_share_pop"] == pytest.approx(0.4) and d["mu2_share_gram"] == pytest.approx(0.6)
     # exact GDP composition of the two sensitivity-1 Gaussians: mu² = 1/sigma_pop² + 1/sigma_gram²
     mu = math.sqrt(1 / d["sigma_pop"] ** 2 + 1 / d["sigma_gram"] ** 2)
@@ -176,17 +179,17 @@ def test_the_factor_design_records_both_releases_and_never_composes_above_the_ch
     # serving: item_dim from the model, materialised vectors of that length; an item outside the
     # universe gets extras of the same norm (pad), so cosine ranks it like the others
     model = active_model(tid)
-    assert model.item_dim == 402
+    assert model.item_dim == 384 + 1 + factor_schedule(2.0)["factor_rank"] + 1
     with tenant_context(tid):
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*), min(vector_dims(embedding)), max(vector_dims(embedding)) "
                            "FROM modeling_served_vector WHERE tenant_id = %s AND version = 1", [tid])
-            assert cursor.fetchone() == (30, 402, 402)
+            assert cursor.fetchone() == (30, model.item_dim, model.item_dim)
         art = load_artifacts(tid, 1)
     norms = np.linalg.norm(art.extras, axis=1)
     assert np.allclose(norms, norms.max(), atol=1e-5)
     assert np.linalg.norm(art.extras_for([10 ** 12])[0]) == pytest.approx(norms.max(), abs=1e-5)
-    assert services.user_interest(model, None).shape == (402,)
+    assert services.user_interest(model, None).shape == (model.item_dim,)
 
 
 def test_versions_keep_the_previous_for_rollback_and_drop_older_ones(live_db):

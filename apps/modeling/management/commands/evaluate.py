@@ -203,6 +203,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _shape(config: dict[str, Any]) -> str:
+    if int(config.get("factor_rank") or 0) <= 0:
+        return ""
+    return f" (r={config['factor_rank']}, M={config.get('factor_items')}, pop weight {config.get('init_pop_weight')})"
+
+
 def markdown(result: dict[str, Any], table: list[str]) -> str:
     pop = next((r for r in result["results"] if r["model"] == "popularity"), None)
     lines = [
@@ -219,11 +225,13 @@ def markdown(result: dict[str, Any], table: list[str]) -> str:
         f"{result['seconds']:.0f} s.",
         "Recall@20 is the standard |hits|/|test|; the capped column divides by min(|test|, 20) (the scale of the "
         "P1 reference numbers). ε is the total user-level budget, δ = 1/N_users. Default DP design (`factor_rank` > 0, "
-        "epochs 0): two Gaussian releases, DP popularity and the DP item-item Gram over the 300 most popular "
-        "items (rank-16 factors), composed exactly (GDP) to the whole (ε, δ); no DP-SGD (its columns show -). "
+        "epochs 0): two Gaussian releases, DP popularity and the DP item-item Gram over the M most popular "
+        "items (rank-r factors; r, M and the popularity weight follow ε, `ml.dp_factors.FACTOR_SCHEDULE`), "
+        "composed exactly (GDP) to the whole (ε, δ); no DP-SGD (its columns show -). "
         "The legacy design (popularity + DP-SGD, basic composition) is "
-        "`evaluate.legacy_private_config()`. Noise per release: "
+        "`evaluate.legacy_private_config()`. Noise and shape per release: "
         + "; ".join(f"ε={r['epsilon']:g}: sigma_pop={r.get('sigma_pop', 0):.3f}, sigma_gram={r.get('sigma_gram') or 0:.3f}"
+                    + _shape(r.get("config") or {})
                     for r in result["results"] if r["model"] == "sotto-two-tower" and r["epsilon"] is not None)
         + ".",
         "",
