@@ -200,7 +200,9 @@ def dp_design(tenant_settings: dict[str, Any] | None) -> str:
     return str(design)
 
 
-def run_config(tenant_settings: dict[str, Any] | None, epsilon: float | None = None) -> dict[str, Any]:
+def run_config(
+    tenant_settings: dict[str, Any] | None, epsilon: float | None = None, n_users: int | None = None
+) -> dict[str, Any]:
     """ModelConfig fields (DP defaults of the tenant's ``dp_design``, for the "factors" design shaped
     by ``epsilon`` with ``ml.dp_factors.scheduled_config`` when given, overridden by
     ``Tenant.settings["modeling"]``) + run extras (``holdout_fraction``, ``dp_design``).
@@ -218,7 +220,7 @@ def run_config(tenant_settings: dict[str, Any] | None, epsilon: float | None = N
     if design == "factors":
         from apps.modeling.ml.dp_factors import scheduled_config
 
-        base = asdict(scheduled_config(DP_DEFAULTS, epsilon) if epsilon is not None else DP_DEFAULTS)
+        base = asdict(scheduled_config(DP_DEFAULTS, epsilon, n_users) if epsilon is not None else DP_DEFAULTS)
     else:
         base = asdict(LEGACY_DP_DEFAULTS)
     for key, value in overrides.items():
@@ -274,7 +276,9 @@ def training_run_start(*, tenant_id: int, epsilon: Any, actor: str) -> dict[str,
     eps = parse_epsilon(epsilon)
     with tenant_context(tenant_id):
         tenant_settings = Tenant.objects.filter(pk=tenant_id).values_list("settings", flat=True).first()
-        config = run_config(tenant_settings, eps)
+        from apps.modeling.tenant_data import trainable_users
+
+        config = run_config(tenant_settings, eps, trainable_users(tenant_id))
         _, users, delta, remaining = _charge(
             tenant_id=tenant_id, epsilon=eps, kind=ReleaseKind.TRAINING, actor=actor,
             min_users=int(sotto_setting("MODELING_MIN_USERS")),

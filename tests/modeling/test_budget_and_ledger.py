@@ -305,6 +305,9 @@ def test_the_tenant_setting_dp_design_picks_the_factor_or_the_legacy_dp_sgd_desi
         shaped = run_config({}, eps)
         assert {k: shaped[k] for k in factor_schedule(eps)} == factor_schedule(eps)
     assert run_config({}, 1.0)["factor_rank"] == 4 and run_config({}, 8.0)["factor_rank"] == 16
+    # a small tenant keeps the large-ε shape: a rank-4 release concentrates its noise
+    assert run_config({}, 1.0, n_users=40)["factor_rank"] == 16
+    assert run_config({}, 1.0, n_users=610)["factor_rank"] == 4
     assert run_config({"modeling": {"factor_rank": 8}}, 1.0)["factor_rank"] == 8
     assert run_config({"dp_design": "dpsgd"}, 1.0)["factor_rank"] == 0
     assert planned_mechanism(legacy, 4.0, 1e-6)["epsilon_pop"] == pytest.approx(2.0)

@@ -161,7 +161,7 @@ def test_the_factor_design_records_both_releases_and_never_composes_above_the_ch
     d, delta = entry["details"], run["delta_used"]
     assert d["design"] == "factors" and entry["accountant"] == services.GDP_ACCOUNTANT
     assert entry["accountant"] == "GDP (analytic Gaussian, exact composition)"
-    assert d["factor_rank"] == factor_schedule(2.0)["factor_rank"] and d["factor_items"] == 30  # M capped at the items
+    assert d["factor_rank"] == factor_schedule(2.0, n_users=40)["factor_rank"] and d["factor_items"] == 30  # M capped at the items
     assert d["users"] == 40 and d["delta"] == delta
     assert d["mu2_share_pop"] == pytest.approx(0.4) and d["mu2_share_gram"] == pytest.approx(0.6)
     # exact GDP composition of the two sensitivity-1 Gaussians: mu² = 1/sigma_pop² + 1/sigma_gram²
@@ -179,7 +179,7 @@ def test_the_factor_design_records_both_releases_and_never_composes_above_the_ch
     # serving: item_dim from the model, materialised vectors of that length; an item outside the
     # universe gets extras of the same norm (pad), so cosine ranks it like the others
     model = active_model(tid)
-    assert model.item_dim == 384 + 1 + factor_schedule(2.0)["factor_rank"] + 1
+    assert model.item_dim == 384 + 1 + factor_schedule(2.0, n_users=40)["factor_rank"] + 1
     with tenant_context(tid):
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*), min(vector_dims(embedding)), max(vector_dims(embedding)) "
