@@ -17,10 +17,9 @@ Each joins the caller's transaction (which must be scoped to the tenant, as ever
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +28,7 @@ from django.db import connection
 
 from apps.core.conf import sotto_setting
 from apps.core.errors import NotFound
-from apps.core.tenant_db import tenant_context
+from apps.core.tenant_db import tenant_scope
 from apps.modeling import served
 from apps.modeling.artifacts import ServingModel, load_artifacts
 from apps.modeling.models import (
@@ -56,15 +55,6 @@ __all__ = [
 ]
 
 
-@contextlib.contextmanager
-def _scoped(tenant_id: int) -> Iterator[None]:
-    """Join the caller's transaction (assumed scoped to the tenant), or open a tenant-scoped one."""
-    if connection.in_atomic_block:
-        yield
-    else:
-        with tenant_context(tenant_id):
-            yield
-
 
 # --- serving -----------------------------------------------------------------------------------
 
@@ -86,7 +76,7 @@ def active_version(tenant_id: int) -> int | None:
             hit = _pointers.get(int(tenant_id))
         if hit is not None and hit[0] > now:
             return hit[1]
-    with _scoped(tenant_id), connection.cursor() as cursor:
+    with tenant_scope(tenant_id), connection.cursor() as cursor:
         cursor.execute("SELECT version FROM modeling_activemodel WHERE tenant_id = %s", [int(tenant_id)])
         row = cursor.fetchone()
     version = None if row is None else int(row[0])
@@ -101,7 +91,7 @@ def serving_model(tenant_id: int) -> ServingModel | None:
     version = active_version(tenant_id)
     if version is None:
         return None
-    with _scoped(tenant_id):
+    with tenant_scope(tenant_id):
         return load_artifacts(tenant_id, version).model
 
 
@@ -117,7 +107,7 @@ def served_knn(
 ) -> list[tuple[int, str, float]]:
     """``[(item_pk, external_id, cosine)]`` best first, from this version's HNSW index in the
     tenant's partition; iterative scan when filters apply. [] if the version has no vectors."""
-    with _scoped(tenant_id):
+    with tenant_scope(tenant_id):
         return served.vectors_knn(
             tenant_id=tenant_id, version=version, vector=vector, k=k, exclude_pks=exclude_pks,
             category=category, available_only=available_only,
@@ -155,14 +145,14 @@ def popular_items(
         params.append(excluded)
     sql += " ORDER BY p.score DESC, p.item_id LIMIT %s"
     params.append(int(k))
-    with _scoped(tenant_id), connection.cursor() as cursor:
+    with tenant_scope(tenant_id), connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [(int(pk), str(ext), float(score)) for pk, ext, score in cursor.fetchall()]
 
 
 def active_model_info(*, tenant_id: int) -> dict[str, Any] | None:
     """Pointer row: active and previous version, when it switched (None before the first model)."""
-    with _scoped(tenant_id):
+    with tenant_scope(tenant_id):
         row = ActiveModel.objects.filter(tenant_id=tenant_id).values("version", "previous_version", "switched_at").first()
     return dict(row) if row else None
 
@@ -202,7 +192,7 @@ def privacy_budget(*, tenant_id: int) -> dict[str, Any]:
 
     A tenant with no budget row yet reads as the platform defaults with nothing spent.
     """
-    with _scoped(tenant_id):
+    with tenant_scope(tenant_id):
         budget = PrivacyBudget.objects.filter(tenant_id=tenant_id).first()
         entries = list(LedgerEntry.objects.filter(tenant_id=tenant_id).order_by("created_at", "id"))
         mechs = {m.entry_id: m for m in LedgerMechanism.objects.filter(tenant_id=tenant_id)}
@@ -221,7 +211,7 @@ def privacy_budget(*, tenant_id: int) -> dict[str, Any]:
 
 def privacy_spend_series(tenant_id: int) -> list[dict[str, Any]]:
     """Cumulative ε spent, one point per charged release (for the dashboard chart)."""
-    with _scoped(tenant_id):
+    with tenant_scope(tenant_id):
         rows = list(
             LedgerEntry.objects.filter(tenant_id=tenant_id).order_by("created_at", "id")
             .values_list("created_at", "epsilon", "kind", "run_id")
@@ -280,7 +270,7 @@ def _versions(tenant_id: int, runs: list[TrainingRun]) -> dict[int, int]:
 
 def training_runs_for_tenant(*, tenant_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """The tenant's runs, newest first."""
-    with _scoped(tenant_id):
+    with tenant_scope(tenant_id):
         runs = list(TrainingRun.objects.filter(tenant_id=tenant_id).order_by("-created_at", "-id")[: max(1, limit)])
         versions = _versions(tenant_id, runs)
     return [run_repr(r, versions.get(r.model_version_id or -1)) for r in runs]
@@ -288,7 +278,7 @@ def training_runs_for_tenant(*, tenant_id: int, limit: int = 20) -> list[dict[st
 
 def training_run_get(*, tenant_id: int, run_id: int) -> dict[str, Any]:
     """One run of this tenant; ``NotFound`` for another tenant's run exactly as for none."""
-    with _scoped(tenant_id):
+    with tenant_scope(tenant_id):
         run = TrainingRun.objects.filter(tenant_id=tenant_id, pk=run_id).first()
         if run is None:
             raise NotFound(f"no training run {run_id}")
@@ -298,7 +288,7 @@ def training_run_get(*, tenant_id: int, run_id: int) -> dict[str, Any]:
 
 def latest_evaluation(tenant_id: int) -> dict[str, Any] | None:
     """Offline metrics of the newest model version that has any (holdout of its own data)."""
-    with _scoped(tenant_id):
+    with tenant_scope(tenant_id):
         row = (
             ModelVersion.objects.filter(tenant_id=tenant_id).exclude(metrics={})
             .order_by("-version").values("version", "run_id", "created_at", "metrics", "status").first()

@@ -1,7 +1,7 @@
 """Reads the serving layer uses: a user's real-time state and the items they have interacted with.
 
 Each takes the client's user id and pseudonymises it internally. They join the caller's
-transaction (which must be scoped to the tenant, as every ``TenantAPIView`` request is) or open a
+transaction when it is scoped to that tenant (as every ``TenantAPIView`` request is), else open a
 tenant-scoped one; each is one query. An unknown (or erased) user reads as ``None`` / empty: a
 cold start, indistinguishable from a user who never existed.
 """
@@ -12,7 +12,8 @@ from typing import Any
 
 from django.db import connection
 
-from apps.profiles.services import feature_config, load_state, scoped
+from apps.core.tenant_db import tenant_scope
+from apps.profiles.services import feature_config, load_state
 from apps.tenancy.pseudonyms import pseudonymise
 
 __all__ = ["feature_config", "seen_item_pks", "user_pseudonym_id", "user_state", "user_state_and_seen"]
@@ -39,7 +40,7 @@ def user_state(tenant_id: int, user_ref: str) -> dict[str, Any] | None:
 
     None when the user is unknown or has no folded event yet (cold start).
     """
-    with scoped(tenant_id):
+    with tenant_scope(tenant_id):
         pseudonym = pseudonymise(tenant_id=tenant_id, user_ref=user_ref)
         with connection.cursor() as cursor:
             cursor.execute(_STATE, [tenant_id, pseudonym])
@@ -50,7 +51,7 @@ def user_state(tenant_id: int, user_ref: str) -> dict[str, Any] | None:
 
 def seen_item_pks(tenant_id: int, user_ref: str) -> set[int]:
     """Catalogue pks of every item the user has an event for (folded or pending)."""
-    with scoped(tenant_id):
+    with tenant_scope(tenant_id):
         pseudonym = pseudonymise(tenant_id=tenant_id, user_ref=user_ref)
         with connection.cursor() as cursor:
             cursor.execute(_SEEN, [tenant_id, pseudonym, tenant_id])
@@ -59,7 +60,7 @@ def seen_item_pks(tenant_id: int, user_ref: str) -> set[int]:
 
 def user_state_and_seen(tenant_id: int, user_ref: str) -> tuple[dict[str, Any] | None, set[int]]:
     """:func:`user_state` and :func:`seen_item_pks` in one round trip."""
-    with scoped(tenant_id):
+    with tenant_scope(tenant_id):
         pseudonym = pseudonymise(tenant_id=tenant_id, user_ref=user_ref)
         with connection.cursor() as cursor:
             cursor.execute(_BOTH, [tenant_id, pseudonym])
@@ -73,7 +74,7 @@ def user_state_and_seen(tenant_id: int, user_ref: str) -> tuple[dict[str, Any] |
 
 def user_pseudonym_id(tenant_id: int, user_ref: str) -> int | None:
     """The ``EndUser`` pk behind a client user id (for :func:`~apps.profiles.services.user_state_rebuild`)."""
-    with scoped(tenant_id):
+    with tenant_scope(tenant_id):
         pseudonym = pseudonymise(tenant_id=tenant_id, user_ref=user_ref)
         with connection.cursor() as cursor:
             cursor.execute("SELECT id FROM profiles_enduser WHERE tenant_id = %s AND pseudonym = %s", [tenant_id, pseudonym])

@@ -24,11 +24,10 @@ be scoped to the tenant (``TenantAPIView`` requests are); called outside a trans
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +40,7 @@ from apps.catalog import selectors as catalog
 from apps.core import audit
 from apps.core.conf import sotto_setting
 from apps.core.errors import NotFound
-from apps.core.tenant_db import tenant_context
+from apps.core.tenant_db import tenant_context, tenant_scope
 from apps.modeling.ml.features import FeatureConfig, new_state, state_add_event, state_from_history
 from apps.profiles.attribute_crypto import AttributeSealer
 from apps.profiles.models import EndUser, UserAttribute, UserEvent, UserState
@@ -60,15 +59,6 @@ def feature_config() -> FeatureConfig:
     """The feature configuration stored user states are built with (serving must read them with it)."""
     return _FEATURES
 
-
-@contextlib.contextmanager
-def scoped(tenant_id: int) -> Iterator[None]:
-    """Join the caller's (tenant-scoped) transaction, or open one scoped to ``tenant_id``."""
-    if connection.in_atomic_block:
-        yield
-    else:
-        with tenant_context(tenant_id):
-            yield
 
 
 # --- users and their state rows -------------------------------------------------------------
@@ -237,7 +227,7 @@ def events_ingest(*, tenant_id: int, events: Sequence[EventIn], total: int | Non
     """
     if not events:
         return IngestResult(0, 0, 0, 0)
-    with scoped(tenant_id):
+    with tenant_scope(tenant_id):
         item_pks = catalog.item_pks_by_external_ids(tenant_id, {e.item for e in events})
         unknown = [
             {"index": e.index, "errors": {"item": "no such item in the catalogue"}} for e in events if e.item not in item_pks

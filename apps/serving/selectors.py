@@ -34,19 +34,17 @@ What callers may rely on:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.db import connection
 
 from apps.catalog.encoder import EncoderConfigError
 from apps.catalog.vectors import vectors_fetch
 from apps.core.conf import sotto_setting
 from apps.core.errors import DomainError
-from apps.core.tenant_db import tenant_context
+from apps.core.tenant_db import tenant_scope
 from apps.profiles.selectors import user_state, user_state_and_seen
 from apps.serving import model_access
 from apps.serving.hnsw import content_knn
@@ -79,15 +77,6 @@ class Ranked:
     note: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-
-@contextlib.contextmanager
-def _scoped(tenant_id: int) -> Iterator[None]:
-    """Join the caller's (request) transaction, or open one scoped to the tenant."""
-    if connection.in_atomic_block:
-        yield
-    else:
-        with tenant_context(tenant_id):
-            yield
 
 
 def pool_size(k: int, diversity: float) -> int:
@@ -122,7 +111,7 @@ def recommendations_for_user(
 ) -> Ranked:
     """Top-k items for one end user (see the module docstring for strategies and rules)."""
     pool = pool_size(k, diversity)
-    with _scoped(tenant_id):
+    with tenant_scope(tenant_id):
         state, seen = user_state_and_seen(tenant_id, user_ref)
         exclude = seen if exclude_seen else set()
         found: list[Candidate] | None = None
@@ -159,7 +148,7 @@ def search_items(*, tenant_id: int, query: str, k: int, user_ref: str | None = N
         q = query_vector(tenant_id, query)
     except EncoderConfigError as exc:
         raise DomainError(f"search is unavailable: {exc}", code="search_unavailable", status=503) from None
-    with _scoped(tenant_id):
+    with tenant_scope(tenant_id):
         user = content_interest(user_state(tenant_id, user_ref)) if user_ref is not None else None
         alpha = search_user_weight() if user is not None else 0.0
         vector, scale = blend_vector(q, user, alpha)

@@ -57,3 +57,18 @@ def test_a_reused_atomic_decorator_never_carries_a_tenant_into_its_next_call(ten
         assert keys_of(tenant_b.tenant.id) == {tenant_b.tenant.id}
         assert keys_of(tenant_a.tenant.id) == {tenant_a.tenant.id}
         assert keys_of(tenant_b.tenant.id) == {tenant_b.tenant.id}
+
+
+def test_tenant_scope_joins_the_same_tenant_for_free_and_never_assumes_another(tenant_a, tenant_b):
+    from apps.core.tenant_db import tenant_scope
+
+    with tenant_context(tenant_a.tenant.id):
+        with CaptureQueriesContext(connection) as ctx, tenant_scope(tenant_a.tenant.id):
+            assert ApiKey.objects.count() == 1
+        assert len(ctx.captured_queries) == 1  # the count only: no savepoint, no set_config
+        # inside a transaction scoped to A, asking for B must really switch to B
+        with tenant_scope(tenant_b.tenant.id):
+            assert set(ApiKey.objects.values_list("tenant_id", flat=True)) == {tenant_b.tenant.id}
+        assert current_tenant_id() == tenant_a.tenant.id
+    with transaction.atomic(), tenant_scope(tenant_a.tenant.id):  # unscoped transaction: scope it
+        assert ApiKey.objects.count() == 1
