@@ -133,7 +133,8 @@ def test_a_correctly_linked_insert_passes_the_trigger(history):
     # Control for the test above: the trigger is not refusing everything.
     fields, _ = _forged(history.tenant)
     with transaction.atomic(), tenant_context(history.tenant.id):
-        AuditEvent.objects.create(**fields)
+        event = AuditEvent.objects.create(**fields)
+        assert AuditEvent.objects.filter(pk=event.pk, sequence=fields["sequence"]).exists()
         transaction.set_rollback(True)
 
 
