@@ -103,20 +103,17 @@ def training_step(*, tenant: Tenant, step: Callable[[str], None], stdout: Any) -
         step(f"Training: model version {version} already serves this tenant; no new run (no budget spent)")
         runs = [r for r in training_runs_for_tenant(tenant_id=tenant.id) if r["model_version"] == version]
         return runs[0] if runs else None
-    from apps.modeling.services import dp_design
-
-    how = (
-        "user-level DP-SGD (Opacus)"
-        if dp_design(tenant.settings) == "dpsgd"
-        else "user-level DP releases of item popularity and item-item factors (Gaussian, exact composition)"
-    )
-    step(f"Training: {how} with epsilon = {DEMO_EPSILON:g} on the worker; the budget ledger is charged first")
+    step(f"Training: a user-level DP run with epsilon = {DEMO_EPSILON:g} on the worker; the budget ledger is "
+         "charged first")
     try:
         run = training_run_start(tenant_id=tenant.id, epsilon=DEMO_EPSILON, actor="demo")
     except DomainError as exc:
         step(f"Training refused: {exc.message} (recommendations use the content strategy meanwhile)")
         return None
+    step(f"Training run {run['id']} plans: {run['mechanism']}")
     run = _wait_for_run(tenant.id, int(run["id"]), training_run_get, stdout)
+    if run.get("release"):
+        step(f"What ran: {run['mechanism']}; accountant {run['release'].get('accountant')}")
     if run["status"] != "succeeded":
         step(f"Training run {run['id']} ended {run['status']}: {run.get('error') or 'timed out'} "
              "(recommendations use the content strategy meanwhile)")

@@ -42,6 +42,7 @@ class RunStatus(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
+    REJECTED = "rejected"  # trained and charged, kept inactive: it did not beat DP popularity / the active version
     FAILED = "failed"
 
 
@@ -72,6 +73,8 @@ class TrainingRun(TenantOwned):
     delta_used = models.FloatField(null=True, blank=True)
     n_users_trained = models.PositiveIntegerField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    release = models.JSONField(default=dict, blank=True)  # what ran: design, mechanisms with ε/σ, accountant
+    gate = models.JSONField(default=dict, blank=True)  # the activation decision and its reason
     model_version = models.ForeignKey(
         "ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -134,6 +137,7 @@ class VersionStatus(models.TextChoices):
     ACTIVE = "active"
     PREVIOUS = "previous"  # kept for rollback, vectors still served
     RETIRED = "retired"  # vectors dropped
+    REJECTED = "rejected"  # kept inactive by the activation gate (arrays only, no served vectors)
     FAILED = "failed"
 
 

@@ -228,7 +228,7 @@ def privacy_spend_series(tenant_id: int) -> list[dict[str, Any]]:
 
 
 def _progress(run: TrainingRun) -> float:
-    if run.status == RunStatus.SUCCEEDED:
+    if run.status in (RunStatus.SUCCEEDED, RunStatus.REJECTED):
         return 1.0
     if run.epochs <= 0:
         return 0.0
@@ -258,7 +258,18 @@ def run_repr(run: TrainingRun, version: int | None = None) -> dict[str, Any]:
         "metrics": run.metrics or {},
         "model_version": version,
         "error": run.error,
+        # what ran (after the run) or is planned (before): never a generic name
+        "design": (run.release or {}).get("design") or run.config.get("dp_design"),
+        "mechanism": (run.release or {}).get("mechanism") or _planned_mechanism_name(run.config),
+        "release": run.release or {},
+        "gate": run.gate or {},
     }
+
+
+def _planned_mechanism_name(config: dict[str, Any]) -> str:
+    if config.get("dp_design") == "factors":
+        return "planned: gaussian popularity + gaussian item-item gram (DP PureSVD), no DP-SGD"
+    return "planned: gaussian popularity + DP-SGD (Opacus) of the public-feature two-tower"
 
 
 def _versions(tenant_id: int, runs: list[TrainingRun]) -> dict[int, int]:

@@ -73,10 +73,17 @@ EPSILON_TOLERANCE = 1e-9
 # (``ml.dp_factors.scheduled_config``, applied by :func:`run_config`), as in the evaluation.
 DP_DEFAULTS = ModelConfig(epochs=0, hidden=16, freeze_skip=True, factor_rank=16, factor_items=300,
                           init_content_weights=(0.25, 0.25), init_pop_weight=0.3)
-# The earlier design (popularity + DP-SGD on a hidden-16 residual, basic composition), chosen per
-# tenant with ``Tenant.settings["dp_design"] = "dpsgd"``; same as ``ml.evaluate.legacy_private_config()``.
-LEGACY_DP_DEFAULTS = ModelConfig(epochs=10, sample_rate=0.5, hidden=16, freeze_skip=True)
-DP_DESIGNS = ("factors", "dpsgd")
+# The public-feature two-tower trained with DP-SGD through Opacus (``ml.tower``; decision 0003):
+# DP popularity (a fifth of ε alone) and DP-SGD of a low-rank item projection of the BERT vectors plus
+# the user MLP, composed by Opacus' RDP accountant. Every item gets collaborative signal.
+TOWER_DEFAULTS = ModelConfig(epochs=5, hidden=64, freeze_skip=True, proj_rank=32, negatives=2048, max_targets=32,
+                             expected_batch=2048, lr=1e-3, tau=0.05, init_content_weights=(0.5, 0.5),
+                             init_pop_weight=0.5, pop_epsilon_share=0.2, max_grad_norm=1.0)
+# "auto" (the default) picks "tower" from this many trainable users up, "factors" below (measured:
+# docs/results/model-scale.md, decision 0003).
+TOWER_MIN_USERS = 5000
+DP_DESIGNS = ("auto", "tower", "factors")
+DESIGN_ALIASES = {"dpsgd": "tower"}  # the pre-0003 DP-SGD design name now runs the Opacus tower
 GDP_ACCOUNTANT = "GDP (analytic Gaussian, exact composition)"
 _RUN_EXTRA_KEYS = {"holdout_fraction", "seed"}
 _DP_FORBIDDEN = {"learn_items", "item_id_emb", "emb_dim"}  # item side must stay fixed under DP; no emb state
@@ -191,12 +198,17 @@ def _event_users(tenant_id: int) -> int:
 # --- training runs ----------------------------------------------------------------------------------
 
 
-def dp_design(tenant_settings: dict[str, Any] | None) -> str:
-    """``Tenant.settings["dp_design"]``: "factors" (default) or "dpsgd" (legacy); ``Conflict`` otherwise."""
-    design = (tenant_settings or {}).get("dp_design") or "factors"
+def dp_design(tenant_settings: dict[str, Any] | None, n_users: int | None = None) -> str:
+    """The design a run uses: ``Tenant.settings["dp_design"]`` ("auto" by default, "tower", "factors";
+    "dpsgd" is an alias of "tower"). "auto" is "tower" for tenants of at least ``TOWER_MIN_USERS``
+    trainable users and "factors" below (or when the size is unknown). ``Conflict`` otherwise."""
+    raw = (tenant_settings or {}).get("dp_design") or "auto"
+    design = DESIGN_ALIASES.get(str(raw), raw)
     if design not in DP_DESIGNS:
-        raise Conflict(f"Tenant.settings['dp_design'] must be one of {list(DP_DESIGNS)}, got {design!r}",
-                       code="misconfigured", details={"dp_design": design})
+        raise Conflict(f"Tenant.settings['dp_design'] must be one of {list(DP_DESIGNS)}, got {raw!r}",
+                       code="misconfigured", details={"dp_design": raw})
+    if design == "auto":
+        return "tower" if n_users is not None and n_users >= TOWER_MIN_USERS else "factors"
     return str(design)
 
 
@@ -210,7 +222,7 @@ def run_config(
     Unknown keys, or keys that DP training cannot honour, are refused (``Conflict``: the tenant's
     settings, not the request, are wrong).
     """
-    design = dp_design(tenant_settings)
+    design = dp_design(tenant_settings, n_users)
     overrides = dict((tenant_settings or {}).get("modeling") or {})
     known = {f.name for f in fields(ModelConfig)}
     bad = sorted(k for k in overrides if (k not in known and k not in _RUN_EXTRA_KEYS) or k in _DP_FORBIDDEN)
@@ -222,7 +234,7 @@ def run_config(
 
         base = asdict(scheduled_config(DP_DEFAULTS, epsilon, n_users) if epsilon is not None else DP_DEFAULTS)
     else:
-        base = asdict(LEGACY_DP_DEFAULTS)
+        base = asdict(TOWER_DEFAULTS)
     for key, value in overrides.items():
         if key in known:
             default = base[key]
@@ -244,10 +256,11 @@ def run_config(
                 or cfg.factor_ridge <= 0:
             raise Conflict("dp_design 'factors' needs epochs = 0 (no DP-SGD), factor_rank >= 1, factor_items >= 1, "
                            "0 < factor_share < 1, factor_ridge > 0", code="misconfigured")
-    elif cfg.epochs < 1 or not (0 < cfg.sample_rate <= 1) or cfg.max_grad_norm <= 0 \
-            or not (0 < cfg.pop_epsilon_share < 1) or cfg.factor_rank != 0:
-        raise Conflict("dp_design 'dpsgd' needs epochs >= 1, 0 < sample_rate <= 1, max_grad_norm > 0, "
-                       "0 < pop_epsilon_share < 1, factor_rank = 0", code="misconfigured")
+    elif cfg.epochs < 1 or cfg.expected_batch < 1 or cfg.max_grad_norm <= 0 or cfg.negatives < 1 \
+            or cfg.max_targets < 1 or cfg.proj_rank < 0 or not (0 < cfg.pop_epsilon_share < 1) or cfg.factor_rank != 0:
+        raise Conflict("dp_design 'tower' needs epochs >= 1, expected_batch >= 1, max_grad_norm > 0, negatives >= 1, "
+                       "max_targets >= 1, proj_rank >= 0, 0 < pop_epsilon_share < 1, factor_rank = 0",
+                       code="misconfigured")
     out: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     out["dp_design"] = design
     out["holdout_fraction"] = float(overrides.get("holdout_fraction", 0.1))
@@ -291,7 +304,7 @@ def training_run_start(*, tenant_id: int, epsilon: Any, actor: str) -> dict[str,
         )
         LedgerEntry.objects.create(
             tenant_id=tenant_id, kind=ReleaseKind.TRAINING, run=run, epsilon=eps, delta=delta, users=users,
-            actor=actor[:200], details=planned_mechanism(config, eps, delta),
+            actor=actor[:200], details=planned_mechanism(config, eps, delta, users),
         )
         audit.record(
             tenant_id=tenant_id, actor=actor, action="training_run.start", target_type="training_run",
@@ -345,9 +358,9 @@ def factor_release_plan(config: dict[str, Any], epsilon: float, delta: float) ->
     }
 
 
-def planned_mechanism(config: dict[str, Any], epsilon: float, delta: float) -> dict[str, Any]:
+def planned_mechanism(config: dict[str, Any], epsilon: float, delta: float, n_users: int) -> dict[str, Any]:
     """What a training run with this ``run_config`` will release for (ε, δ) (ledger entry details)."""
-    if config.get("dp_design", "dpsgd") == "factors":
+    if config.get("dp_design") == "factors":
         return {
             "design": "factors",
             "mechanism": "gaussian popularity + gaussian item-item gram (DP PureSVD), no DP-SGD",
@@ -356,15 +369,17 @@ def planned_mechanism(config: dict[str, Any], epsilon: float, delta: float) -> d
             "pop_cap": config["pop_cap"], "sensitivity": 1.0, "delta": delta, "epochs": 0,
             "accountant": GDP_ACCOUNTANT, "composition": "GDP (exact)",
         }
-    share = float(config["pop_epsilon_share"])
+    from apps.modeling.ml.tower import dp_schedule
+
+    batch, q, steps = dp_schedule(n_users, int(config["expected_batch"]), int(config["epochs"]))
     return {
-        "design": "dpsgd",
-        "mechanism": "dp-sgd (Opacus, Poisson, user level) + gaussian popularity",
-        "epsilon_pop": share * epsilon, "epsilon_sgd": epsilon - share * epsilon,
-        "delta_pop": delta / 2, "delta_sgd": delta / 2,
-        "sample_rate": config["sample_rate"], "epochs": config["epochs"],
+        "design": "tower",
+        "mechanism": "gaussian popularity + DP-SGD (Opacus, Poisson, user level) of the public-feature two-tower",
+        "epsilon_pop_alone": float(config["pop_epsilon_share"]) * epsilon, "delta": delta,
+        "sample_rate": q, "expected_batch": batch, "steps": steps, "epochs": config["epochs"],
         "clip_norm": config["max_grad_norm"], "accountant": config["accountant"],
-        "composition": "basic",
+        "composition": f"{config['accountant']} (Opacus) over popularity + DP-SGD; noise calibrated on the users "
+                       "at training time",
     }
 
 

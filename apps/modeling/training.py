@@ -14,12 +14,17 @@ Steps of :func:`training_run_execute`:
 2. **Data** (one transaction, consistent snapshot): items with content vectors and their events.
    Per user, the newest ``holdout_fraction`` of events is held out (protocol P1) to measure the
    version's offline metrics; the model and its popularity release see only the rest.
-3. **DP releases**, by the run's ``dp_design`` (``Tenant.settings["dp_design"]``):
-   ``"factors"`` (default): DP popularity and the DP item-item Gram over its top-M items (two
-   Gaussian mechanisms, sensitivity 1, composed exactly as GDP to the whole (ε, δ)); the tower is
-   its initialisation (no DP-SGD, ``epochs = 0``). ``"dpsgd"`` (legacy): DP popularity
-   (ε_pop = share·ε, δ/2) and DP-SGD (ε_sgd = ε - ε_pop, δ/2) with progress (epoch, loss) written
-   to the run row. A heartbeat thread keeps ``heartbeat_at`` fresh.
+3. **DP releases**, by the run's design (``run.config["dp_design"]``, resolved from
+   ``Tenant.settings["dp_design"]`` when the run was charged): ``"tower"`` (default from
+   ``services.TOWER_MIN_USERS`` users): DP popularity + DP-SGD through Opacus of the public-feature
+   two-tower (``ml.tower``), composed by the RDP accountant to the whole (ε, δ), with progress
+   (epoch, loss) written to the run row; ``"factors"`` (smaller tenants): DP popularity + DP
+   item-item Gram (GDP), the tower is its initialisation. A heartbeat thread keeps
+   ``heartbeat_at`` fresh. Holdout metrics score the candidate, DP popularity and the active
+   version on the same users (sparse, sampled to ``MODELING_EVAL_USERS``).
+   **Gate** (``gate_decision``): the version goes live only if it beats DP popularity and is not
+   below the active version (``MODELING_GATE_MARGIN``); otherwise it is stored ``rejected`` (no
+   served vectors), the run ends ``rejected`` with the reason, and the active version keeps serving.
 4. **Version**: weights + item universe + item extras as npz with SHA-256; the served
    item vectors go into a new (tenant, version) leaf partition, then its HNSW index is built.
 5. **Switch** (one transaction): catch up items encoded meanwhile, point ``ActiveModel`` at the
@@ -38,7 +43,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -161,6 +166,8 @@ class Heartbeat:
 
 @dataclass
 class Trained:
+    """What the pure part of a run produced: the version's arrays, what was released, holdout metrics."""
+
     weights: dict[str, np.ndarray]
     item_pks: np.ndarray
     extras: np.ndarray
@@ -168,25 +175,31 @@ class Trained:
     features: FeatureConfig
     config: dict[str, Any]
     n_users: int
-    epsilon_pop: float
-    delta_pop: float
-    sigma_pop: float
     pop_counts: np.ndarray
-    epsilon_sgd: float | None
-    epsilon_sgd_other: float | None
-    delta_sgd: float
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    epochs: int
-    accountant: str | None
-    grad_sample_mode: str | None
-    loss_history: list[float]
+    sigma_pop: float
+    epsilon_pop: float  # the popularity release alone, at ``delta`` (what its stored counts cost)
+    delta: float
+    epsilon_spent: float  # every release of the run composed (ledger); never above the charge
+    release: dict[str, Any]  # design, mechanisms with their ε/σ, accountant (ledger, API, admin)
     metrics: dict[str, Any]
-    design: str = "dpsgd"
-    epsilon_total: float | None = None  # "factors": ε of both releases composed (GDP) at delta_pop
-    release: dict[str, Any] = field(default_factory=dict)  # "factors": sigmas, mu split, rank, M (ledger)
+    loss_history: list[float] = field(default_factory=list)
+    epochs: int = 0
+    steps: int = 0
     cold_extras: np.ndarray | None = None  # extras row of items outside the universe
+
+    @property
+    def design(self) -> str:
+        return str(self.release["design"])
+
+
+@dataclass(frozen=True)
+class Incumbent:
+    """The active version, scored on the candidate's holdout so the gate compares like with like."""
+
+    version: int
+    weights: dict[str, np.ndarray]
+    features: FeatureConfig
+    extras: np.ndarray  # rows aligned to the candidate's item universe (``VersionArtifacts.extras_for``)
 
 
 def _model_config(config: dict[str, Any]) -> ModelConfig:
@@ -197,23 +210,108 @@ def _model_config(config: dict[str, Any]) -> ModelConfig:
     return ModelConfig(**values)
 
 
+def _release_factors(train: Any, content: np.ndarray, mc: ModelConfig, epsilon: float, delta: float,
+                     seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, Any, dict[str, Any], float]:
+    """DP popularity + DP item-item Gram (GDP); the tower is its initialisation (no gradient step)."""
+    from apps.modeling.ml.dp_factors import release_item_extras
+    from apps.modeling.ml.train import TrainData, build_model, export_weights
+    from apps.modeling.services import GDP_ACCOUNTANT, factor_release_plan, gaussian_epsilon
+
+    if mc.epochs != 0:
+        raise ValueError("dp_design 'factors' spends the whole budget on its releases: epochs must be 0")
+    m = min(mc.factor_items, train.n_items)
+    mc = replace(mc, factor_rank=min(mc.factor_rank, m))  # a tiny catalogue has fewer eigenvectors
+    rel = release_item_extras(train.user, train.item, train.n_items, epsilon, delta, mc, seed=seed)
+    private = math.isfinite(epsilon)
+    weights = export_weights(build_model(TrainData(train, content, rel.extras), mc))
+    if not private:
+        return weights, rel.extras, rel, {"design": "factors", "private": False, "mechanisms": [
+            {"name": "popularity + item-item gram (PureSVD)", "noise": "none (non-private)"}]}, math.inf
+    assert rel.sigma_gram is not None and rel.epsilon_sgd is None
+    plan = factor_release_plan(asdict(mc), epsilon, delta)
+    mu = math.sqrt(1.0 / rel.sigma_pop ** 2 + 1.0 / rel.sigma_gram ** 2)
+    eps_total = gaussian_epsilon(1.0 / mu, delta)
+    release = {
+        "design": "factors", "private": True,
+        "mechanism": "gaussian popularity + gaussian item-item gram (DP PureSVD), no DP-SGD",
+        "accountant": GDP_ACCOUNTANT, **plan,
+        "mechanisms": [
+            {"name": "gaussian popularity", "sigma": rel.sigma_pop, "sensitivity": 1.0, "cap": mc.pop_cap,
+             "epsilon_alone": gaussian_epsilon(rel.sigma_pop, delta)},
+            {"name": "gaussian item-item gram (DP PureSVD)", "sigma": rel.sigma_gram, "sensitivity": 1.0,
+             "items": m, "rank": mc.factor_rank, "epsilon_alone": gaussian_epsilon(rel.sigma_gram, delta)},
+        ],
+        "sigma_pop": rel.sigma_pop, "sigma_gram": rel.sigma_gram, "mu_total": mu, "epsilon_composed": eps_total,
+        "delta": delta, "factor_rank": mc.factor_rank, "factor_items": m, "pop_cap": mc.pop_cap,
+        "sensitivity": 1.0, "users_released": train.n_users, "epochs": 0, "steps": 0,
+    }
+    return weights, rel.extras, rel, release, eps_total
+
+
+def _release_tower(train: Any, content: np.ndarray, mc: ModelConfig, features: FeatureConfig, epsilon: float,
+                   delta: float, seed: int, on_epoch: Callable[[int, int, float], None] | None) -> tuple[Any, ...]:
+    """DP popularity (Gaussian) + DP-SGD of the public-feature tower (Opacus), composed by the RDP accountant."""
+    from apps.modeling.ml import accounting, tower
+    from apps.modeling.ml.popularity import analytic_gaussian_sigma, dp_popularity, popularity_feature
+
+    private = math.isfinite(epsilon)
+    if not private:
+        pop = dp_popularity(train.user, train.item, train.n_items, math.inf, 0.0, cap=mc.pop_cap, seed=seed)
+        extras = popularity_feature(pop.counts)[:, None]
+        res = tower.train_tower(train, content, extras, pop.counts, mc, features, noise_multiplier=None, seed=seed,
+                                on_progress=on_epoch)
+        release = {"design": "tower", "private": False, "mechanisms": [
+            {"name": "popularity", "noise": "none (non-private)"},
+            {"name": "two-tower SGD (non-private)", "epochs": res.epochs, "steps": res.steps}]}
+        return res, extras, pop, release, math.inf
+    sigma_pop = analytic_gaussian_sigma(mc.pop_epsilon_share * epsilon, delta)
+    fixed = [(sigma_pop, 1.0, 1)]  # the popularity release: one Gaussian, sensitivity 1, no sampling
+    _, q, steps = tower.dp_schedule(train.n_users, mc.expected_batch, mc.epochs)
+    sigma = accounting.calibrate_sgd_noise(epsilon=epsilon, delta=delta, fixed=fixed, sample_rate=q, steps=steps,
+                                           accountant=mc.accountant)
+    pop = dp_popularity(train.user, train.item, train.n_items, epsilon, delta, cap=mc.pop_cap, seed=seed, sigma=sigma_pop)
+    extras = popularity_feature(pop.counts, sigma_pop)[:, None]
+    res = tower.train_tower(train, content, extras, pop.counts, mc, features, noise_multiplier=sigma, seed=seed,
+                            on_progress=on_epoch)
+    history = fixed + res.history
+    eps_total = accounting.history_epsilon(history, delta, mc.accountant)
+    other = "prv" if mc.accountant == "rdp" else "rdp"
+    release = {
+        "design": "tower", "private": True,
+        "mechanism": "gaussian popularity + DP-SGD (Opacus) of the public-feature two-tower",
+        "accountant": f"{mc.accountant.upper()} (Opacus), popularity and DP-SGD composed",
+        "mechanisms": [
+            {"name": "gaussian popularity", "sigma": sigma_pop, "sensitivity": 1.0, "cap": mc.pop_cap,
+             "epsilon_alone": mc.pop_epsilon_share * epsilon},  # analytic Gaussian calibration
+            {"name": "DP-SGD (Opacus, Poisson sampling, per-user ghost clipping)", "noise_multiplier": sigma,
+             "sample_rate": q, "expected_batch": res.expected_batch, "steps": res.steps, "epochs": res.epochs,
+             "clip_norm": mc.max_grad_norm, "trainable_parameters": res.trainable_params,
+             "epsilon_alone": accounting.history_epsilon(res.history, delta, mc.accountant)},
+        ],
+        "epsilon_composed": eps_total, f"epsilon_composed_{other}": accounting.history_epsilon(history, delta, other),
+        "history": [list(h) for h in history], "delta": delta, "users_released": train.n_users,
+        "noise_multiplier": sigma, "sample_rate": q, "steps": res.steps, "epochs": res.epochs,
+        "clip_norm": mc.max_grad_norm,
+    }
+    return res, extras, pop, release, eps_total
+
+
 def train_tenant(
     *, data: tenant_data.TenantData, config: dict[str, Any], epsilon: float, delta: float, seed: int,
     features: FeatureConfig, on_epoch: Callable[[int, int, float], None] | None = None,
+    incumbent: Incumbent | None = None,
 ) -> Trained:
-    """Pure part of a run (no database): holdout split, DP releases, tower, holdout metrics.
+    """Pure part of a run (no database): holdout split, DP releases of ``config["dp_design"]``, metrics.
 
-    ``config["dp_design"] == "factors"`` and finite ε: DP popularity + DP Gram factors
-    (``ml.dp_factors.release_item_extras``, GDP, whole (ε, δ)), tower = initialisation. Otherwise
-    (legacy "dpsgd", or ε = inf) DP popularity + DP-SGD as before.
+    ``"tower"``: DP popularity + DP-SGD (Opacus) of the public-feature two-tower (``ml.tower``);
+    ``"factors"``: DP popularity + DP item-item Gram (``ml.dp_factors``, GDP). Either spends at most
+    the whole (ε, δ) (checked against the composed accountant; ε = inf is the non-private model).
+    Everything is sparse: no users x items array. Metrics compare the candidate with DP popularity
+    and, when given, the ``incumbent`` on the same holdout users (``gate_decision`` reads them).
     """
     import torch
 
-    from apps.modeling.ml import baselines, inference
     from apps.modeling.ml.data import from_arrays, p1_split
-    from apps.modeling.ml.metrics import evaluate_scores
-    from apps.modeling.ml.popularity import dp_popularity, popularity_feature
-    from apps.modeling.ml.train import TrainData, train_model, user_inputs
 
     threads = int(sotto_setting("MODELING_TORCH_THREADS"))
     if threads > 0:
@@ -223,73 +321,118 @@ def train_tenant(
     holdout = float(config.get("holdout_fraction", 0.1))
     split = p1_split(interactions, holdout) if holdout > 0 else None
     train = split.train if split is not None else interactions
-    design = str(config.get("dp_design", "dpsgd"))
-    release: dict[str, Any] = {}
-    cold: np.ndarray | None = None
-    eps_total: float | None = None
-    if design == "factors" and math.isfinite(epsilon):
-        from apps.modeling.ml.dp_factors import release_item_extras
-        from apps.modeling.services import GDP_ACCOUNTANT, factor_release_plan, gaussian_epsilon
-
-        if mc.epochs != 0:
-            raise ValueError("dp_design 'factors' spends the whole budget on its releases: epochs must be 0")
-        m = min(mc.factor_items, train.n_items)
-        mc = replace(mc, factor_rank=min(mc.factor_rank, m))  # a tiny catalogue has fewer eigenvectors
-        rel = release_item_extras(train.user, train.item, train.n_items, epsilon, delta, mc, seed=seed)
-        assert rel.sigma_gram is not None and rel.epsilon_sgd is None
-        plan = factor_release_plan(config, epsilon, delta)
-        mu = math.sqrt(1.0 / rel.sigma_pop ** 2 + 1.0 / rel.sigma_gram ** 2)
-        eps_total = gaussian_epsilon(1.0 / mu, delta)
-        if eps_total > epsilon + 1e-9:  # never release more than was charged
-            raise RuntimeError(f"composed ε {eps_total!r} exceeds the charged ε {epsilon!r}")
-        extras, pop_counts, sigma_pop = rel.extras, rel.pop_counts, rel.sigma_pop
-        eps_pop, delta_pop = gaussian_epsilon(rel.sigma_pop, delta), delta  # the popularity release alone
-        eps_sgd, delta_sgd = None, 0.0
+    design = str(config.get("dp_design", "tower"))
+    loss_history: list[float] = []
+    epochs = steps = 0
+    if design == "factors":
+        weights, extras, rel, release, eps_total = _release_factors(train, data.content, mc, epsilon, delta, seed)
+        pop_counts, sigma_pop = rel.pop_counts, rel.sigma_pop
         cold = np.zeros(extras.shape[1], dtype=np.float32)
         cold[-1] = float(np.linalg.norm(extras, axis=1).max())  # pad: same norm as every other row
-        release = {
-            "design": "factors",
-            "mechanism": "gaussian popularity + gaussian item-item gram (DP PureSVD), no DP-SGD",
-            "accountant": GDP_ACCOUNTANT, **plan,
-            "sigma_pop": rel.sigma_pop, "sigma_gram": rel.sigma_gram, "mu_total": mu,
-            "epsilon_composed": eps_total, "epsilon_pop_alone": eps_pop, "delta": delta,
-            "factor_rank": mc.factor_rank, "factor_items": m, "pop_cap": mc.pop_cap,
-            "sensitivity": 1.0, "users": interactions.n_users, "users_released": train.n_users,
-        }
-        td = TrainData(train, data.content, extras, features)
-        res = train_model(mc, td, seed=seed, epsilon=None, delta=None, on_progress=on_epoch)
+    elif design == "tower":
+        res, extras, pop, release, eps_total = _release_tower(train, data.content, mc, features, epsilon, delta, seed,
+                                                              on_epoch)
+        weights, pop_counts, sigma_pop = res.weights, pop.counts, pop.sigma
+        loss_history, epochs, steps = res.loss_history, res.epochs, res.steps
+        cold = np.zeros(extras.shape[1], dtype=np.float32)  # no released count; the pad is computed per row
     else:
-        design = "dpsgd"
-        share = mc.pop_epsilon_share
-        eps_pop, delta_pop = share * epsilon, delta / 2
-        eps_sgd, delta_sgd = epsilon - eps_pop, delta / 2
-        pop = dp_popularity(train.user, train.item, train.n_items, eps_pop, delta_pop, cap=mc.pop_cap, seed=seed)
-        extras = popularity_feature(pop.counts, pop.sigma)[:, None]
-        pop_counts, sigma_pop = pop.counts, pop.sigma
-        td = TrainData(train, data.content, extras, features)
-        res = train_model(mc, td, seed=seed, epsilon=eps_sgd, delta=delta_sgd, on_progress=on_epoch)
+        raise ValueError(f"unknown dp_design {design!r}")
+    release["users"] = interactions.n_users
+    if math.isfinite(epsilon) and eps_total > epsilon + 1e-9:  # never release more than was charged
+        raise RuntimeError(f"composed ε {eps_total!r} exceeds the charged ε {epsilon!r}")
+    from apps.modeling.services import gaussian_epsilon
+
+    eps_pop = gaussian_epsilon(sigma_pop, delta) if sigma_pop > 0 else math.inf
     metrics: dict[str, Any] = {}
-    if split is not None and any(len(t) for t in split.test_items):
-        xu, _, _ = user_inputs(td)
-        uvec = inference.user_vectors(res.weights, xu)
-        ivec = inference.item_vectors(res.weights, data.content, extras)
-        seen = baselines.train_item_lists(split.train)
-        model_m = evaluate_scores(lambda u: uvec[u] @ ivec.T, seen, split.test_items, train.n_items)
-        pop_m = evaluate_scores(lambda u: np.tile(pop_counts, (len(u), 1)), seen, split.test_items, train.n_items)
-        metrics = {
-            "protocol": f"last {holdout:.0%} of each user's events held out (P1); not differentially private",
-            "recall@20": model_m["recall@20"], "recall@20_capped": model_m["recall@20_capped"],
-            "ndcg@10": model_m["ndcg@10"], "users_evaluated": int(model_m["n_users"]),
-            "dp_popularity_recall@20": pop_m["recall@20"], "dp_popularity_ndcg@10": pop_m["ndcg@10"],
-        }
+    if split is not None:
+        metrics = holdout_metrics(split=split, content=data.content, weights=weights, extras=extras,
+                                  features=features, pop_counts=pop_counts, incumbent=incumbent, seed=seed,
+                                  holdout=holdout)
     return Trained(
-        weights=res.weights, item_pks=data.item_pks, extras=extras, content=data.content, features=features,
-        config=config, n_users=interactions.n_users, epsilon_pop=eps_pop, delta_pop=delta_pop, sigma_pop=sigma_pop,
-        pop_counts=pop_counts, epsilon_sgd=res.epsilon, epsilon_sgd_other=res.epsilon_other, delta_sgd=delta_sgd,
-        noise_multiplier=res.noise_multiplier, sample_rate=res.sample_rate, steps=res.steps, epochs=res.epochs,
-        accountant=res.accountant, grad_sample_mode=res.grad_sample_mode, loss_history=res.loss_history,
-        metrics=metrics, design=design, epsilon_total=eps_total, release=release, cold_extras=cold,
+        weights=weights, item_pks=data.item_pks, extras=extras, content=data.content, features=features,
+        config=config, n_users=interactions.n_users, pop_counts=pop_counts, sigma_pop=sigma_pop, epsilon_pop=eps_pop,
+        delta=delta, epsilon_spent=eps_total, release=release, metrics=metrics, loss_history=loss_history,
+        epochs=epochs, steps=steps, cold_extras=cold,
     )
+
+
+def holdout_metrics(
+    *, split: Any, content: np.ndarray, weights: dict[str, np.ndarray], extras: np.ndarray, features: FeatureConfig,
+    pop_counts: np.ndarray, incumbent: Incumbent | None, seed: int, holdout: float,
+) -> dict[str, Any]:
+    """Capped Recall@20 / NDCG@10 on the holdout of (a seeded sample of) users: candidate, DP popularity,
+    incumbent. Users are scored in batches; the tower inputs come from the training part (sparse)."""
+    from apps.modeling.ml import inference, sparse
+    from apps.modeling.ml.metrics import evaluate_scores
+
+    test = split.test_items
+    users = np.flatnonzero(np.fromiter((len(t) > 0 for t in test), dtype=bool, count=len(test)))
+    if len(users) == 0:
+        return {}
+    cap = int(sotto_setting("MODELING_EVAL_USERS"))
+    if len(users) > cap:
+        users = np.sort(np.random.default_rng([seed, 5]).choice(users, size=cap, replace=False))
+    chosen = np.zeros(len(test), dtype=bool)
+    chosen[users] = True
+    test = [t if chosen[u] else t[:0] for u, t in enumerate(test)]
+    seen = sparse.item_lists(split.train)
+    h = sparse.histories(split.train)
+    n_items = split.train.n_items
+
+    def model_scores(w: dict[str, np.ndarray], ex: np.ndarray, cfg: FeatureConfig) -> dict[str, float]:
+        x = sparse.tower_inputs(h, content, cfg)
+        uvec = inference.user_vectors(w, x[users])
+        row = np.full(len(test), -1, dtype=np.int64)
+        row[users] = np.arange(len(users))
+        ivec = inference.item_vectors(w, content, ex)
+        return evaluate_scores(lambda u: uvec[row[u]] @ ivec.T, seen, test, n_items)
+
+    cand = model_scores(weights, extras, features)
+    pop = evaluate_scores(lambda u: np.tile(pop_counts, (len(u), 1)), seen, test, n_items)
+    out: dict[str, Any] = {
+        "protocol": f"last {holdout:.0%} of each user's events held out (P1); not differentially private",
+        "recall@20": cand["recall@20"], "recall@20_capped": cand["recall@20_capped"], "ndcg@10": cand["ndcg@10"],
+        "users_evaluated": int(cand["n_users"]),
+        "dp_popularity_recall@20": pop["recall@20"], "dp_popularity_recall@20_capped": pop["recall@20_capped"],
+        "dp_popularity_ndcg@10": pop["ndcg@10"],
+    }
+    if incumbent is not None:
+        try:
+            inc = model_scores(incumbent.weights, incumbent.extras, incumbent.features)
+        except ValueError as exc:  # another feature layout than the states can give: not comparable
+            out["active_error"] = str(exc)[:200]
+        else:
+            out.update({"active_version": incumbent.version, "active_recall@20_capped": inc["recall@20_capped"],
+                        "active_ndcg@10": inc["ndcg@10"]})
+    return out
+
+
+def gate_decision(metrics: dict[str, Any], margin: float) -> dict[str, Any]:
+    """Whether a version may go live: its holdout capped Recall@20 must beat DP popularity by more than
+    ``margin`` (relative) and be at least ``(1 + margin)`` x the active version's on the same users.
+
+    No holdout (``holdout_fraction`` 0) means nothing was measured: the version is not gated, and
+    the decision says so.
+    """
+    if "recall@20_capped" not in metrics:
+        return {"passed": True, "measured": False, "reason": "not measured (no holdout): activated ungated",
+                "margin": margin}
+    cand = float(metrics["recall@20_capped"])
+    pop = float(metrics["dp_popularity_recall@20_capped"])
+    out: dict[str, Any] = {"measured": True, "margin": margin, "candidate": cand, "dp_popularity": pop}
+    if not cand > pop * (1.0 + margin):
+        return {**out, "passed": False,
+                "reason": f"holdout capped Recall@20 {cand:.4f} does not beat DP popularity {pop:.4f}"
+                          + (f" by {margin:.0%}" if margin else "")}
+    if "active_recall@20_capped" in metrics:
+        act = float(metrics["active_recall@20_capped"])
+        out["active"] = act
+        if cand < act * (1.0 + margin):
+            return {**out, "passed": False,
+                    "reason": f"holdout capped Recall@20 {cand:.4f} is below the active version "
+                              f"v{metrics['active_version']}'s {act:.4f} on the same users"}
+    return {**out, "passed": True, "reason": "beats DP popularity" + (
+        " and the active version" if "active_recall@20_capped" in metrics else "")}
 
 
 def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = False) -> str:
@@ -300,11 +443,13 @@ def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = Fal
     if claim_ is None:
         return "skipped"
     version: int | None = None
+    previous_features: dict[str, Any] | None = None
     try:
         with Heartbeat(tenant_id, claim_, float(sotto_setting("MODELING_HEARTBEAT_S"))) as beat:
             with tenant_context(tenant_id):
                 run = TrainingRun.objects.get(tenant_id=tenant_id, pk=run_id)
                 data = tenant_data.load(tenant_id)
+                incumbent = _incumbent(tenant_id, data.item_pks)
             n_users = data.n_users
             if n_users == 0 or len(data.item_pks) == 0:
                 raise ValueError("no events on encoded items to train on")
@@ -318,9 +463,13 @@ def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = Fal
 
             _beat(tenant_id, claim_, n_users_trained=n_users)
             trained = train_tenant(data=data, config=run.config, epsilon=run.epsilon, delta=delta, seed=run.seed,
-                                   features=feature_config(), on_epoch=on_epoch)
-            version = _materialise(tenant_id, claim_, trained)
-            previous_features = _switch(tenant_id, claim_, run_id, version, trained, delta)
+                                   features=feature_config(), on_epoch=on_epoch, incumbent=incumbent)
+            gate = gate_decision(trained.metrics, float(sotto_setting("MODELING_GATE_MARGIN")))
+            if gate["passed"]:
+                version = _materialise(tenant_id, claim_, trained)
+                previous_features = _switch(tenant_id, claim_, run_id, version, trained, gate)
+            else:
+                _reject(tenant_id, claim_, run_id, trained, gate)
     except RunAbandoned as exc:
         log.warning("%s", exc)
         discard_versions_of_run(tenant_id=tenant_id, run_id=run_id)
@@ -330,10 +479,26 @@ def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = Fal
         _fail(tenant_id, claim_, f"{type(exc).__name__}: {exc}")
         discard_versions_of_run(tenant_id=tenant_id, run_id=run_id)
         return "failed"
+    if version is None:
+        return "rejected"
     _retire_old_versions(tenant_id)
     if previous_features is not None and previous_features != artifacts.feature_config_to_json(trained.features):
         rebuild_user_states(tenant_id)
     return "succeeded"
+
+
+def _incumbent(tenant_id: int, item_pks: np.ndarray) -> Incumbent | None:
+    """The active version's arrays, aligned to this run's items (caller's tenant-scoped transaction)."""
+    pointer = ActiveModel.objects.filter(tenant_id=tenant_id).values_list("version", flat=True).first()
+    if pointer is None:
+        return None
+    try:
+        art = artifacts.load_artifacts(tenant_id, int(pointer))
+    except (LookupError, ValueError, TypeError, artifacts.ArtifactCorrupt):  # corrupt, or an old feature layout
+        log.warning("active version %s of tenant %s cannot be loaded for the gate", pointer, tenant_id)
+        return None
+    return Incumbent(version=int(pointer), weights=art.weights, features=art.model.feature_config,
+                     extras=art.extras_for(item_pks.tolist()))
 
 
 def _fail(tenant_id: int, claim_: Claim, reason: str) -> None:
@@ -343,22 +508,27 @@ def _fail(tenant_id: int, claim_: Claim, reason: str) -> None:
                          target_type="training_run", target_id=str(claim_.run_id), details={"reason": reason[:200]})
 
 
+def _version_row(tenant_id: int, claim_: Claim, trained: Trained, status: str) -> ModelVersion:
+    """A new version number (one allocator per tenant at a time) and its stored arrays."""
+    blob, checksum = artifacts.pack(trained.weights, trained.item_pks, trained.extras, trained.cold_extras)
+    dim = int(trained.content.shape[1] + trained.extras.shape[1] + int("item.radius" in trained.weights))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"modeling_version:{tenant_id}"])
+    last = ModelVersion.objects.filter(tenant_id=tenant_id).order_by("-version").values_list("version", flat=True).first()
+    return ModelVersion.objects.create(
+        tenant_id=tenant_id, version=int(last or 0) + 1, run_id=claim_.run_id, status=status,
+        blob=blob, checksum=checksum, feature_config=artifacts.feature_config_to_json(trained.features),
+        model_config=trained.config, item_dim=dim, n_items=len(trained.item_pks), metrics=trained.metrics,
+    )
+
+
 def _materialise(tenant_id: int, claim_: Claim, trained: Trained) -> int:
     from apps.modeling.ml.inference import item_vectors
 
-    blob, checksum = artifacts.pack(trained.weights, trained.item_pks, trained.extras, trained.cold_extras)
     vectors = item_vectors(trained.weights, trained.content, trained.extras)
     dim = int(vectors.shape[1])
     with tenant_context(tenant_id):
-        with connection.cursor() as cursor:  # version numbers: one allocator per tenant at a time
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"modeling_version:{tenant_id}"])
-        last = ModelVersion.objects.filter(tenant_id=tenant_id).order_by("-version").values_list("version", flat=True).first()
-        version = int(last or 0) + 1
-        ModelVersion.objects.create(
-            tenant_id=tenant_id, version=version, run_id=claim_.run_id, status=VersionStatus.MATERIALISING,
-            blob=blob, checksum=checksum, feature_config=artifacts.feature_config_to_json(trained.features),
-            model_config=trained.config, item_dim=dim, n_items=len(trained.item_pks), metrics=trained.metrics,
-        )
+        version = _version_row(tenant_id, claim_, trained, VersionStatus.MATERIALISING).version
     with tenant_context(tenant_id):
         served.version_create(tenant_id=tenant_id, version=version)  # short DDL transaction
     with tenant_context(tenant_id):
@@ -370,12 +540,73 @@ def _materialise(tenant_id: int, claim_: Claim, trained: Trained) -> int:
     return version
 
 
+def _record_release(tenant_id: int, run: TrainingRun, trained: Trained, gate: dict[str, Any],
+                    mv: ModelVersion, status: str) -> None:
+    """What ran (ledger mechanism), the run's popularity release and the run's outcome, in the
+    caller's transaction. The budget was charged at request time; this records the realised spend."""
+    from apps.modeling.services import popularity_release_store
+
+    entry = LedgerEntry.objects.get(tenant_id=tenant_id, run_id=run.pk)
+    rel = trained.release
+    sgd = next((m for m in rel.get("mechanisms", []) if str(m["name"]).startswith("DP-SGD")), None)
+    LedgerMechanism.objects.create(
+        tenant_id=tenant_id, entry=entry, epsilon=trained.epsilon_spent, delta=trained.delta,
+        noise_multiplier=float(sgd["noise_multiplier"]) if sgd else float(rel.get("sigma_total", 0.0)),
+        sample_rate=float(sgd["sample_rate"]) if sgd else None, epochs=trained.epochs, steps=trained.steps,
+        clip_norm=float(sgd["clip_norm"]) if sgd else None, users=trained.n_users,
+        accountant=str(rel.get("accountant", ""))[:64], details=rel,
+    )
+    popularity_release_store(
+        tenant_id=tenant_id, entry=entry, run=run, item_pks=trained.item_pks, counts=trained.pop_counts,
+        epsilon=trained.epsilon_pop, delta=trained.delta, sigma=trained.sigma_pop,
+        cap=int(trained.config["pop_cap"]), n_users=trained.n_users,
+    )
+    now = timezone.now()
+    run.status, run.finished_at, run.heartbeat_at = status, now, now
+    run.epsilon_pop = trained.epsilon_pop
+    run.epsilon_sgd = float(sgd["epsilon_alone"]) if sgd else 0.0
+    run.epsilon_spent, run.delta_used = trained.epsilon_spent, trained.delta
+    run.n_users_trained, run.metrics, run.model_version = trained.n_users, trained.metrics, mv
+    run.release, run.gate = _json_safe(rel), gate
+    run.epoch, run.epochs = trained.epochs, trained.epochs
+    if status == RunStatus.REJECTED:
+        run.error = str(gate["reason"])[:1000]
+    run.loss_history = [None if math.isnan(x) else x for x in trained.loss_history]
+    run.save()
+
+
+def _json_safe(value: Any) -> Any:
+    """Infinities become strings: JSON (and PostgreSQL jsonb) has no inf."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def _reject(tenant_id: int, claim_: Claim, run_id: int, trained: Trained, gate: dict[str, Any]) -> None:
+    """Keep the version (arrays only, no served vectors) inactive, with the gate's reason; audited."""
+    with tenant_context(tenant_id):
+        run = _ours(tenant_id, claim_).select_for_update().first()
+        if run is None:
+            raise RunAbandoned(f"training run {run_id} is no longer running here")
+        mv = _version_row(tenant_id, claim_, trained, VersionStatus.REJECTED)
+        _record_release(tenant_id, run, trained, gate, mv, RunStatus.REJECTED)
+        audit.record(
+            tenant_id=tenant_id, actor="task:modeling.train", action="model.reject", target_type="model_version",
+            target_id=str(mv.version),
+            details={"run": run_id, "reason": gate["reason"], "epsilon_spent": repr(trained.epsilon_spent),
+                     "design": trained.design},
+        )
+
+
 def _switch(
-    tenant_id: int, claim_: Claim, run_id: int, version: int, trained: Trained, delta: float
+    tenant_id: int, claim_: Claim, run_id: int, version: int, trained: Trained, gate: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Make ``version`` active; returns the feature configuration of the version it replaced."""
     from apps.modeling.ml.inference import item_vectors
-    from apps.modeling.services import popularity_release_store
 
     with tenant_context(tenant_id):
         run = _ours(tenant_id, claim_).select_for_update().first()
@@ -417,46 +648,12 @@ def _switch(
         mv = ModelVersion.objects.get(tenant_id=tenant_id, version=version)
         mv.status, mv.activated_at = VersionStatus.ACTIVE, now
         mv.save(update_fields=["status", "activated_at"])
-        entry = LedgerEntry.objects.get(tenant_id=tenant_id, run_id=run_id)
-        eps_sgd = float(trained.epsilon_sgd or 0.0)
-        spent = eps_sgd + trained.epsilon_pop
-        if trained.design == "factors":
-            assert trained.epsilon_total is not None
-            spent = trained.epsilon_total  # both releases composed exactly (GDP); no DP-SGD
-            LedgerMechanism.objects.create(
-                tenant_id=tenant_id, entry=entry, epsilon=spent, delta=delta,
-                noise_multiplier=float(trained.release["sigma_total"]), sample_rate=None, epochs=0, steps=0,
-                clip_norm=None, users=trained.n_users, accountant=str(trained.release["accountant"]),
-                details=trained.release,
-            )
-        else:
-            LedgerMechanism.objects.create(
-                tenant_id=tenant_id, entry=entry, epsilon=spent, delta=delta,
-                noise_multiplier=trained.noise_multiplier, sample_rate=trained.sample_rate, epochs=trained.epochs,
-                steps=trained.steps, clip_norm=float(trained.config["max_grad_norm"]), users=trained.n_users,
-                accountant=trained.accountant or "",
-                details={"design": "dpsgd", "mechanism": "dp-sgd + gaussian popularity", "epsilon_sgd": eps_sgd,
-                         "epsilon_sgd_other_accountant": trained.epsilon_sgd_other,
-                         "epsilon_pop": trained.epsilon_pop, "delta_sgd": trained.delta_sgd,
-                         "delta_pop": trained.delta_pop, "popularity_sigma": trained.sigma_pop,
-                         "grad_sample_mode": trained.grad_sample_mode},
-            )
-        popularity_release_store(
-            tenant_id=tenant_id, entry=entry, run=run, item_pks=trained.item_pks, counts=trained.pop_counts,
-            epsilon=trained.epsilon_pop, delta=trained.delta_pop, sigma=trained.sigma_pop,
-            cap=int(trained.config["pop_cap"]), n_users=trained.n_users,
-        )
-        run.status, run.finished_at, run.heartbeat_at = RunStatus.SUCCEEDED, now, now
-        run.epsilon_sgd, run.epsilon_pop = eps_sgd, trained.epsilon_pop
-        run.epsilon_spent, run.delta_used = spent, delta
-        run.n_users_trained, run.metrics, run.model_version = trained.n_users, trained.metrics, mv
-        run.loss_history = [None if math.isnan(x) else x for x in trained.loss_history]
-        run.save()
+        _record_release(tenant_id, run, trained, gate, mv, RunStatus.SUCCEEDED)
         audit.record(
             tenant_id=tenant_id, actor="task:modeling.train", action="model.activate", target_type="model_version",
             target_id=str(version),
             details={"run": run_id, "checksum": mv.checksum, "previous": None if created else pointer.previous_version,
-                     "epsilon_spent": repr(run.epsilon_spent)},
+                     "epsilon_spent": repr(run.epsilon_spent), "design": trained.design, "gate": gate["reason"]},
         )
     return previous_features
 

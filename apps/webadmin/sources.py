@@ -139,7 +139,7 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return getattr(obj, name, default)
 
 
-FINISHED = frozenset({"succeeded", "failed", "refused", "cancelled"})
+FINISHED = frozenset({"succeeded", "rejected", "failed", "refused", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,11 @@ class TrainingRun:
     metrics: dict[str, Any]
     model_version: str
     error: str
+    mechanism: str = ""
+    mechanisms: tuple[dict[str, Any], ...] = ()
+    accountant: str = ""
+    epsilon_spent: float | None = None
+    gate: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -174,13 +179,32 @@ def _run(raw: Any) -> TrainingRun:
         id=int(_get(raw, "id", _get(raw, "pk", 0))),
         status=status,
         epsilon=float(_get(raw, "epsilon", 0.0) or 0.0),
-        progress=1.0 if status == "succeeded" else max(0.0, min(1.0, float(progress))),
+        progress=1.0 if status in ("succeeded", "rejected") else max(0.0, min(1.0, float(progress))),
         created_at=_get(raw, "created_at"),
         finished_at=_get(raw, "finished_at"),
         metrics=dict(_get(raw, "metrics", None) or {}),
         model_version=str(version or ""),
         error=str(_get(raw, "error", "") or ""),
+        mechanism=str(_get(raw, "mechanism", "") or ""),
+        mechanisms=tuple(_mechanism_row(m) for m in (_get(raw, "release", None) or {}).get("mechanisms", [])),
+        accountant=str((_get(raw, "release", None) or {}).get("accountant", "") or ""),
+        epsilon_spent=_get(raw, "epsilon_spent"),
+        gate=dict(_get(raw, "gate", None) or {}) or None,
     )
+
+
+def _mechanism_row(mechanism: dict[str, Any]) -> dict[str, Any]:
+    """One released mechanism for the run page: its name, noise and standalone ε, rounded for reading."""
+    noise = mechanism.get("noise_multiplier", mechanism.get("sigma", mechanism.get("noise")))
+    alone = mechanism.get("epsilon_alone")
+    details = {k: v for k, v in mechanism.items()
+               if k in ("sample_rate", "steps", "epochs", "clip_norm", "expected_batch", "items", "rank", "cap")}
+    return {
+        "name": str(mechanism.get("name", "")),
+        "noise": f"{noise:.4g}" if isinstance(noise, int | float) else str(noise or ""),
+        "epsilon_alone": f"{alone:.3g}" if isinstance(alone, int | float) else "",
+        "details": ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in details.items()),
+    }
 
 
 def training_runs(*, tenant_id: int, limit: int = 20) -> list[TrainingRun] | None:

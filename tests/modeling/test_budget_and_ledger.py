@@ -291,13 +291,18 @@ def test_the_budget_row_lock_is_taken_inside_the_request_transaction(seeded_a, q
             assert cursor.fetchone()[0] >= 1
 
 
-def test_the_tenant_setting_dp_design_picks_the_factor_or_the_legacy_dp_sgd_design():
+def test_auto_picks_the_opacus_tower_for_large_tenants_and_the_factors_below():
     from apps.core.errors import Conflict
-    from apps.modeling.services import planned_mechanism, run_config
+    from apps.modeling.services import TOWER_MIN_USERS, planned_mechanism, run_config
 
-    factors, legacy = run_config({}), run_config({"dp_design": "dpsgd"})
-    assert factors["dp_design"] == "factors" and factors["epochs"] == 0 and factors["factor_rank"] == 16
-    assert legacy["dp_design"] == "dpsgd" and legacy["epochs"] == 10 and legacy["factor_rank"] == 0
+    small, large = run_config({}, n_users=TOWER_MIN_USERS - 1), run_config({}, n_users=TOWER_MIN_USERS)
+    assert small["dp_design"] == "factors" and small["epochs"] == 0 and small["factor_rank"] == 16
+    assert large["dp_design"] == "tower" and large["epochs"] >= 1 and large["factor_rank"] == 0
+    assert run_config({})["dp_design"] == "factors"  # size unknown: the design that needs no minimum
+    # an explicit design wins over the size; "dpsgd" (the pre-0003 name) runs the Opacus tower
+    assert run_config({"dp_design": "tower"}, n_users=40)["dp_design"] == "tower"
+    assert run_config({"dp_design": "dpsgd"}, n_users=40)["dp_design"] == "tower"
+    assert run_config({"dp_design": "factors"}, n_users=10**6)["dp_design"] == "factors"
     # the run's ε shapes the factor design with the evaluation's schedule; tenant overrides still win
     from apps.modeling.ml.dp_factors import factor_schedule
 
@@ -309,8 +314,10 @@ def test_the_tenant_setting_dp_design_picks_the_factor_or_the_legacy_dp_sgd_desi
     assert run_config({}, 1.0, n_users=40)["factor_rank"] == 16
     assert run_config({}, 1.0, n_users=610)["factor_rank"] == 4
     assert run_config({"modeling": {"factor_rank": 8}}, 1.0)["factor_rank"] == 8
-    assert run_config({"dp_design": "dpsgd"}, 1.0)["factor_rank"] == 0
-    assert planned_mechanism(legacy, 4.0, 1e-6)["epsilon_pop"] == pytest.approx(2.0)
-    for bad in ({"dp_design": "other"}, {"modeling": {"epochs": 3}}, {"dp_design": "dpsgd", "modeling": {"factor_rank": 4}}):
+    plan = planned_mechanism(large, 4.0, 1e-6, 100_000)
+    assert plan["design"] == "tower" and "Opacus" in plan["mechanism"] and plan["steps"] == large["epochs"] * 49
+    assert plan["epsilon_pop_alone"] == pytest.approx(0.2 * 4.0)
+    for bad in ({"dp_design": "other"}, {"modeling": {"epochs": 3}}, {"dp_design": "tower", "modeling": {"factor_rank": 4}},
+                {"dp_design": "tower", "modeling": {"negatives": 0}}):
         with pytest.raises(Conflict):
             run_config(bad)

@@ -17,6 +17,7 @@ from django.db import connection
 
 from apps.core.tenant_db import tenant_context
 from apps.modeling import selectors, services, training
+from apps.modeling.ml.accounting import history_epsilon
 from apps.modeling.ml.dp_factors import factor_schedule
 from apps.modeling.models import ActiveModel, LedgerEntry, ModelVersion, TrainingRun
 from tests.modeling.conftest import ROOT, trained_persona
@@ -125,20 +126,27 @@ def test_reported_epsilon_equals_the_accountants_and_never_exceeds_the_charge(li
     monkeypatch.setattr(opacus.PrivacyEngine, "make_private", spy)
     persona = make_tenant("eps")
     seed_tenant(persona)
-    set_modeling(persona, dp_design="dpsgd", epochs=2, seed=3, holdout_fraction=0.0)
+    set_modeling(persona, dp_design="tower", epochs=2, seed=3, holdout_fraction=0.0)
     run_id = _start(persona, epsilon=2.0)
 
     assert training.training_run_execute(tenant_id=_tid(persona), run_id=run_id) == "succeeded"
 
     run = selectors.training_run_get(tenant_id=_tid(persona), run_id=run_id)
     (engine,) = engines
-    assert run["epsilon_sgd"] == engine.accountant.get_epsilon(run["delta_used"] / 2)
-    assert run["epsilon_pop"] == pytest.approx(1.0)
-    assert run["epsilon_spent"] == pytest.approx(run["epsilon_sgd"] + run["epsilon_pop"])
-    assert run["epsilon_spent"] <= run["epsilon"] + 1e-9
+    delta = run["delta_used"]
+    # DP-SGD alone is what Opacus' accountant says; the popularity release alone is its share of ε;
+    # the run spends both composed by the same RDP accountant (not their sum), never above the charge
+    assert run["epsilon_sgd"] == pytest.approx(engine.accountant.get_epsilon(delta))
+    assert run["epsilon_pop"] == pytest.approx(0.2 * 2.0, rel=1e-6)
+    sigma_pop = run["release"]["mechanisms"][0]["sigma"]
+    composed = history_epsilon([(sigma_pop, 1.0, 1), *engine.accountant.history], delta)
+    assert run["epsilon_spent"] == pytest.approx(composed)
+    assert max(run["epsilon_sgd"], run["epsilon_pop"]) < run["epsilon_spent"] <= run["epsilon"] + 1e-9
+    assert run["design"] == "tower" and "Opacus" in run["mechanism"]
     (entry,) = selectors.privacy_budget(tenant_id=_tid(persona))["ledger"]
     assert entry["epsilon"] == 2.0 and entry["epsilon_accounted"] == run["epsilon_spent"]
-    assert entry["noise_multiplier"] > 0 and entry["steps"] == 4 and entry["accountant"] == "rdp"
+    assert entry["noise_multiplier"] == engine.accountant.history[0][0] and entry["steps"] == 4
+    assert entry["accountant"].startswith("RDP (Opacus)")
     assert entry["users"] == 40 and entry["delta_used"] == pytest.approx(1e-6)
     assert run["metrics"] == {}  # holdout 0: no offline metrics
 

@@ -38,3 +38,9 @@ class ModelConfig:
     factor_share: float = 0.6  # share of the Gaussian budget (mu^2) for the Gram; rest -> popularity
     factor_ridge: float = 1.0
     init_factor_weight: float = 1.0  # weight of the factor block in the initial user vector
+    # The public-feature tower (ml.tower, dp_design "tower"): low-rank learned item projection of the
+    # content vectors, sampled softmax with public negatives, sparse per-user rows.
+    proj_rank: int = 32  # rank of W - I in the item projection c_i W (0 = content vectors as they are)
+    negatives: int = 2048  # shared negatives per step, drawn from a public distribution
+    max_targets: int = 32  # target items per user row and epoch
+    expected_batch: int = 2048  # expected Poisson batch (users); the rate is 1/ceil(N / batch)

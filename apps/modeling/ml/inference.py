@@ -46,10 +46,22 @@ def item_vectors(weights: dict[str, np.ndarray], content: np.ndarray, extras: np
                  normalize: bool = True) -> np.ndarray:
     """Materialise (n_items, D+K) item vectors once per model version (for pgvector).
 
-    Seed item side: [content, extras]; learned: [content @ A + e_id, extras * s].
+    Seed item side: [content, extras]; learned: [content @ A + e_id, extras * s]; public-feature
+    tower (``ml.tower``): [content @ W, extras, pad] with the pad bringing every row to the stored
+    radius, so the cosine ranks like the dot product the tower was trained on (a row already past
+    the radius, e.g. a new item, keeps pad 0).
     """
     base = np.asarray(content, dtype=np.float32)
     ex = np.asarray(extras, dtype=np.float32)
+    if "item.proj" in weights:
+        v = np.concatenate([base @ weights["item.proj"], ex], axis=1)
+        radius = float(weights["item.radius"][0])
+        pad = np.sqrt(np.maximum(radius ** 2 - (v.astype(np.float64) ** 2).sum(axis=1), 0.0)).astype(np.float32)
+        v = np.concatenate([v, pad[:, None]], axis=1)
+        if normalize:
+            v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        out_t: np.ndarray = v.astype(np.float32)
+        return out_t
     if "item.adapter" in weights:
         base = base @ weights["item.adapter"]
         ex = ex * weights["item.extra_scale"]

@@ -223,6 +223,10 @@ SOTTO: dict[str, Any] = {
     "MODELING_MIN_USERS": env_int("SOTTO_MODELING_MIN_USERS", 10, minimum=1),
     "MODELING_POPULARITY_CAP": env_int("SOTTO_MODELING_POPULARITY_CAP", 50, minimum=1),
     "MODELING_TORCH_THREADS": env_int("SOTTO_MODELING_TORCH_THREADS", 1, minimum=0),  # 0 = torch's default
+    # holdout users scored per run (a seeded sample when there are more) and the activation gate's
+    # relative margin over DP popularity and the active version (training.gate_decision)
+    "MODELING_EVAL_USERS": env_int("SOTTO_MODELING_EVAL_USERS", 5000, minimum=1),
+    "MODELING_GATE_MARGIN": env_float("SOTTO_MODELING_GATE_MARGIN", 0.0),
     "METRICS_TOKEN": env_secret("SOTTO_METRICS_TOKEN"),
     # Rate limits per API key (apps/api/throttling.py): ApiKey.rate_limit_per_s, else
     # Tenant.settings["rate_limit_per_s"], else this; 0 = no limit. Buckets are per process unless
