@@ -248,54 +248,6 @@ def _release_factors(train: Any, content: np.ndarray, mc: ModelConfig, epsilon: 
     return weights, rel.extras, rel, release, eps_total
 
 
-def _release_tower(train: Any, content: np.ndarray, mc: ModelConfig, features: FeatureConfig, epsilon: float,
-                   delta: float, seed: int, on_epoch: Callable[[int, int, float], None] | None) -> tuple[Any, ...]:
-    """DP popularity (Gaussian) + DP-SGD of the public-feature tower (Opacus), composed by the RDP accountant."""
-    from apps.modeling.ml import accounting, tower
-    from apps.modeling.ml.popularity import analytic_gaussian_sigma, dp_popularity, popularity_feature
-
-    private = math.isfinite(epsilon)
-    if not private:
-        pop = dp_popularity(train.user, train.item, train.n_items, math.inf, 0.0, cap=mc.pop_cap, seed=seed)
-        extras = popularity_feature(pop.counts)[:, None]
-        res = tower.train_tower(train, content, extras, pop.counts, mc, features, noise_multiplier=None, seed=seed,
-                                on_progress=on_epoch)
-        release = {"design": "tower", "private": False, "mechanisms": [
-            {"name": "popularity", "noise": "none (non-private)"},
-            {"name": "two-tower SGD (non-private)", "epochs": res.epochs, "steps": res.steps}]}
-        return res, extras, pop, release, math.inf
-    sigma_pop = analytic_gaussian_sigma(mc.pop_epsilon_share * epsilon, delta)
-    fixed = [(sigma_pop, 1.0, 1)]  # the popularity release: one Gaussian, sensitivity 1, no sampling
-    _, q, steps = tower.dp_schedule(train.n_users, mc.expected_batch, mc.epochs)
-    sigma = accounting.calibrate_sgd_noise(epsilon=epsilon, delta=delta, fixed=fixed, sample_rate=q, steps=steps,
-                                           accountant=mc.accountant)
-    pop = dp_popularity(train.user, train.item, train.n_items, epsilon, delta, cap=mc.pop_cap, seed=seed, sigma=sigma_pop)
-    extras = popularity_feature(pop.counts, sigma_pop)[:, None]
-    res = tower.train_tower(train, content, extras, pop.counts, mc, features, noise_multiplier=sigma, seed=seed,
-                            on_progress=on_epoch)
-    history = fixed + res.history
-    eps_total = accounting.history_epsilon(history, delta, mc.accountant)
-    other = "prv" if mc.accountant == "rdp" else "rdp"
-    release = {
-        "design": "tower", "private": True,
-        "mechanism": "gaussian popularity + DP-SGD (Opacus) of the public-feature two-tower",
-        "accountant": f"{mc.accountant.upper()} (Opacus), popularity and DP-SGD composed",
-        "mechanisms": [
-            {"name": "gaussian popularity", "sigma": sigma_pop, "sensitivity": 1.0, "cap": mc.pop_cap,
-             "epsilon_alone": mc.pop_epsilon_share * epsilon},  # analytic Gaussian calibration
-            {"name": "DP-SGD (Opacus, Poisson sampling, per-user ghost clipping)", "noise_multiplier": sigma,
-             "sample_rate": q, "expected_batch": res.expected_batch, "steps": res.steps, "epochs": res.epochs,
-             "clip_norm": mc.max_grad_norm, "trainable_parameters": res.trainable_params,
-             "epsilon_alone": accounting.history_epsilon(res.history, delta, mc.accountant)},
-        ],
-        "epsilon_composed": eps_total, f"epsilon_composed_{other}": accounting.history_epsilon(history, delta, other),
-        "history": [list(h) for h in history], "delta": delta, "users_released": train.n_users,
-        "noise_multiplier": sigma, "sample_rate": q, "steps": res.steps, "epochs": res.epochs,
-        "clip_norm": mc.max_grad_norm,
-    }
-    return res, extras, pop, release, eps_total
-
-
 def train_tenant(
     *, data: tenant_data.TenantData, config: dict[str, Any], epsilon: float, delta: float, seed: int,
     features: FeatureConfig, on_epoch: Callable[[int, int, float], None] | None = None,
@@ -330,8 +282,10 @@ def train_tenant(
         cold = np.zeros(extras.shape[1], dtype=np.float32)
         cold[-1] = float(np.linalg.norm(extras, axis=1).max())  # pad: same norm as every other row
     elif design == "tower":
-        res, extras, pop, release, eps_total = _release_tower(train, data.content, mc, features, epsilon, delta, seed,
-                                                              on_epoch)
+        from apps.modeling.ml.tower import release_tower
+
+        res, extras, pop, release, eps_total = release_tower(train, data.content, mc, features, epsilon, delta, seed,
+                                                             on_epoch)
         weights, pop_counts, sigma_pop = res.weights, pop.counts, pop.sigma
         loss_history, epochs, steps = res.loss_history, res.epochs, res.steps
         cold = np.zeros(extras.shape[1], dtype=np.float32)  # no released count; the pad is computed per row

@@ -313,3 +313,57 @@ def dp_schedule(n_users: int, expected_batch: int, epochs: int) -> tuple[int, fl
     batch = max(1, min(int(expected_batch), n_users // 2 or 1))
     rate = 1.0 / math.ceil(n_users / batch)
     return batch, rate, epochs * int(1 / rate)  # int(1/q): the sampler's own steps per epoch
+
+
+def release_tower(
+    train: Interactions, content: np.ndarray, config: ModelConfig, features: FeatureConfig, epsilon: float,
+    delta: float, seed: int, on_progress: ProgressFn | None = None,
+) -> tuple[TowerRelease, np.ndarray, Any, dict[str, Any], float]:
+    """The whole "tower" release for (ε, δ): DP popularity, then DP-SGD calibrated so that both
+    together, composed by the Opacus accountant, spend at most ε. ε = inf trains without noise.
+
+    Returns (training result, item extras, popularity release, the record of what ran, composed ε).
+    """
+    from . import accounting
+    from .popularity import analytic_gaussian_sigma, dp_popularity, popularity_feature
+
+    if not math.isfinite(epsilon):
+        pop = dp_popularity(train.user, train.item, train.n_items, math.inf, 0.0, cap=config.pop_cap, seed=seed)
+        extras = popularity_feature(pop.counts)[:, None]
+        res = train_tower(train, content, extras, pop.counts, config, features, noise_multiplier=None, seed=seed,
+                          on_progress=on_progress)
+        return res, extras, pop, {"design": "tower", "private": False, "mechanism": "two-tower SGD (non-private)",
+                                  "mechanisms": [{"name": "popularity", "noise": "none (non-private)"},
+                                                 {"name": "two-tower SGD (non-private)", "epochs": res.epochs,
+                                                  "steps": res.steps}]}, math.inf
+    sigma_pop = analytic_gaussian_sigma(config.pop_epsilon_share * epsilon, delta)
+    fixed = [(sigma_pop, 1.0, 1)]  # the popularity release: one Gaussian, sensitivity 1, no sampling
+    _, q, steps = dp_schedule(train.n_users, config.expected_batch, config.epochs)
+    sigma = accounting.calibrate_sgd_noise(epsilon=epsilon, delta=delta, fixed=fixed, sample_rate=q, steps=steps,
+                                           accountant=config.accountant)
+    pop = dp_popularity(train.user, train.item, train.n_items, epsilon, delta, cap=config.pop_cap, seed=seed,
+                        sigma=sigma_pop)
+    extras = popularity_feature(pop.counts, sigma_pop)[:, None]
+    res = train_tower(train, content, extras, pop.counts, config, features, noise_multiplier=sigma, seed=seed,
+                      on_progress=on_progress)
+    history = fixed + res.history
+    eps_total = accounting.history_epsilon(history, delta, config.accountant)
+    other = "prv" if config.accountant == "rdp" else "rdp"
+    release = {
+        "design": "tower", "private": True,
+        "mechanism": "gaussian popularity + DP-SGD (Opacus) of the public-feature two-tower",
+        "accountant": f"{config.accountant.upper()} (Opacus), popularity and DP-SGD composed",
+        "mechanisms": [
+            {"name": "gaussian popularity", "sigma": sigma_pop, "sensitivity": 1.0, "cap": config.pop_cap,
+             "epsilon_alone": config.pop_epsilon_share * epsilon},  # analytic Gaussian calibration
+            {"name": "DP-SGD (Opacus, Poisson sampling, per-user ghost clipping)", "noise_multiplier": sigma,
+             "sample_rate": q, "expected_batch": res.expected_batch, "steps": res.steps, "epochs": res.epochs,
+             "clip_norm": config.max_grad_norm, "trainable_parameters": res.trainable_params,
+             "epsilon_alone": accounting.history_epsilon(res.history, delta, config.accountant)},
+        ],
+        "epsilon_composed": eps_total, f"epsilon_composed_{other}": accounting.history_epsilon(history, delta, other),
+        "history": [list(h) for h in history], "delta": delta, "users_released": train.n_users,
+        "noise_multiplier": sigma, "sample_rate": q, "steps": res.steps, "epochs": res.epochs,
+        "clip_norm": config.max_grad_norm,
+    }
+    return res, extras, pop, release, eps_total
