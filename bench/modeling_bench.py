@@ -24,7 +24,7 @@ Goal: DP <= 1.3 x non-private. Writes ``modeling.json`` under the output folder 
 whole training run per private design on a synthetic tenant of N users x ``--items`` items x about
 ``--per-user`` events each, through ``apps.modeling.training.train_tenant``: the pure part of the
 worker's run (holdout split, DP releases, tower, holdout metrics), with the product's own
-``services.run_config`` for "factors" (the default) and "dpsgd" (legacy). Each design runs in a
+``services.run_config`` for "factors" and "tower" (what "auto" picks below / from 5,000 users). Each design runs in a
 fresh child process so that its peak RSS (``resource.getrusage``) is its own. Not timed: the
 snapshot read from PostgreSQL and the served vectors' upsert and HNSW build (``_materialise``).
 Writes ``modeling-t10.json``::
@@ -212,10 +212,10 @@ def t10_child(design: str, users: int, items: int, per_user: int, epsilon: float
         "epoch_seconds": [round(b - a, 2) for a, b in itertools.pairwise([start, *ends])],
         "torch_threads": torch.get_num_threads(), "events": len(data.user), "users": data.n_users,
         "items": len(data.item_pks), "epsilon": epsilon, "delta": delta,
-        "epsilon_spent": trained.epsilon_total if trained.design == "factors" else trained.epsilon_sgd,
+        "epsilon_spent": trained.epsilon_spent, "mechanisms": trained.release.get("mechanisms"),
         "metrics": {k: v for k, v in trained.metrics.items() if k != "protocol"},
-        "config": {k: config[k] for k in ("epochs", "hidden", "sample_rate", "factor_rank", "factor_items",
-                                          "grad_sample_mode")},
+        "config": {k: config[k] for k in ("epochs", "hidden", "expected_batch", "factor_rank", "factor_items",
+                                          "proj_rank", "negatives", "grad_sample_mode")},
     }
 
 
@@ -227,7 +227,7 @@ def t10(out_dir: Path, users: int = 10_000, items: int = 2_000, per_user: int = 
     env = {**os.environ, "SOTTO_MODELING_TORCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     runs: dict[str, Any] = {}
     load_start = round(os.getloadavg()[0], 2)
-    for design in ("factors", "dpsgd"):
+    for design in ("factors", "tower"):
         cmd = [sys.executable, "-W", "ignore", "-m", "bench.modeling_bench", "--t10-child", design,
                "--users", str(users), "--items", str(items), "--per-user", str(per_user), "--epsilon", str(epsilon)]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
@@ -284,7 +284,7 @@ if __name__ == "__main__":
     parser.add_argument("--per-user", type=int, default=50, help="T10 mode: mean events per user")
     parser.add_argument("--threads", type=int, default=2, help="T10 mode: torch threads (MODELING_TORCH_THREADS)")
     parser.add_argument("--epsilon", type=float, default=4.0, help="T10 mode: ε of each run")
-    parser.add_argument("--t10-child", choices=["factors", "dpsgd"], help=argparse.SUPPRESS)
+    parser.add_argument("--t10-child", choices=["factors", "tower"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.t10_child:
         print(json.dumps(t10_child(args.t10_child, args.users, args.items, args.per_user, args.epsilon)))

@@ -4,7 +4,8 @@ Everything goes through the apps' own services, as the API would: the catalogue 
 ratings (as ``rating`` events through ``events_ingest``) are ``import_movielens``; encoding is the
 Celery worker the demo started; training is ``training_run_start`` (charged to the privacy ledger,
 queued to the same worker). Re-running is safe: a tenant that already holds the dataset skips the
-import, and one that already serves a trained model skips training (and spends no budget).
+import, and one that already serves a trained model, or whose run the activation gate kept inactive,
+skips training (and spends no budget).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from apps.tenancy.models import Tenant
 DEMO_EPSILON = 4.0
 ENCODING_TIMEOUT_S = 1800.0
 TRAINING_TIMEOUT_S = 1800.0
+FINISHED = ("succeeded", "rejected", "failed")
 
 
 def default_dataset() -> Path:
@@ -103,17 +105,31 @@ def training_step(*, tenant: Tenant, step: Callable[[str], None], stdout: Any) -
         step(f"Training: model version {version} already serves this tenant; no new run (no budget spent)")
         runs = [r for r in training_runs_for_tenant(tenant_id=tenant.id) if r["model_version"] == version]
         return runs[0] if runs else None
-    step(f"Training: a user-level DP run with epsilon = {DEMO_EPSILON:g} on the worker; the budget ledger is "
-         "charged first")
-    try:
-        run = training_run_start(tenant_id=tenant.id, epsilon=DEMO_EPSILON, actor="demo")
-    except DomainError as exc:
-        step(f"Training refused: {exc.message} (recommendations use the content strategy meanwhile)")
-        return None
-    step(f"Training run {run['id']} plans: {run['mechanism']}")
+    earlier = next((r for r in training_runs_for_tenant(tenant_id=tenant.id)
+                    if r["status"] in ("queued", "running", "rejected")), None)
+    if earlier is not None and earlier["status"] == "rejected":
+        step(f"Training: run {earlier['id']} already trained and was kept inactive ({earlier.get('error')}); "
+             "no new run (no budget spent)")
+        return earlier
+    if earlier is not None:
+        step(f"Training: run {earlier['id']} is already {earlier['status']}; waiting for it (no new charge)")
+        run = earlier
+    else:
+        step(f"Training: a user-level DP run with epsilon = {DEMO_EPSILON:g} on the worker; the budget ledger "
+             "is charged first")
+        try:
+            run = training_run_start(tenant_id=tenant.id, epsilon=DEMO_EPSILON, actor="demo")
+        except DomainError as exc:
+            step(f"Training refused: {exc.message} (recommendations use the content strategy meanwhile)")
+            return None
+        step(f"Training run {run['id']} plans: {run['mechanism']}")
     run = _wait_for_run(tenant.id, int(run["id"]), training_run_get, stdout)
     if run.get("release"):
         step(f"What ran: {run['mechanism']}; accountant {run['release'].get('accountant')}")
+    if run["status"] == "rejected":
+        step(f"Training run {run['id']} was trained and charged but kept inactive: {run.get('error')} "
+             "(the activation gate; recommendations use the content strategy meanwhile)")
+        return run
     if run["status"] != "succeeded":
         step(f"Training run {run['id']} ended {run['status']}: {run.get('error') or 'timed out'} "
              "(recommendations use the content strategy meanwhile)")
@@ -135,7 +151,7 @@ def _wait_for_run(tenant_id: int, run_id: int, get: Callable[..., dict[str, Any]
             loss = run.get("loss")
             bar.set_postfix(status=run["status"], loss=f"{loss:.3f}" if loss is not None else "-", refresh=False)
             bar.refresh()
-            if run["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+            if run["status"] in FINISHED or time.monotonic() > deadline:
                 return run
             time.sleep(1.0)
             run = get(tenant_id=tenant_id, run_id=run_id)
@@ -153,10 +169,13 @@ def evaluation_step(*, tenant: Tenant, run: dict[str, Any] | None, step: Callabl
         return
     m = evaluation["metrics"]
     eps = f"{run['epsilon']:g}" if run else "?"
-    step(f"Evaluation: model version {evaluation['model_version']} on its holdout ({m.get('protocol', '')})")
+    state = "live" if evaluation["status"] == "active" else evaluation["status"]
+    step(f"Evaluation: model version {evaluation['model_version']} ({state}) on its holdout "
+         f"({m.get('protocol', '')})")
+    design = (run or {}).get("design") or "DP"
     rows = [
         ("ranking", "Recall@20", "NDCG@10"),
-        (f"Sotto two-tower, DP epsilon={eps}", f"{m['recall@20']:.4f}", f"{m['ndcg@10']:.4f}"),
+        (f"Sotto {design} model, DP epsilon={eps}", f"{m['recall@20']:.4f}", f"{m['ndcg@10']:.4f}"),
         ("DP popularity (cold-start fallback)", f"{m['dp_popularity_recall@20']:.4f}",
          f"{m['dp_popularity_ndcg@10']:.4f}"),
     ]

@@ -34,7 +34,7 @@ from apps.core.errors import Conflict, DomainError
 from apps.core.tenant_db import dangerously_as_platform, tenant_context
 from apps.modeling import tenant_data
 from apps.modeling.artifacts import ServingModel
-from apps.modeling.ml.config import ModelConfig
+from apps.modeling.ml.config import TOWER_DEFAULTS, ModelConfig
 from apps.modeling.ml.features import tower_input
 from apps.modeling.ml.inference import user_vectors
 from apps.modeling.models import (
@@ -76,9 +76,6 @@ DP_DEFAULTS = ModelConfig(epochs=0, hidden=16, freeze_skip=True, factor_rank=16,
 # The public-feature two-tower trained with DP-SGD through Opacus (``ml.tower``; decision 0003):
 # DP popularity (a fifth of ε alone) and DP-SGD of a low-rank item projection of the BERT vectors plus
 # the user MLP, composed by Opacus' RDP accountant. Every item gets collaborative signal.
-TOWER_DEFAULTS = ModelConfig(epochs=10, hidden=64, freeze_skip=False, proj_rank=32, negatives=2048, max_targets=32,
-                             expected_batch=2048, lr=1e-3, tau=0.05, init_content_weights=(0.5, 0.5),
-                             init_pop_weight=0.5, pop_epsilon_share=0.2, max_grad_norm=1.0)
 # "auto" (the default) picks "tower" from this many trainable users up, "factors" below (measured:
 # docs/results/model-scale.md, decision 0003).
 TOWER_MIN_USERS = 5000

@@ -77,7 +77,7 @@ def test_it_writes_p1_json_plot_and_markdown_with_baselines_beside_sotto(tmp_pat
     assert result["protocol"] == "P1" and result["n_users"] == N_USERS
     models = [(r["model"], r["epsilon"]) for r in result["results"]]
     assert models == [("popularity", None), ("itemknn", None), ("ease(lambda=500)", None), ("seed-literal", None),
-                      ("sotto-two-tower", 8.0), ("sotto-two-tower", None)]
+                      ("sotto-two-tower", 8.0), ("sotto-two-tower", None), ("sotto-tower", 8.0), ("sotto-tower", None)]
     for r in result["results"]:
         assert {"recall@20", "recall@20_capped", "ndcg@10"} <= set(r)
         assert 0.0 <= r["recall@20"] <= r["recall@20_capped"] <= 1.0
@@ -85,10 +85,17 @@ def test_it_writes_p1_json_plot_and_markdown_with_baselines_beside_sotto(tmp_pat
     # default DP design: popularity + Gram releases take the whole budget (no DP-SGD)
     assert dp["epsilon_sgd"] is None and dp["epsilon_total"] == pytest.approx(8.0)
     assert dp["sigma_pop"] > 0 and dp["sigma_gram"] > 0
+    # the Opacus tower: DP-SGD and popularity composed by the RDP accountant within the ε asked for
+    tower = result["results"][6]
+    assert tower["design"] == "tower" and "Opacus DP-SGD" in result["method"]["sotto-tower"] == tower["mechanism"]
+    assert tower["accountant"].startswith("RDP (Opacus)") and 0 < tower["epsilon_total"] <= 8.0 + 1e-6
+    assert tower["noise_multiplier"] > 0 and tower["steps"] > 0
+    assert result["results"][7]["noise_multiplier"] == 0.0
     assert (tmp_path / "p1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (tmp_path / "p1.md").read_text()
     assert f"python manage.py evaluate --dataset {data} --epsilons 8,inf --json {out}" in markdown
     assert "| popularity |" in markdown and "| sotto-two-tower | 8.0000 |" in markdown
+    assert "| sotto-tower | 8.0000 |" in markdown
 
 
 def test_content_vectors_are_encoded_once_and_cached(tmp_path, fake_encoder, live_db):

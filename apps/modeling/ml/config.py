@@ -44,3 +44,10 @@ class ModelConfig:
     negatives: int = 2048  # shared negatives per step, drawn from a public distribution
     max_targets: int = 32  # target items per user row and epoch
     expected_batch: int = 2048  # expected Poisson batch (users); the rate is 1/ceil(N / batch)
+
+
+# The product's defaults for dp_design "tower" (20k-user sweeps in docs/results/model-scale.md);
+# the P1 evaluation uses the same object, so what is measured is what tenants get.
+TOWER_DEFAULTS = ModelConfig(epochs=10, hidden=64, freeze_skip=False, proj_rank=32, negatives=2048, max_targets=32,
+                             expected_batch=2048, lr=1e-3, tau=0.05, init_content_weights=(0.5, 0.5),
+                             init_pop_weight=0.5, pop_epsilon_share=0.2, max_grad_norm=1.0)

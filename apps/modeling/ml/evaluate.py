@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from . import baselines
+from .config import TOWER_DEFAULTS, ModelConfig
 from .data import load_movielens, p1_split
 from .dp_factors import release_item_extras, scheduled_config
 from .features import FeatureConfig
@@ -28,6 +29,15 @@ from .metrics import evaluate_scores
 __all__ = ["P1Config", "default_p1_config", "legacy_private_config", "plot_privacy_utility", "run_p1"]
 
 Progress = Callable[[str, int, int, float], None]
+
+# What each private Sotto row ran (the product's dp_design of the same name; docs/modeling.md).
+METHODS = {
+    "factors": "dp_design factors: Gaussian DP popularity + Gaussian item-item Gram over the top items "
+               "(DP PureSVD), composed as GDP; no DP-SGD",
+    "tower": "dp_design tower: Opacus DP-SGD (Poisson sampling, one row per user, per-user clipping) on an MLP "
+             "user tower over public BERT content features with a learned item projection and public negatives, "
+             "+ Gaussian DP popularity; composed by Opacus' RDP accountant",
+}
 
 
 @dataclass
@@ -42,11 +52,12 @@ class P1Config:
     delta: float | None = None  # total delta; default 1/n_users
     # shape the private factor design by ε (``dp_factors.scheduled_config``), as the product does
     epsilon_schedule: bool = True
+    # the Opacus public-feature tower (``ml.tower``, dp_design "tower") at every ε too; None = skip
+    tower: ModelConfig | None = field(default_factory=lambda: replace(TOWER_DEFAULTS))
 
 
 def default_p1_config() -> P1Config:
     """Configs chosen in docs/results/p1-experiments.md."""
-    from .config import ModelConfig
 
     return P1Config(
         nonprivate=ModelConfig(epochs=5, hidden=256),
@@ -61,7 +72,6 @@ def default_p1_config() -> P1Config:
 
 def legacy_private_config() -> Any:
     """The pre-factor DP design (popularity coordinate + DP-SGD), kept for comparison."""
-    from .config import ModelConfig
 
     return ModelConfig(epochs=10, sample_rate=0.5, hidden=16, freeze_skip=True)
 
@@ -89,7 +99,6 @@ def run_p1(
     "recall@20_capped", "ndcg@10", ...}]}``.
     """
     from . import inference
-    from .config import ModelConfig
     from .train import TrainData, train_model, user_inputs
 
     cfg = config or default_p1_config()
@@ -150,7 +159,8 @@ def run_p1(
 
         m = ev(model_scores)
         results.append(_row(
-            "sotto-two-tower", eps if private else None, m,
+            "sotto-two-tower", eps if private else None, m, design="factors" if private else "nonprivate",
+            mechanism=METHODS["factors"] if private else "non-private two-tower (Adam, no noise)",
             epsilon_sgd=res.epsilon, epsilon_sgd_other=res.epsilon_other, accountant=res.accountant,
             epsilon_pop=rel.epsilon if private else None, sigma_pop=rel.sigma_pop, sigma_gram=rel.sigma_gram,
             epsilon_total=(rel.epsilon + (res.epsilon or 0.0)) if private else None,
@@ -158,7 +168,47 @@ def run_p1(
             sample_rate=res.sample_rate, epochs=res.epochs, steps=res.steps, max_grad_norm=res.max_grad_norm,
             seconds=round(res.seconds, 1), config=res.config,
         ))
-    return {"protocol": "P1", "n_users": n_users, "n_items": n_items, "seed": seed, "results": results}
+    if cfg.tower is not None:
+        results.extend(_tower_rows(split, content, cfg.tower, cfg.features, epsilons, delta_total, seed, on_progress))
+    return {"protocol": "P1", "n_users": n_users, "n_items": n_items, "seed": seed,
+            "method": {"sotto-two-tower": METHODS["factors"], "sotto-tower": METHODS["tower"]}, "results": results}
+
+
+def _tower_rows(split: Any, content: np.ndarray, tower: ModelConfig, features: FeatureConfig, epsilons: Sequence[float],
+                delta: float, seed: int, on_progress: Progress | None) -> list[dict[str, Any]]:
+    """P1 rows of the Opacus public-feature tower (sparse inputs, as the product trains and serves it)."""
+    from . import inference, sparse
+    from .tower import release_tower
+
+    seen = sparse.item_lists(split.train)
+    x = sparse.tower_inputs(sparse.histories(split.train), content, features)
+    rows: list[dict[str, Any]] = []
+    for eps in epsilons:
+        eps = float(eps)
+        label = f"tower eps={eps:g}"
+
+        def report(epoch: int, epochs: int, loss: float, _label: str = label) -> None:
+            if on_progress is not None:
+                on_progress(_label, epoch, epochs, loss)
+
+        res, extras, _, release, spent = release_tower(split.train, content, tower, features, eps, delta, seed,
+                                                       report)
+        uvec, ivec = inference.user_vectors(res.weights, x), inference.item_vectors(res.weights, content, extras)
+
+        def scores(users: np.ndarray, uvec: np.ndarray = uvec, ivec: np.ndarray = ivec) -> np.ndarray:
+            return np.asarray(uvec[users] @ ivec.T)
+
+        m = evaluate_scores(scores, seen, split.test_items, split.train.n_items)
+        private = math.isfinite(eps)
+        rows.append(_row(
+            "sotto-tower", eps if private else None, m, design="tower",
+            mechanism=METHODS["tower"] if private else "the same tower trained without noise or clipping",
+            epsilon_total=spent if private else None,
+            delta=delta if private else None, accountant=release.get("accountant"),
+            noise_multiplier=res.noise_multiplier, sample_rate=release.get("sample_rate"), epochs=res.epochs,
+            steps=res.steps, max_grad_norm=res.max_grad_norm, seconds=round(res.seconds, 1), config=res.config,
+        ))
+    return rows
 
 
 def plot_privacy_utility(result: dict[str, Any], path: str, metric: str = "recall@20") -> str:
@@ -169,14 +219,16 @@ def plot_privacy_utility(result: dict[str, Any], path: str, metric: str = "recal
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    rows = [r for r in result["results"] if r["model"] == "sotto-two-tower"]
-    dp = sorted([r for r in rows if r["epsilon"] is not None], key=lambda r: r["epsilon"])
-    if dp:
-        ax.plot([r["epsilon"] for r in dp], [r[metric] for r in dp], "o-", label="Sotto (user-level DP)")
-    for r in rows:
-        if r["epsilon"] is None:
-            ax.axhline(r[metric], color="C0", ls="--", label="Sotto non-private")
-    for i, r in enumerate(x for x in result["results"] if x["model"] != "sotto-two-tower"):
+    sotto = ("sotto-two-tower", "sotto-tower")
+    for name, color, label in (("sotto-two-tower", "C0", "Sotto factors"), ("sotto-tower", "C9", "Sotto tower (Opacus)")):
+        rows = [r for r in result["results"] if r["model"] == name]
+        dp = sorted([r for r in rows if r["epsilon"] is not None], key=lambda r: r["epsilon"])
+        if dp:
+            ax.plot([r["epsilon"] for r in dp], [r[metric] for r in dp], "o-", color=color, label=f"{label} (user-level DP)")
+        for r in rows:
+            if r["epsilon"] is None:
+                ax.axhline(r[metric], color=color, ls="--", label=f"{label} non-private")
+    for i, r in enumerate(x for x in result["results"] if x["model"] not in sotto):
         ax.axhline(r[metric], color=f"C{i + 1}", ls=":", label=r["model"])
     ax.set_xscale("log")
     ax.set_xlabel("epsilon (total, user level)")

@@ -112,12 +112,15 @@ def _fmt(value: Any) -> str:
 
 
 def results_table(result: dict[str, Any]) -> list[str]:
-    rows = ["| model | ε | recall@20 | recall@20 (capped) | NDCG@10 | ε_sgd (accountant) | sigma | q | epochs |",
+    rows = ["| model | ε | recall@20 | recall@20 (capped) | NDCG@10 | ε accounted (DP-SGD part; tower: all) | sigma | q | epochs |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["results"]:
         eps = r["epsilon"]
-        eps_s = "∞ (non-private)" if r["model"] == "sotto-two-tower" and eps is None else _fmt(eps)
-        dp = r.get("epsilon_sgd") is not None
+        sotto = r["model"] in ("sotto-two-tower", "sotto-tower")
+        eps_s = "∞ (non-private)" if sotto and eps is None else _fmt(eps)
+        dp = r.get("epsilon_sgd") is not None or (r["model"] == "sotto-tower" and eps is not None)
+        if r.get("epsilon_sgd") is None and dp:
+            r = {**r, "epsilon_sgd": r.get("epsilon_total")}  # the tower: popularity + DP-SGD composed
         rows.append(
             f"| {r['model']} | {eps_s} | {r['recall@20']:.4f} | {r['recall@20_capped']:.4f} | {r['ndcg@10']:.4f} | "
             f"{_fmt(r.get('epsilon_sgd')) if dp else '-'} | {_fmt(r.get('noise_multiplier')) if dp else '-'} | "
@@ -224,12 +227,15 @@ def markdown(result: dict[str, Any], table: list[str]) -> str:
         f"content vectors: {result['content'].get('source')} ({result['content'].get('model', '')}); "
         f"{result['seconds']:.0f} s.",
         "Recall@20 is the standard |hits|/|test|; the capped column divides by min(|test|, 20) (the scale of the "
-        "P1 reference numbers). ε is the total user-level budget, δ = 1/N_users. Default DP design (`factor_rank` > 0, "
-        "epochs 0): two Gaussian releases, DP popularity and the DP item-item Gram over the M most popular "
-        "items (rank-r factors; r, M and the popularity weight follow ε, `ml.dp_factors.FACTOR_SCHEDULE`), "
-        "composed exactly (GDP) to the whole (ε, δ); no DP-SGD (its columns show -). "
-        "The legacy design (popularity + DP-SGD, basic composition) is "
-        "`evaluate.legacy_private_config()`. Noise and shape per release: "
+        "P1 reference numbers). ε is the total user-level budget, δ = 1/N_users. Two private designs, each the "
+        "product's `dp_design` of that name (`auto` picks `factors` below 5,000 users, `tower` from there; "
+        "docs/decisions/0003). `sotto-two-tower` rows: dp_design `factors` (epochs 0), two Gaussian releases, "
+        "DP popularity and the DP item-item Gram over the M most popular items (rank-r factors; r, M and the "
+        "popularity weight follow ε, `ml.dp_factors.FACTOR_SCHEDULE`), composed exactly (GDP) to the whole "
+        "(ε, δ); no DP-SGD (its columns show -); its non-private row is the two-tower trained with Adam. "
+        "`sotto-tower` rows: dp_design `tower`, Opacus DP-SGD on the MLP user tower over public content "
+        "features + DP popularity, composed by the RDP accountant (ε, σ, q, epochs in the columns). "
+        "Noise and shape per factors release: "
         + "; ".join(f"ε={r['epsilon']:g}: sigma_pop={r.get('sigma_pop', 0):.3f}, sigma_gram={r.get('sigma_gram') or 0:.3f}"
                     + _shape(r.get("config") or {})
                     for r in result["results"] if r["model"] == "sotto-two-tower" and r["epsilon"] is not None)
@@ -240,10 +246,11 @@ def markdown(result: dict[str, Any], table: list[str]) -> str:
     ]
     if pop is not None:
         for r in result["results"]:
-            if r["model"] == "sotto-two-tower":
+            if r["model"] in ("sotto-two-tower", "sotto-tower"):
                 eps = "non-private" if r["epsilon"] is None else f"ε={r['epsilon']:g}"
                 verdict = "beats" if r["recall@20"] > pop["recall@20"] else "does NOT beat"
-                lines.append(f"- Sotto {eps} {verdict} popularity on recall@20 "
+                name = "factors" if r["model"] == "sotto-two-tower" else "tower"
+                lines.append(f"- Sotto {name} {eps} {verdict} popularity on recall@20 "
                              f"({r['recall@20']:.4f} vs {pop['recall@20']:.4f}).")
     lines += ["", "![privacy-utility](p1.png)", ""]
     return "\n".join(lines)
