@@ -29,8 +29,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _setup() -> None:
+def _setup(processes: int = 1) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if processes > 1:  # DP-SGD on N torch.distributed processes, the cores shared among them
+        os.environ["SOTTO_MODELING_TRAIN_PROCESSES"] = str(processes)
+        os.environ.setdefault("SOTTO_MODELING_TORCH_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     sys.path[:0] = [str(ROOT), str(ROOT / "platform")]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     os.environ.setdefault("SOTTO_MODELING_TORCH_THREADS", "0")  # a worker's training takes the whole machine
@@ -77,6 +80,9 @@ def run(users: int, items: int, events: int, epsilon: float, design: str, seed: 
         "steps": rel.get("steps"), "epochs": rel.get("epochs"),
         "seconds": round(seconds, 1), "data_seconds": round(t_data, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # the largest training process when DP-SGD ran on several (each holds the rows)
+        "peak_rss_mib_rank": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "processes": rel.get("processes", 1), "engine": rel.get("engine"),
         "recall@20_capped": m.get("recall@20_capped"), "ndcg@10": m.get("ndcg@10"),
         "dp_popularity_recall@20_capped": m.get("dp_popularity_recall@20_capped"),
         "users_evaluated": m.get("users_evaluated"),
@@ -95,11 +101,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epsilon", type=float, default=8.0)
     parser.add_argument("--design", choices=["auto", "tower", "factors"], default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="DP-SGD on this many torch.distributed (gloo) processes (SOTTO_MODELING_TRAIN_PROCESSES)")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "model_scale.json")
     args = parser.parse_args(argv)
     if args.users < 2 or args.items < 2 or args.events < args.users:
         parser.error("need at least 2 users, 2 items and one event per user")
-    _setup()
+    _setup(args.processes)
     result = run(args.users, args.items, args.events, args.epsilon, args.design, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

@@ -151,6 +151,33 @@ def test_reported_epsilon_equals_the_accountants_and_never_exceeds_the_charge(li
     assert run["metrics"] == {}  # holdout 0: no offline metrics
 
 
+def test_with_two_training_processes_a_run_trains_on_torch_distributed_and_spends_the_same(live_db, settings):
+    from tests.support import make_tenant
+
+    # Given an operator who gives each tenant's DP-SGD two processes, and a tenant with enough users
+    # for two ranks (300 users: 75 expected per rank and step)
+    settings.SOTTO = {**settings.SOTTO, "MODELING_TRAIN_PROCESSES": 2}
+    persona = make_tenant("ddp")
+    seed_tenant(persona, n_users=300)
+    set_modeling(persona, dp_design="tower", epochs=2, seed=3, holdout_fraction=0.0)
+    run_id = _start(persona, epsilon=2.0)
+
+    # when the run executes, then torchrun's two gloo ranks trained it, and the ledger records the
+    # plan that single-process Opacus would have run: the same steps, rate and composed ε
+    assert training.training_run_execute(tenant_id=_tid(persona), run_id=run_id) == "succeeded"
+    run = selectors.training_run_get(tenant_id=_tid(persona), run_id=run_id)
+    assert run["release"]["processes"] == 2
+    assert run["release"]["engine"] == "torch.distributed (gloo) + Opacus DPDDP"
+    from apps.modeling.ml.tower import dp_schedule
+
+    _, q, steps = dp_schedule(300, 2048, 2)
+    assert run["release"]["sample_rate"] == q and run["release"]["steps"] == steps == 4
+    sigma_pop = run["release"]["mechanisms"][0]["sigma"]
+    composed = history_epsilon([(sigma_pop, 1.0, 1), (run["release"]["noise_multiplier"], q, steps)],
+                               run["delta_used"])
+    assert run["epsilon_spent"] == pytest.approx(composed) and run["epsilon_spent"] <= 2.0 + 1e-9
+
+
 def test_the_factor_design_records_both_releases_and_never_composes_above_the_charge(live_db):
     from apps.modeling.artifacts import load_artifacts
     from apps.modeling.ml.popularity import _delta_for

@@ -229,15 +229,34 @@ def _export(model: PublicFeatureTower, content: np.ndarray, extras: np.ndarray) 
 def train_tower(
     train: Interactions, content: np.ndarray, extras: np.ndarray, pop_counts: np.ndarray, config: ModelConfig,
     features: FeatureConfig, *, noise_multiplier: float | None, seed: int = 0,
-    on_progress: ProgressFn | None = None,
+    on_progress: ProgressFn | None = None, processes: int = 1, threads: int = 0,
 ) -> TowerRelease:
     """Train the tower; DP-SGD through Opacus when ``noise_multiplier`` is given (else non-private).
 
     The caller calibrates ``noise_multiplier`` for the whole release (``accounting``) on the
     schedule :func:`dp_schedule` gives for ``config.expected_batch`` and ``config.epochs``: Opacus'
     DPDataLoader samples with rate 1/⌈N/B⌉ for ⌈N/B⌉ steps an epoch, and the run checks that it took
-    exactly the steps and rate that were accounted.
+    exactly the steps and rate that were accounted. ``processes`` > 1 runs the same DP-SGD on that
+    many torch.distributed processes (``ml.distributed``: Opacus DPDDP over gloo), same accounting.
     """
+    if processes > 1:
+        from .distributed import train_tower_distributed
+
+        return train_tower_distributed(train, content, extras, pop_counts, config, features,
+                                       noise_multiplier=noise_multiplier, seed=seed, on_progress=on_progress,
+                                       processes=processes, threads=threads)
+    return fit_tower(train, content, extras, pop_counts, config, features, noise_multiplier=noise_multiplier,
+                     seed=seed, on_progress=on_progress)
+
+
+def fit_tower(
+    train: Interactions, content: np.ndarray, extras: np.ndarray, pop_counts: np.ndarray, config: ModelConfig,
+    features: FeatureConfig, *, noise_multiplier: float | None, seed: int = 0,
+    on_progress: ProgressFn | None = None, rank: int | None = None,
+) -> TowerRelease:
+    """One process's training loop; ``rank`` set = one replica of a torch.distributed group (the
+    process group is initialised by the caller): the model is wrapped in Opacus' DPDDP, each rank
+    Poisson-samples its own shard of the users, rank 0 adds the noise, gradients are all-reduced."""
     from opacus import PrivacyEngine
 
     t0 = time.perf_counter()
@@ -261,13 +280,21 @@ def train_tower(
     engine = None
     if private:
         assert noise_multiplier is not None
+        from opacus.distributed import DifferentiallyPrivateDistributedDataParallel
+
         engine = PrivacyEngine(accountant=config.accountant, secure_mode=False)
+        module: nn.Module = DifferentiallyPrivateDistributedDataParallel(model) if rank is not None else model
         dp_model, dp_opt, dp_crit, dp_loader = engine.make_private(
-            module=model, optimizer=opt, data_loader=loader, criterion=crit, noise_multiplier=noise_multiplier,
-            max_grad_norm=config.max_grad_norm, poisson_sampling=True, grad_sample_mode="ghost",
-            noise_generator=torch.Generator().manual_seed(seed + 1),
+            module=module, optimizer=opt, data_loader=loader, criterion=crit, noise_multiplier=noise_multiplier, max_grad_norm=config.max_grad_norm, poisson_sampling=True,
+            grad_sample_mode="ghost", noise_generator=torch.Generator().manual_seed(seed + 1),
         )
+        if rank is not None:
+            # Opacus' distributed sampler draws from torch's default generator: one stream per rank,
+            # so the replicas' Poisson draws are independent (the shards are disjoint by rank)
+            torch.manual_seed(seed * 1009 + 7 + rank)
         run_model, run_opt, run_crit, run_loader = dp_model, dp_opt, dp_crit, dp_loader
+    elif rank is not None:
+        raise ValueError("distributed training is DP-SGD only (the non-private tower trains in one process)")
     else:
         run_model, run_opt, run_crit, run_loader = model, opt, crit, loader
     losses_per_epoch: list[float] = []
@@ -317,10 +344,11 @@ def dp_schedule(n_users: int, expected_batch: int, epochs: int) -> tuple[int, fl
 
 def release_tower(
     train: Interactions, content: np.ndarray, config: ModelConfig, features: FeatureConfig, epsilon: float,
-    delta: float, seed: int, on_progress: ProgressFn | None = None,
+    delta: float, seed: int, on_progress: ProgressFn | None = None, processes: int = 1, threads: int = 0,
 ) -> tuple[TowerRelease, np.ndarray, Any, dict[str, Any], float]:
     """The whole "tower" release for (ε, δ): DP popularity, then DP-SGD calibrated so that both
-    together, composed by the Opacus accountant, spend at most ε. ε = inf trains without noise.
+    together, composed by the Opacus accountant, spend at most ε. ε = inf trains without noise
+    (in one process); ``processes`` > 1 runs the DP-SGD on that many ranks (``ml.distributed``).
 
     Returns (training result, item extras, popularity release, the record of what ran, composed ε).
     """
@@ -345,7 +373,7 @@ def release_tower(
                         sigma=sigma_pop)
     extras = popularity_feature(pop.counts, sigma_pop)[:, None]
     res = train_tower(train, content, extras, pop.counts, config, features, noise_multiplier=sigma, seed=seed,
-                      on_progress=on_progress)
+                      on_progress=on_progress, processes=processes, threads=threads)
     history = fixed + res.history
     eps_total = accounting.history_epsilon(history, delta, config.accountant)
     other = "prv" if config.accountant == "rdp" else "rdp"
@@ -364,6 +392,7 @@ def release_tower(
         "epsilon_composed": eps_total, f"epsilon_composed_{other}": accounting.history_epsilon(history, delta, other),
         "history": [list(h) for h in history], "delta": delta, "users_released": train.n_users,
         "noise_multiplier": sigma, "sample_rate": q, "steps": res.steps, "epochs": res.epochs,
-        "clip_norm": config.max_grad_norm,
+        "clip_norm": config.max_grad_norm, "processes": processes,
+        "engine": ("torch.distributed (gloo) + Opacus DPDDP" if processes > 1 else "one process"),
     }
     return res, extras, pop, release, eps_total

@@ -223,6 +223,9 @@ SOTTO: dict[str, Any] = {
     "MODELING_MIN_USERS": env_int("SOTTO_MODELING_MIN_USERS", 10, minimum=1),
     "MODELING_POPULARITY_CAP": env_int("SOTTO_MODELING_POPULARITY_CAP", 50, minimum=1),
     "MODELING_TORCH_THREADS": env_int("SOTTO_MODELING_TORCH_THREADS", 1, minimum=0),  # 0 = torch's default
+    # DP-SGD of one tenant ("tower") on this many torch.distributed (gloo) processes; each gets
+    # MODELING_TORCH_THREADS threads (ml.distributed; fewer when the tenant is too small for N)
+    "MODELING_TRAIN_PROCESSES": env_int("SOTTO_MODELING_TRAIN_PROCESSES", 1, minimum=1),
     # holdout users scored per run (a seeded sample when there are more) and the activation gate's
     # relative margin over DP popularity and the active version (training.gate_decision)
     "MODELING_EVAL_USERS": env_int("SOTTO_MODELING_EVAL_USERS", 5000, minimum=1),
