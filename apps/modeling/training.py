@@ -288,8 +288,7 @@ def train_tenant(
         # one tenant's DP-SGD on N torch.distributed processes (gloo), if the operator asks and N fits
         procs = usable_processes(train.n_users, mc.expected_batch, int(sotto_setting("MODELING_TRAIN_PROCESSES")))
         res, extras, pop, release, eps_total = release_tower(
-            train, data.content, mc, features, epsilon, delta, seed, on_epoch,
-            processes=procs if math.isfinite(epsilon) else 1, threads=threads)
+            train, data.content, mc, features, epsilon, delta, seed, on_epoch, processes=procs, threads=threads)
         weights, pop_counts, sigma_pop = res.weights, pop.counts, pop.sigma
         loss_history, epochs, steps = res.loss_history, res.epochs, res.steps
         cold = np.zeros(extras.shape[1], dtype=np.float32)  # no released count; the pad is computed per row

@@ -74,10 +74,10 @@ def usable_processes(n_users: int, expected_batch: int, wanted: int) -> int:
 
 def check_processes(n_users: int, expected_batch: int, processes: int) -> None:
     """Refuse a process count whose ranks would see too few users per step (see the constant)."""
-    per_rank = _per_rank(n_users, expected_batch, processes)
-    if processes < 1 or per_rank < MIN_USERS_PER_RANK_AND_STEP:
-        raise ValueError(f"{processes} training processes leave {per_rank:.0f} expected users per rank and step "
-                         f"(at least {MIN_USERS_PER_RANK_AND_STEP} are needed); use fewer processes")
+    if processes < 1 or usable_processes(n_users, expected_batch, processes) < processes:
+        raise ValueError(f"{processes} training processes leave {_per_rank(n_users, expected_batch, processes):.0f} "
+                         f"expected users per rank and step (at least {MIN_USERS_PER_RANK_AND_STEP} are needed); "
+                         "use fewer processes")
 
 
 PROGRESS = "SOTTO_PROGRESS "

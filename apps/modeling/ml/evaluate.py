@@ -30,6 +30,8 @@ __all__ = ["P1Config", "default_p1_config", "legacy_private_config", "plot_priva
 
 Progress = Callable[[str, int, int, float], None]
 
+# Sotto's P1 rows: model name -> the product's dp_design it measures
+SOTTO_MODELS = {"sotto-two-tower": "factors", "sotto-tower": "tower"}
 # What each private Sotto row ran (the product's dp_design of the same name; docs/modeling.md).
 METHODS = {
     "factors": "dp_design factors: Gaussian DP popularity + Gaussian item-item Gram over the top items "
@@ -169,18 +171,20 @@ def run_p1(
             seconds=round(res.seconds, 1), config=res.config,
         ))
     if cfg.tower is not None:
-        results.extend(_tower_rows(split, content, cfg.tower, cfg.features, epsilons, delta_total, seed, on_progress))
+        results.extend(_tower_rows(split, content, cfg.tower, cfg.features, epsilons, delta_total, seed, ev,
+                                   on_progress))
     return {"protocol": "P1", "n_users": n_users, "n_items": n_items, "seed": seed,
-            "method": {"sotto-two-tower": METHODS["factors"], "sotto-tower": METHODS["tower"]}, "results": results}
+            "method": {model: METHODS[design] for model, design in SOTTO_MODELS.items()}, "results": results}
 
 
 def _tower_rows(split: Any, content: np.ndarray, tower: ModelConfig, features: FeatureConfig, epsilons: Sequence[float],
-                delta: float, seed: int, on_progress: Progress | None) -> list[dict[str, Any]]:
-    """P1 rows of the Opacus public-feature tower (sparse inputs, as the product trains and serves it)."""
+                delta: float, seed: int, ev: Callable[[Callable[[np.ndarray], np.ndarray]], dict[str, float]],
+                on_progress: Progress | None) -> list[dict[str, Any]]:
+    """P1 rows of the Opacus public-feature tower (sparse inputs, as the product trains and serves it),
+    scored by ``ev`` exactly as the other rows."""
     from . import inference, sparse
     from .tower import release_tower
 
-    seen = sparse.item_lists(split.train)
     x = sparse.tower_inputs(sparse.histories(split.train), content, features)
     rows: list[dict[str, Any]] = []
     for eps in epsilons:
@@ -198,7 +202,7 @@ def _tower_rows(split: Any, content: np.ndarray, tower: ModelConfig, features: F
         def scores(users: np.ndarray, uvec: np.ndarray = uvec, ivec: np.ndarray = ivec) -> np.ndarray:
             return np.asarray(uvec[users] @ ivec.T)
 
-        m = evaluate_scores(scores, seen, split.test_items, split.train.n_items)
+        m = ev(scores)
         private = math.isfinite(eps)
         rows.append(_row(
             "sotto-tower", eps if private else None, m, design="tower",
@@ -219,8 +223,8 @@ def plot_privacy_utility(result: dict[str, Any], path: str, metric: str = "recal
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    sotto = ("sotto-two-tower", "sotto-tower")
-    for name, color, label in (("sotto-two-tower", "C0", "Sotto factors"), ("sotto-tower", "C9", "Sotto tower (Opacus)")):
+    for (name, design), color in zip(SOTTO_MODELS.items(), ("C0", "C9"), strict=True):
+        label = f"Sotto {design}"
         rows = [r for r in result["results"] if r["model"] == name]
         dp = sorted([r for r in rows if r["epsilon"] is not None], key=lambda r: r["epsilon"])
         if dp:
@@ -228,7 +232,7 @@ def plot_privacy_utility(result: dict[str, Any], path: str, metric: str = "recal
         for r in rows:
             if r["epsilon"] is None:
                 ax.axhline(r[metric], color=color, ls="--", label=f"{label} non-private")
-    for i, r in enumerate(x for x in result["results"] if x["model"] not in sotto):
+    for i, r in enumerate(x for x in result["results"] if x["model"] not in SOTTO_MODELS):
         ax.axhline(r[metric], color=f"C{i + 1}", ls=":", label=r["model"])
     ax.set_xscale("log")
     ax.set_xlabel("epsilon (total, user level)")

@@ -68,6 +68,7 @@ class TowerRelease:
     trainable_params: int
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
+    processes: int = 1  # the torch.distributed world that trained it (1: one process)
 
 
 def negative_distribution(pop_counts: np.ndarray, mix: float = 0.5) -> np.ndarray:
@@ -255,8 +256,9 @@ def fit_tower(
     on_progress: ProgressFn | None = None, rank: int | None = None,
 ) -> TowerRelease:
     """One process's training loop; ``rank`` set = one replica of a torch.distributed group (the
-    process group is initialised by the caller): the model is wrapped in Opacus' DPDDP, each rank
-    Poisson-samples its own shard of the users, rank 0 adds the noise, gradients are all-reduced."""
+    process group is initialised by the caller; DP-SGD only): the model is wrapped in Opacus' DPDDP,
+    each rank Poisson-samples its own shard of the users, rank 0 adds the noise, gradients are
+    all-reduced."""
     from opacus import PrivacyEngine
 
     t0 = time.perf_counter()
@@ -285,16 +287,15 @@ def fit_tower(
         engine = PrivacyEngine(accountant=config.accountant, secure_mode=False)
         module: nn.Module = DifferentiallyPrivateDistributedDataParallel(model) if rank is not None else model
         dp_model, dp_opt, dp_crit, dp_loader = engine.make_private(
-            module=module, optimizer=opt, data_loader=loader, criterion=crit, noise_multiplier=noise_multiplier, max_grad_norm=config.max_grad_norm, poisson_sampling=True,
-            grad_sample_mode="ghost", noise_generator=torch.Generator().manual_seed(seed + 1),
+            module=module, optimizer=opt, data_loader=loader, criterion=crit, noise_multiplier=noise_multiplier,
+            max_grad_norm=config.max_grad_norm, poisson_sampling=True, grad_sample_mode="ghost",
+            noise_generator=torch.Generator().manual_seed(seed + 1),
         )
         if rank is not None:
             # Opacus' distributed sampler draws from torch's default generator: one stream per rank,
             # so the replicas' Poisson draws are independent (the shards are disjoint by rank)
             torch.manual_seed(seed * 1009 + 7 + rank)
         run_model, run_opt, run_crit, run_loader = dp_model, dp_opt, dp_crit, dp_loader
-    elif rank is not None:
-        raise ValueError("distributed training is DP-SGD only (the non-private tower trains in one process)")
     else:
         run_model, run_opt, run_crit, run_loader = model, opt, crit, loader
     losses_per_epoch: list[float] = []
@@ -327,6 +328,7 @@ def fit_tower(
         epochs=config.epochs, steps=steps, max_grad_norm=config.max_grad_norm if private else None,
         accountant=config.accountant if private else None, history=history, loss_history=losses_per_epoch,
         trainable_params=sum(p.numel() for p in params), seconds=time.perf_counter() - t0, config=cfg,
+        processes=torch.distributed.get_world_size() if rank is not None else 1,
     )
 
 
@@ -392,7 +394,7 @@ def release_tower(
         "epsilon_composed": eps_total, f"epsilon_composed_{other}": accounting.history_epsilon(history, delta, other),
         "history": [list(h) for h in history], "delta": delta, "users_released": train.n_users,
         "noise_multiplier": sigma, "sample_rate": q, "steps": res.steps, "epochs": res.epochs,
-        "clip_norm": config.max_grad_norm, "processes": processes,
-        "engine": ("torch.distributed (gloo) + Opacus DPDDP" if processes > 1 else "one process"),
+        "clip_norm": config.max_grad_norm, "processes": res.processes,
+        "engine": ("torch.distributed (gloo) + Opacus DPDDP" if res.processes > 1 else "one process"),
     }
     return res, extras, pop, release, eps_total

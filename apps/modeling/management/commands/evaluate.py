@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.modeling.ml.data import load_movielens
+from apps.modeling.ml.evaluate import SOTTO_MODELS
 
 CACHE_RECIPE = "p1-content-v1"  # bump when the text recipe changes
 
@@ -112,19 +113,18 @@ def _fmt(value: Any) -> str:
 
 
 def results_table(result: dict[str, Any]) -> list[str]:
-    rows = ["| model | ε | recall@20 | recall@20 (capped) | NDCG@10 | ε accounted (DP-SGD part; tower: all) | sigma | q | epochs |",
+    rows = ["| model | ε | recall@20 | recall@20 (capped) | NDCG@10 | ε accounted (all releases composed) "
+            "| DP-SGD sigma | DP-SGD q | epochs |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["results"]:
         eps = r["epsilon"]
-        sotto = r["model"] in ("sotto-two-tower", "sotto-tower")
-        eps_s = "∞ (non-private)" if sotto and eps is None else _fmt(eps)
-        dp = r.get("epsilon_sgd") is not None or (r["model"] == "sotto-tower" and eps is not None)
-        if r.get("epsilon_sgd") is None and dp:
-            r = {**r, "epsilon_sgd": r.get("epsilon_total")}  # the tower: popularity + DP-SGD composed
+        private = r["model"] in SOTTO_MODELS and eps is not None
+        sgd = private and bool(r.get("steps"))  # DP-SGD ran (the factor design takes no step)
+        eps_s = "∞ (non-private)" if r["model"] in SOTTO_MODELS and eps is None else _fmt(eps)
         rows.append(
             f"| {r['model']} | {eps_s} | {r['recall@20']:.4f} | {r['recall@20_capped']:.4f} | {r['ndcg@10']:.4f} | "
-            f"{_fmt(r.get('epsilon_sgd')) if dp else '-'} | {_fmt(r.get('noise_multiplier')) if dp else '-'} | "
-            f"{_fmt(r.get('sample_rate')) if dp else '-'} | {_fmt(r.get('epochs')) if r.get('epochs') else '-'} |"
+            f"{_fmt(r.get('epsilon_total')) if private else '-'} | {_fmt(r.get('noise_multiplier')) if sgd else '-'} | "
+            f"{_fmt(r.get('sample_rate')) if sgd else '-'} | {_fmt(r.get('epochs')) if r.get('epochs') else '-'} |"
         )
     return rows
 
@@ -232,7 +232,7 @@ def markdown(result: dict[str, Any], table: list[str]) -> str:
         "docs/decisions/0003). `sotto-two-tower` rows: dp_design `factors` (epochs 0), two Gaussian releases, "
         "DP popularity and the DP item-item Gram over the M most popular items (rank-r factors; r, M and the "
         "popularity weight follow ε, `ml.dp_factors.FACTOR_SCHEDULE`), composed exactly (GDP) to the whole "
-        "(ε, δ); no DP-SGD (its columns show -); its non-private row is the two-tower trained with Adam. "
+        "(ε, δ); no DP-SGD (its σ/q columns show -); its non-private row is the two-tower trained with Adam. "
         "`sotto-tower` rows: dp_design `tower`, Opacus DP-SGD on the MLP user tower over public content "
         "features + DP popularity, composed by the RDP accountant (ε, σ, q, epochs in the columns). "
         "Noise and shape per factors release: "
@@ -246,11 +246,10 @@ def markdown(result: dict[str, Any], table: list[str]) -> str:
     ]
     if pop is not None:
         for r in result["results"]:
-            if r["model"] in ("sotto-two-tower", "sotto-tower"):
+            if r["model"] in SOTTO_MODELS:
                 eps = "non-private" if r["epsilon"] is None else f"ε={r['epsilon']:g}"
                 verdict = "beats" if r["recall@20"] > pop["recall@20"] else "does NOT beat"
-                name = "factors" if r["model"] == "sotto-two-tower" else "tower"
-                lines.append(f"- Sotto {name} {eps} {verdict} popularity on recall@20 "
+                lines.append(f"- Sotto {SOTTO_MODELS[r['model']]} {eps} {verdict} popularity on recall@20 "
                              f"({r['recall@20']:.4f} vs {pop['recall@20']:.4f}).")
     lines += ["", "![privacy-utility](p1.png)", ""]
     return "\n".join(lines)
