@@ -71,7 +71,9 @@ def encode_dataset(dataset: Path, item_ids: np.ndarray, write: Any) -> tuple[np.
         CACHE_RECIPE, encoder.model_id, _file_digest(dataset / "movies.csv"), _file_digest(dataset / "tags.csv"),
     ]).encode()).hexdigest()[:16]
     cache = Path(settings.VAR_DIR) / "cache" / f"p1_content_{key}.npz"
-    meta = {"source": "encoded in process", "model": encoder.model_id, "cache": str(cache)}
+    # the record names the cache relative to the checkout (a results file carries no machine's paths)
+    shown = cache.relative_to(settings.BASE_DIR) if cache.is_relative_to(settings.BASE_DIR) else Path(cache.name)
+    meta = {"source": "encoded in process", "model": encoder.model_id, "cache": str(shown)}
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as npz:
             if np.array_equal(npz["item_ids"], item_ids):
