@@ -11,8 +11,9 @@ The contract (``apps.modeling.selectors`` / ``apps.modeling.services``):
   ``[]`` when there is none;
 - ``user_interest(model, state) -> np.ndarray``: the user tower in numpy (no torch).
 
-A deployment without the modeling app (or before its first trained model) serves the ``content``
-and ``popular`` strategies only: every function here then answers "nothing".
+A deployment without the modeling app (or before its first trained model) serves the ``content``,
+``popular`` and ``newest`` strategies only: every function here then answers "nothing", and cold
+start falls back to the catalogue's newest items (``apps.serving.newest``).
 """
 
 from __future__ import annotations

@@ -6,9 +6,15 @@ What callers may rely on:
   torch) turns the user's real-time state into an interest vector, ranked by cosine against the
   item vectors materialised for exactly that model version. ``content`` before the first trained
   model: the user's rating-weighted mean of history content vectors against the content vectors.
-  ``popular`` for an unknown user, or one with no folded event yet: the latest DP popularity
-  release (empty, with a ``note``, when there is none). ``model_version`` is set only for
-  ``personal``.
+  ``model_version`` is set only for ``personal``.
+- **Cold start never answers an empty list while items pass the filters.** An unknown user, one
+  with no folded event yet, or one whose ``personal``/``content`` ranking found nothing, gets the
+  fallback chain, which spends no privacy budget (a release is never made implicitly):
+  ``popular``, the latest DP popularity release, topped up when it has fewer than k items passing
+  the filters with the newest catalogue items (``apps.serving.newest``, score 0, no duplicates,
+  with a ``note``); ``newest``, only the newest catalogue items, when the release gives nothing
+  (or there is none; the ``note`` says so). A list that is still empty keeps the strategy the
+  user's state selected, with a ``note``.
 - **One model per answer.** The live model is read once per request and every later step uses
   that object and its version, so a swap to a new version mid-request cannot mix versions.
 - **Real time.** The user's state and seen items are read fresh on every request (one query), so
@@ -28,7 +34,8 @@ What callers may rely on:
 - **Round trips.** Inside a request (the ``TenantAPIView`` transaction, already scoped to the
   tenant) the path joins that transaction: one read of the user's state and seen items, one
   ``set_config`` of the HNSW knobs and the scan (``apps.serving.hnsw``), plus one vector read when
-  d > 0; with BEGIN, the RLS tenant and COMMIT that is 6 statements (7 with diversity). The model
+  d > 0; with BEGIN, the RLS tenant and COMMIT that is 6 statements (7 with diversity). A
+  cold-start top-up or fallback adds one statement per step tried (popularity, newest). The model
   pointer is cached per process (``MODELING_POINTER_TTL_S``), the API key too.
 """
 
@@ -48,19 +55,26 @@ from apps.core.tenant_db import tenant_scope
 from apps.profiles.selectors import user_state, user_state_and_seen
 from apps.serving import model_access
 from apps.serving.hnsw import content_knn
+from apps.serving.newest import newest_items
 from apps.serving.query_encoding import mostly_cjk, query_vector
 from apps.serving.ranking import blend_vector, content_interest, mmr_order
 
 PERSONAL = "personal"
 CONTENT = "content"
 POPULAR = "popular"
+NEWEST = "newest"
 
 MAX_POOL = 200
 NO_RELEASE_NOTE = (
-    "no DP popularity release yet: recommendations for users without history start after the "
-    "tenant's first training run"
+    "no DP popularity release yet: these are the catalogue's newest items until the tenant's first "
+    "training run (or popularity release)"
 )
-NO_POPULAR_MATCH_NOTE = "no popular item passes the filters (or there is no DP popularity release yet)"
+NO_POPULAR_MATCH_NOTE = (
+    "no popular item passes the filters (or there is no DP popularity release yet): these are the "
+    "catalogue's newest items"
+)
+TOPPED_UP_NOTE = "fewer than k popular items pass the filters: the rest are the catalogue's newest items (score 0)"
+EMPTY_NOTE = "no available item passes the filters"
 CJK_NOTE = (
     "the search encoder is English-trained: most CJK characters are unknown to it, so results for "
     "this query are unreliable (mixed queries work through their English words)"
@@ -105,16 +119,37 @@ def _diversify(tenant_id: int, found: list[Candidate], k: int, diversity: float)
     return [found[i] for i in order]
 
 
+def _cold_start(
+    *, tenant_id: int, k: int, pool: int, exclude: set[int], category: str | None
+) -> tuple[list[Candidate], str | None, str | None]:
+    """``(candidates, strategy, note)`` without a usable personal ranking, at no privacy cost.
+
+    The DP popularity release is post-processing of a release already paid for; the newest items
+    are the tenant's own public catalogue. Topped up only when popularity has fewer than k items,
+    so a tenant with a full release pays no extra statement. ``strategy`` is None when nothing passes.
+    """
+    found = model_access.popular(tenant_id=tenant_id, k=pool, exclude_pks=exclude, category=category)
+    if len(found) >= k:
+        return found, POPULAR, None
+    newest = newest_items(tenant_id=tenant_id, k=pool - len(found), exclude_pks=exclude | {pk for pk, _, _ in found},
+                          category=category)
+    if found:
+        return found + newest, POPULAR, TOPPED_UP_NOTE if newest else None
+    if newest:
+        return newest, NEWEST, NO_RELEASE_NOTE if category is None and not exclude else NO_POPULAR_MATCH_NOTE
+    return [], None, EMPTY_NOTE
+
+
 def recommendations_for_user(
     *, tenant_id: int, user_ref: str, k: int, category: str | None = None, exclude_seen: bool = True,
     diversity: float = 0.0,
 ) -> Ranked:
-    """Top-k items for one end user (see the module docstring for strategies and rules)."""
+    """Top-k items for one end user (see the module docstring for strategies, fallbacks and rules)."""
     pool = pool_size(k, diversity)
     with tenant_scope(tenant_id):
         state, seen = user_state_and_seen(tenant_id, user_ref)
         exclude = seen if exclude_seen else set()
-        found: list[Candidate] | None = None
+        found: list[Candidate] = []
         strategy, version, note = POPULAR, None, None
         if state is not None:
             model = model_access.active_model(tenant_id)
@@ -130,10 +165,11 @@ def recommendations_for_user(
                     found = content_knn(tenant_id=tenant_id, vector=interest, k=pool, exclude_pks=exclude,
                                         category=category)
                     strategy = CONTENT
-        if found is None:
-            found = model_access.popular(tenant_id=tenant_id, k=pool, exclude_pks=exclude, category=category)
-            if not found:
-                note = NO_RELEASE_NOTE if category is None and not exclude else NO_POPULAR_MATCH_NOTE
+        if not found:
+            found, fallback, note = _cold_start(tenant_id=tenant_id, k=k, pool=pool, exclude=exclude,
+                                                category=category)
+            if fallback is not None:
+                strategy, version = fallback, None
         ranked = _diversify(tenant_id, found, k, diversity)
     return Ranked(items=_items(ranked), strategy=strategy, model_version=version, note=note)
 

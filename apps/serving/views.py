@@ -21,7 +21,7 @@ class RecommendationsView(TenantAPIView):
     scope = "serve"
 
     @extend_schema(
-        summary="Recommendations for a user (personal, content or popular strategy)",
+        summary="Recommendations for a user (personal, content, popular or newest strategy)",
         parameters=[
             OpenApiParameter("user", str, required=True, description="the client's own user id"),
             OpenApiParameter("k", int, description=f"1-{params.MAX_K} (default {params.DEFAULT_K})"),
