@@ -5,12 +5,15 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from apps.api.views import TenantView
+from apps.api.views import TenantSettingsView, TenantView
 from apps.core.modules import module_exists
 
 _APP_URLS = ["apps.profiles.urls", "apps.catalog.urls", "apps.modeling.urls", "apps.serving.urls", "apps.slo.urls", "apps.audit.urls"]
 
-v1: list[URLPattern | URLResolver] = [path("tenant", TenantView.as_view(), name="tenant")]
+v1: list[URLPattern | URLResolver] = [
+    path("tenant", TenantView.as_view(), name="tenant"),
+    path("tenant/settings", TenantSettingsView.as_view(), name="tenant-settings"),
+]
 for module in _APP_URLS:
     if module_exists(module):
         v1.append(path("", include(module)))

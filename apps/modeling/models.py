@@ -27,6 +27,9 @@ class PrivacyBudget(TenantOwned):
     tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="+")
     epsilon_total = models.FloatField()
     delta = models.FloatField()  # per-release cap; each release uses min(delta, 1/N_users)
+    # None: epsilon_total is a lifetime budget. N: epsilon_total is what the releases of any N-day
+    # window may spend together (a rolling renewal; docs/privacy-model.md, "Budget policy").
+    renewal_days = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -202,3 +205,31 @@ class PopularityScore(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.item_id}: {self.score:.2f}"
+
+
+class Cadence(models.TextChoices):
+    OFF = "off"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    EVENTS = "events"  # when min_new_events new events arrived since the last scheduled run (at most daily)
+
+
+class RetrainSchedule(TenantOwned):
+    """When the beat task ``sotto.modeling.retrain_due`` starts a run for the tenant, and with what ε.
+
+    Each scheduled run is charged and gated like any other; ``last_error`` is what the admin is
+    alerted with when a scheduled start was refused (budget, too few users, settings)."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    cadence = models.CharField(max_length=8, choices=Cadence.choices, default=Cadence.OFF)
+    epsilon_per_run = models.FloatField(default=1.0)
+    min_new_events = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)  # a run started, or a start refused
+    last_event_id = models.BigIntegerField(default=0)  # newest profiles_userevent id at that attempt
+    last_run = models.ForeignKey(TrainingRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    last_error = models.TextField(blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"retraining of tenant {self.tenant_id}: {self.cadence}"

@@ -20,11 +20,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 from django.db import connection
+from django.utils import timezone
 
 from apps.core.conf import sotto_setting
 from apps.core.errors import NotFound
@@ -129,7 +130,7 @@ def popular_items(
     """``[(item_pk, external_id, noisy count)]`` of the latest DP popularity release, best first.
 
     Ranking noisy counts is post-processing of a (ε, δ)-DP release, so this costs no budget. No
-    release yet → [] (serving falls back to content); a release is never made implicitly here.
+    release yet → [] (serving then answers with the newest items); a release is never made implicitly here.
     Only available items with a positive noisy count are returned.
     """
     if k < 1:
@@ -187,24 +188,45 @@ def _entry_repr(entry: LedgerEntry, mech: LedgerMechanism | None) -> dict[str, A
     }
 
 
-def privacy_budget(*, tenant_id: int) -> dict[str, Any]:
-    """Total, spent (sum of charged ε), remaining, δ, and every ledger entry oldest first.
+def privacy_budget(*, tenant_id: int, now: datetime | None = None) -> dict[str, Any]:
+    """The budget policy and its state now: total, spent and remaining (within the renewal window
+    when there is one), when ε next comes back and how much, δ, and every ledger entry oldest first.
 
     A tenant with no budget row yet reads as the platform defaults with nothing spent.
     """
+    now = now or timezone.now()
     with tenant_scope(tenant_id):
         budget = PrivacyBudget.objects.filter(tenant_id=tenant_id).first()
         entries = list(LedgerEntry.objects.filter(tenant_id=tenant_id).order_by("created_at", "id"))
         mechs = {m.entry_id: m for m in LedgerMechanism.objects.filter(tenant_id=tenant_id)}
     total, delta = (budget.epsilon_total, budget.delta) if budget else budget_defaults()
-    spent = float(sum(e.epsilon for e in entries))
+    days = budget.renewal_days if budget else None
+    since = None if days is None else now - timedelta(days=days)
+    in_window = [e for e in entries if since is None or e.created_at > since]
+    spent = float(sum(e.epsilon for e in in_window))
+    next_at = None if not in_window or days is None else in_window[0].created_at + timedelta(days=days)
+    returning = (0.0 if next_at is None else
+                 float(sum(e.epsilon for e in in_window if e.created_at + timedelta(days=days or 0) <= next_at)))
+    if days is None:
+        composition = "basic (sums of ε and δ over releases); a lifetime budget that never renews"
+    else:
+        composition = (f"basic composition within any {days}-day window (at most ε_total); a user present for "
+                       f"T days is covered by ⌈T/{days}⌉·ε_total")
     return {
+        "policy": "lifetime" if days is None else "rolling",
+        "renewal_days": days,
+        "window_start": since,
         "epsilon_total": total,
         "epsilon_spent": spent,
         "epsilon_remaining": max(0.0, total - spent),
+        "epsilon_spent_lifetime": float(sum(e.epsilon for e in entries)),
+        "next_renewal_at": next_at,
+        "epsilon_renewed_then": returning,
+        "operator_cap": {"epsilon_total_max": float(sotto_setting("MAX_EPSILON_TOTAL")),
+                         "renewal_days_min": int(sotto_setting("MIN_RENEWAL_DAYS"))},
         "delta": delta,
         "delta_spent": float(sum(e.delta for e in entries)),
-        "composition": "basic (sums of ε and δ over releases)",
+        "composition": composition,
         "ledger": [_entry_repr(e, mechs.get(e.pk)) for e in entries],
     }
 
@@ -309,3 +331,40 @@ def latest_evaluation(tenant_id: int) -> dict[str, Any] | None:
     created: datetime = row["created_at"]
     return {"model_version": row["version"], "run_id": row["run_id"], "created_at": created,
             "status": row["status"], "metrics": row["metrics"]}
+
+
+# --- model versions ------------------------------------------------------------------------------
+
+
+def model_versions(*, tenant_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    """The tenant's stored versions, newest first: status, what ran, its ε, holdout metrics, the gate's
+    verdict, and whether serving can switch to it at once (its served vectors exist)."""
+    with tenant_scope(tenant_id):
+        versions = list(ModelVersion.objects.filter(tenant_id=tenant_id).order_by("-version")
+                        .defer("blob")[: max(1, limit)])
+        runs = {r.pk: r for r in TrainingRun.objects.filter(
+            tenant_id=tenant_id, pk__in=[v.run_id for v in versions if v.run_id is not None])}
+    out: list[dict[str, Any]] = []
+    for v in versions:
+        run = runs.get(v.run_id) if v.run_id is not None else None
+        release = (run.release or {}) if run else {}
+        metrics = v.metrics or {}
+        out.append({
+            "version": v.version,
+            "status": str(v.status),
+            "created_at": v.created_at,
+            "activated_at": v.activated_at,
+            "run_id": v.run_id,
+            "design": release.get("design") or (v.model_config or {}).get("dp_design"),
+            "mechanism": release.get("mechanism"),
+            "mechanisms": release.get("mechanisms", []),
+            "epsilon_spent": run.epsilon_spent if run else None,
+            "metrics": {k: metrics[k] for k in ("recall@20_capped", "ndcg@10", "dp_popularity_recall@20_capped",
+                                                "active_recall@20_capped", "users_evaluated") if k in metrics},
+            "gate": (run.gate or {}) if run else {},
+            "n_items": v.n_items,
+            "item_dim": v.item_dim,
+            "switch": "instant" if v.status in ("active", "previous") else (
+                "rematerialise" if v.status in ("retired", "rejected", "ready") else "no"),
+        })
+    return out

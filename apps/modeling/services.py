@@ -20,6 +20,7 @@ import functools
 import logging
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -135,28 +136,92 @@ def _budget_locked(tenant_id: int) -> PrivacyBudget:
     return PrivacyBudget.objects.select_for_update().get(tenant_id=tenant_id)
 
 
-def _spent(tenant_id: int) -> float:
+def _spent(tenant_id: int, since: datetime | None = None) -> float:
+    """Σ charged ε of the tenant's ledger, or of its entries after ``since`` (a renewal window)."""
+    sql = "SELECT COALESCE(sum(epsilon), 0) FROM modeling_ledgerentry WHERE tenant_id = %s"
+    params: list[Any] = [int(tenant_id)]
+    if since is not None:
+        sql += " AND created_at > %s"
+        params.append(since)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT COALESCE(sum(epsilon), 0) FROM modeling_ledgerentry WHERE tenant_id = %s", [int(tenant_id)])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     return float(row[0]) if row else 0.0
 
 
-def privacy_budget_set(*, tenant: Tenant, epsilon_total: float, delta: float, actor: str) -> PrivacyBudget:
-    """Set the tenant's ε total and per-release δ cap (audited). Lowering ε below what is spent is
-    allowed: it only means nothing more can be released."""
-    eps = parse_epsilon(epsilon_total, name="epsilon_total")
-    if isinstance(delta, bool) or not isinstance(delta, int | float) or not (0 < float(delta) < 1):
+class _Keep:
+    """Marker: leave this field of the budget policy as it is."""
+
+
+KEEP: Any = _Keep()
+
+
+def parse_budget_total(raw: Any) -> float:
+    """ε of a budget: positive, finite and within the operator's ``MAX_EPSILON_TOTAL``."""
+    eps = parse_epsilon(raw, name="epsilon_total")
+    cap = float(sotto_setting("MAX_EPSILON_TOTAL"))
+    if eps > cap:
+        raise DomainError(f"epsilon_total {eps:g} is above the operator's cap of {cap:g}",
+                          details={"epsilon_total": f"must be at most {cap:g}"})
+    return eps
+
+
+def parse_delta(raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not (0 < float(raw) < 1):
         raise DomainError("delta must be a number in (0, 1)", details={"delta": "must be in (0, 1)"})
+    return float(raw)
+
+
+def parse_renewal_days(raw: Any) -> int | None:
+    """``None`` (a lifetime budget) or whole days, at least the operator's ``MIN_RENEWAL_DAYS``."""
+    if raw is None:
+        return None
+    low, high = int(sotto_setting("MIN_RENEWAL_DAYS")), 3650
+    if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+        raise DomainError(f"renewal_days must be null (a lifetime budget) or a whole number of days in [{low}, {high}]",
+                          details={"renewal_days": f"null or an integer in [{low}, {high}]"})
+    return int(raw)
+
+
+def window_start(renewal_days: int | None, now: datetime | None = None) -> datetime | None:
+    """Start of the renewal window the budget applies to now (``None``: the whole ledger)."""
+    if renewal_days is None:
+        return None
+    return (now or timezone.now()) - timedelta(days=renewal_days)
+
+
+def privacy_budget_set(
+    *, tenant: Tenant, actor: str, epsilon_total: Any = KEEP, delta: Any = KEEP, renewal_days: Any = KEEP,
+    check: Callable[[PrivacyBudget], None] | None = None,
+) -> PrivacyBudget:
+    """Set the tenant's budget policy (audited); fields left as ``KEEP`` stay as they are.
+
+    ε within the operator's cap; δ is the per-release cap; ``renewal_days`` None makes ε a lifetime
+    budget, N makes it what any N-day window may spend. Lowering ε below what is spent is allowed:
+    nothing more can be released until the window moves on. ``check`` (e.g. "the retraining
+    schedule still fits") runs on the new policy inside the lock and may refuse it.
+    """
+    eps = None if epsilon_total is KEEP else parse_budget_total(epsilon_total)
+    dlt = None if delta is KEEP else parse_delta(delta)
+    days = KEEP if renewal_days is KEEP else parse_renewal_days(renewal_days)
     with tenant_context(tenant.pk):
         budget = _budget_locked(tenant.pk)
-        before = (budget.epsilon_total, budget.delta)
-        budget.epsilon_total, budget.delta, budget.updated_at = eps, float(delta), timezone.now()
-        budget.save(update_fields=["epsilon_total", "delta", "updated_at"])
+        before = {"epsilon_total": repr(budget.epsilon_total), "delta": repr(budget.delta),
+                  "renewal_days": budget.renewal_days}
+        if eps is not None:
+            budget.epsilon_total = eps
+        if dlt is not None:
+            budget.delta = dlt
+        if days is not KEEP:
+            budget.renewal_days = days
+        if check is not None:
+            check(budget)
+        budget.updated_at = timezone.now()
+        budget.save(update_fields=["epsilon_total", "delta", "renewal_days", "updated_at"])
         audit.record(
             tenant_id=tenant.pk, actor=actor, action="privacy.budget.set", target_type="tenant", target_id=str(tenant.pk),
-            details={"epsilon_total": repr(eps), "delta": repr(float(delta)),
-                     "previous": {"epsilon_total": repr(before[0]), "delta": repr(before[1])}},
+            details={"epsilon_total": repr(budget.epsilon_total), "delta": repr(budget.delta),
+                     "renewal_days": budget.renewal_days, "previous": before},
         )
     return budget
 
@@ -164,17 +229,22 @@ def privacy_budget_set(*, tenant: Tenant, epsilon_total: float, delta: float, ac
 def _charge(
     *, tenant_id: int, epsilon: float, kind: str, actor: str, min_users: int
 ) -> tuple[PrivacyBudget, int, float, float]:
-    """Lock the budget, refuse what does not fit; returns (budget, users, δ, remaining before)."""
+    """Lock the budget, refuse what does not fit; returns (budget, users, δ, remaining before).
+
+    With a renewal window only the window's charges count (``window_start``)."""
     budget = _budget_locked(tenant_id)
-    spent = _spent(tenant_id)
+    since = window_start(budget.renewal_days)
+    spent = _spent(tenant_id, since)
     remaining = max(0.0, budget.epsilon_total - spent)
     if epsilon > remaining + EPSILON_TOLERANCE:
+        window = "" if since is None else f" in the last {budget.renewal_days} days"
         raise Conflict(
             f"ε {epsilon:g} exceeds the remaining privacy budget {remaining:g} "
-            f"(total {budget.epsilon_total:g}, spent {spent:g}); nothing was released",
+            f"(total {budget.epsilon_total:g}, spent {spent:g}{window}); nothing was released",
             code="budget_exceeded",
             details={"epsilon_requested": epsilon, "epsilon_remaining": remaining,
-                     "epsilon_total": budget.epsilon_total, "epsilon_spent": spent},
+                     "epsilon_total": budget.epsilon_total, "epsilon_spent": spent,
+                     "renewal_days": budget.renewal_days},
         )
     users = tenant_data.trainable_users(tenant_id) if kind == ReleaseKind.TRAINING else _event_users(tenant_id)
     if users < min_users:
@@ -495,28 +565,7 @@ def training_runs_reap(*, now: datetime | None = None, stale_after_s: float | No
 
 
 def active_model_rollback(*, tenant_id: int, actor: str) -> dict[str, Any]:
-    """Serve the previous version again (its vectors are kept for exactly this); audited.
+    """Serve the previous version again (``lifecycle.model_rollback``); a second call rolls forward."""
+    from apps.modeling.lifecycle import model_rollback
 
-    The pointer and the two versions' statuses change in one transaction, so serving switches
-    weights and item vectors together. The rolled-back version becomes the new "previous", so a
-    second call rolls forward again. ``Conflict`` when there is nothing to roll back to.
-    """
-    from apps.modeling import served
-    from apps.modeling.models import ActiveModel, ModelVersion, VersionStatus
-
-    with tenant_context(tenant_id):
-        pointer = ActiveModel.objects.select_for_update().filter(tenant_id=tenant_id).first()
-        if pointer is None or pointer.previous_version is None:
-            raise Conflict("there is no previous model version to roll back to", code="no_previous_version")
-        target = pointer.previous_version
-        if not served.version_exists(tenant_id=tenant_id, version=target):
-            raise Conflict(f"the served vectors of version {target} are gone", code="no_previous_version")
-        current = pointer.version
-        ModelVersion.objects.filter(tenant_id=tenant_id, version=current).update(status=VersionStatus.PREVIOUS)
-        ModelVersion.objects.filter(tenant_id=tenant_id, version=target).update(status=VersionStatus.ACTIVE,
-                                                                                 activated_at=timezone.now())
-        pointer.version, pointer.previous_version, pointer.switched_at = target, current, timezone.now()
-        pointer.save(update_fields=["version", "previous_version", "switched_at"])
-        audit.record(tenant_id=tenant_id, actor=actor, action="model.rollback", target_type="model_version",
-                     target_id=str(target), details={"from": current})
-    return {"version": target, "previous_version": current}
+    return model_rollback(tenant_id=tenant_id, actor=actor)

@@ -36,3 +36,22 @@ def reap_stale_runs() -> dict[str, int]:
     if outcome["failed"] or outcome["requeued"]:
         log.info("modeling reaper: %s", outcome)
     return outcome
+
+
+@shared_task(name="sotto.modeling.activate_version", acks_late=True, soft_time_limit=3600, time_limit=3720)
+def activate_version(tenant_id: int, version: int, actor: str, restore: str) -> str:
+    """Re-materialise a stored version's served vectors and switch to it (``lifecycle``)."""
+    from apps.modeling.lifecycle import model_version_materialise_and_activate
+
+    return model_version_materialise_and_activate(tenant_id=tenant_id, version=version, actor=actor, restore=restore)
+
+
+@shared_task(name="sotto.modeling.retrain_due", acks_late=True, soft_time_limit=300, time_limit=360)
+def retrain_due() -> dict[str, int]:
+    """Start the scheduled runs that are due (each charged and gated as any run)."""
+    from apps.modeling.lifecycle import retrain_due as start_due
+
+    outcome = start_due()
+    if outcome["started"] or outcome["refused"]:
+        log.info("scheduled retraining: %s", outcome)
+    return outcome

@@ -48,17 +48,24 @@ def trainable_users(tenant_id: int) -> int:
     return int(row[0]) if row else 0
 
 
-def load(tenant_id: int) -> TenantData:
-    """Snapshot of the tenant's trainable data (call inside one transaction for consistency)."""
+def items(tenant_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(item pks ascending, their content vectors) of every item with a content vector."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT item_id, embedding::text FROM catalog_itemvector WHERE tenant_id = %s ORDER BY item_id",
             [int(tenant_id)],
         )
         rows = cursor.fetchall()
-        item_pks = np.array([int(r[0]) for r in rows], dtype=np.int64)
-        content = (np.stack([parse_vector(r[1]) for r in rows]).astype(np.float32) if rows
-                   else np.zeros((0, 384), dtype=np.float32))
+    item_pks = np.array([int(r[0]) for r in rows], dtype=np.int64)
+    content = (np.stack([parse_vector(r[1]) for r in rows]).astype(np.float32) if rows
+               else np.zeros((0, 384), dtype=np.float32))
+    return item_pks, content
+
+
+def load(tenant_id: int) -> TenantData:
+    """Snapshot of the tenant's trainable data (call inside one transaction for consistency)."""
+    item_pks, content = items(tenant_id)
+    with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT e.user_id, e.item_id, e.value, extract(epoch FROM e.ts)::float8

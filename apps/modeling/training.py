@@ -628,14 +628,9 @@ def discard_versions_of_run(*, tenant_id: int, run_id: int) -> None:
 
 
 def _retire_old_versions(tenant_id: int) -> None:
-    """Drop the leaves of retired versions (everything but the active and the previous one)."""
-    with tenant_context(tenant_id):
-        retired = list(ModelVersion.objects.filter(tenant_id=tenant_id, status=VersionStatus.RETIRED)
-                       .values_list("version", flat=True))
-    for version in retired:
-        with tenant_context(tenant_id):
-            if served.version_exists(tenant_id=tenant_id, version=version):
-                served.version_drop(tenant_id=tenant_id, version=version)
+    from apps.modeling.lifecycle import retire_leaves
+
+    retire_leaves(tenant_id)
 
 
 def rebuild_user_states(tenant_id: int, batch: int = 200) -> int:

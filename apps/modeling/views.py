@@ -1,7 +1,8 @@
-"""Training runs, the privacy budget and popularity releases over HTTP (scope ``train``).
+"""Training runs, the privacy budget, model versions and popularity releases over HTTP.
 
-Views only translate. The ledger has no write endpoint at all: charges happen inside the
-services that release something, and there is no PUT/PATCH/DELETE anywhere here (405).
+Reads and releases need scope ``train``; changing the budget policy and activating a version need
+``admin``. Views only translate. The ledger has no write endpoint at all: charges happen inside the
+services that release something; the budget PATCH changes the policy, never the ledger.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.api.base import TenantAPIView
+from apps.api.serializers import BudgetPolicy
 from apps.core.errors import DomainError
-from apps.modeling import selectors, services
+from apps.modeling import lifecycle, selectors, services
+from apps.tenancy.models import Tenant
 
 
 def _epsilon(request: Request) -> Any:
@@ -52,13 +55,47 @@ class TrainingRunView(TenantAPIView):
 
 
 class PrivacyBudgetView(TenantAPIView):
-    """Total, spent, remaining and every ledger entry (read-only)."""
+    """``GET``: the policy, spent and left (in the renewal window), next renewal, every ledger entry.
+    ``PATCH {"epsilon_total", "delta", "renewal_days"}`` (scope ``admin``): change the policy
+    within the operator's cap; refused if the retraining schedule would no longer fit."""
+
+    scope = {"GET": "train", "PATCH": "admin"}
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        return Response(selectors.privacy_budget(tenant_id=self.tenant_id))
+
+    @extend_schema(request=BudgetPolicy, responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
+    def patch(self, request: Request) -> Response:
+        body = BudgetPolicy(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        services.privacy_budget_set(tenant=Tenant.objects.get(pk=self.tenant_id), actor=self.principal.actor,
+                                    check=lifecycle.schedule_check(self.tenant_id), **body.validated_data)
+        return Response(selectors.privacy_budget(tenant_id=self.tenant_id))
+
+
+class ModelVersionsView(TenantAPIView):
+    """The tenant's model versions, newest first, with what ran, ε, metrics and the gate's verdict."""
 
     scope = "train"
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
-        return Response(selectors.privacy_budget(tenant_id=self.tenant_id))
+        return Response({"versions": selectors.model_versions(tenant_id=self.tenant_id)})
+
+
+class ModelVersionActivateView(TenantAPIView):
+    """Serve this version (rollback is activating the previous one): 200 when its served vectors
+    exist, 202 while a worker re-materialises them; audited. A rejected version is an override."""
+
+    scope = "admin"
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT,
+                                            404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    def post(self, request: Request, version: int) -> Response:
+        state, done = lifecycle.model_version_activate(tenant_id=self.tenant_id, version=version,
+                                                       actor=self.principal.actor)
+        return Response(state, status=200 if done else 202)
 
 
 class PopularityReleaseView(TenantAPIView):

@@ -59,6 +59,7 @@ class Scope(models.TextChoices):
     SERVE = "serve"
     TRAIN = "train"
     AUDIT = "audit"
+    ADMIN = "admin"  # tenant settings, privacy budget policy, retraining schedule, model versions
 
 
 ALL_SCOPES = [scope.value for scope in Scope]

@@ -17,6 +17,8 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
         "slo-flush-and-alerts": ("sotto.slo.evaluate_alerts", 60.0, "default"),
         # on default, not train: a trainer busy for hours must not delay noticing a dead one
         "modeling-reap-stale-runs": ("sotto.modeling.reap_stale_runs", 60.0, "default"),
+        # starts due scheduled runs (it only charges and queues; training itself is on train)
+        "modeling-retrain-due": ("sotto.modeling.retrain_due", settings.SOTTO["MODELING_RETRAIN_CHECK_S"], "default"),
     }
     from celery import current_app
 

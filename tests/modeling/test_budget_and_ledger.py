@@ -186,8 +186,14 @@ def test_the_ledger_cannot_be_edited_or_deleted_through_any_api(seeded_a, api, q
 
     for url in MODELING_URLS:
         for method in ("put", "patch", "delete"):
+            if (url, method) == ("/api/v1/privacy-budget", "patch"):
+                continue  # PATCH changes the budget *policy* (test_lifecycle.py), never the ledger
             response = getattr(api, method)(url.format(run=run_id), {"epsilon": 0.0}, format="json", **seeded_a.auth)
             assert response.status_code == 405, (method, url, response.status_code)
+    # a policy PATCH naming a ledger field is refused, and no policy change touches the entries
+    assert api.patch("/api/v1/privacy-budget", {"epsilon": 0.0}, format="json", **seeded_a.auth).status_code == 400
+    assert api.patch("/api/v1/privacy-budget", {"epsilon_total": 50.0}, format="json",
+                     **seeded_a.auth).status_code == 200
     # a POST to the budget itself is not a way in either
     assert api.post("/api/v1/privacy-budget", {"epsilon_total": 100}, format="json", **seeded_a.auth).status_code == 405
 

@@ -251,9 +251,11 @@ def test_versions_keep_the_previous_for_rollback_and_drop_older_ones(live_db):
     evaluation = selectors.latest_evaluation(tid)
     assert evaluation is not None and evaluation["model_version"] == 3
     # rollback: the previous version serves again, weights and vectors together; and forward again
-    assert services.active_model_rollback(tenant_id=tid, actor="admin:t") == {"version": 2, "previous_version": 3}
+    back = {"version": 2, "previous_version": 3, "status": "active"}
+    assert services.active_model_rollback(tenant_id=tid, actor="admin:t") == back
     assert active_model(tid).version == 2
-    assert services.active_model_rollback(tenant_id=tid, actor="admin:t") == {"version": 3, "previous_version": 2}
+    forward = {"version": 3, "previous_version": 2, "status": "active"}
+    assert services.active_model_rollback(tenant_id=tid, actor="admin:t") == forward
     assert [p["cumulative"] for p in selectors.privacy_spend_series(tid)] == [1.0, 2.0, 3.0]
 
 

@@ -20,7 +20,7 @@ def test_create_tenant_prints_json_with_a_working_key(live_db, api):
     assert payload["tenant"] == slug
     response = api.get("/api/v1/tenant", HTTP_AUTHORIZATION=f"Bearer {payload['api_key']}")
     assert response.status_code == 200
-    assert response.json()["scopes"] == ["audit", "ingest", "serve", "train"]
+    assert response.json()["scopes"] == ["admin", "audit", "ingest", "serve", "train"]
 
 
 def test_create_tenant_refuses_a_bad_or_duplicate_slug(live_db):

@@ -212,6 +212,10 @@ SOTTO: dict[str, Any] = {
     "SERVING_HNSW_EF_SEARCH": env_int("SOTTO_SERVING_HNSW_EF_SEARCH", 200, minimum=1),
     "DEFAULT_EPSILON_TOTAL": env_float("SOTTO_DEFAULT_EPSILON_TOTAL", 16.0),
     "DEFAULT_DELTA": env_float("SOTTO_DEFAULT_DELTA", 1e-6),
+    # Operator caps on what a tenant admin may set (docs/privacy-model.md, "Budget policy"): the ε of a
+    # budget (lifetime, or per renewal window) and the shortest renewal window.
+    "MAX_EPSILON_TOTAL": env_float("SOTTO_MAX_EPSILON_TOTAL", 64.0),
+    "MIN_RENEWAL_DAYS": env_int("SOTTO_MIN_RENEWAL_DAYS", 7, minimum=1),
     # Modeling (apps/modeling, docs/modeling.md): serving reads the active-model pointer at most once
     # per MODELING_POINTER_TTL_S per tenant and process; the trainer beats every MODELING_HEARTBEAT_S and
     # the reaper fails a run silent for MODELING_STALE_AFTER_S ("worker lost").
@@ -230,6 +234,8 @@ SOTTO: dict[str, Any] = {
     # relative margin over DP popularity and the active version (training.gate_decision)
     "MODELING_EVAL_USERS": env_int("SOTTO_MODELING_EVAL_USERS", 5000, minimum=1),
     "MODELING_GATE_MARGIN": env_float("SOTTO_MODELING_GATE_MARGIN", 0.0),
+    # how often beat looks for tenants whose retraining schedule is due (apps/modeling/lifecycle.py)
+    "MODELING_RETRAIN_CHECK_S": env_float("SOTTO_MODELING_RETRAIN_CHECK_S", 600.0),
     "METRICS_TOKEN": env_secret("SOTTO_METRICS_TOKEN"),
     # Rate limits per API key (apps/api/throttling.py): ApiKey.rate_limit_per_s, else
     # Tenant.settings["rate_limit_per_s"], else this; 0 = no limit. Buckets are per process unless

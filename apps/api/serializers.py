@@ -1,0 +1,84 @@
+"""Typed request/response documents of the endpoints this app serves (OpenAPI via drf-spectacular).
+
+``Strict`` serializers refuse keys they do not know (400 naming them) instead of ignoring them: a
+misspelt setting must not look as if it had been saved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.modeling.models import Cadence
+from apps.modeling.services import DP_DESIGNS
+
+
+class Strict(serializers.Serializer):  # type: ignore[type-arg]
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            writable = {name for name, f in self.fields.items() if not f.read_only}
+            unknown = sorted(set(data) - writable)
+            if unknown:
+                raise serializers.ValidationError({key: ["unknown or read-only field"] for key in unknown})
+        return super().to_internal_value(data)
+
+
+class ModelSettings(Strict):
+    dp_design = serializers.ChoiceField(choices=list(DP_DESIGNS), required=False,
+                                        help_text='"auto": the Opacus tower from 5,000 users, the factor design below')
+
+
+class LastRun(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    error = serializers.CharField(allow_blank=True)
+
+
+class Alert(serializers.Serializer):  # type: ignore[type-arg]
+    at = serializers.DateTimeField(allow_null=True)
+    message = serializers.CharField()
+
+
+class RetrainingSettings(Strict):
+    cadence = serializers.ChoiceField(choices=list(Cadence.values), required=False)
+    epsilon_per_run = serializers.FloatField(required=False, help_text="ε charged by each scheduled run")
+    min_new_events = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                              help_text='cadence "events": new events that make a run due')
+    last_attempt_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    last_run = LastRun(read_only=True, allow_null=True)
+    alert = Alert(read_only=True, allow_null=True)
+
+
+class OperatorCap(serializers.Serializer):  # type: ignore[type-arg]
+    epsilon_total_max = serializers.FloatField()
+    renewal_days_min = serializers.IntegerField()
+
+
+class BudgetPolicy(Strict):
+    epsilon_total = serializers.FloatField(required=False, help_text="lifetime ε, or ε per renewal window")
+    delta = serializers.FloatField(required=False, help_text="per-release δ cap (each release uses min(δ, 1/N))")
+    renewal_days = serializers.IntegerField(required=False, allow_null=True,
+                                            help_text="null: a lifetime budget; N: what any N-day window may spend")
+    operator_cap = OperatorCap(read_only=True)
+
+
+class RetentionSettings(Strict):
+    event_retention_days = serializers.IntegerField(required=False)
+
+
+class Objective(Strict):
+    latency_threshold_ms = serializers.FloatField(required=False)
+    latency_target = serializers.FloatField(required=False)
+    availability_target = serializers.FloatField(required=False)
+
+
+class TenantSettings(Strict):
+    model = ModelSettings(required=False)
+    retraining = RetrainingSettings(required=False)
+    privacy_budget = BudgetPolicy(required=False)
+    retention = RetentionSettings(required=False)
+    rate_limit_per_s = serializers.FloatField(required=False, allow_null=True,
+                                              help_text="requests/s per API key unless the key sets its own")
+    rate_limit_default_per_s = serializers.FloatField(read_only=True)
+    slo_objectives = serializers.DictField(child=Objective(), required=False)
