@@ -129,3 +129,38 @@ class CatalogSearchForm(forms.Form):
         choices=[("", "any"), ("pending", "pending"), ("ready", "ready"), ("failed", "failed")],
         label="Encoding",
     )
+
+
+class ModelSettingsForm(forms.Form):
+    """The model lifecycle settings of ``/api/v1/tenant/settings``; the service checks the rest
+    (operator caps, whether the schedule fits the budget) and its reasons are shown as form errors."""
+
+    dp_design = forms.ChoiceField(
+        label="Private model design",
+        choices=[("auto", "auto: Opacus DP-SGD tower from 5,000 users, DP PureSVD factors below"),
+                 ("tower", "tower: DP popularity + Opacus DP-SGD of the two-tower"),
+                 ("factors", "factors: DP popularity + DP item-item Gram (no DP-SGD)")],
+    )
+    epsilon_total = forms.FloatField(label="Budget ε", min_value=0.01,
+                                     help_text="Lifetime ε, or what any renewal window may spend.")
+    delta = forms.FloatField(label="δ per release", min_value=1e-15, max_value=0.5,
+                             help_text="Each release uses min(δ, 1/users).")
+    renewal_days = forms.IntegerField(label="Renewal window (days)", required=False, min_value=1,
+                                      help_text="Empty: a lifetime budget that never renews.")
+    cadence = forms.ChoiceField(label="Retraining", choices=[("off", "off"), ("daily", "daily"), ("weekly", "weekly"),
+                                                             ("events", "when enough new events arrived")])
+    epsilon_per_run = forms.FloatField(label="ε per scheduled run", min_value=0.01)
+    min_new_events = forms.IntegerField(label="New events that make a run due", required=False, min_value=1)
+    event_retention_days = forms.IntegerField(label="Event retention (days)", min_value=1, max_value=36500)
+
+    def changes(self) -> dict[str, Any]:
+        """The settings document (``apps.api.tenant_settings``) this form describes."""
+        data = self.cleaned_data
+        return {
+            "model": {"dp_design": data["dp_design"]},
+            "privacy_budget": {"epsilon_total": data["epsilon_total"], "delta": data["delta"],
+                               "renewal_days": data["renewal_days"]},
+            "retraining": {"cadence": data["cadence"], "epsilon_per_run": data["epsilon_per_run"],
+                           "min_new_events": data["min_new_events"]},
+            "retention": {"event_retention_days": data["event_retention_days"]},
+        }

@@ -39,6 +39,7 @@ SECTIONS: dict[str, Section] = {
         Section("keys", "API keys", "webadmin:keys", ADMINS),
         Section("slo", "Objectives", "webadmin:slo", ADMINS, contracts.SLO),
         Section("privacy", "Privacy & training", "webadmin:privacy", ADMINS, contracts.MODELING),
+        Section("model", "Models & settings", "webadmin:models", ADMINS, contracts.MODELING),
         Section("users", "End users", "webadmin:users", ADMINS, contracts.PROFILES),
         Section("audit", "Audit", "webadmin:audit", REVIEWERS, contracts.AUDIT),
     )

@@ -54,13 +54,21 @@ class PrivacyPoint:
 @dataclass(frozen=True)
 class PrivacyBudget:
     total: float
-    spent: float
+    spent: float  # within the renewal window when there is one
     delta: float | None
     points: list[PrivacyPoint] = field(default_factory=list)
+    renewal_days: int | None = None
+    next_renewal_at: Any = None
+    renewed_then: float = 0.0
 
     @property
     def remaining(self) -> float:
         return max(0.0, self.total - self.spent)
+
+    @property
+    def remaining_percent(self) -> int:
+        """The "Left" bar: the share of the budget still left (0 when the budget is 0)."""
+        return round(100 * self.remaining / self.total) if self.total > 0 else 0
 
 
 @dataclass(frozen=True)
@@ -251,6 +259,9 @@ def privacy_budget(*, tenant_id: int) -> PrivacyBudget | None:
         spent=float(_get(raw, "epsilon_spent", spent) or 0.0),
         delta=float(delta) if delta is not None else None,
         points=points,
+        renewal_days=_get(raw, "renewal_days"),
+        next_renewal_at=_get(raw, "next_renewal_at"),
+        renewed_then=float(_get(raw, "epsilon_renewed_then", 0.0) or 0.0),
     )
 
 

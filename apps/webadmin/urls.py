@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.webadmin.views import audit, auth, catalog, dashboard, keys, platform, privacy, slo, users
+from apps.webadmin.views import audit, auth, catalog, dashboard, keys, models, platform, privacy, slo, users
 
 app_name = "webadmin"
 
@@ -31,6 +31,8 @@ urlpatterns = [
     path("t/<slug:slug>/privacy/", privacy.privacy, name="privacy"),
     path("t/<slug:slug>/training-runs/<int:run_id>/", privacy.training_run, name="training-run"),
     path("t/<slug:slug>/training-runs/<int:run_id>/status.json", privacy.training_run_status, name="training-run-status"),
+    path("t/<slug:slug>/models/", models.models, name="models"),
+    path("t/<slug:slug>/models/<int:version>/activate/", models.version_activate, name="model-activate"),
     path("t/<slug:slug>/users/", users.users, name="users"),
     path("t/<slug:slug>/users/export/", users.user_export, name="user-export"),
     path("t/<slug:slug>/audit/", audit.audit, name="audit"),

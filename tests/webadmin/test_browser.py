@@ -318,3 +318,56 @@ def test_the_operator_creates_a_tenant_adds_its_owner_and_checks_health(page, si
     shot(page, "health")
 
 
+
+
+@pytest.mark.skipif(not _modeling_met(), reason="the modeling app does not meet the admin's contract yet")
+def test_an_admin_rolls_back_a_version_and_sets_the_budget_policy_and_schedule(page, sign_in, shot, admin_a, tenant_a):
+    from apps.core.tenant_db import tenant_context
+    from apps.modeling import services, training
+    from apps.modeling.models import ActiveModel
+    from tests.modeling.support import seed_tenant, set_modeling
+
+    seed_tenant(tenant_a)
+    set_modeling(tenant_a, seed=7)
+    original = services._enqueue
+    services._enqueue = lambda tenant_id, run_id: None
+    try:
+        for _ in range(2):
+            run = services.training_run_start(tenant_id=tenant_a.tenant.id, epsilon=4.0, actor="test")
+            assert training.training_run_execute(tenant_id=tenant_a.tenant.id, run_id=run["id"]) == "succeeded"
+    finally:
+        services._enqueue = original
+
+    sign_in(page, admin_a)
+    open_section(page, "privacy")
+    assert page.get_attribute("[data-testid=left-bar]", "data-percent") == "50"  # 8 of 16 left, not 8 spent
+    assert "lifetime" in page.inner_text("[data-testid=budget-policy]")
+    open_section(page, "model")
+    assert page.inner_text("tr[data-version='2'] [data-field=status]") == "active"
+    assert page.inner_text("tr[data-version='1'] [data-field=status]") == "previous"
+    shot(page, "model-versions")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("tr[data-version='1'] button:has-text('Roll back')")
+    page.wait_for_selector(".messages li.success")
+    assert "Version 1 is now serving" in page.inner_text(".messages")
+    assert page.inner_text("tr[data-version='1'] [data-field=status]") == "active"
+    with tenant_context(tenant_a.tenant.id):
+        assert ActiveModel.objects.get(tenant_id=tenant_a.tenant.id).version == 1
+
+    # a daily schedule on a lifetime budget is refused with the reason, nothing saved
+    page.select_option("#id_cadence", "daily")
+    page.click("[data-testid=settings-form] button[type=submit]")
+    page.wait_for_selector(".form-errors")
+    assert "lifetime budget" in page.inner_text(".form-errors")
+    # a 30-day renewal window and a weekly schedule that fits it
+    page.fill("#id_renewal_days", "30")
+    page.select_option("#id_cadence", "weekly")
+    page.fill("#id_epsilon_per_run", "2")
+    with page.expect_navigation():
+        page.click("[data-testid=settings-form] button[type=submit]")
+    assert "Settings saved" in page.inner_text(".messages")
+    assert page.input_value("#id_renewal_days") == "30" and page.input_value("#id_cadence") == "weekly"
+    shot(page, "model-settings")
+    open_section(page, "privacy")
+    assert "per rolling 30 days" in page.inner_text("[data-testid=budget-policy]")
+    assert page.is_visible("[data-testid=next-renewal]")

@@ -43,7 +43,7 @@ def _ids_of(persona: Any) -> dict[str, Any]:
     with tenant_context(persona.tenant.id):
         key = api_keys_for_tenant(tenant_id=persona.tenant.id).first()
     assert key is not None
-    return {"<int:key_id>": key.pk, "<int:run_id>": 1, "<str:endpoint_class>": "recommend", "<str:pseudonym>": "p" * 16}
+    return {"<int:key_id>": key.pk, "<int:run_id>": 1, "<int:version>": 1, "<str:endpoint_class>": "recommend", "<str:pseudonym>": "p" * 16}
 
 
 def test_every_tenant_route_is_guarded_by_tenant_page():
