@@ -71,6 +71,18 @@ def test_openapi_schema_and_docs_are_served(anon, live_db):
     assert anon.get("/api/docs/").status_code == 200
 
 
+def test_the_schema_declares_the_bearer_scheme_and_types_the_settings_document(anon, live_db):
+    schema = anon.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    assert schema["components"]["securitySchemes"]["apiKey"] == {**schema["components"]["securitySchemes"]["apiKey"],
+                                                                 "type": "http", "scheme": "bearer"}
+    patch = schema["paths"]["/api/v1/tenant/settings"]["patch"]
+    assert {"apiKey": []} in patch["security"]
+    ref = patch["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    fields = schema["components"]["schemas"][ref]["properties"]
+    assert {"model", "retraining", "privacy_budget", "retention", "rate_limit_per_s", "slo_objectives"} <= set(fields)
+
+
 def test_health_live_and_ready(anon, live_db):
     assert anon.get("/health/live").json() == {"status": "ok"}
     ready = anon.get("/health/ready")
