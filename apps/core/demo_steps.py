@@ -144,12 +144,13 @@ def _wait_for_run(tenant_id: int, run_id: int, get: Callable[..., dict[str, Any]
 
     deadline = time.monotonic() + TRAINING_TIMEOUT_S
     run = get(tenant_id=tenant_id, run_id=run_id)
-    with tqdm(total=max(1, int(run["epochs"] or 1)), desc="training", unit="epoch", file=stdout) as bar:
+    # the run's own progress (per release step and DP-SGD epoch), so a run without epochs moves too
+    with tqdm(total=100, desc="training", unit="%", file=stdout) as bar:
         while True:
-            bar.total = max(1, int(run["epochs"] or 1))
-            bar.n = min(int(run["epoch"] or 0), bar.total)
+            bar.n = round(100 * float(run.get("progress") or 0.0))
             loss = run.get("loss")
-            bar.set_postfix(status=run["status"], loss=f"{loss:.3f}" if loss is not None else "-", refresh=False)
+            bar.set_postfix(status=run["status"], stage=run.get("stage") or "-",
+                            loss=f"{loss:.3f}" if loss is not None else "-", refresh=False)
             bar.refresh()
             if run["status"] in FINISHED or time.monotonic() > deadline:
                 return run

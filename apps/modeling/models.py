@@ -61,6 +61,7 @@ class TrainingRun(TenantOwned):
     epochs = models.PositiveIntegerField(default=0)
     loss = models.FloatField(null=True, blank=True)
     loss_history = models.JSONField(default=list, blank=True)
+    stage = models.CharField(max_length=64, blank=True)  # what the worker is doing now (apps.modeling.progress)
     claim_token = models.CharField(max_length=32, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=255, blank=True)

@@ -30,6 +30,7 @@ from django.utils import timezone
 from apps.core.conf import sotto_setting
 from apps.core.errors import NotFound
 from apps.core.tenant_db import tenant_scope
+from apps.modeling import progress as stages
 from apps.modeling import served
 from apps.modeling.artifacts import ServingModel, load_artifacts
 from apps.modeling.models import (
@@ -250,11 +251,12 @@ def privacy_spend_series(tenant_id: int) -> list[dict[str, Any]]:
 
 
 def _progress(run: TrainingRun) -> float:
-    if run.status in (RunStatus.SUCCEEDED, RunStatus.REJECTED):
-        return 1.0
-    if run.epochs <= 0:
-        return 0.0
-    return round(0.9 * min(run.epoch, run.epochs) / run.epochs, 4)
+    """Monotone fraction in [0, 1] from the stored stage and epoch (``progress.run_progress``)."""
+    return stages.run_progress(str(run.status), run.stage, run.epoch, run.epochs)
+
+
+def _stage(run: TrainingRun) -> str:
+    return run.stage or (stages.QUEUED if run.status == RunStatus.QUEUED else "")
 
 
 def run_repr(run: TrainingRun, version: int | None = None) -> dict[str, Any]:
@@ -265,6 +267,7 @@ def run_repr(run: TrainingRun, version: int | None = None) -> dict[str, Any]:
         "epsilon": run.epsilon,
         "delta": run.delta,
         "progress": _progress(run),
+        "stage": _stage(run),
         "epoch": run.epoch,
         "epochs": run.epochs,
         "loss": run.loss,

@@ -20,8 +20,11 @@ Steps of :func:`training_run_execute`:
    two-tower (``ml.tower``), composed by the RDP accountant to the whole (ε, δ), with progress
    (epoch, loss) written to the run row; ``"factors"`` (smaller tenants): DP popularity + DP
    item-item Gram (GDP), the tower is its initialisation. A heartbeat thread keeps
-   ``heartbeat_at`` fresh. Holdout metrics score the candidate, DP popularity and the active
-   version on the same users (sparse, sampled to ``MODELING_EVAL_USERS``).
+   ``heartbeat_at`` fresh; the run's ``stage`` (``progress``: loading data, DP popularity release,
+   DP item-item Gram or DP-SGD epoch k/N, holdout evaluation, materialising served vectors,
+   building HNSW index, switching) is written at each boundary. Holdout metrics score the
+   candidate, DP popularity and the active version on the same users (sparse, sampled to
+   ``MODELING_EVAL_USERS``).
    **Gate** (``gate_decision``): the version goes live only if it beats DP popularity and is not
    below the active version (``MODELING_GATE_MARGIN``); otherwise it is stored ``rejected`` (no
    served vectors), the run ends ``rejected`` with the reason, and the active version keeps serving.
@@ -41,6 +44,7 @@ import logging
 import math
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -53,7 +57,7 @@ from django.utils import timezone
 from apps.core import audit
 from apps.core.conf import sotto_setting
 from apps.core.tenant_db import tenant_context
-from apps.modeling import artifacts, served, tenant_data
+from apps.modeling import artifacts, progress, served, tenant_data
 from apps.modeling.ml.config import ModelConfig
 from apps.modeling.ml.features import FeatureConfig
 from apps.modeling.models import (
@@ -115,7 +119,8 @@ def claim(*, tenant_id: int, run_id: int, redelivered: bool) -> Claim | None:
         run.status, run.claim_token, run.started_at, run.heartbeat_at = RunStatus.RUNNING, token, now, now
         run.attempts += 1
         run.worker = f"{socket.gethostname()}"[:255]
-        run.save(update_fields=["status", "claim_token", "started_at", "heartbeat_at", "attempts", "worker"])
+        run.stage = progress.LOADING
+        run.save(update_fields=["status", "claim_token", "started_at", "heartbeat_at", "attempts", "worker", "stage"])
     return Claim(run_id=run_id, token=token)
 
 
@@ -128,6 +133,16 @@ def _beat(tenant_id: int, claim_: Claim, **fields: Any) -> None:
     with tenant_context(tenant_id):
         if not _ours(tenant_id, claim_).update(heartbeat_at=timezone.now(), **fields):
             raise RunAbandoned(f"training run {claim_.run_id} is no longer running here")
+
+
+# DP-SGD epoch updates reach the run row at most this often (the last epoch always); stage
+# boundaries are always written: a handful per run
+PROGRESS_MIN_INTERVAL_S = 0.25
+
+
+def _stage(tenant_id: int, claim_: Claim, stage: str, **fields: Any) -> None:
+    """Record the stage the run is in (``progress``) with the heartbeat's one-row UPDATE."""
+    _beat(tenant_id, claim_, stage=stage[:64], **fields)
 
 
 class Heartbeat:
@@ -210,8 +225,9 @@ def _model_config(config: dict[str, Any]) -> ModelConfig:
     return ModelConfig(**values)
 
 
-def _release_factors(train: Any, content: np.ndarray, mc: ModelConfig, epsilon: float, delta: float,
-                     seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, Any, dict[str, Any], float]:
+def _release_factors(train: Any, content: np.ndarray, mc: ModelConfig, epsilon: float, delta: float, seed: int,
+                     on_stage: Callable[[str], None] | None = None,
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray, Any, dict[str, Any], float]:
     """DP popularity + DP item-item Gram (GDP); the tower is its initialisation (no gradient step)."""
     from apps.modeling.ml.dp_factors import release_item_extras
     from apps.modeling.ml.train import TrainData, build_model, export_weights
@@ -221,7 +237,7 @@ def _release_factors(train: Any, content: np.ndarray, mc: ModelConfig, epsilon: 
         raise ValueError("dp_design 'factors' spends the whole budget on its releases: epochs must be 0")
     m = min(mc.factor_items, train.n_items)
     mc = replace(mc, factor_rank=min(mc.factor_rank, m))  # a tiny catalogue has fewer eigenvectors
-    rel = release_item_extras(train.user, train.item, train.n_items, epsilon, delta, mc, seed=seed)
+    rel = release_item_extras(train.user, train.item, train.n_items, epsilon, delta, mc, seed=seed, on_stage=on_stage)
     private = math.isfinite(epsilon)
     weights = export_weights(build_model(TrainData(train, content, rel.extras), mc))
     if not private:
@@ -251,7 +267,7 @@ def _release_factors(train: Any, content: np.ndarray, mc: ModelConfig, epsilon: 
 def train_tenant(
     *, data: tenant_data.TenantData, config: dict[str, Any], epsilon: float, delta: float, seed: int,
     features: FeatureConfig, on_epoch: Callable[[int, int, float], None] | None = None,
-    incumbent: Incumbent | None = None,
+    incumbent: Incumbent | None = None, on_stage: Callable[[str], None] | None = None,
 ) -> Trained:
     """Pure part of a run (no database): holdout split, DP releases of ``config["dp_design"]``, metrics.
 
@@ -260,6 +276,8 @@ def train_tenant(
     the whole (ε, δ) (checked against the composed accountant; ε = inf is the non-private model).
     Everything is sparse: no users x items array. Metrics compare the candidate with DP popularity
     and, when given, the ``incumbent`` on the same holdout users (``gate_decision`` reads them).
+    ``on_stage`` is told each step as it begins ("popularity", "gram" or "dp-sgd", "evaluation";
+    ``progress.STAGE_KEYS``), ``on_epoch`` (epoch, epochs, loss) after every DP-SGD epoch.
     """
     import torch
 
@@ -277,7 +295,8 @@ def train_tenant(
     loss_history: list[float] = []
     epochs = steps = 0
     if design == "factors":
-        weights, extras, rel, release, eps_total = _release_factors(train, data.content, mc, epsilon, delta, seed)
+        weights, extras, rel, release, eps_total = _release_factors(train, data.content, mc, epsilon, delta, seed,
+                                                                    on_stage)
         pop_counts, sigma_pop = rel.pop_counts, rel.sigma_pop
         cold = np.zeros(extras.shape[1], dtype=np.float32)
         cold[-1] = float(np.linalg.norm(extras, axis=1).max())  # pad: same norm as every other row
@@ -288,7 +307,8 @@ def train_tenant(
         # one tenant's DP-SGD on N torch.distributed processes (gloo), if the operator asks and N fits
         procs = usable_processes(train.n_users, mc.expected_batch, int(sotto_setting("MODELING_TRAIN_PROCESSES")))
         res, extras, pop, release, eps_total = release_tower(
-            train, data.content, mc, features, epsilon, delta, seed, on_epoch, processes=procs, threads=threads)
+            train, data.content, mc, features, epsilon, delta, seed, on_epoch, processes=procs, threads=threads,
+            on_stage=on_stage)
         weights, pop_counts, sigma_pop = res.weights, pop.counts, pop.sigma
         loss_history, epochs, steps = res.loss_history, res.epochs, res.steps
         cold = np.zeros(extras.shape[1], dtype=np.float32)  # no released count; the pad is computed per row
@@ -302,6 +322,8 @@ def train_tenant(
     eps_pop = gaussian_epsilon(sigma_pop, delta) if sigma_pop > 0 else math.inf
     metrics: dict[str, Any] = {}
     if split is not None:
+        if on_stage is not None:
+            on_stage("evaluation")
         metrics = holdout_metrics(split=split, content=data.content, weights=weights, extras=extras,
                                   features=features, pop_counts=pop_counts, incumbent=incumbent, seed=seed,
                                   holdout=holdout)
@@ -412,18 +434,35 @@ def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = Fal
                 raise ValueError("no events on encoded items to train on")
             delta = min(run.delta, 1.0 / n_users)  # never above the charge, and <= 1/N at training time
 
+            written = [-math.inf]  # when progress last reached the row (time.monotonic)
+
+            def on_stage(key: str) -> None:
+                if beat.lost:
+                    raise RunAbandoned(f"training run {run_id} was reaped")
+                written[0] = time.monotonic()
+                if key == "dp-sgd":
+                    _stage(tenant_id, claim_, progress.sgd_stage(0, run.epochs), epoch=0, epochs=run.epochs)
+                else:
+                    _stage(tenant_id, claim_, progress.STAGE_KEYS[key])
+
             def on_epoch(epoch: int, epochs: int, loss: float) -> None:
                 if beat.lost:
                     raise RunAbandoned(f"training run {run_id} was reaped")
+                now = time.monotonic()
+                if epoch < epochs and now - written[0] < PROGRESS_MIN_INTERVAL_S:
+                    return  # fast epochs: a later one (the last one always) reports
+                written[0] = now
                 value = None if math.isnan(loss) else float(loss)
-                _beat(tenant_id, claim_, epoch=epoch, epochs=epochs, loss=value)
+                _stage(tenant_id, claim_, progress.sgd_stage(epoch, epochs), epoch=epoch, epochs=epochs, loss=value)
 
             _beat(tenant_id, claim_, n_users_trained=n_users)
             trained = train_tenant(data=data, config=run.config, epsilon=run.epsilon, delta=delta, seed=run.seed,
-                                   features=feature_config(), on_epoch=on_epoch, incumbent=incumbent)
+                                   features=feature_config(), on_epoch=on_epoch, incumbent=incumbent,
+                                   on_stage=on_stage)
             gate = gate_decision(trained.metrics, float(sotto_setting("MODELING_GATE_MARGIN")))
             if gate["passed"]:
                 version = _materialise(tenant_id, claim_, trained)
+                _stage(tenant_id, claim_, progress.SWITCHING)
                 previous_features = _switch(tenant_id, claim_, run_id, version, trained, gate)
             else:
                 _reject(tenant_id, claim_, run_id, trained, gate)
@@ -482,6 +521,7 @@ def _version_row(tenant_id: int, claim_: Claim, trained: Trained, status: str) -
 def _materialise(tenant_id: int, claim_: Claim, trained: Trained) -> int:
     from apps.modeling.ml.inference import item_vectors
 
+    _stage(tenant_id, claim_, progress.MATERIALISING)
     vectors = item_vectors(trained.weights, trained.content, trained.extras)
     dim = int(vectors.shape[1])
     with tenant_context(tenant_id):
@@ -490,7 +530,7 @@ def _materialise(tenant_id: int, claim_: Claim, trained: Trained) -> int:
         served.version_create(tenant_id=tenant_id, version=version)  # short DDL transaction
     with tenant_context(tenant_id):
         served.vectors_upsert(tenant_id=tenant_id, version=version, item_pks=trained.item_pks.tolist(), vectors=vectors)
-    _beat(tenant_id, claim_)
+    _stage(tenant_id, claim_, progress.INDEXING)
     with tenant_context(tenant_id):
         served.version_index(tenant_id=tenant_id, version=version, dim=dim)
         ModelVersion.objects.filter(tenant_id=tenant_id, version=version).update(status=VersionStatus.READY)
@@ -526,6 +566,7 @@ def _record_release(tenant_id: int, run: TrainingRun, trained: Trained, gate: di
     run.n_users_trained, run.metrics, run.model_version = trained.n_users, trained.metrics, mv
     run.release, run.gate = _json_safe(rel), gate
     run.epoch, run.epochs = trained.epochs, trained.epochs
+    run.stage = progress.DONE if status == RunStatus.SUCCEEDED else progress.REJECTED
     if status == RunStatus.REJECTED:
         run.error = str(gate["reason"])[:1000]
     run.loss_history = [None if math.isnan(x) else x for x in trained.loss_history]

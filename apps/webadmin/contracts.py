@@ -52,7 +52,8 @@ AUDIT = Contract(
 #   selectors.privacy_budget(*, tenant_id) -> {epsilon_total, epsilon_spent, delta, ledger: [{epsilon, created_at, run_id}]}
 #   selectors.training_runs_for_tenant(*, tenant_id, limit) -> [run], newest first
 #   selectors.training_run_get(*, tenant_id, run_id) -> run                   (NotFound when not this tenant's)
-#   run: {id, status, epsilon, progress (0..1), created_at, finished_at, metrics, model_version, error}
+#   run: {id, status, epsilon, progress (0..1), stage (optional text), created_at, finished_at, metrics,
+#         model_version, error}
 MODELING = Contract(
     "Privacy budget, training runs and evaluation (modeling app)",
     (

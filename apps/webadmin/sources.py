@@ -166,6 +166,7 @@ class TrainingRun:
     accountant: str = ""
     epsilon_spent: float | None = None
     gate: dict[str, Any] | None = None
+    stage: str = ""  # what the worker is doing now ("DP-SGD epoch 3/10", "building HNSW index", ...)
 
     @property
     def finished(self) -> bool:
@@ -198,6 +199,7 @@ def _run(raw: Any) -> TrainingRun:
         accountant=str((_get(raw, "release", None) or {}).get("accountant", "") or ""),
         epsilon_spent=_get(raw, "epsilon_spent"),
         gate=dict(_get(raw, "gate", None) or {}) or None,
+        stage=str(_get(raw, "stage", "") or ""),
     )
 
 

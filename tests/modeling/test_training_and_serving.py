@@ -526,6 +526,7 @@ def test_a_version_that_does_not_beat_dp_popularity_is_kept_inactive_with_its_re
         assert LedgerEntry.objects.filter(tenant_id=tid).count() == 2  # charged all the same
     body = api.get(f"/api/v1/training-runs/{run_id}", **persona.auth).json()
     assert body["status"] == "rejected" and body["progress"] == 1.0 and body["model_version"] == 2
+    assert body["stage"] == "kept inactive by the gate"
     assert body["gate"]["passed"] is False and "does not beat DP popularity" in body["gate"]["reason"]
     assert body["error"] == body["gate"]["reason"]
     assert body["mechanism"].startswith("gaussian popularity + gaussian item-item gram")
@@ -560,3 +561,96 @@ def test_a_candidate_below_the_active_version_on_the_same_users_is_rejected(live
     assert outcome == "rejected" and not gate["passed"] and gate["candidate"] < gate["active"], gate
     with tenant_context(tid):
         assert ActiveModel.objects.get(tenant_id=tid).version == 1
+
+
+# --- progress: the run's stage and a monotone fraction ---------------------------------------------
+
+
+def _record_progress(monkeypatch, persona, run_id):
+    """Wrap the worker's stage writer: after each write (and once before the first, for the claim's
+    stage) record what the API reads back: (stage, progress, epoch)."""
+    seen: list[tuple[str, float, int]] = []
+    real = training._stage
+
+    def snapshot():
+        run = selectors.training_run_get(tenant_id=_tid(persona), run_id=run_id)
+        seen.append((run["stage"], run["progress"], run["epoch"]))
+
+    def recording(tenant_id, claim_, stage, **fields):
+        if not seen:
+            snapshot()
+        real(tenant_id, claim_, stage, **fields)
+        snapshot()
+
+    monkeypatch.setattr(training, "_stage", recording)
+    return seen
+
+
+def test_progress_weights_are_monotone_over_the_stages_and_epochs():
+    from apps.modeling import progress
+
+    order = [progress.stage_progress(progress.QUEUED), progress.stage_progress(progress.LOADING),
+             progress.stage_progress(progress.POPULARITY),
+             *(progress.stage_progress(progress.sgd_stage(k, 4), k, 4) for k in range(5)),
+             progress.stage_progress(progress.EVALUATION), progress.stage_progress(progress.MATERIALISING),
+             progress.stage_progress(progress.INDEXING), progress.stage_progress(progress.SWITCHING),
+             progress.stage_progress(progress.DONE)]
+    assert order == sorted(order) and order[0] == 0.0 and order[-1] == 1.0
+    assert progress.stage_progress(progress.GRAM) == progress.stage_progress(progress.sgd_stage(0, 4), 0, 4) == 0.10
+    assert progress.stage_progress(progress.sgd_stage(4, 4), 4, 4) == progress.stage_progress(progress.EVALUATION)
+    assert [progress.sgd_stage(k, 3) for k in range(4)] == ["DP-SGD epoch 1/3", "DP-SGD epoch 2/3",
+                                                            "DP-SGD epoch 3/3", "DP-SGD epoch 3/3"]
+    assert progress.run_progress("rejected", progress.EVALUATION) == progress.run_progress("succeeded", "") == 1.0
+    assert progress.run_progress("failed", progress.INDEXING) == 0.9  # a failed run stays where it stopped
+    assert progress.run_progress("queued", "") == 0.0 and progress.stage_progress("something new") == 0.0
+
+
+def test_a_factors_run_reports_increasing_progress_through_its_stages(live_db, monkeypatch, api):
+    from tests.support import make_tenant
+
+    persona = make_tenant("progf")
+    seed_tenant(persona)
+    set_modeling(persona, seed=3)  # default design "factors": no epochs; holdout 10 %
+    tid = _tid(persona)
+    run_id = _start(persona, epsilon=2.0)
+    queued = api.get(f"/api/v1/training-runs/{run_id}", **persona.auth).json()
+    assert (queued["status"], queued["stage"], queued["progress"]) == ("queued", "queued", 0.0)
+    seen = _record_progress(monkeypatch, persona, run_id)
+
+    assert training.training_run_execute(tenant_id=tid, run_id=run_id) == "succeeded"
+
+    assert [(stage, p) for stage, p, _ in seen] == [
+        ("loading data", 0.0), ("DP popularity release", 0.05), ("DP item-item Gram", 0.10),
+        ("holdout evaluation", 0.65), ("materialising served vectors", 0.80), ("building HNSW index", 0.90),
+        ("switching", 0.95),
+    ]
+    body = api.get(f"/api/v1/training-runs/{run_id}", **persona.auth).json()
+    assert (body["status"], body["stage"], body["progress"]) == ("succeeded", "done", 1.0)
+    assert body["epoch"] == body["epochs"] == 0
+
+
+@pytest.mark.parametrize("min_interval_s", [0.0, 1e9])
+def test_a_tower_run_reports_progress_per_dp_sgd_epoch(live_db, monkeypatch, api, min_interval_s):
+    from tests.support import make_tenant
+
+    monkeypatch.setattr(training, "PROGRESS_MIN_INTERVAL_S", min_interval_s)
+    persona = make_tenant(f"progt{int(min_interval_s > 0)}")
+    seed_tenant(persona)
+    set_modeling(persona, dp_design="tower", epochs=3, seed=3, holdout_fraction=0.0)
+    run_id = _start(persona, epsilon=2.0)
+    seen = _record_progress(monkeypatch, persona, run_id)
+
+    assert training.training_run_execute(tenant_id=_tid(persona), run_id=run_id) == "succeeded"
+
+    sgd = [(stage, epoch) for stage, _, epoch in seen if stage.startswith("DP-SGD")]
+    if min_interval_s == 0:  # every epoch reaches the row: epoch k+1 of 3 runs once k are done
+        assert sgd == [("DP-SGD epoch 1/3", 0), ("DP-SGD epoch 2/3", 1), ("DP-SGD epoch 3/3", 2), ("DP-SGD epoch 3/3", 3)]
+    else:  # throttled: fast epochs are skipped, the start and the last epoch are always written
+        assert sgd == [("DP-SGD epoch 1/3", 0), ("DP-SGD epoch 3/3", 3)]
+    fractions = [p for _, p, _ in seen]
+    assert fractions == sorted(fractions) and len(set(fractions)) == len(fractions)  # strictly increasing
+    assert [stage for stage, _, _ in seen if not stage.startswith("DP-SGD")] == [
+        "loading data", "DP popularity release", "materialising served vectors", "building HNSW index", "switching"]
+    body = api.get(f"/api/v1/training-runs/{run_id}", **persona.auth).json()
+    assert (body["status"], body["stage"], body["progress"], body["epoch"], body["epochs"]) == ("succeeded", "done",
+                                                                                             1.0, 3, 3)

@@ -47,10 +47,13 @@ def test_an_admin_starts_a_run_with_an_epsilon_and_watches_it(signed_in, admin_a
     assert started.status_code == 302 and started["Location"] == f"/t/{tenant_a.slug}/training-runs/1/"
     assert modeling.started == [(tenant_a.tenant.id, 1.5, f"user:{admin_a.username}")]
     status_url = f"/t/{tenant_a.slug}/training-runs/1/status.json"
-    assert client.get(status_url).json() == {"id": 1, "status": "queued", "progress": 0.0, "finished": False, "message": ""}
+    assert client.get(status_url).json() == {"id": 1, "status": "queued", "progress": 0.0, "stage": "",
+                                             "finished": False, "message": ""}
     assert b'data-poll="' + status_url.encode() + b'"' in client.get(f"/t/{tenant_a.slug}/training-runs/1/").content
-    modeling.runs[1].update(status="running", progress=0.4)
+    modeling.runs[1].update(status="running", progress=0.4, stage="DP-SGD epoch 3/10")
     assert client.get(status_url).json()["progress"] == 0.4
+    assert client.get(status_url).json()["stage"] == "DP-SGD epoch 3/10"
+    assert b"DP-SGD epoch 3/10</span>" in client.get(f"/t/{tenant_a.slug}/training-runs/1/").content
     modeling.runs[1].update(
         status="succeeded", progress=1.0, finished_at=datetime(2026, 1, 1, 13, 0, tzinfo=UTC),
         metrics={"recall@20": 0.081, "ndcg@20": 0.05}, model_version="v1",

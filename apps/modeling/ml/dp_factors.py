@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -194,8 +194,11 @@ class ReleasedExtras:
 
 
 def release_item_extras(user: np.ndarray, item: np.ndarray, n_items: int, epsilon: float, delta: float,
-                        config: ModelConfig, seed: int = 0) -> ReleasedExtras:
+                        config: ModelConfig, seed: int = 0,
+                        on_stage: Callable[[str], None] | None = None) -> ReleasedExtras:
     """DP releases behind the item extras, with the budget split of ``config``.
+
+    ``on_stage`` (optional) is told ``"popularity"`` and, with factors, ``"gram"`` as each release begins.
 
     * ``factor_rank == 0`` (original design): popularity gets ``pop_epsilon_share·ε`` and δ/2
       (analytic Gaussian), DP-SGD the rest (basic composition).
@@ -205,6 +208,8 @@ def release_item_extras(user: np.ndarray, item: np.ndarray, n_items: int, epsilo
     """
     private = math.isfinite(epsilon)
     cap = config.pop_cap
+    if on_stage is not None:
+        on_stage("popularity")
     if config.factor_rank <= 0:
         if not private:
             pop = dp_popularity(user, item, n_items, math.inf, 0.0, cap=cap, seed=seed)
@@ -227,6 +232,8 @@ def release_item_extras(user: np.ndarray, item: np.ndarray, n_items: int, epsilo
         pop = dp_popularity(user, item, n_items, math.inf, 0.0, cap=cap, seed=seed)
     m = min(config.factor_items, n_items)
     top = np.argsort(-pop.counts, kind="stable")[:m]
+    if on_stage is not None:
+        on_stage("gram")
     fac = dp_item_factors(user, item, n_items, top, config.factor_rank, s_gram, seed=seed + 7919)
     extras = factor_extras(popularity_feature(pop.counts, s_pop), fac.factors, math.sqrt(m))
     return ReleasedExtras(extras, pop.counts, eps_rel, delta_rel, s_pop, s_gram, eps_sgd, delta_sgd)

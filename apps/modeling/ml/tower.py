@@ -48,6 +48,7 @@ from .towers import UserTower
 __all__ = ["TowerRelease", "negative_distribution", "train_tower"]
 
 ProgressFn = Callable[[int, int, float], None]
+StageFn = Callable[[str], None]  # told "popularity", then "dp-sgd" (the caller records the run's stage)
 
 
 @dataclass
@@ -347,19 +348,28 @@ def dp_schedule(n_users: int, expected_batch: int, epochs: int) -> tuple[int, fl
 def release_tower(
     train: Interactions, content: np.ndarray, config: ModelConfig, features: FeatureConfig, epsilon: float,
     delta: float, seed: int, on_progress: ProgressFn | None = None, processes: int = 1, threads: int = 0,
+    on_stage: StageFn | None = None,
 ) -> tuple[TowerRelease, np.ndarray, Any, dict[str, Any], float]:
     """The whole "tower" release for (ε, δ): DP popularity, then DP-SGD calibrated so that both
     together, composed by the Opacus accountant, spend at most ε. ε = inf trains without noise
     (in one process); ``processes`` > 1 runs the DP-SGD on that many ranks (``ml.distributed``).
+    ``on_stage`` is told ``"popularity"`` and ``"dp-sgd"`` as each begins; ``on_progress`` after
+    every epoch.
 
     Returns (training result, item extras, popularity release, the record of what ran, composed ε).
     """
     from . import accounting
     from .popularity import analytic_gaussian_sigma, dp_popularity, popularity_feature
 
+    def stage(name: str) -> None:
+        if on_stage is not None:
+            on_stage(name)
+
+    stage("popularity")
     if not math.isfinite(epsilon):
         pop = dp_popularity(train.user, train.item, train.n_items, math.inf, 0.0, cap=config.pop_cap, seed=seed)
         extras = popularity_feature(pop.counts)[:, None]
+        stage("dp-sgd")
         res = train_tower(train, content, extras, pop.counts, config, features, noise_multiplier=None, seed=seed,
                           on_progress=on_progress)
         return res, extras, pop, {"design": "tower", "private": False, "mechanism": "two-tower SGD (non-private)",
@@ -374,6 +384,7 @@ def release_tower(
     pop = dp_popularity(train.user, train.item, train.n_items, epsilon, delta, cap=config.pop_cap, seed=seed,
                         sigma=sigma_pop)
     extras = popularity_feature(pop.counts, sigma_pop)[:, None]
+    stage("dp-sgd")
     res = train_tower(train, content, extras, pop.counts, config, features, noise_multiplier=sigma, seed=seed,
                       on_progress=on_progress, processes=processes, threads=threads)
     history = fixed + res.history

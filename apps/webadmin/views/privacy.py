@@ -46,8 +46,9 @@ def training_run(request: HttpRequest, access: TenantAccess, run_id: int) -> Htt
 
 @tenant_page("privacy")
 def training_run_status(request: HttpRequest, access: TenantAccess, run_id: int) -> HttpResponseBase:
-    """What the run page polls: status, progress (0..1), whether it is finished."""
+    """What the run page polls: status, progress (0..1), the stage it is in, whether it is finished."""
     run = sources.training_run(tenant_id=access.tenant.id, run_id=run_id)
     return JsonResponse(
-        {"id": run.id, "status": run.status, "progress": run.progress, "finished": run.finished, "message": run.error}
+        {"id": run.id, "status": run.status, "progress": run.progress, "stage": run.stage, "finished": run.finished,
+         "message": run.error}
     )

@@ -21,6 +21,8 @@
         if (label) { label.textContent = data.status; }
         var pctLabel = el.querySelector("[data-field=percent]");
         if (pctLabel) { pctLabel.textContent = pct + "%"; }
+        var stage = el.querySelector("[data-field=stage]");
+        if (stage && data.stage !== undefined) { stage.textContent = data.stage || ""; }
         var msg = el.querySelector("[data-field=message]");
         if (msg && data.message !== undefined) { msg.textContent = data.message || ""; }
         el.setAttribute("data-status", data.status);
