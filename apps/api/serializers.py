@@ -24,6 +24,15 @@ class Strict(serializers.Serializer):  # type: ignore[type-arg]
         return super().to_internal_value(data)
 
 
+class Number(serializers.FloatField):
+    """A JSON number only: DRF would take ``true`` as 1.0 and ``"8"`` as 8.0, silently."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return float(super().to_internal_value(data))
+
+
 class ModelSettings(Strict):
     dp_design = serializers.ChoiceField(choices=list(DP_DESIGNS), required=False,
                                         help_text='"auto": the Opacus tower from 5,000 users, the factor design below')
@@ -42,7 +51,7 @@ class Alert(serializers.Serializer):  # type: ignore[type-arg]
 
 class RetrainingSettings(Strict):
     cadence = serializers.ChoiceField(choices=list(Cadence.values), required=False)
-    epsilon_per_run = serializers.FloatField(required=False, help_text="ε charged by each scheduled run")
+    epsilon_per_run = Number(required=False, help_text="ε charged by each scheduled run")
     min_new_events = serializers.IntegerField(required=False, allow_null=True, min_value=1,
                                               help_text='cadence "events": new events that make a run due')
     last_attempt_at = serializers.DateTimeField(read_only=True, allow_null=True)
@@ -56,8 +65,8 @@ class OperatorCap(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class BudgetPolicy(Strict):
-    epsilon_total = serializers.FloatField(required=False, help_text="lifetime ε, or ε per renewal window")
-    delta = serializers.FloatField(required=False, help_text="per-release δ cap (each release uses min(δ, 1/N))")
+    epsilon_total = Number(required=False, help_text="lifetime ε, or ε per renewal window")
+    delta = Number(required=False, help_text="per-release δ cap (each release uses min(δ, 1/N))")
     renewal_days = serializers.IntegerField(required=False, allow_null=True,
                                             help_text="null: a lifetime budget; N: what any N-day window may spend")
     operator_cap = OperatorCap(read_only=True)
@@ -68,9 +77,9 @@ class RetentionSettings(Strict):
 
 
 class Objective(Strict):
-    latency_threshold_ms = serializers.FloatField(required=False)
-    latency_target = serializers.FloatField(required=False)
-    availability_target = serializers.FloatField(required=False)
+    latency_threshold_ms = Number(required=False)
+    latency_target = Number(required=False)
+    availability_target = Number(required=False)
 
 
 class TenantSettings(Strict):
@@ -78,7 +87,7 @@ class TenantSettings(Strict):
     retraining = RetrainingSettings(required=False)
     privacy_budget = BudgetPolicy(required=False)
     retention = RetentionSettings(required=False)
-    rate_limit_per_s = serializers.FloatField(required=False, allow_null=True,
+    rate_limit_per_s = Number(required=False, allow_null=True,
                                               help_text="requests/s per API key unless the key sets its own")
     rate_limit_default_per_s = serializers.FloatField(read_only=True)
     slo_objectives = serializers.DictField(child=Objective(), required=False)

@@ -57,6 +57,8 @@ def tenant_settings_update(*, tenant_id: int, changes: dict[str, Any], actor: st
     """Apply a validated partial document (see the module docstring); returns the settings after."""
     with tenant_context(tenant_id):
         tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
+        # the schedule row before the budget row: the order retrain_due takes them in (no deadlock)
+        lifecycle.schedule_lock(tenant_id)
         plain: dict[str, Any] = {}
         if "model" in changes and "dp_design" in changes["model"]:
             design = changes["model"]["dp_design"]
@@ -71,7 +73,9 @@ def tenant_settings_update(*, tenant_id: int, changes: dict[str, Any], actor: st
             plain["event_retention_days"] = days
         if "rate_limit_per_s" in changes:
             raw = changes["rate_limit_per_s"]
-            plain["rate_limit_per_s"] = None if raw is None else _positive_number(raw, "rate_limit_per_s", upper=1e6)
+            # a tenant may lower its limit, never raise it above the operator's (it protects other tenants)
+            cap = float(sotto_setting("RATE_LIMIT_PER_S"))
+            plain["rate_limit_per_s"] = None if raw is None else _positive_number(raw, "rate_limit_per_s", upper=cap)
         # The budget first, then the schedule: a PATCH that changes both is checked once, on the
         # final pair (by retrain_schedule_set); a budget alone is checked against the schedule in place.
         budget = changes.get("privacy_budget") or {}

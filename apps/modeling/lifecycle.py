@@ -24,6 +24,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 
 SCHEDULE_ACTOR = "schedule:retraining"
 _PERIOD = {Cadence.DAILY: timedelta(days=1), Cadence.WEEKLY: timedelta(days=7), Cadence.EVENTS: timedelta(days=1)}
-_SLACK = timedelta(minutes=15)  # a beat tick late by a few minutes still counts as "a day later"
 
 
 # --- retraining schedule -----------------------------------------------------------------------------
@@ -107,6 +107,11 @@ def _schedule_locked(tenant_id: int) -> RetrainSchedule:
             [int(tenant_id)],
         )
     return RetrainSchedule.objects.select_for_update().get(tenant_id=tenant_id)
+
+
+def schedule_lock(tenant_id: int) -> None:
+    """Take the schedule row's lock first (caller's transaction): schedule, then budget, everywhere."""
+    _schedule_locked(tenant_id)
 
 
 def retrain_schedule_get(*, tenant_id: int) -> dict[str, Any]:
@@ -193,7 +198,9 @@ def _due(row: RetrainSchedule, now: datetime) -> bool:
     period = _PERIOD.get(Cadence(row.cadence))
     if period is None:
         return False
-    if row.last_attempt_at is not None and now - row.last_attempt_at < period - _SLACK:
+    # never early: the attempt time is taken after the charge, so two scheduled charges are at least
+    # a period apart and the fit check's count (ceil(D / period) in any D-day window) holds
+    if row.last_attempt_at is not None and now - row.last_attempt_at < period:
         return False
     if row.cadence == Cadence.EVENTS:
         need = int(row.min_new_events or 1)
@@ -218,19 +225,23 @@ def retrain_due(*, now: datetime | None = None) -> dict[str, int]:
                                               status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exists()
             if busy:
                 continue  # the next tick tries again; never two runs of one tenant at once
-            row.last_attempt_at, row.last_event_id = now, _newest_event_id(tenant_id)
+            row.last_event_id = _newest_event_id(tenant_id)
             try:
                 with transaction.atomic():
                     run = training_run_start(tenant_id=tenant_id, epsilon=row.epsilon_per_run, actor=SCHEDULE_ACTOR)
-            except DomainError as exc:
+            except Exception as exc:  # one tenant's bad settings must not stop every tenant after it
                 refused += 1
-                row.last_error, row.last_error_at = f"scheduled run not started: {exc.message}"[:1000], now
+                code, message = (exc.code, exc.message) if isinstance(exc, DomainError) else ("error", str(exc))
+                if not isinstance(exc, DomainError):
+                    log.exception("scheduled retraining of tenant %s failed to start", tenant_id)
+                row.last_error, row.last_error_at = f"scheduled run not started: {message}"[:1000], now
                 audit.record(tenant_id=tenant_id, actor=SCHEDULE_ACTOR, action="retraining.refused",
                              target_type="tenant", target_id=str(tenant_id),
-                             details={"code": exc.code, "reason": exc.message[:200]})
+                             details={"code": code, "reason": message[:200]})
             else:
                 started += 1
                 row.last_run_id, row.last_error, row.last_error_at = run["id"], "", None
+            row.last_attempt_at = max(now, timezone.now())
             row.save()
     return {"started": started, "refused": refused}
 
@@ -267,7 +278,10 @@ def retire_leaves(tenant_id: int) -> None:
                        .values_list("version", flat=True))
     for version in retired:
         with tenant_context(tenant_id):
-            if served.version_exists(tenant_id=tenant_id, version=version):
+            # re-checked under the row lock: an activation may have brought it back meanwhile
+            still = ModelVersion.objects.select_for_update().filter(tenant_id=tenant_id, version=version,
+                                                                     status=VersionStatus.RETIRED).exists()
+            if still and served.version_exists(tenant_id=tenant_id, version=version):
                 served.version_drop(tenant_id=tenant_id, version=version)
 
 
@@ -302,7 +316,7 @@ def model_version_activate(*, tenant_id: int, version: Any, actor: str) -> tuple
             raise NotFound(f"no model version {version}")
         if mv.status == VersionStatus.ACTIVE:
             raise Conflict(f"version {version} is already active", code="already_active")
-        if mv.status in (VersionStatus.MATERIALISING, VersionStatus.FAILED):
+        if mv.status in (VersionStatus.MATERIALISING, VersionStatus.FAILED, VersionStatus.READY):
             raise Conflict(f"version {version} is {mv.status} and cannot be activated", code="not_activatable",
                            details={"status": mv.status})
         if mv.feature_config != artifacts.feature_config_to_json(feature_config()):
@@ -329,6 +343,20 @@ def _enqueue_activation(tenant_id: int, version: int, actor: str, restore: str) 
     activate_version.apply_async(args=[int(tenant_id), int(version), actor, restore], queue=training_queue())
 
 
+def _top_up(tenant_id: int, version: int, art: artifacts.VersionArtifacts) -> None:
+    """Served vectors for items encoded while the leaf was built (the encode hook missed them)."""
+    from apps.catalog.selectors import content_vectors
+    from apps.modeling.ml.inference import item_vectors
+
+    missing = served.missing_item_pks(tenant_id=tenant_id, version=version)
+    vecs = content_vectors(tenant_id, missing) if missing else {}
+    pks = sorted(vecs)
+    if pks:
+        content = np.stack([vecs[p] for p in pks]).astype(np.float32)
+        served.vectors_upsert(tenant_id=tenant_id, version=version, item_pks=pks,
+                              vectors=item_vectors(art.weights, content, art.extras_for(pks)))
+
+
 def model_version_materialise_and_activate(*, tenant_id: int, version: int, actor: str, restore: str) -> str:
     """Worker side of an activation: served vectors of every current item from the version's arrays,
     its HNSW index, then the switch. On failure the leaf is dropped and the version keeps ``restore``."""
@@ -351,19 +379,23 @@ def model_version_materialise_and_activate(*, tenant_id: int, version: int, acto
             served.version_index(tenant_id=tenant_id, version=version, dim=int(vectors.shape[1]))
         with tenant_context(tenant_id):
             mv = ModelVersion.objects.select_for_update().get(tenant_id=tenant_id, version=version)
-            if mv.status != VersionStatus.MATERIALISING:
-                raise RuntimeError(f"version {version} changed to {mv.status} while it was materialised")
+            if mv.status != VersionStatus.MATERIALISING:  # a duplicate delivery already switched it
+                return "skipped"
+            _top_up(tenant_id, version, art)
             _point_at(tenant_id, version, actor=actor, action="model.activate",
                       details={**_override(mv), "checksum": mv.checksum, "rematerialised": True})
     except Exception as exc:
         log.exception("activating version %s of tenant %s failed", version, tenant_id)
         with tenant_context(tenant_id):
-            if served.version_exists(tenant_id=tenant_id, version=version):
-                served.version_drop(tenant_id=tenant_id, version=version)
-            ModelVersion.objects.filter(tenant_id=tenant_id, version=version,
-                                        status=VersionStatus.MATERIALISING).update(status=restore)
-            audit.record(tenant_id=tenant_id, actor=actor, action="model.activate.failed",
-                         target_type="model_version", target_id=str(version), details={"reason": str(exc)[:200]})
+            # only while it is still ours to build: never drop the leaf of a version that went live
+            mine = ModelVersion.objects.select_for_update().filter(
+                tenant_id=tenant_id, version=version, status=VersionStatus.MATERIALISING).exists()
+            if mine:
+                if served.version_exists(tenant_id=tenant_id, version=version):
+                    served.version_drop(tenant_id=tenant_id, version=version)
+                ModelVersion.objects.filter(tenant_id=tenant_id, version=version).update(status=restore)
+                audit.record(tenant_id=tenant_id, actor=actor, action="model.activate.failed",
+                             target_type="model_version", target_id=str(version), details={"reason": str(exc)[:200]})
         return "failed"
     retire_leaves(tenant_id)
     return "active"

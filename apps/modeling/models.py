@@ -30,6 +30,11 @@ class PrivacyBudget(TenantOwned):
     # None: epsilon_total is a lifetime budget. N: epsilon_total is what the releases of any N-day
     # window may spend together (a rolling renewal; docs/privacy-model.md, "Budget policy").
     renewal_days = models.PositiveIntegerField(null=True, blank=True)
+    # Shortening the window (or leaving a lifetime budget) must not free what earlier charges were
+    # promised: charges made up to carry_before keep counting under the longest window that was
+    # ever in force for them (carry_days; None with carry_before set: for ever).
+    carry_before = models.DateTimeField(null=True, blank=True)
+    carry_days = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

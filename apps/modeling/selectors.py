@@ -189,9 +189,33 @@ def _entry_repr(entry: LedgerEntry, mech: LedgerMechanism | None) -> dict[str, A
     }
 
 
+def charge_counts(created_at: datetime, *, now: datetime, renewal_days: int | None,
+                  carry_before: datetime | None = None, carry_days: int | None = None) -> bool:
+    """Whether a charge made at ``created_at`` still counts against the budget at ``now``.
+
+    Lifetime budget: always. Renewal window D: while it is younger than D days, or, if it was made
+    before the window was last shortened (``carry_before``), younger than the longest window that
+    applied to it then (``carry_days``; None: for ever). The one rule for charging and for display.
+    """
+    if renewal_days is None or created_at > now - timedelta(days=renewal_days):
+        return True
+    if carry_before is not None and created_at <= carry_before:
+        return carry_days is None or created_at > now - timedelta(days=carry_days)
+    return False
+
+
+def counting_entries(entries: list[Any], budget: Any, now: datetime) -> list[Any]:
+    """The ledger entries (with ``created_at``) that count against ``budget`` (a ``PrivacyBudget`` or None)."""
+    if budget is None:
+        return list(entries)
+    return [e for e in entries if charge_counts(e.created_at, now=now, renewal_days=budget.renewal_days,
+                                                 carry_before=budget.carry_before, carry_days=budget.carry_days)]
+
+
 def privacy_budget(*, tenant_id: int, now: datetime | None = None) -> dict[str, Any]:
-    """The budget policy and its state now: total, spent and remaining (within the renewal window
-    when there is one), when ε next comes back and how much, δ, and every ledger entry oldest first.
+    """The budget policy and its state now: total, spent and remaining (the charges that still count:
+    all of them for a lifetime budget, those in the renewal window otherwise), when ε next comes back
+    and how much, δ, and every ledger entry oldest first.
 
     A tenant with no budget row yet reads as the platform defaults with nothing spent.
     """
@@ -202,21 +226,26 @@ def privacy_budget(*, tenant_id: int, now: datetime | None = None) -> dict[str, 
         mechs = {m.entry_id: m for m in LedgerMechanism.objects.filter(tenant_id=tenant_id)}
     total, delta = (budget.epsilon_total, budget.delta) if budget else budget_defaults()
     days = budget.renewal_days if budget else None
-    since = None if days is None else now - timedelta(days=days)
-    in_window = [e for e in entries if since is None or e.created_at > since]
-    spent = float(sum(e.epsilon for e in in_window))
-    next_at = None if not in_window or days is None else in_window[0].created_at + timedelta(days=days)
-    returning = (0.0 if next_at is None else
-                 float(sum(e.epsilon for e in in_window if e.created_at + timedelta(days=days or 0) <= next_at)))
+    counting = counting_entries(entries, budget, now)
+    spent = float(sum(e.epsilon for e in counting))
+    # the next moment a counting charge stops counting, and how much comes back then
+    leaves = []
+    if budget is not None and days is not None:
+        for e in counting:
+            held = days if budget.carry_before is None or e.created_at > budget.carry_before else budget.carry_days
+            if held is not None:
+                leaves.append((e.created_at + timedelta(days=max(days, held)), e.epsilon))
+    next_at = min((t for t, _ in leaves), default=None)
+    returning = float(sum(eps for t, eps in leaves if t == next_at))
     if days is None:
         composition = "basic (sums of ε and δ over releases); a lifetime budget that never renews"
     else:
         composition = (f"basic composition within any {days}-day window (at most ε_total); a user present for "
-                       f"T days is covered by ⌈T/{days}⌉·ε_total")
+                       f"T days is covered by (⌊T/{days}⌋ + 1)·ε_total")
     return {
         "policy": "lifetime" if days is None else "rolling",
         "renewal_days": days,
-        "window_start": since,
+        "window_start": None if days is None else now - timedelta(days=days),
         "epsilon_total": total,
         "epsilon_spent": spent,
         "epsilon_remaining": max(0.0, total - spent),
@@ -368,6 +397,6 @@ def model_versions(*, tenant_id: int, limit: int = 50) -> list[dict[str, Any]]:
             "n_items": v.n_items,
             "item_dim": v.item_dim,
             "switch": "instant" if v.status in ("active", "previous") else (
-                "rematerialise" if v.status in ("retired", "rejected", "ready") else "no"),
+                "rematerialise" if v.status in ("retired", "rejected") else "no"),
         })
     return out

@@ -136,17 +136,12 @@ def _budget_locked(tenant_id: int) -> PrivacyBudget:
     return PrivacyBudget.objects.select_for_update().get(tenant_id=tenant_id)
 
 
-def _spent(tenant_id: int, since: datetime | None = None) -> float:
-    """Σ charged ε of the tenant's ledger, or of its entries after ``since`` (a renewal window)."""
-    sql = "SELECT COALESCE(sum(epsilon), 0) FROM modeling_ledgerentry WHERE tenant_id = %s"
-    params: list[Any] = [int(tenant_id)]
-    if since is not None:
-        sql += " AND created_at > %s"
-        params.append(since)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return float(row[0]) if row else 0.0
+def _spent(tenant_id: int, budget: PrivacyBudget) -> float:
+    """Σ ε of the charges that still count against ``budget`` (``selectors.charge_counts``)."""
+    from apps.modeling.selectors import counting_entries
+
+    entries = list(LedgerEntry.objects.filter(tenant_id=tenant_id).only("created_at", "epsilon"))
+    return float(sum(e.epsilon for e in counting_entries(entries, budget, timezone.now())))
 
 
 class _Keep:
@@ -183,11 +178,20 @@ def parse_renewal_days(raw: Any) -> int | None:
     return int(raw)
 
 
-def window_start(renewal_days: int | None, now: datetime | None = None) -> datetime | None:
-    """Start of the renewal window the budget applies to now (``None``: the whole ledger)."""
-    if renewal_days is None:
-        return None
-    return (now or timezone.now()) - timedelta(days=renewal_days)
+def _carry(budget: PrivacyBudget, new_days: int | None) -> None:
+    """Before the window shortens (or a lifetime budget starts renewing), keep every charge made so
+    far counting under the longest window it was promised (``selectors.charge_counts``)."""
+    if new_days is None:
+        return  # to a lifetime budget: everything counts from now on, nothing is freed
+    if budget.renewal_days is not None and new_days >= budget.renewal_days:
+        return  # a longer window frees nothing
+    longest = budget.renewal_days  # None: lifetime, the longest of all
+    if budget.carry_before is not None and longest is not None:
+        longest = None if budget.carry_days is None else max(longest, budget.carry_days)
+    budget.carry_before, budget.carry_days = timezone.now(), longest
+
+
+MIN_RELEASE_EPSILON = 1e-3  # below it a release is noise only, and endless tiny releases would add up δ
 
 
 def privacy_budget_set(
@@ -212,12 +216,13 @@ def privacy_budget_set(
             budget.epsilon_total = eps
         if dlt is not None:
             budget.delta = dlt
-        if days is not KEEP:
+        if days is not KEEP and days != budget.renewal_days:
+            _carry(budget, days)
             budget.renewal_days = days
         if check is not None:
             check(budget)
         budget.updated_at = timezone.now()
-        budget.save(update_fields=["epsilon_total", "delta", "renewal_days", "updated_at"])
+        budget.save(update_fields=["epsilon_total", "delta", "renewal_days", "carry_before", "carry_days", "updated_at"])
         audit.record(
             tenant_id=tenant.pk, actor=actor, action="privacy.budget.set", target_type="tenant", target_id=str(tenant.pk),
             details={"epsilon_total": repr(budget.epsilon_total), "delta": repr(budget.delta),
@@ -231,13 +236,15 @@ def _charge(
 ) -> tuple[PrivacyBudget, int, float, float]:
     """Lock the budget, refuse what does not fit; returns (budget, users, δ, remaining before).
 
-    With a renewal window only the window's charges count (``window_start``)."""
+    With a renewal window only the charges that still count do (``selectors.charge_counts``)."""
+    if epsilon < MIN_RELEASE_EPSILON:
+        raise DomainError(f"ε {epsilon:g} is below the smallest release of {MIN_RELEASE_EPSILON:g}",
+                          details={"epsilon": f"at least {MIN_RELEASE_EPSILON:g}"})
     budget = _budget_locked(tenant_id)
-    since = window_start(budget.renewal_days)
-    spent = _spent(tenant_id, since)
+    spent = _spent(tenant_id, budget)
     remaining = max(0.0, budget.epsilon_total - spent)
     if epsilon > remaining + EPSILON_TOLERANCE:
-        window = "" if since is None else f" in the last {budget.renewal_days} days"
+        window = "" if budget.renewal_days is None else f" in the last {budget.renewal_days} days"
         raise Conflict(
             f"ε {epsilon:g} exceeds the remaining privacy budget {remaining:g} "
             f"(total {budget.epsilon_total:g}, spent {spent:g}{window}); nothing was released",

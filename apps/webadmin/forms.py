@@ -153,14 +153,20 @@ class ModelSettingsForm(forms.Form):
     min_new_events = forms.IntegerField(label="New events that make a run due", required=False, min_value=1)
     event_retention_days = forms.IntegerField(label="Event retention (days)", min_value=1, max_value=36500)
 
-    def changes(self) -> dict[str, Any]:
-        """The settings document (``apps.api.tenant_settings``) this form describes."""
-        data = self.cleaned_data
-        return {
-            "model": {"dp_design": data["dp_design"]},
-            "privacy_budget": {"epsilon_total": data["epsilon_total"], "delta": data["delta"],
-                               "renewal_days": data["renewal_days"]},
-            "retraining": {"cadence": data["cadence"], "epsilon_per_run": data["epsilon_per_run"],
-                           "min_new_events": data["min_new_events"]},
-            "retention": {"event_retention_days": data["event_retention_days"]},
+    def changes(self, initial: dict[str, Any]) -> dict[str, Any]:
+        """The parts of the settings document (``apps.api.tenant_settings``) this form changed: a
+        field left as it was is not resubmitted (so e.g. a lowered operator cap does not block
+        saving the retention)."""
+        data = {k: v for k, v in self.cleaned_data.items() if v != initial.get(k)}
+        parts = {
+            "model": ("dp_design",),
+            "privacy_budget": ("epsilon_total", "delta", "renewal_days"),
+            "retraining": ("cadence", "epsilon_per_run", "min_new_events"),
+            "retention": ("event_retention_days",),
         }
+        out: dict[str, Any] = {}
+        for part, names in parts.items():
+            changed = {name: data[name] for name in names if name in data}
+            if changed:
+                out[part] = changed
+        return out

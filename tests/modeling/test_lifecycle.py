@@ -98,6 +98,8 @@ def test_charges_older_than_the_window_do_not_count_when_charging(tenant_a, api,
     ({"renewal_days": 1}, "renewal_days"),  # shorter than the operator's minimum (7)
     ({"renewal_days": 7.5}, "renewal_days"),
     ({"epsilon": 4.0}, "epsilon"),  # unknown field: refused, not ignored
+    ({"epsilon_total": True}, "epsilon_total"),  # not taken as 1.0
+    ({"epsilon_total": "8"}, "epsilon_total"),
 ])
 def test_a_bad_budget_policy_is_a_400_with_the_reason_and_changes_nothing(tenant_a, api, body, field):
     before = api.get(BUDGET, **tenant_a.auth).json()
@@ -153,6 +155,8 @@ def test_settings_round_trip_every_part_and_each_change_is_audited(tenant_a, api
     {"model": {"dp_design": "magic"}},
     {"retention": {"event_retention_days": 0}},
     {"rate_limit_per_s": -5},
+    {"rate_limit_per_s": 1e6},  # above the operator's limit: a tenant may only lower it
+    {"retraining": {"epsilon_per_run": True}},
     {"slo_objectives": {"recommend": {"latency_target": 2.0}}},
     {"slo_objectives": {"nope": {"latency_target": 0.9}}},
     {"retraining": {"cadence": "hourly"}},
@@ -221,7 +225,8 @@ def test_a_due_schedule_starts_one_charged_run_and_a_repeated_tick_charges_nothi
     # a week later (the run finished meanwhile) it is due again
     with tenant_context(tid):
         TrainingRun.objects.filter(pk=runs[0].pk).update(status="succeeded")
-    later = lifecycle.retrain_due(now=timezone.now() + timedelta(days=7))
+    assert lifecycle.retrain_due(now=timezone.now() + timedelta(days=6, hours=23, minutes=50))["started"] == 0
+    later = lifecycle.retrain_due(now=timezone.now() + timedelta(days=7, minutes=1))
     assert later["started"] >= 1 and _ledger_count(tid) == 2
 
 
@@ -349,3 +354,47 @@ def test_activating_a_rejected_version_is_an_audited_override(two_versions, api,
     event = _audit(tid, "model.activate")[-1]
     assert event.target_id == "3" and event.details["gate_override"] is True
     assert "does not beat DP popularity" in event.details["gate_reason"]
+
+
+def test_shortening_the_window_never_frees_what_was_charged_before(tenant_a, api, queued, monkeypatch):
+    seed_tenant(tenant_a)
+    api.patch(BUDGET, {"epsilon_total": 4.0}, format="json", **tenant_a.auth)  # lifetime
+    assert api.post("/api/v1/training-runs", {"epsilon": 4.0}, format="json", **tenant_a.auth).status_code == 202
+    future = timezone.now() + timedelta(days=40)
+    monkeypatch.setattr("apps.modeling.services.timezone.now", lambda: future)
+
+    # switching the spent lifetime budget to a 7-day window 40 days later must not free its charge
+    assert api.patch(BUDGET, {"renewal_days": 7}, format="json", **tenant_a.auth).status_code == 200
+    refused = api.post("/api/v1/training-runs", {"epsilon": 1.0}, format="json", **tenant_a.auth)
+
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "budget_exceeded"
+    shown = selectors.privacy_budget(tenant_id=_tid(tenant_a), now=future)
+    assert shown["epsilon_remaining"] == 0.0 and shown["next_renewal_at"] is None  # it never comes back
+    # a charge made after the change renews with the new window
+    assert not selectors.charge_counts(future + timedelta(days=1), now=future + timedelta(days=9), renewal_days=7,
+                                       carry_before=future, carry_days=None)
+    assert selectors.charge_counts(future - timedelta(days=1), now=future + timedelta(days=9), renewal_days=7,
+                                   carry_before=future, carry_days=30)
+
+
+def test_a_release_below_the_smallest_epsilon_is_refused(tenant_a, api, queued):
+    seed_tenant(tenant_a)
+    response = api.post("/api/v1/popularity-release", {"epsilon": 1e-9}, format="json", **tenant_a.auth)
+    assert response.status_code == 400 and "smallest release" in response.json()["error"]["message"]
+    assert _ledger_count(_tid(tenant_a)) == 0
+
+
+def test_one_tenant_whose_run_cannot_start_does_not_stop_the_others(tenant_a, tenant_b, api, queued):
+    from apps.tenancy.services import tenant_update_settings
+
+    for persona in (tenant_a, tenant_b):
+        seed_tenant(persona)
+        _schedule(persona, api, cadence="weekly", epsilon_per_run=1.0)
+    # tenant A's settings make run_config fail with a plain error, not a DomainError
+    tenant_update_settings(tenant=tenant_a.tenant, changes={"modeling": {"seed": "x"}}, actor="test")
+
+    lifecycle.retrain_due()
+
+    assert _ledger_count(_tid(tenant_a)) == 0 and _ledger_count(_tid(tenant_b)) == 1
+    alert = api.get(SETTINGS, **tenant_a.auth).json()["retraining"]["alert"]
+    assert alert is not None and "not started" in alert["message"]

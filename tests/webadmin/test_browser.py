@@ -370,4 +370,6 @@ def test_an_admin_rolls_back_a_version_and_sets_the_budget_policy_and_schedule(p
     shot(page, "model-settings")
     open_section(page, "privacy")
     assert "per rolling 30 days" in page.inner_text("[data-testid=budget-policy]")
-    assert page.is_visible("[data-testid=next-renewal]")
+    # the two runs were charged under the lifetime budget: they keep counting, nothing renews
+    assert page.inner_text("[data-testid=epsilon-left]") == "ε 8.00"
+    assert not page.is_visible("[data-testid=next-renewal]")

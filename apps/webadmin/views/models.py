@@ -18,8 +18,11 @@ from apps.webadmin.views.common import actor_of, tenant_render
 
 def _initial(current: dict[str, Any]) -> dict[str, Any]:
     budget, schedule = current["privacy_budget"], current["retraining"]
+    from apps.modeling.services import DESIGN_ALIASES
+
+    design = current["model"]["dp_design"]
     return {
-        "dp_design": current["model"]["dp_design"], "epsilon_total": budget["epsilon_total"],
+        "dp_design": DESIGN_ALIASES.get(design, design), "epsilon_total": budget["epsilon_total"],
         "delta": budget["delta"], "renewal_days": budget["renewal_days"], "cadence": schedule["cadence"],
         "epsilon_per_run": schedule["epsilon_per_run"], "min_new_events": schedule["min_new_events"],
         "event_retention_days": current["retention"]["event_retention_days"],
@@ -37,7 +40,7 @@ def models(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     form = ModelSettingsForm(request.POST or None, initial=_initial(current))
     if request.method == "POST" and form.is_valid():
         try:
-            tenant_settings_update(tenant_id=tenant_id, changes=form.changes(), actor=actor_of(request))
+            tenant_settings_update(tenant_id=tenant_id, changes=form.changes(_initial(current)), actor=actor_of(request))
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:
