@@ -328,8 +328,9 @@ def model_version_activate(*, tenant_id: int, version: Any, actor: str) -> tuple
             transaction.on_commit(functools.partial(retire_leaves, tenant_id), robust=True)
             return state, True
         restore = mv.status
-        mv.status = VersionStatus.MATERIALISING
-        mv.save(update_fields=["status"])
+        mv.status, mv.activation_requested_at, mv.activation_restore = (VersionStatus.MATERIALISING, timezone.now(),
+                                                                         restore)
+        mv.save(update_fields=["status", "activation_requested_at", "activation_restore"])
         audit.record(tenant_id=tenant_id, actor=actor, action="model.activate.requested", target_type="model_version",
                      target_id=str(version), details={**details, "from_status": restore})
         transaction.on_commit(functools.partial(_enqueue_activation, tenant_id, version, actor, restore), robust=True)
@@ -399,3 +400,33 @@ def model_version_materialise_and_activate(*, tenant_id: int, version: int, acto
         return "failed"
     retire_leaves(tenant_id)
     return "active"
+
+
+ACTIVATION_STALE_AFTER = timedelta(seconds=3720 + 600)  # the task's hard time limit, and a margin
+
+
+def activations_reap(*, now: datetime | None = None) -> int:
+    """Give back versions whose re-materialisation never finished (worker killed, message lost):
+    their half-built leaf is dropped and they return to the status they had; audited. Beat."""
+    now = now or timezone.now()
+    with dangerously_as_platform():
+        stuck = list(ModelVersion.objects.filter(
+            status=VersionStatus.MATERIALISING, activation_requested_at__lt=now - ACTIVATION_STALE_AFTER,
+        ).values_list("tenant_id", "version"))
+    reaped = 0
+    for tenant_id, version in stuck:
+        with tenant_context(tenant_id):
+            mv = ModelVersion.objects.select_for_update().filter(
+                tenant_id=tenant_id, version=version, status=VersionStatus.MATERIALISING,
+                activation_requested_at__lt=now - ACTIVATION_STALE_AFTER).first()
+            if mv is None:
+                continue
+            if served.version_exists(tenant_id=tenant_id, version=version):
+                served.version_drop(tenant_id=tenant_id, version=version)
+            mv.status = mv.activation_restore or VersionStatus.RETIRED
+            mv.save(update_fields=["status"])
+            audit.record(tenant_id=tenant_id, actor="task:modeling.reap", action="model.activate.failed",
+                         target_type="model_version", target_id=str(version),
+                         details={"reason": "activation never finished (worker lost or message lost)"})
+            reaped += 1
+    return reaped

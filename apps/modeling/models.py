@@ -163,6 +163,10 @@ class ModelVersion(TenantOwned):
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # an activation that re-materialises the version: when it was asked for, and the status to go
+    # back to if its worker never finishes (lifecycle.activations_reap)
+    activation_requested_at = models.DateTimeField(null=True, blank=True)
+    activation_restore = models.CharField(max_length=14, blank=True, default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "version"], name="modeling_version_unique")]

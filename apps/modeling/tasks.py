@@ -29,11 +29,14 @@ def train(self: Any, tenant_id: int, run_id: int) -> str:
 
 @shared_task(name="sotto.modeling.reap_stale_runs", acks_late=True, soft_time_limit=300, time_limit=360)
 def reap_stale_runs() -> dict[str, int]:
-    """Fail runs whose worker stopped beating; re-send runs whose message was lost."""
+    """Fail runs whose worker stopped beating; re-send runs whose message was lost; give back
+    activations whose re-materialisation never finished."""
+    from apps.modeling.lifecycle import activations_reap
     from apps.modeling.services import training_runs_reap
 
     outcome = training_runs_reap()
-    if outcome["failed"] or outcome["requeued"]:
+    outcome["activations_given_back"] = activations_reap()
+    if outcome["failed"] or outcome["requeued"] or outcome["activations_given_back"]:
         log.info("modeling reaper: %s", outcome)
     return outcome
 

@@ -398,3 +398,29 @@ def test_one_tenant_whose_run_cannot_start_does_not_stop_the_others(tenant_a, te
     assert _ledger_count(_tid(tenant_a)) == 0 and _ledger_count(_tid(tenant_b)) == 1
     alert = api.get(SETTINGS, **tenant_a.auth).json()["retraining"]["alert"]
     assert alert is not None and "not started" in alert["message"]
+
+
+def test_an_activation_whose_worker_never_finishes_is_given_back_by_the_reaper(two_versions, api):
+    tid = _tid(two_versions)
+    assert training.training_run_execute(tenant_id=tid, run_id=_start(two_versions, 4.0)) == "succeeded"
+    original = lifecycle._enqueue_activation
+    lifecycle._enqueue_activation = lambda *args: None  # the message is lost
+    try:
+        assert api.post("/api/v1/model-versions/1/activate", **two_versions.auth).status_code == 202
+    finally:
+        lifecycle._enqueue_activation = original
+    assert lifecycle.activations_reap() == 0  # not before the task's time limit
+
+    given_back = lifecycle.activations_reap(now=timezone.now() + lifecycle.ACTIVATION_STALE_AFTER + timedelta(1))
+
+    assert given_back == 1
+    with tenant_context(tid):
+        assert ModelVersion.objects.get(tenant_id=tid, version=1).status == "retired"
+    assert _pointer(tid) == (3, 2)
+    assert _audit(tid, "model.activate.failed")[-1].target_id == "1"
+    # and it can be asked for again
+    lifecycle._enqueue_activation = lambda *args: None
+    try:
+        assert api.post("/api/v1/model-versions/1/activate", **two_versions.auth).status_code == 202
+    finally:
+        lifecycle._enqueue_activation = original
