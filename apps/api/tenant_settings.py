@@ -58,7 +58,7 @@ def tenant_settings_update(*, tenant_id: int, changes: dict[str, Any], actor: st
     with tenant_context(tenant_id):
         tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
         # the schedule row before the budget row: the order retrain_due takes them in (no deadlock)
-        lifecycle.schedule_lock(tenant_id)
+        lifecycle.schedule_locked(tenant_id)
         plain: dict[str, Any] = {}
         if "model" in changes and "dp_design" in changes["model"]:
             design = changes["model"]["dp_design"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,7 +100,8 @@ def parse_min_new_events(raw: Any) -> int | None:
     return int(raw)
 
 
-def _schedule_locked(tenant_id: int) -> RetrainSchedule:
+def schedule_locked(tenant_id: int) -> RetrainSchedule:
+    """The schedule row, locked (created if missing). Schedule before budget, everywhere: no deadlock."""
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO modeling_retrainschedule (tenant_id, cadence, epsilon_per_run, updated_at, last_event_id, "
@@ -107,11 +109,6 @@ def _schedule_locked(tenant_id: int) -> RetrainSchedule:
             [int(tenant_id)],
         )
     return RetrainSchedule.objects.select_for_update().get(tenant_id=tenant_id)
-
-
-def schedule_lock(tenant_id: int) -> None:
-    """Take the schedule row's lock first (caller's transaction): schedule, then budget, everywhere."""
-    _schedule_locked(tenant_id)
 
 
 def retrain_schedule_get(*, tenant_id: int) -> dict[str, Any]:
@@ -146,7 +143,7 @@ def retrain_schedule_set(
     eps = None if epsilon_per_run is None else parse_epsilon(epsilon_per_run, name="epsilon_per_run")
     floor = ... if min_new_events is ... else parse_min_new_events(min_new_events)
     with tenant_context(tenant_id):
-        row = _schedule_locked(tenant_id)
+        row = schedule_locked(tenant_id)
         before = {"cadence": row.cadence, "epsilon_per_run": repr(row.epsilon_per_run),
                   "min_new_events": row.min_new_events}
         if cad is not None:
@@ -249,21 +246,27 @@ def retrain_due(*, now: datetime | None = None) -> dict[str, int]:
 # --- versions ------------------------------------------------------------------------------------------
 
 
-def _point_at(tenant_id: int, target: int, *, actor: str, action: str, details: dict[str, Any]) -> dict[str, Any]:
+def point_at(tenant_id: int, target: int, *, actor: str, action: str, details: dict[str, Any]) -> dict[str, Any]:
     """Make ``target`` (whose served vectors exist) active, the active one previous, an older previous
-    retired (its leaf is dropped by ``retire_leaves``); caller's tenant-scoped transaction."""
-    pointer = ActiveModel.objects.select_for_update().filter(tenant_id=tenant_id).first()
+    retired (its leaf is dropped by ``retire_leaves``); audited. The one pointer switch: a training
+    run's, an activation's and a rollback's. Caller's tenant-scoped transaction."""
+    with connection.cursor() as cursor:  # the tenant's first pointer, race-free against a concurrent switch
+        cursor.execute(
+            "INSERT INTO modeling_activemodel (tenant_id, version, previous_version, switched_at) "
+            "VALUES (%s, %s, NULL, now()) ON CONFLICT (tenant_id) DO NOTHING RETURNING version",
+            [int(tenant_id), int(target)],
+        )
+        created = cursor.fetchone() is not None
+    pointer = ActiveModel.objects.select_for_update().get(tenant_id=tenant_id)
     now = timezone.now()
-    current = pointer.version if pointer else None
+    current = None if created else pointer.version
     ModelVersion.objects.filter(tenant_id=tenant_id, status=VersionStatus.PREVIOUS).exclude(version=target) \
         .update(status=VersionStatus.RETIRED)
     if current is not None and current != target:
         ModelVersion.objects.filter(tenant_id=tenant_id, version=current).update(status=VersionStatus.PREVIOUS)
     ModelVersion.objects.filter(tenant_id=tenant_id, version=target).update(status=VersionStatus.ACTIVE,
                                                                              activated_at=now)
-    if pointer is None:
-        ActiveModel.objects.create(tenant_id=tenant_id, version=target, previous_version=None, switched_at=now)
-    else:
+    if not created:
         pointer.version, pointer.previous_version, pointer.switched_at = target, current, now
         pointer.save(update_fields=["version", "previous_version", "switched_at"])
     audit.record(tenant_id=tenant_id, actor=actor, action=action, target_type="model_version", target_id=str(target),
@@ -295,7 +298,7 @@ def model_rollback(*, tenant_id: int, actor: str) -> dict[str, Any]:
         target = pointer.previous_version
         if not served.version_exists(tenant_id=tenant_id, version=target):
             raise Conflict(f"the served vectors of version {target} are gone", code="no_previous_version")
-        return _point_at(tenant_id, target, actor=actor, action="model.rollback", details={})
+        return point_at(tenant_id, target, actor=actor, action="model.rollback", details={})
 
 
 def _override(mv: ModelVersion) -> dict[str, Any]:
@@ -324,7 +327,7 @@ def model_version_activate(*, tenant_id: int, version: Any, actor: str) -> tuple
                            "user states cannot feed it", code="not_activatable")
         details = {**_override(mv), "checksum": mv.checksum}
         if served.version_exists(tenant_id=tenant_id, version=version):
-            state = _point_at(tenant_id, version, actor=actor, action="model.activate", details=details)
+            state = point_at(tenant_id, version, actor=actor, action="model.activate", details=details)
             transaction.on_commit(functools.partial(retire_leaves, tenant_id), robust=True)
             return state, True
         restore = mv.status
@@ -344,8 +347,10 @@ def _enqueue_activation(tenant_id: int, version: int, actor: str, restore: str) 
     activate_version.apply_async(args=[int(tenant_id), int(version), actor, restore], queue=training_queue())
 
 
-def _top_up(tenant_id: int, version: int, art: artifacts.VersionArtifacts) -> None:
-    """Served vectors for items encoded while the leaf was built (the encode hook missed them)."""
+def top_up_served(tenant_id: int, version: int, weights: dict[str, np.ndarray],
+                  extras_for: Callable[[list[int]], np.ndarray]) -> None:
+    """Served vectors for items encoded while the leaf was built (the encode hook missed them);
+    ``extras_for`` gives their extras rows (the version's cold row: they have no released count)."""
     from apps.catalog.selectors import content_vectors
     from apps.modeling.ml.inference import item_vectors
 
@@ -355,7 +360,7 @@ def _top_up(tenant_id: int, version: int, art: artifacts.VersionArtifacts) -> No
     if pks:
         content = np.stack([vecs[p] for p in pks]).astype(np.float32)
         served.vectors_upsert(tenant_id=tenant_id, version=version, item_pks=pks,
-                              vectors=item_vectors(art.weights, content, art.extras_for(pks)))
+                              vectors=item_vectors(weights, content, extras_for(pks)))
 
 
 def model_version_materialise_and_activate(*, tenant_id: int, version: int, actor: str, restore: str) -> str:
@@ -382,8 +387,8 @@ def model_version_materialise_and_activate(*, tenant_id: int, version: int, acto
             mv = ModelVersion.objects.select_for_update().get(tenant_id=tenant_id, version=version)
             if mv.status != VersionStatus.MATERIALISING:  # a duplicate delivery already switched it
                 return "skipped"
-            _top_up(tenant_id, version, art)
-            _point_at(tenant_id, version, actor=actor, action="model.activate",
+            top_up_served(tenant_id, version, art.weights, art.extras_for)
+            point_at(tenant_id, version, actor=actor, action="model.activate",
                       details={**_override(mv), "checksum": mv.checksum, "rematerialised": True})
     except Exception as exc:
         log.exception("activating version %s of tenant %s failed", version, tenant_id)

@@ -604,55 +604,25 @@ def _switch(
     tenant_id: int, claim_: Claim, run_id: int, version: int, trained: Trained, gate: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Make ``version`` active; returns the feature configuration of the version it replaced."""
-    from apps.modeling.ml.inference import item_vectors
+    from apps.modeling.lifecycle import point_at, top_up_served
 
+    cold = trained.cold_extras if trained.cold_extras is not None else np.zeros(trained.extras.shape[1], np.float32)
     with tenant_context(tenant_id):
         run = _ours(tenant_id, claim_).select_for_update().first()
         if run is None:
             raise RunAbandoned(f"training run {run_id} is no longer running here")
         # items encoded while we trained: give them served vectors (no released count yet)
-        missing = served.missing_item_pks(tenant_id=tenant_id, version=version)
-        if missing:
-            from apps.catalog.selectors import content_vectors
-
-            vecs = content_vectors(tenant_id, missing)
-            pks = sorted(vecs)
-            if pks:
-                content = np.stack([vecs[p] for p in pks]).astype(np.float32)
-                extras = np.zeros((len(pks), trained.extras.shape[1]), dtype=np.float32)
-                if trained.cold_extras is not None:
-                    extras[:] = trained.cold_extras
-                served.vectors_upsert(tenant_id=tenant_id, version=version, item_pks=pks,
-                                      vectors=item_vectors(trained.weights, content, extras))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO modeling_activemodel (tenant_id, version, previous_version, switched_at) "
-                "VALUES (%s, %s, NULL, now()) ON CONFLICT (tenant_id) DO NOTHING RETURNING version",
-                [tenant_id, version],
-            )
-            created = cursor.fetchone() is not None
-        pointer = ActiveModel.objects.select_for_update().get(tenant_id=tenant_id)
-        now = timezone.now()
+        top_up_served(tenant_id, version, trained.weights, lambda pks: np.tile(cold, (len(pks), 1)))
+        old = ActiveModel.objects.filter(tenant_id=tenant_id).values_list("version", flat=True).first()
         previous_features: dict[str, Any] | None = None
-        if not created:
-            old = pointer.version
+        if old is not None:
             previous_features = (ModelVersion.objects.filter(tenant_id=tenant_id, version=old)
                                  .values_list("feature_config", flat=True).first())
-            # the old previous version leaves rollback range; its leaf is dropped after commit
-            ModelVersion.objects.filter(tenant_id=tenant_id, status=VersionStatus.PREVIOUS).update(status=VersionStatus.RETIRED)
-            ModelVersion.objects.filter(tenant_id=tenant_id, version=old).update(status=VersionStatus.PREVIOUS)
-            pointer.previous_version, pointer.version, pointer.switched_at = old, version, now
-            pointer.save(update_fields=["previous_version", "version", "switched_at"])
         mv = ModelVersion.objects.get(tenant_id=tenant_id, version=version)
-        mv.status, mv.activated_at = VersionStatus.ACTIVE, now
-        mv.save(update_fields=["status", "activated_at"])
         _record_release(tenant_id, run, trained, gate, mv, RunStatus.SUCCEEDED)
-        audit.record(
-            tenant_id=tenant_id, actor="task:modeling.train", action="model.activate", target_type="model_version",
-            target_id=str(version),
-            details={"run": run_id, "checksum": mv.checksum, "previous": None if created else pointer.previous_version,
-                     "epsilon_spent": repr(run.epsilon_spent), "design": trained.design, "gate": gate["reason"]},
-        )
+        point_at(tenant_id, version, actor="task:modeling.train", action="model.activate",
+                 details={"run": run_id, "checksum": mv.checksum, "epsilon_spent": repr(run.epsilon_spent),
+                          "design": trained.design, "gate": gate["reason"]})
     return previous_features
 
 
