@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -109,6 +110,41 @@ def anon() -> Any:
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+# --- a real HTTP server -----------------------------------------------------------------------
+
+@pytest.fixture
+def live_url(live_db: None) -> Iterator[str]:
+    """The Django app behind a real threaded HTTP server on a free 127.0.0.1 port, on the test DB.
+
+    In-process (Django's ``ThreadedWSGIServer``, which closes each request thread's DB connection)
+    so it shares this session's test database and settings; requests still cross a real socket,
+    the full middleware stack (sessions, CSRF, WhiteNoise static files) and real commits.
+    """
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.wsgi import get_wsgi_application
+
+    class QuietHandler(WSGIRequestHandler):
+        timeout = 5  # an idle keep-alive connection ends (and its thread with it) after this long
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+            pass
+
+    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=False)
+    # Join every request thread on close: each closes its own DB connection as it ends, so none is
+    # left pinning the test database when the session drops it.
+    server.daemon_threads = False
+    server.block_on_close = True
+    server.set_app(get_wsgi_application())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 # --- the real Celery worker -------------------------------------------------------------------

@@ -79,7 +79,7 @@ def _upsert(tenant_id: int, items: Sequence[ItemInput]) -> tuple[UpsertResult, l
     by_id = {item.external_id: item for item in items}
     existing = {
         row.external_id: row
-        for row in Item.objects.select_for_update()
+        for row in Item.objects.select_for_update(no_key=True)
         .filter(tenant_id=tenant_id, external_id__in=list(by_id))
         .order_by("pk")
     }
@@ -199,7 +199,7 @@ def items_encode(*, tenant_id: int, item_pks: Sequence[int]) -> EncodeOutcome:
     with tenant_context(tenant_id):
         current = {
             r["pk"]: r
-            for r in Item.objects.select_for_update()
+            for r in Item.objects.select_for_update(no_key=True)
             .filter(tenant_id=tenant_id, pk__in=[r["pk"] for r in todo])
             .order_by("pk")
             .values("pk", "content_hash", "available", "categories")

@@ -418,11 +418,11 @@ def user_attributes_put(*, tenant_id: int, user_ref: str, attributes: dict[str, 
     """Replace the user's attributes (validated by ``validate_attributes``), each sealed on its own."""
     with tenant_context(tenant_id):
         pseudonym = pseudonymise(tenant_id=tenant_id, user_ref=user_ref)
-        user = EndUser.objects.select_for_update().filter(tenant_id=tenant_id, pseudonym=pseudonym).first()
+        user = EndUser.objects.select_for_update(no_key=True).filter(tenant_id=tenant_id, pseudonym=pseudonym).first()
         created = user is None
         if user is None:
             _create_users(tenant_id, [pseudonym])
-            user = EndUser.objects.select_for_update().get(tenant_id=tenant_id, pseudonym=pseudonym)
+            user = EndUser.objects.select_for_update(no_key=True).get(tenant_id=tenant_id, pseudonym=pseudonym)
         key = _user_key(tenant_id, user, create=True)
         assert key is not None
         sealer = AttributeSealer(tenant_id=tenant_id, pseudonym=pseudonym, user_key=key)
