@@ -44,6 +44,9 @@ class PrivacyBudget(TenantOwned):
 class ReleaseKind(models.TextChoices):
     TRAINING = "training"
     POPULARITY = "popularity"
+    # a reversing entry (negative ε and δ, dated like the charge it reverses) for a run that failed
+    # before it released anything (services.ledger_refund_unreleased)
+    REFUND = "refund"
 
 
 class RunStatus(models.TextChoices):

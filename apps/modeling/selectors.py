@@ -39,6 +39,7 @@ from apps.modeling.models import (
     LedgerMechanism,
     ModelVersion,
     PrivacyBudget,
+    ReleaseKind,
     RunStatus,
     TrainingRun,
 )
@@ -166,7 +167,15 @@ def budget_defaults() -> tuple[float, float]:
     return float(sotto_setting("DEFAULT_EPSILON_TOTAL")), float(sotto_setting("DEFAULT_DELTA"))
 
 
-def _entry_repr(entry: LedgerEntry, mech: LedgerMechanism | None) -> dict[str, Any]:
+def _mechanism_label(entry: LedgerEntry, mech: LedgerMechanism | None, refunded: bool) -> str:
+    if entry.kind == ReleaseKind.REFUND:
+        return f"refund of entry {(entry.details or {}).get('refund_of')}: nothing was released"
+    if refunded:
+        return "none: the run failed before releasing anything (refunded)"
+    return "pending" if mech is None else str((mech.details or {}).get("mechanism", ""))
+
+
+def _entry_repr(entry: LedgerEntry, mech: LedgerMechanism | None, refunded: bool = False) -> dict[str, Any]:
     planned = entry.details or {}
     return {
         "id": entry.pk,
@@ -184,7 +193,8 @@ def _entry_repr(entry: LedgerEntry, mech: LedgerMechanism | None) -> dict[str, A
         "accountant": (mech.accountant if mech is not None else planned.get("accountant")) or None,
         "epsilon_accounted": None if mech is None else mech.epsilon,
         "delta_used": None if mech is None else mech.delta,
-        "mechanism": "pending" if mech is None else str((mech.details or {}).get("mechanism", "")),
+        "mechanism": _mechanism_label(entry, mech, refunded),
+        "refunded": refunded,
         "details": {**planned, **({} if mech is None else mech.details)},
     }
 
@@ -226,6 +236,7 @@ def privacy_budget(*, tenant_id: int, now: datetime | None = None) -> dict[str, 
         mechs = {m.entry_id: m for m in LedgerMechanism.objects.filter(tenant_id=tenant_id)}
     total, delta = (budget.epsilon_total, budget.delta) if budget else budget_defaults()
     days = budget.renewal_days if budget else None
+    refunded = {(e.details or {}).get("refund_of") for e in entries if e.kind == ReleaseKind.REFUND}
     counting = counting_entries(entries, budget, now)
     spent = float(sum(e.epsilon for e in counting))
     # the next moment a counting charge stops counting, and how much comes back then
@@ -235,8 +246,12 @@ def privacy_budget(*, tenant_id: int, now: datetime | None = None) -> dict[str, 
             held = days if budget.carry_before is None or e.created_at > budget.carry_before else budget.carry_days
             if held is not None:
                 leaves.append((e.created_at + timedelta(days=max(days, held)), e.epsilon))
-    next_at = min((t for t, _ in leaves), default=None)
-    returning = float(sum(eps for t, eps in leaves if t == next_at))
+    # a refund is dated like its charge, so the two leave the window together and net out
+    by_time: dict[datetime, float] = {}
+    for t, eps in leaves:
+        by_time[t] = by_time.get(t, 0.0) + eps
+    next_at = min((t for t, eps in by_time.items() if eps > 1e-12), default=None)
+    returning = by_time.get(next_at, 0.0) if next_at is not None else 0.0
     if days is None:
         composition = "basic (sums of ε and δ over releases); a lifetime budget that never renews"
     else:
@@ -257,7 +272,7 @@ def privacy_budget(*, tenant_id: int, now: datetime | None = None) -> dict[str, 
         "delta": delta,
         "delta_spent": float(sum(e.delta for e in entries)),
         "composition": composition,
-        "ledger": [_entry_repr(e, mechs.get(e.pk)) for e in entries],
+        "ledger": [_entry_repr(e, mechs.get(e.pk), e.pk in refunded) for e in entries],
     }
 
 

@@ -35,6 +35,7 @@ from apps.core.errors import Conflict, DomainError
 from apps.core.tenant_db import dangerously_as_platform, tenant_context
 from apps.modeling import tenant_data
 from apps.modeling.artifacts import ServingModel
+from apps.modeling.ledger import ledger_refund_unreleased
 from apps.modeling.ml.config import TOWER_DEFAULTS, ModelConfig
 from apps.modeling.ml.features import tower_input
 from apps.modeling.ml.inference import user_vectors
@@ -524,7 +525,7 @@ def popularity_release_create(*, tenant_id: int, epsilon: Any, actor: str) -> di
 
 
 def _mark_failed(tenant_id: int, run_id: int, reason: str, *, only_if: tuple[str, ...]) -> bool:
-    """Fail the run (budget stays charged) and drop any half-materialised version of it."""
+    """Fail the run, refund its charge (it released nothing) and drop any half-materialised version."""
     from apps.modeling.training import discard_versions_of_run
 
     with tenant_context(tenant_id):
@@ -534,6 +535,7 @@ def _mark_failed(tenant_id: int, run_id: int, reason: str, *, only_if: tuple[str
         if changed:
             audit.record(tenant_id=tenant_id, actor="task:modeling", action="training_run.failed",
                          target_type="training_run", target_id=str(run_id), details={"reason": reason[:200]})
+            ledger_refund_unreleased(tenant_id=tenant_id, run_id=run_id, reason=reason, actor="task:modeling")
     if changed:
         discard_versions_of_run(tenant_id=tenant_id, run_id=run_id)
     return bool(changed)
@@ -543,7 +545,7 @@ def training_runs_reap(*, now: datetime | None = None, stale_after_s: float | No
                        requeue_after_s: float | None = None) -> dict[str, int]:
     """Fail runs whose worker died (no heartbeat for ``MODELING_STALE_AFTER_S``: "worker lost");
     re-send runs still queued after ``MODELING_REQUEUE_AFTER_S`` (a lost message; the task is
-    idempotent, so a duplicate is harmless). Budget stays charged either way."""
+    idempotent, so a duplicate is harmless). A failed run's charge is refunded: it released nothing."""
     now = now or timezone.now()
     stale = timedelta(seconds=float(stale_after_s if stale_after_s is not None else sotto_setting("MODELING_STALE_AFTER_S")))
     requeue = timedelta(seconds=float(requeue_after_s if requeue_after_s is not None

@@ -58,6 +58,7 @@ from apps.core import audit
 from apps.core.conf import sotto_setting
 from apps.core.tenant_db import tenant_context
 from apps.modeling import artifacts, progress, served, tenant_data
+from apps.modeling.ledger import ledger_refund_unreleased
 from apps.modeling.ml.config import ModelConfig
 from apps.modeling.ml.features import FeatureConfig
 from apps.modeling.models import (
@@ -65,6 +66,7 @@ from apps.modeling.models import (
     LedgerEntry,
     LedgerMechanism,
     ModelVersion,
+    ReleaseKind,
     RunStatus,
     TrainingRun,
     VersionStatus,
@@ -108,6 +110,8 @@ def claim(*, tenant_id: int, run_id: int, redelivered: bool) -> Claim | None:
                 run.save(update_fields=["status", "error", "finished_at"])
                 audit.record(tenant_id=tenant_id, actor="task:modeling.train", action="training_run.failed",
                              target_type="training_run", target_id=str(run_id), details={"reason": "worker lost"})
+                ledger_refund_unreleased(tenant_id=tenant_id, run_id=run_id, reason="worker lost",
+                                         actor="task:modeling.train")
                 transaction.on_commit(lambda: discard_versions_of_run(tenant_id=tenant_id, run_id=run_id))
             else:
                 log.info("training run %s is alive elsewhere (%s message ignored)", run_id,
@@ -502,6 +506,8 @@ def _fail(tenant_id: int, claim_: Claim, reason: str) -> None:
         if _ours(tenant_id, claim_).update(status=RunStatus.FAILED, error=reason[:1000], finished_at=timezone.now()):
             audit.record(tenant_id=tenant_id, actor="task:modeling.train", action="training_run.failed",
                          target_type="training_run", target_id=str(claim_.run_id), details={"reason": reason[:200]})
+            ledger_refund_unreleased(tenant_id=tenant_id, run_id=claim_.run_id, reason=reason,
+                                     actor="task:modeling.train")
 
 
 def _version_row(tenant_id: int, claim_: Claim, trained: Trained, status: str) -> ModelVersion:
@@ -543,7 +549,7 @@ def _record_release(tenant_id: int, run: TrainingRun, trained: Trained, gate: di
     caller's transaction. The budget was charged at request time; this records the realised spend."""
     from apps.modeling.services import popularity_release_store
 
-    entry = LedgerEntry.objects.get(tenant_id=tenant_id, run_id=run.pk)
+    entry = LedgerEntry.objects.get(tenant_id=tenant_id, run_id=run.pk, kind=ReleaseKind.TRAINING)
     rel = trained.release
     sgd = next((m for m in rel.get("mechanisms", []) if str(m["name"]).startswith("DP-SGD")), None)
     LedgerMechanism.objects.create(

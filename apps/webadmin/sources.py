@@ -252,7 +252,8 @@ def privacy_budget(*, tenant_id: int) -> PrivacyBudget | None:
         points.append(
             PrivacyPoint(
                 label=_label(_get(entry, "created_at")), spent=round(spent, 6),
-                run_label=f"run #{run_id}" if run_id is not None else kind, epsilon=round(epsilon, 6),
+                run_label=(f"refund of run #{run_id}" if kind == "refund" else f"run #{run_id}") if run_id is not None
+                else kind, epsilon=round(epsilon, 6),
             )
         )
     delta = _get(raw, "delta")

@@ -259,7 +259,7 @@ def test_versions_keep_the_previous_for_rollback_and_drop_older_ones(live_db):
     assert [p["cumulative"] for p in selectors.privacy_spend_series(tid)] == [1.0, 2.0, 3.0]
 
 
-def test_a_failed_training_leaves_the_previous_model_serving_and_the_budget_charged(trained, live_db, monkeypatch):
+def test_a_failed_training_leaves_the_previous_model_serving_and_refunds_its_charge(trained, live_db, monkeypatch):
     tid = _tid(trained)
     spent_before = selectors.privacy_budget(tenant_id=tid)["epsilon_spent"]
     before = active_model(tid)
@@ -275,7 +275,31 @@ def test_a_failed_training_leaves_the_previous_model_serving_and_the_budget_char
     run = selectors.training_run_get(tenant_id=tid, run_id=run_id)
     assert run["status"] == "failed" and "disk on fire" in run["error"]
     assert active_model(tid).checksum == before.checksum
-    assert selectors.privacy_budget(tenant_id=tid)["epsilon_spent"] == pytest.approx(spent_before + 0.5)
+    # nothing was released, so the charge is reversed by a refund entry dated like it
+    budget = selectors.privacy_budget(tenant_id=tid)
+    assert budget["epsilon_spent"] == pytest.approx(spent_before)
+    charge, refund = [e for e in budget["ledger"] if e["run_id"] == run_id]
+    assert (charge["kind"], charge["epsilon"], charge["refunded"]) == ("training", 0.5, True)
+    assert (refund["kind"], refund["epsilon"], refund["delta"]) == ("refund", -0.5, -charge["delta"])
+    assert refund["created_at"] == charge["created_at"]
+    assert "nothing was released" in refund["mechanism"]
+    assert [p["cumulative"] for p in selectors.privacy_spend_series(tid)][-1] == pytest.approx(spent_before)
+
+
+def test_a_run_that_released_its_version_is_never_refunded(live_db):
+    from apps.modeling.ledger import ledger_refund_unreleased
+    from tests.support import make_tenant
+
+    persona = make_tenant("norefund")  # its own tenant: the shared one must keep serving version 1
+    seed_tenant(persona)
+    set_modeling(persona, seed=3)
+    tid = _tid(persona)
+    run_id = _start(persona, epsilon=0.5)
+    assert training.training_run_execute(tenant_id=tid, run_id=run_id) == "succeeded"
+    spent = selectors.privacy_budget(tenant_id=tid)["epsilon_spent"]
+    with tenant_context(tid):
+        assert ledger_refund_unreleased(tenant_id=tid, run_id=run_id, reason="late", actor="test") == 0.0
+    assert selectors.privacy_budget(tenant_id=tid)["epsilon_spent"] == spent
 
 
 def test_a_failure_after_materialising_drops_the_half_built_version(trained, live_db, monkeypatch):
@@ -311,8 +335,10 @@ def test_a_redelivered_running_run_is_marked_worker_lost_and_never_trains_twice(
 
     run = selectors.training_run_get(tenant_id=tid, run_id=run_id)
     assert run["status"] == "failed" and run["error"] == "worker lost"
-    with tenant_context(tid):
-        assert LedgerEntry.objects.filter(tenant_id=tid).count() == ledger_before  # charged once, not twice
+    with tenant_context(tid):  # charged once, never twice, and refunded once (the lost worker released nothing)
+        assert list(LedgerEntry.objects.filter(tenant_id=tid, run_id=run_id).order_by("id")
+                    .values_list("kind", "epsilon")) == [("training", 0.5), ("refund", -0.5)]
+        assert LedgerEntry.objects.filter(tenant_id=tid).count() == ledger_before + 1
     # any later copy of the message is a no-op
     assert training.training_run_execute(tenant_id=tid, run_id=run_id, redelivered=True) == "skipped"
 
