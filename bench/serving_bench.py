@@ -241,7 +241,7 @@ def load(tenant_id: int, vectors: np.ndarray, categories: list[list[str]], avail
         conn.execute("SELECT set_config('app.tenant_id', %s, false)", [str(tenant_id)])
         for table in ("profiles_userevent", "profiles_userstate", "profiles_userattribute", "profiles_enduser",
                       "catalog_item"):  # the vectors go with their items (ON DELETE CASCADE)
-            conn.execute(f"DELETE FROM {table} WHERE tenant_id = %s", [tenant_id])  # noqa: S608 - fixed names
+            conn.execute(f"DELETE FROM {table} WHERE tenant_id = %s", [tenant_id])  # noqa: S608 # nosec B608 - fixed names
         row = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [f"{part}_hnsw"]).fetchone()
         if row is None:
             raise RuntimeError(f"{part}_hnsw not found: is the catalogue migrated?")

@@ -257,7 +257,7 @@ def _load_torch_model(info: ModelInfo, attn: str | None = None) -> Any:
     if attn:
         kwargs["attn_implementation"] = attn
     try:
-        model = AutoModel.from_pretrained(str(info.path), **kwargs)
+        model = AutoModel.from_pretrained(str(info.path), **kwargs)  # nosec B615 - a local folder, local_files_only
     except Exception as exc:
         raise EncoderConfigError(f"encoder model path {info.path}: weights failed to load ({exc})") from exc
     return model.eval()
@@ -441,7 +441,7 @@ class _Tokenizer:
                 _offline_env()
                 from transformers import AutoTokenizer
 
-                self._hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+                self._hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True)  # nosec B615 - local folder only
                 self.special_ids = frozenset(self._hf.all_special_ids)
                 self.pad_id = int(self._hf.pad_token_id) if self._hf.pad_token_id is not None else 0
                 self.unk_id = self._hf.unk_token_id

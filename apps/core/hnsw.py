@@ -69,7 +69,7 @@ def hnsw_top_k(
                 LIMIT %s
             )
             SELECT item_id, external_id, 1 - distance FROM nearest ORDER BY distance, item_id
-            """,  # noqa: S608 - only code constants are interpolated; values are parameters
+            """,  # noqa: S608 # nosec B608 - only code constants are interpolated; values are parameters
             knobs + params,
         )
         if not cursor.nextset():  # the first result is the set_config row; the scan's rows come next

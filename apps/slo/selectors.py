@@ -94,7 +94,7 @@ def window_counts(
         WHERE h.tenant_id = %(tenant)s AND h.start >= %(from)s AND h.start < %(now)s AND u.c <> 0
           AND (%(cls)s::text IS NULL OR h.endpoint_class = %(cls)s::text)
         GROUP BY 1, 2, 3
-    """  # noqa: S608 - only the FILTER columns are composed, from our own integers
+    """  # noqa: S608 # nosec B608 - only the FILTER columns are composed, from our own integers
     out: list[dict[str, WindowCounts]] = [{} for _ in starts]
     with tenant_context(tenant_id), connection.cursor() as cursor:
         cursor.execute(sql, params)

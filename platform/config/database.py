@@ -56,7 +56,7 @@ def resolve(var_dir: Path) -> DatabaseTarget:
     runtime = {
         "NAME": env_str("SOTTO_DB_NAME", embedded_pg.DATABASE),
         "USER": embedded_pg.RUNTIME_ROLE,
-        "PASSWORD": "",
+        "PASSWORD": "",  # nosec B105 - Unix-socket peer/trust auth of the embedded server: no password
         "HOST": str(server.socket_dir),
         "PORT": str(embedded_pg.PORT),
         "OPTIONS": {},

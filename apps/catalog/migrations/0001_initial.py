@@ -76,7 +76,7 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION catalog_itemvector_partition_create(bigint) FROM PUBLIC;
-"""  # noqa: S608 - built from constants at migration time, no user input
+"""  # noqa: S608 # nosec B608 - built from constants at migration time, no user input
 
 
 DROP_TRIGGER = """

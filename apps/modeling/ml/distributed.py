@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
+import pickle  # nosec B403 - only our own temp-dir job files, see the loads below
 import subprocess
 import sys
 import tempfile
@@ -90,7 +90,7 @@ def _rank_main(job_path: str, out_path: str) -> None:
 
     from .tower import fit_tower
 
-    job: _Job = pickle.loads(Path(job_path).read_bytes())  # noqa: S301 - written by our parent into its 0700 temp dir
+    job: _Job = pickle.loads(Path(job_path).read_bytes())  # noqa: S301 # nosec B301 - written by our parent into its 0700 temp dir
     if job.threads > 0:
         torch.set_num_threads(job.threads)
     dist.init_process_group("gloo")
@@ -148,7 +148,7 @@ def train_tower_distributed(
         if proc.returncode != 0 or not out_path.exists():
             raise RuntimeError(f"distributed training failed (torchrun exit {proc.returncode}): "
                                + "".join(errors)[-2000:])
-        result: TowerRelease = pickle.loads(out_path.read_bytes())  # noqa: S301 - rank 0 wrote it, same temp dir
+        result: TowerRelease = pickle.loads(out_path.read_bytes())  # noqa: S301 # nosec B301 - rank 0 wrote it, same temp dir
     return result
 
 
