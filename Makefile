@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR):$(CURDIR)/platform
 
-.PHONY: install browser demo test bench lint serve worker beat migrate clean-db
+.PHONY: install browser demo test bench faults lint audit serve worker beat migrate clean-db
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,9 +37,21 @@ test: install browser
 bench: install migrate
 	$(PY) -m bench.run
 
+# The fault suite (bench/faults.py): kill -9 of the worker and of a web worker, PostgreSQL and the broker
+# stopped, and a 30-client load, on a stack of its own under var/faults/; one figure per scenario.
+faults: install
+	$(PY) -m bench.faults
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/bandit -q -c pyproject.toml -r apps platform bench
+
+# Known vulnerabilities of every pinned package (pip-audit asks PyPI's JSON API). Needs a network that
+# reaches pypi.org's API, not only a package index; --strict fails when a pin could not be checked.
+audit: install
+	$(PY) -m pip install --quiet pip-audit==2.10.1
+	$(VENV)/bin/pip-audit --strict --no-deps --disable-pip -r requirements.lock
 
 serve: install migrate
 	$(VENV)/bin/gunicorn config.wsgi:application --pythonpath platform --bind 127.0.0.1:8000 --workers 2 --threads 4
