@@ -7,13 +7,21 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR):$(CURDIR)/platform
 
-.PHONY: install browser demo test bench faults lint audit serve worker beat migrate clean-db
+.PHONY: install browser demo stop test bench faults lint audit serve worker beat migrate clean-db
 
-$(VENV)/.installed: pyproject.toml requirements.lock
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+# pip runs --quiet (its per-package lines would bury everything else), so each step says first what it
+# does and roughly how long it takes.
+$(VENV)/.installed: pyproject.toml requirements.lock clients/python/pyproject.toml
+	@test -x $(PY) || { echo "==> Creating the virtual environment $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> Upgrading pip in $(VENV) (seconds)"
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	@echo "==> Installing Sotto and its pinned dependencies (requirements.lock: PyTorch CPU, transformers, ONNX Runtime,"
+	@echo "    Opacus, Django, test tools): about 2 GB; typically 2-5 min on a first install, mostly downloads; pip is quiet"
 	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@echo "==> Installing the Python client (clients/python, import sotto_client) in development mode (seconds)"
+	$(PY) -m pip install --quiet -e clients/python
 	@touch $@
+	@echo "==> $(VENV) is ready"
 
 install: $(VENV)/.installed
 
@@ -24,12 +32,19 @@ browser:
 	  else echo "chromium missing: run 'sudo apt-get install chromium'"; fi; }
 
 migrate: install
+	@echo "==> Database migrations (without DATABASE_URL the first run also creates the embedded PostgreSQL in var/pgdata)"
 	$(PY) manage.py migrate --noinput
 
 # The demo encodes with ONNX int8 (about 4x fp32 here, cosine 0.99 to it) so setup fits in minutes on 2 cores;
 # the worker and the web server it starts inherit the setting, so queries match the items.
+# It runs web, worker and beat until Ctrl-C or SIGTERM (`exec`: make's SIGTERM reaches it, not a shell).
 demo: install migrate
-	SOTTO_ENCODER_PRECISION=$${SOTTO_ENCODER_PRECISION:-int8} $(PY) manage.py demo
+	SOTTO_ENCODER_PRECISION=$${SOTTO_ENCODER_PRECISION:-int8} exec $(PY) manage.py demo
+
+# Stops what `make demo` started (web, worker, beat: recorded in var/run/demo.json), then the embedded
+# PostgreSQL. Imports no Django settings, which would start the database just to stop it.
+stop:
+	@if [ -x $(PY) ]; then $(PY) -m apps.core.demo_processes stop; else echo "no $(VENV): nothing was started"; fi
 
 test: install browser
 	$(PY) -m pytest

@@ -1,4 +1,5 @@
-"""The demo's data steps: catalogue and ratings, encoding, a DP training run, its evaluation, a serving check.
+"""The demo's data steps: catalogue and ratings, encoding, a DP training run, its evaluation, a serving check,
+and, once the web server runs, the same calls over HTTP through the Python client (``client_check_step``).
 
 Everything goes through the apps' own services, as the API would: the catalogue import and the
 ratings (as ``rating`` events through ``events_ingest``) are ``import_movielens``; encoding is the
@@ -196,7 +197,7 @@ def serving_check_step(*, tenant: Tenant, directory: Path, step: Callable[[str],
     from apps.core.errors import DomainError
     from apps.serving.selectors import recommendations_for_user, search_items
 
-    user = _first_user(directory)
+    user = first_user(directory)
     step(f"Serving check: recommendations for MovieLens user {user} and a search, as the API will answer them")
     try:
         recs = recommendations_for_user(tenant_id=tenant.id, user_ref=user, k=5)
@@ -219,7 +220,8 @@ def serving_check_step(*, tenant: Tenant, directory: Path, step: Callable[[str],
         stdout.write(f"      {item['score']:.3f}  {title(item['id'])}\n")
 
 
-def _first_user(directory: Path) -> str:
+def first_user(directory: Path) -> str:
+    """The dataset's first rating user (the one the serving checks ask about)."""
     ratings = directory / "ratings.csv"
     if ratings.is_file():
         with ratings.open(encoding="utf-8", newline="") as handle:
@@ -228,7 +230,61 @@ def _first_user(directory: Path) -> str:
     return "1"
 
 
+def first_movie(directory: Path) -> str:
+    """The dataset's first movie id (Toy Story, 1 in MovieLens)."""
+    with (directory / "movies.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            return str(row["movieId"])
+    return "1"
+
+
+# --- 5. over HTTP, with the Python client --------------------------------------------------------
+
+def client_check_step(*, base: str, key: str, directory: Path, step: Callable[[str], None], stdout: Any) -> bool:
+    """The running web server through ``sotto_client`` (clients/python), as a client app would call it.
+
+    Returns whether every call answered; a failure is printed, never raised: the demo keeps
+    serving, and the web log says more.
+    """
+    try:
+        from sotto_client import SottoClient, SottoError
+    except ImportError:
+        step("Python client not installed (`make install` or `pip install -e clients/python`): HTTP check skipped")
+        return False
+    user, movie = first_user(directory), first_movie(directory)
+    step(f"Over HTTP with the Python client (sotto_client, clients/python) at {base}")
+    client = SottoClient(base, key, timeout=60.0, max_retries=3)
+    try:
+        status = client.catalog_status()
+        recs = client.recommendations(user, k=3)
+        similar = client.similar_items(movie, k=3)
+    except SottoError as exc:
+        stdout.write(f"    the API answered {exc} (request id {exc.request_id}); see the web log\n")
+        return False
+    rows = [
+        ("client.catalog_status()", f"{status['items']} items, {status['ready']} encoded"),
+        (f"client.recommendations({user!r}, k=3)",
+         f"{recs['strategy']}: " + ", ".join(item["id"] for item in recs["items"])),
+        (f"client.similar_items({movie!r}, k=3)", ", ".join(item["id"] for item in similar["items"])),
+    ]
+    width = max(len(call) for call, _ in rows)
+    for call, answer in rows:
+        stdout.write(f"    {call:<{width}}  -> {answer}\n")
+    return True
+
+
 # --- the credentials block ---------------------------------------------------------------------------
+
+def python_examples(*, base: str, key: str) -> list[str]:
+    """The same calls from Python (``sotto_client``, installed by ``make install``)."""
+    return [
+        "from sotto_client import SottoClient",
+        f"client = SottoClient({base!r}, {key!r})",
+        "client.recommendations('1', k=10)",
+        "client.search('space adventure', k=5)",
+        "client.events_ingest([{'user': '1', 'item': '2571', 'type': 'rating', 'value': 5}])",
+    ]
+
 
 def curl_examples(*, base: str, key: str) -> list[str]:
     """Working curl lines for the main endpoints (docs/api.md has one for every endpoint)."""

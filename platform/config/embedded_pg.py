@@ -211,6 +211,11 @@ def ensure_running(var_dir: Path) -> EmbeddedPostgres:
     return server
 
 
+def is_running(var_dir: Path) -> bool:
+    """Whether the embedded server of ``var_dir`` runs (``make stop`` asks before stopping it)."""
+    return _running(var_dir.resolve() / "pgdata")
+
+
 def stop(var_dir: Path) -> None:
     pgdata = var_dir.resolve() / "pgdata"
     if _running(pgdata):
