@@ -3,6 +3,7 @@ tenant's settings document, which composes the apps' own settings services."""
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -31,7 +32,8 @@ class TenantSettingsView(TenantAPIView):
     def get(self, request: Request) -> Response:
         return Response(serializers.TenantSettings(tenant_settings.tenant_settings_get(tenant_id=self.tenant_id)).data)
 
-    @extend_schema(request=serializers.TenantSettings, responses={200: serializers.TenantSettings})
+    @extend_schema(request=serializers.TenantSettings,
+                   responses={200: serializers.TenantSettings, 400: OpenApiTypes.OBJECT})
     def patch(self, request: Request) -> Response:
         body = serializers.TenantSettings(data=request.data, partial=True)
         body.is_valid(raise_exception=True)

@@ -4,7 +4,9 @@ Limits (also in docs/catalog.md): at most ``MAX_BATCH`` items per request; ``id`
 characters (a string, or an integer which is turned into its decimal string); ``title`` 1-500
 characters; ``description`` up to 20,000 characters; up to 50 ``categories`` of 1-100 characters
 each; ``attributes`` a flat JSON object (string keys up to 100 characters, values string, number,
-boolean or null) of at most 16 KiB; ``available`` a boolean. No NUL characters anywhere.
+boolean or null) of at most 16 KiB; ``available`` a boolean. No NUL characters and no unpaired
+surrogates (text UTF-8 cannot encode, which PostgreSQL refuses) anywhere. The same rules hold for
+an item id in a URL and a category filter (``parse_id_param``, ``parse_category_param``).
 The encoder reads ``title. categories. description`` and keeps only its first 256 tokens (about
 1,000 characters of English); the item response says ``"truncated": true`` when it cut.
 """
@@ -85,7 +87,20 @@ def _text(value: Any, field: str, errors: dict[str, str], *, limit: int, require
         errors[field] = f"is {len(text)} characters long; the limit is {limit}"
     elif "\x00" in text:
         errors[field] = "may not contain NUL characters"
+    elif not _is_text(text):
+        errors[field] = "must be valid Unicode (no unpaired surrogates)"
     return text
+
+
+def _is_text(value: str) -> bool:
+    """No NUL and valid Unicode: what PostgreSQL text stores (JSON can smuggle in lone surrogates like "\\ud800")."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _kind(value: Any) -> str:
@@ -118,8 +133,8 @@ def _categories(value: Any, errors: dict[str, str]) -> tuple[str, ...]:
             errors["categories"] = f"entry {i} must be a string, got {_kind(entry)}"
             return ()
         entry = entry.strip()
-        if not entry or len(entry) > MAX_CATEGORY or "\x00" in entry:
-            errors["categories"] = f"entry {i} must be 1-{MAX_CATEGORY} characters without NUL"
+        if not entry or len(entry) > MAX_CATEGORY or not _is_text(entry):
+            errors["categories"] = f"entry {i} must be 1-{MAX_CATEGORY} characters without NUL or unpaired surrogates"
             return ()
         if entry not in out:
             out.append(entry)
@@ -133,8 +148,8 @@ def _attributes(value: Any, errors: dict[str, str]) -> dict[str, Any]:
         errors["attributes"] = f"must be a flat JSON object, got {_kind(value)}"
         return {}
     for key, entry in value.items():
-        if not isinstance(key, str) or not key or len(key) > MAX_ATTRIBUTE_KEY or "\x00" in key:
-            errors["attributes"] = f"keys must be 1-{MAX_ATTRIBUTE_KEY} character strings without NUL"
+        if not isinstance(key, str) or not key or len(key) > MAX_ATTRIBUTE_KEY or not _is_text(key):
+            errors["attributes"] = f"keys must be 1-{MAX_ATTRIBUTE_KEY} character strings without NUL or unpaired surrogates"
             return {}
         if isinstance(entry, dict | list):
             errors["attributes"] = f"must be flat: {key!r} holds {_kind(entry)}"
@@ -142,8 +157,8 @@ def _attributes(value: Any, errors: dict[str, str]) -> dict[str, Any]:
         if isinstance(entry, float) and not math.isfinite(entry):
             errors["attributes"] = f"{key!r} is not a finite number"
             return {}
-        if isinstance(entry, str) and "\x00" in entry:
-            errors["attributes"] = f"{key!r} contains a NUL character"
+        if isinstance(entry, str) and not _is_text(entry):
+            errors["attributes"] = f"{key!r} contains a NUL character or an unpaired surrogate"
             return {}
         if not isinstance(entry, str | int | float | bool) and entry is not None:
             errors["attributes"] = f"{key!r} holds {_kind(entry)}; use a string, number, boolean or null"
@@ -224,3 +239,19 @@ def parse_items(raw_items: Any) -> list[ItemInput]:
             details={"items": problems},
         )
     return parsed
+
+
+def parse_id_param(raw: str) -> str:
+    """An item id from a URL (``/items/{id}``): NUL would be a 500 from PostgreSQL, so it is a 400."""
+    if not _is_text(raw):
+        raise DomainError("the item id must not contain NUL characters", details={"id": "contains NUL"})
+    return raw
+
+
+def parse_category_param(raw: str | None) -> str | None:
+    """A ``category`` query filter (None when absent or empty); an unknown category is not an error."""
+    if not raw:
+        return None
+    if not _is_text(raw):
+        raise DomainError("category must not contain NUL characters", details={"category": "contains NUL"})
+    return raw

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from apps.api.base import TenantAPIView
 from apps.catalog import selectors, services
 from apps.catalog.models import EncodingStatus, Item
-from apps.catalog.validation import parse_items
+from apps.catalog.validation import parse_category_param, parse_id_param, parse_items
 from apps.core.errors import DomainError
 
 _STATUSES = [s.value for s in EncodingStatus]
@@ -89,7 +89,7 @@ class ItemsView(TenantAPIView):
             raise DomainError(f"status must be one of {_STATUSES}", details={"status": status})
         page = selectors.items_page(
             tenant_id=self.tenant_id, after_pk=after, limit=limit or 50, status=status,
-            category=request.query_params.get("category") or None,
+            category=parse_category_param(request.query_params.get("category")),
         )
         return Response({
             "items": [item_repr(item) for item in page.items],
@@ -103,13 +103,14 @@ class ItemView(TenantAPIView):
     scope = {"GET": "serve", "DELETE": "ingest"}
 
     @extend_schema(summary="One item with its encoding state",
-                   responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
     def get(self, request: Request, external_id: str) -> Response:
-        return Response(item_repr(selectors.item_get(tenant_id=self.tenant_id, external_id=external_id)))
+        return Response(item_repr(selectors.item_get(tenant_id=self.tenant_id, external_id=parse_id_param(external_id))))
 
-    @extend_schema(summary="Delete the item and its content vector", responses={204: None, 404: OpenApiTypes.OBJECT})
+    @extend_schema(summary="Delete the item and its content vector",
+                   responses={204: None, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
     def delete(self, request: Request, external_id: str) -> Response:
-        services.item_delete(tenant_id=self.tenant_id, external_id=external_id)
+        services.item_delete(tenant_id=self.tenant_id, external_id=parse_id_param(external_id))
         return Response(status=204)
 
 
@@ -130,8 +131,8 @@ class SimilarItemsView(TenantAPIView):
     def get(self, request: Request, external_id: str) -> Response:
         k = selectors.parse_k(request.query_params.get("k"))
         found = selectors.similar_items(
-            tenant_id=self.tenant_id, external_id=external_id, k=k,
-            category=request.query_params.get("category") or None,
+            tenant_id=self.tenant_id, external_id=parse_id_param(external_id), k=k,
+            category=parse_category_param(request.query_params.get("category")),
         )
         return Response({"id": external_id, "k": k, "items": found})
 

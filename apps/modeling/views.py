@@ -103,7 +103,8 @@ class PopularityReleaseView(TenantAPIView):
 
     scope = "train"
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT,
+                                                            409: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
         release = services.popularity_release_create(
             tenant_id=self.tenant_id, epsilon=_epsilon(request), actor=self.principal.actor

@@ -49,7 +49,7 @@ class UserView(TenantAPIView):
             OpenApiParameter("events_offset", int, description="first event of the page (default 0)"),
             OpenApiParameter("events_limit", int, description="events per page (default 1000, at most 10000)"),
         ],
-        responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
     )
     def get(self, request: Request, user_ref: str) -> Response:
         export = services.user_export(
@@ -64,7 +64,9 @@ class UserView(TenantAPIView):
     @extend_schema(
         summary="Replace the user's attributes (each encrypted under the user's key)",
         request=OpenApiTypes.OBJECT,
-        responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT},
+        # 404: an id the URL route cannot carry (a line break) reaches no endpoint
+        responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT,
+                   413: OpenApiTypes.OBJECT},
     )
     def put(self, request: Request, user_ref: str) -> Response:
         ref = _user_ref(user_ref)
@@ -78,7 +80,7 @@ class UserView(TenantAPIView):
         )
 
     @extend_schema(summary="Erase the user: events, state, attributes and key; returns a receipt",
-                   responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
     def delete(self, request: Request, user_ref: str) -> Response:
         receipt = services.user_erase(tenant_id=self.tenant_id, user_ref=_user_ref(user_ref), actor=self.principal.actor)
         return Response(receipt)

@@ -142,7 +142,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.api.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["apps.api.permissions.HasTenantScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.api.parsers.JSONParser"],  # 400s for too-deep nesting, lone surrogates
     "EXCEPTION_HANDLER": "apps.api.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["apps.api.throttling.ApiKeyRateThrottle"],  # per-key token buckets
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -155,6 +155,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "apps.api.schema.document_key_errors"],
 }
 
 # Celery: Redis in production and CI; the embedded default rides on PostgreSQL via kombu SQLAlchemy.
@@ -250,6 +251,11 @@ SOTTO: dict[str, Any] = {
     "SLO_MINUTE_RETENTION_H": env_float("SOTTO_SLO_MINUTE_RETENTION_H", 8.0),
     "SLO_RETENTION_DAYS": env_float("SOTTO_SLO_RETENTION_DAYS", 35.0),
     "SLO_ALERT_MIN_EVENTS": env_int("SOTTO_SLO_ALERT_MIN_EVENTS", 20, minimum=1),
+    # An objective is judged (budget, burn rates, alerts) only from this many requests (not
+    # throttled) in its window; below it the status says "not enough traffic yet (N of M requests)".
+    "SLO_MIN_SAMPLE": env_int("SOTTO_SLO_MIN_SAMPLE", 100, minimum=1),
+    # POST /api/v1/events and /items with more records than this count as "ingest_batch".
+    "SLO_INGEST_SMALL_MAX": env_int("SOTTO_SLO_INGEST_SMALL_MAX", 100, minimum=1),
     "ACCESS_LOG": env_bool("SOTTO_ACCESS_LOG", True),
     # Objectives a tenant starts with (its admins can change them): share of requests within the
     # threshold, and share of requests without a 5xx, over 28 days.
@@ -257,6 +263,7 @@ SOTTO: dict[str, Any] = {
         "recommend": {"latency_threshold_ms": 50.0, "latency_target": 0.99, "availability_target": 0.999},
         "search": {"latency_threshold_ms": 100.0, "latency_target": 0.99, "availability_target": 0.999},
         "ingest": {"latency_threshold_ms": 200.0, "latency_target": 0.99, "availability_target": 0.999},
+        "ingest_batch": {"latency_threshold_ms": 1000.0, "latency_target": 0.99, "availability_target": 0.999},
         "other": {"latency_threshold_ms": 250.0, "latency_target": 0.99, "availability_target": 0.999},
     },
     # Web admin sign-in throttling: this many failures per (username, client IP) within the window locks
