@@ -7,6 +7,12 @@ in-process buffer (``recorder.py``); the database sees it later, from the flushe
 The tenant is what ``TenantAPIView`` put on the request after authenticating the API key
 (``request.sotto_tenant_id``): requests without a valid key are logged but not measured against
 any tenant's objective.
+
+The two batch endpoints are classed by their size (``ingest`` up to ``SLO_INGEST_SMALL_MAX``
+records, ``ingest_batch`` above): the size is what the view noted on the request
+(``request.sotto_batch_size``), else the length of the record list in the body DRF already parsed
+for the view. The middleware never parses a body itself: that would cost milliseconds per batch on
+the request thread, outside the measured time.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
 from apps.core.conf import sotto_setting
 from apps.core.context import tenant_var
-from apps.slo.endpoints import endpoint_class
+from apps.slo.endpoints import batch_key, endpoint_class
 from apps.slo.recorder import Recorder, default_recorder
 
 access_logger = logging.getLogger("sotto.access")
@@ -39,6 +46,27 @@ def route_of(request: HttpRequest) -> str:
     return route if isinstance(route, str) else UNMATCHED
 
 
+def batch_size_of(request: HttpRequest, response: HttpResponse, key: str) -> int | None:
+    """How many records a batch write carried, or None when nobody parsed its body.
+
+    First what the view noted (``request.sotto_batch_size``, for a batch endpoint whose body is
+    shaped otherwise); else the ``key`` list of the body DRF parsed for the view, reached through
+    the response's ``renderer_context`` (DRF keeps the parsed body in ``Request._full_data``, the
+    ``Empty`` marker while unparsed: read, never triggered, so a 403 or 429 costs no parse).
+    """
+    noted = getattr(request, "sotto_batch_size", None)
+    if isinstance(noted, int) and not isinstance(noted, bool):
+        return noted
+    context = getattr(response, "renderer_context", None)
+    drf_request: Any = context.get("request") if isinstance(context, dict) else None
+    data = getattr(drf_request, "_full_data", None)
+    if isinstance(data, dict):
+        records = data.get(key)
+        if isinstance(records, list):
+            return len(records)
+    return None
+
+
 class SloMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse], recorder: Recorder | None = None) -> None:
         self.get_response = get_response
@@ -50,7 +78,15 @@ class SloMiddleware:
         response = self.get_response(request)
         duration_ms = (timer() - started) * 1000.0
         method = request.method or "GET"
-        cls = endpoint_class(method, request.path_info)
+        path = request.path_info
+        key = batch_key(method, path)
+        if key is None:
+            cls = endpoint_class(method, path)
+        else:
+            cls = endpoint_class(
+                method, path, batch_size=batch_size_of(request, response, key),
+                small_max=int(sotto_setting("SLO_INGEST_SMALL_MAX")),
+            )
         status = response.status_code
         tenant_id = getattr(request, "sotto_tenant_id", None)
         if tenant_id is not None:

@@ -21,10 +21,23 @@ from apps.core.errors import DomainError
 from apps.core.tenant_db import tenant_context
 from apps.slo.endpoints import CLASSES
 from apps.slo.models import SloAlert, SloObjective
-from apps.slo.windows import WindowCounts, budget_remaining
+from apps.slo.windows import WindowCounts, budget_remaining, clamp_budget
 
 # The status windows the API and dashboard show (label, seconds); the last is the objective window.
 STATUS_WINDOWS: tuple[tuple[str, int], ...] = (("1h", 3600), ("24h", 86400), ("28d", 28 * 86400))
+
+
+def min_sample() -> int:
+    """Requests (not throttled) a window needs before its objective is judged (``SLO_MIN_SAMPLE``).
+
+    Below it a burn rate says more about chance than about the service: five requests with one
+    cold start read as a budget overspent 49 times."""
+    return max(1, int(sotto_setting("SLO_MIN_SAMPLE")))
+
+
+def not_enough_traffic(sample: int, needed: int) -> str:
+    """What the API and the admin say instead of a burn rate or a budget below the minimum sample."""
+    return f"not enough traffic yet ({sample} of {needed} requests)"
 
 
 @dataclass(frozen=True)
@@ -121,18 +134,33 @@ class WindowStatus:
     p99_ms: float | None
     share_good: float | None
     availability: float | None
-    latency_burn_rate: float | None
+    latency_burn_rate: float | None  # None while not judged (or with nothing to judge)
     availability_burn_rate: float | None
+    judged: bool = True  # at least ``SLO_MIN_SAMPLE`` requests not throttled
+
+
+# What a class's objective comes to over the objective window (``ClassStatus.verdict``).
+NOT_ENOUGH_TRAFFIC, MEETS, BUDGET_EXHAUSTED = "not_enough_traffic", "meets", "budget_exhausted"
 
 
 @dataclass(frozen=True)
 class ClassStatus:
+    """One class over the objective window. Budgets are None until ``judged``; when judged they
+    are bounded to [-1, 1] (``windows.clamp_budget``), with the unbounded figure in ``*_raw``."""
+
     endpoint_class: str
     objective: Objective
     windows: dict[str, WindowStatus]
-    latency_budget_remaining: float
-    availability_budget_remaining: float
-    meets_objective: bool
+    latency_budget_remaining: float | None
+    availability_budget_remaining: float | None
+    meets_objective: bool | None
+    judged: bool = True
+    sample: int = 0  # requests not throttled over the objective window
+    min_sample: int = 1
+    verdict: str = MEETS
+    summary: str = ""
+    latency_budget_remaining_raw: float | None = None
+    availability_budget_remaining_raw: float | None = None
 
 
 @dataclass(frozen=True)
@@ -182,8 +210,13 @@ class TenantSloStatus:
         return out
 
 
-def window_status(label: str, seconds: int, counts: WindowCounts | None, objective: Objective) -> WindowStatus:
+def window_status(
+    label: str, seconds: int, counts: WindowCounts | None, objective: Objective, needed: int = 1
+) -> WindowStatus:
+    """Percentiles and shares are measurements and always shown; burn rates are judgements and
+    only given from ``needed`` requests on."""
     counts = counts or WindowCounts()
+    judged = counts.sample >= needed
     return WindowStatus(
         window=label,
         seconds=seconds,
@@ -196,35 +229,56 @@ def window_status(label: str, seconds: int, counts: WindowCounts | None, objecti
         p99_ms=counts.percentile(0.99),
         share_good=counts.share_good(objective.latency_threshold_ms),
         availability=counts.availability(),
-        latency_burn_rate=counts.latency_burn_rate(objective.latency_threshold_ms, objective.latency_target),
-        availability_burn_rate=counts.availability_burn_rate(objective.availability_target),
+        latency_burn_rate=(
+            counts.latency_burn_rate(objective.latency_threshold_ms, objective.latency_target) if judged else None
+        ),
+        availability_burn_rate=counts.availability_burn_rate(objective.availability_target) if judged else None,
+        judged=judged,
+    )
+
+
+def class_status(cls: str, objective: Objective, windows: dict[str, WindowStatus], needed: int) -> ClassStatus:
+    """The verdict over the objective window (the last of ``windows``): not judged below ``needed``
+    requests; else the budget left, bounded for display, and whether the objective is met."""
+    whole = list(windows.values())[-1]
+    sample = whole.requests - whole.throttled
+    if not whole.judged:
+        return ClassStatus(
+            endpoint_class=cls, objective=objective, windows=windows, latency_budget_remaining=None,
+            availability_budget_remaining=None, meets_objective=None, judged=False, sample=sample,
+            min_sample=needed, verdict=NOT_ENOUGH_TRAFFIC, summary=not_enough_traffic(sample, needed),
+        )
+    latency_left = budget_remaining(whole.latency_burn_rate)
+    availability_left = budget_remaining(whole.availability_burn_rate)
+    meets = latency_left >= 0.0 and availability_left >= 0.0
+    return ClassStatus(
+        endpoint_class=cls, objective=objective, windows=windows,
+        latency_budget_remaining=clamp_budget(latency_left),
+        availability_budget_remaining=clamp_budget(availability_left),
+        meets_objective=meets, judged=True, sample=sample, min_sample=needed,
+        verdict=MEETS if meets else BUDGET_EXHAUSTED,
+        summary="meets the objective" if meets else "error budget exhausted",
+        latency_budget_remaining_raw=latency_left, availability_budget_remaining_raw=availability_left,
     )
 
 
 def slo_status_for_tenant(*, tenant_id: int, now: datetime | None = None) -> TenantSloStatus:
     """Rolling 1 h / 24 h / 28 d p50, p95, p99, share good, availability and burn rate per endpoint
-    class, the 28-day error budget left (1.0 untouched, below 0 overspent), and open alerts."""
+    class, the 28-day error budget left (1.0 untouched, 0 spent, -1.0 spent twice over or worse),
+    and open alerts. A window with fewer than ``SLO_MIN_SAMPLE`` requests has no burn rate, and a
+    class with fewer over 28 days no budget: its ``summary`` says "not enough traffic yet"."""
     now = now or timezone.now()
+    needed = min_sample()
     objectives = slo_objectives_for_tenant(tenant_id=tenant_id)
     per_window = window_counts(tenant_id=tenant_id, now=now, windows_s=[s for _, s in STATUS_WINDOWS])
     classes: dict[str, ClassStatus] = {}
     for cls in CLASSES:
         objective = objectives[cls]
         windows = {
-            label: window_status(label, seconds, per_window[i].get(cls), objective)
+            label: window_status(label, seconds, per_window[i].get(cls), objective, needed)
             for i, (label, seconds) in enumerate(STATUS_WINDOWS)
         }
-        whole = windows[STATUS_WINDOWS[-1][0]]
-        latency_left = budget_remaining(whole.latency_burn_rate)
-        availability_left = budget_remaining(whole.availability_burn_rate)
-        classes[cls] = ClassStatus(
-            endpoint_class=cls,
-            objective=objective,
-            windows=windows,
-            latency_budget_remaining=latency_left,
-            availability_budget_remaining=availability_left,
-            meets_objective=latency_left >= 0.0 and availability_left >= 0.0,
-        )
+        classes[cls] = class_status(cls, objective, windows, needed)
     alerts = [AlertView.of(a) for a in slo_alerts_for_tenant(tenant_id=tenant_id, open_only=True)]
     return TenantSloStatus(tenant_id=tenant_id, now=now, classes=classes, open_alerts=alerts)
 

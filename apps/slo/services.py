@@ -18,7 +18,7 @@ from apps.core.tenant_db import activate_tenant, dangerously_as_platform, tenant
 from apps.slo.endpoints import CLASSES
 from apps.slo.models import SloAlert, SloObjective
 from apps.slo.recorder import Batch, Cell, Key
-from apps.slo.selectors import Objective, slo_objectives_for_tenant, window_counts
+from apps.slo.selectors import Objective, min_sample, slo_objectives_for_tenant, window_counts
 
 logger = logging.getLogger(__name__)
 
@@ -264,8 +264,11 @@ def slo_alerts_evaluate(*, now: datetime | None = None, tenant_ids: list[int] | 
 
 
 def _evaluate_tenant(tenant_id: int, now: datetime) -> tuple[int, int]:
+    """A rule fires only when its long window holds ``SLO_MIN_SAMPLE`` requests (the status gives no
+    burn rate for fewer, and an alert says nothing the status would not) and at least
+    ``SLO_ALERT_MIN_EVENTS``; the short window only confirms that the burn goes on."""
     windows = sorted({w for rule in BURN_RULES for w in (rule.long_s, rule.short_s)})
-    min_events = int(sotto_setting("SLO_ALERT_MIN_EVENTS"))
+    min_events = max(int(sotto_setting("SLO_ALERT_MIN_EVENTS")), min_sample())
     raised = cleared = 0
     with tenant_context(tenant_id):
         per_window = dict(zip(windows, window_counts(tenant_id=tenant_id, now=now, windows_s=windows), strict=True))

@@ -13,7 +13,9 @@ from apps.slo.selectors import slo_status_for_tenant
 
 class SloStatusView(TenantAPIView):
     """Per endpoint class: the objective; rolling 1 h / 24 h / 28 d p50/p95/p99, share good,
-    availability and burn rates; the 28-day error budget left; and the open burn-rate alerts."""
+    availability and burn rates; the 28-day error budget left (bounded to -1, the raw figure in
+    ``*_raw``); and the open burn-rate alerts. Below ``SLO_MIN_SAMPLE`` requests a window has no
+    burn rate and a class no budget: ``summary`` says "not enough traffic yet (N of M requests)"."""
 
     scope = "serve"
 

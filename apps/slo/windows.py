@@ -77,10 +77,32 @@ class WindowCounts:
     def percentile(self, q: float) -> float | None:
         return buckets.percentile(self.served_counts, q)
 
+    @property
+    def sample(self) -> int:
+        """The requests an objective is judged on: every one not throttled (what the availability
+        SLI counts; the latency SLI counts these less the 5xx)."""
+        return self.requests - self.throttled
+
+
+# How far below zero a shown budget goes: -1.0 is "spent twice over". Past that the figure says
+# nothing more a reader can act on (five slow requests once read -4900 %); the unclamped value
+# stays in the API as ``*_budget_remaining_raw``.
+BUDGET_FLOOR = -1.0
+
 
 def budget_remaining(burn_rate: float | None) -> float:
     """Share of the objective window's error budget left, given the burn rate over that whole window.
 
-    1.0 = untouched, 0.0 = spent exactly, negative = overspent; no traffic leaves it untouched.
+    1.0 = untouched, 0.0 = spent exactly, negative = overspent (unbounded: see ``clamp_budget``);
+    no traffic leaves it untouched.
     """
     return 1.0 if burn_rate is None else 1.0 - burn_rate
+
+
+def clamp_budget(remaining: float) -> float:
+    """The budget left as shown: bounded to [``BUDGET_FLOOR``, 1.0] (-100 % reads "exhausted").
+
+    >>> clamp_budget(-48.0), clamp_budget(0.25)
+    (-1.0, 0.25)
+    """
+    return max(BUDGET_FLOOR, min(1.0, remaining))

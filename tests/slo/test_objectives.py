@@ -13,10 +13,12 @@ from apps.slo.services import slo_objective_reset, slo_objective_set
 
 def test_every_class_starts_with_the_default_objective(tenant_a):
     objectives = slo_objectives_for_tenant(tenant_id=tenant_a.tenant.id)
-    assert set(objectives) == {"recommend", "search", "ingest", "other"}
+    assert set(objectives) == {"recommend", "search", "ingest", "ingest_batch", "other"}
     assert all(o.is_default for o in objectives.values())
     rec = objectives["recommend"]
     assert (rec.latency_threshold_ms, rec.latency_target, rec.availability_target) == (50.0, 0.99, 0.999)
+    # a batch of up to 1000 records gets five times the single-write allowance
+    assert objectives["ingest_batch"].latency_threshold_ms == 1000.0 and objectives["ingest"].latency_threshold_ms == 200.0
 
 
 def test_an_admin_sets_an_objective_and_the_change_is_audited(tenant_a, admin_a, audit_calls):

@@ -65,15 +65,19 @@ def test_the_28_day_window_gives_budget_and_keeps_throttled_requests_out_of_both
     assert w.share_good == pytest.approx((99 + 790) / 990)
     assert w.availability == pytest.approx(1 - 10 / 1000)
     # budget: 1% of 990 served may be slow (9.9), 101 were: 10.2x overspent
-    assert status.latency_budget_remaining == pytest.approx(1 - (101 / 990) / 0.01)
-    assert status.availability_budget_remaining == pytest.approx(1 - (10 / 1000) / 0.001)
-    assert status.meets_objective is False
+    assert status.latency_budget_remaining_raw == pytest.approx(1 - (101 / 990) / 0.01)
+    assert status.availability_budget_remaining_raw == pytest.approx(1 - (10 / 1000) / 0.001)
+    # shown bounded: -100 % is as far as it goes ("exhausted")
+    assert status.latency_budget_remaining == status.availability_budget_remaining == -1.0
+    assert status.meets_objective is False and status.verdict == "budget_exhausted"
+    assert (status.judged, status.sample, status.min_sample) == (True, 1000, 100)
 
 
-def test_a_class_with_no_traffic_has_a_whole_budget_and_no_percentiles(history, now):
+def test_a_class_with_no_traffic_is_not_judged_and_has_no_percentiles(history, now):
     search = slo_status_for_tenant(tenant_id=history, now=now).classes["search"]
     assert search.windows["28d"].requests == 0 and search.windows["28d"].p99_ms is None
-    assert search.latency_budget_remaining == 1.0 and search.meets_objective is True
+    assert search.latency_budget_remaining is None and search.meets_objective is None
+    assert search.summary == "not enough traffic yet (0 of 100 requests)"
 
 
 def test_another_tenant_sees_none_of_it(history, tenant_b, now):
@@ -138,7 +142,10 @@ def test_get_slo_returns_objectives_and_status_for_the_key_s_tenant(api, tenant_
     hour = body["status"]["search"]["windows"]["1h"]
     assert hour["requests"] == 10 and hour["share_good"] == 1.0
     assert set(body["status"]["search"]["windows"]) == {"1h", "24h", "28d"}
-    assert body["status"]["search"]["latency_budget_remaining"] == 1.0
+    # ten requests are too few to judge: no budget, no burn rate, and a sentence saying so
+    assert body["status"]["search"]["latency_budget_remaining"] is None
+    assert hour["latency_burn_rate"] is None and hour["judged"] is False
+    assert body["status"]["search"]["summary"] == "not enough traffic yet (10 of 100 requests)"
     assert body["open_alerts"] == []
 
 

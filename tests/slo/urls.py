@@ -1,7 +1,9 @@
 """Test-only URLconf: a probe endpoint at each endpoint class's URL, in front of the real routes.
 
 The probe answers ``?status=`` (default 200) so tests choose the status class; durations come
-from the injected timer, never from sleeping.
+from the injected timer, never from sleeping. A POST parses its body, as the real batch views do
+(the middleware counts the records DRF parsed), and ``?note=N`` notes a batch size on the request
+the way a view with a differently shaped body would.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ class Probe(TenantAPIView):
     def get(self, request: Request, **kwargs: object) -> Response:
         return Response({"ok": True}, status=int(request.query_params.get("status", 200)))
 
-    post = put = delete = get
+    def post(self, request: Request, **kwargs: object) -> Response:
+        request.data  # noqa: B018 - parse the body, as the real batch views do
+        if "note" in request.query_params:
+            request._request.sotto_batch_size = int(request.query_params["note"])  # type: ignore[attr-defined]
+        return self.get(request, **kwargs)
+
+    put = delete = get
 
 
 urlpatterns = [
