@@ -39,6 +39,15 @@ def item_pks_by_external_ids(tenant_id: int, ids: Iterable[str]) -> dict[str, in
         )
 
 
+def items_by_external_ids(tenant_id: int, ids: Iterable[str]) -> dict[str, Item]:
+    """The tenant's items for its own ids (one query, e.g. to put titles on a ranked list); unknown ids are absent."""
+    wanted = sorted({str(i) for i in ids})
+    if not wanted:
+        return {}
+    with tenant_context(tenant_id):
+        return {item.external_id: item for item in Item.objects.filter(tenant_id=tenant_id, external_id__in=wanted)}
+
+
 def external_ids_by_pks(tenant_id: int, item_pks: Iterable[int]) -> dict[int, str]:
     pks = sorted({int(pk) for pk in item_pks})
     if not pks:

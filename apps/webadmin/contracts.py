@@ -40,6 +40,16 @@ SLO = Contract(
     ),
 )
 PROFILES = Contract("End users (profiles app)", (("apps.profiles.services", ("user_export",)),))
+# The recommendation preview (end users page) and search by meaning (catalogue page) call the API's
+# own serving path; without it those two parts are left off their pages.
+SERVING = Contract(
+    "Recommendation preview and search by meaning (serving app)",
+    (
+        ("apps.serving.services", ("recommendations_preview",)),
+        ("apps.serving.selectors", ("search_items",)),
+        ("apps.serving.params", ("parse_query",)),
+    ),
+)
 AUDIT = Contract(
     "Audit trail (audit app)",
     (

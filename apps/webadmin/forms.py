@@ -71,6 +71,16 @@ class AccessExportForm(forms.Form):
     )
 
 
+class RecommendationPreviewForm(forms.Form):
+    """Whom to preview recommendations for: the id the tenant's app uses (pseudonymised on arrival)."""
+
+    user_ref = forms.CharField(
+        max_length=200, label="User id", strip=False,
+        help_text="The id your application sends as ?user= to /api/v1/recommendations. Looking is recorded in the audit log.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+
+
 class AuditFilterForm(forms.Form):
     action = forms.CharField(required=False, max_length=100, help_text="Exact action, or a prefix ending in \".\" (api_key.)")
     actor = forms.CharField(required=False, max_length=150)
@@ -123,7 +133,13 @@ class ObjectiveForm(forms.Form):
 
 
 class CatalogSearchForm(forms.Form):
+    TITLE, MEANING = "title", "meaning"
+
     q = forms.CharField(required=False, max_length=200, label="Title")
+    mode = forms.ChoiceField(
+        required=False, choices=[(TITLE, "title contains"), (MEANING, "by meaning")], label="Search",
+        help_text="By meaning: the items nearest to the text by content vector, as /api/v1/search ranks them.",
+    )
     status = forms.ChoiceField(
         required=False,
         choices=[("", "any"), ("pending", "pending"), ("ready", "ready"), ("failed", "failed")],

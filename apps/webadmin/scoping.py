@@ -49,8 +49,15 @@ def access_for(user: AbstractBaseUser | AnonymousUser, slug: str) -> TenantAcces
     return None
 
 
-def not_found(request: HttpRequest) -> HttpResponse:
-    return render(request, "webadmin/404.html", status=404)
+def not_found(request: HttpRequest, access: TenantAccess | None = None) -> HttpResponse:
+    """The admin's 404: inside the tenant's layout for one of its members (``access``), else the
+    bare card that says the same for a slug that does not exist and one the user may not see."""
+    if access is None:
+        return render(request, "webadmin/404.html", status=404)
+    from apps.webadmin.views.common import tenant_render
+
+    with tenant_context(access.tenant.id):
+        return tenant_render(request, access, "webadmin/tenant/404.html", section="", status=404)
 
 
 def forbidden(request: HttpRequest, access: TenantAccess, needed: frozenset[str]) -> HttpResponse:
@@ -85,7 +92,7 @@ def tenant_page(section: str) -> Callable[[TenantView[P]], Callable[..., HttpRes
                 with tenant_context(access.tenant.id):
                     return view(request, access, *args, **kwargs)
             except (Http404, ObjectDoesNotExist, NotFound):
-                return not_found(request)
+                return not_found(request, access)
 
         wrapper.webadmin_section = spec  # type: ignore[attr-defined]  # read by the scoping sweep tests
         return wrapper

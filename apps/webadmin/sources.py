@@ -7,7 +7,7 @@ and charts use, so a page never reaches into another app's models.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -40,7 +40,10 @@ class LatencySeries:
 @dataclass(frozen=True)
 class ErrorBudget:
     name: str
-    remaining: float  # fraction of the window's error budget left, 0..1 (negative when overspent)
+    # fraction of the window's error budget left, bounded to -1..1 (negative when overspent); None
+    # while the class has too little traffic to be judged (``note`` says how much)
+    remaining: float | None
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,18 +102,61 @@ def latency_series(*, tenant_id: int, hours: int = 24) -> list[LatencySeries] | 
     """Hourly p50/p95/p99 over the last ``hours`` per endpoint class, with each class's objective."""
     if not contracts.SLO.met():
         return None
+    end = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return _latency_series(tenant_id, end - timedelta(hours=hours), end, 3600, "%H:%M")
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """A range the objectives page charts: its length and the slot each point covers. Slots are
+    whole minutes within the last 7 h (minute rows) and whole hours beyond (hour rows only)."""
+
+    key: str
+    seconds: int
+    step_s: int
+    label_format: str  # UTC
+
+
+SLO_RANGES: dict[str, TimeRange] = {
+    r.key: r
+    for r in (
+        TimeRange("1h", 3600, 60, "%H:%M"),
+        TimeRange("6h", 6 * 3600, 300, "%H:%M"),
+        TimeRange("24h", 86400, 3600, "%H:%M"),
+        TimeRange("7d", 7 * 86400, 6 * 3600, "%m-%d %H:%M"),
+        TimeRange("28d", 28 * 86400, 86400, "%m-%d"),  # the objective window
+    )
+}
+DEFAULT_SLO_RANGE = "24h"
+
+
+def slo_range(value: str | None) -> TimeRange | None:
+    """The range a ``?range=`` value names, the default for none given, None for anything else
+    (the caller answers 400 or falls back: never a 500 for a hand-edited URL)."""
+    return SLO_RANGES.get(value or DEFAULT_SLO_RANGE)
+
+
+def latency_series_for_range(*, tenant_id: int, time_range: TimeRange) -> list[LatencySeries] | None:
+    """p50/p95/p99 per endpoint class over ``time_range``, its last slot holding now."""
+    if not contracts.SLO.met():
+        return None
+    step = time_range.step_s
+    end_s = (int(timezone.now().timestamp()) // step + 1) * step
+    end = datetime.fromtimestamp(end_s, tz=UTC)
+    return _latency_series(tenant_id, end - timedelta(seconds=time_range.seconds), end, step, time_range.label_format)
+
+
+def _latency_series(tenant_id: int, start: datetime, end: datetime, step_s: int, label_format: str) -> list[LatencySeries]:
     from apps.slo.endpoints import CLASSES
     from apps.slo.selectors import slo_timeseries
 
-    end = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    start = end - timedelta(hours=hours)
     out = []
     for cls in CLASSES:
-        series = slo_timeseries(tenant_id=tenant_id, endpoint_class=cls, start=start, end=end, step_s=3600)
+        series = slo_timeseries(tenant_id=tenant_id, endpoint_class=cls, start=start, end=end, step_s=step_s)
         out.append(
             LatencySeries(
                 endpoint_class=cls,
-                labels=[p.start.strftime("%H:%M") for p in series.points],
+                labels=[p.start.strftime(label_format) for p in series.points],
                 p50=[_ms(p.p50_ms) for p in series.points],
                 p95=[_ms(p.p95_ms) for p in series.points],
                 p99=[_ms(p.p99_ms) for p in series.points],
@@ -127,7 +173,8 @@ def _ms(value: float | None) -> float | None:
 
 
 def error_budgets(*, tenant_id: int) -> list[ErrorBudget] | None:
-    """The 28-day error budget left per endpoint class and SLI (latency, availability)."""
+    """The 28-day error budget left per endpoint class and SLI (latency, availability): bounded to
+    -100 %, and None with the reason while a class has too little traffic to be judged."""
     if not contracts.SLO.met():
         return None
     from apps.slo.selectors import slo_status_for_tenant
@@ -135,8 +182,9 @@ def error_budgets(*, tenant_id: int) -> list[ErrorBudget] | None:
     status = slo_status_for_tenant(tenant_id=tenant_id)
     out = []
     for cls, state in status.classes.items():
-        out.append(ErrorBudget(f"{cls} latency", state.latency_budget_remaining))
-        out.append(ErrorBudget(f"{cls} availability", state.availability_budget_remaining))
+        note = "" if state.judged else state.summary
+        out.append(ErrorBudget(f"{cls} latency", state.latency_budget_remaining, note))
+        out.append(ErrorBudget(f"{cls} availability", state.availability_budget_remaining, note))
     return out
 
 
@@ -367,3 +415,96 @@ def end_users_page(*, tenant_id: int, after_pk: int | None, limit: int = 50) -> 
     more = len(found) > limit
     rows = [EndUserRow(int(pk), bytes(p).hex(), created, int(ev), int(at)) for pk, p, created, ev, at in found[:limit]]
     return EndUserPage(rows=rows, next_cursor=rows[-1].pk if more and rows else None, total=total)
+
+
+# --- API keys by name ---------------------------------------------------------------------------
+
+def api_key_names(*, tenant_id: int) -> dict[str, str]:
+    """Every key of the tenant (revoked ones too) as prefix -> human name, to name keys wherever
+    only their prefix was recorded (the audit trail's ``key:<prefix>`` actors and api_key targets)."""
+    from apps.core.tenant_db import tenant_context
+    from apps.tenancy.selectors import api_keys_for_tenant
+
+    with tenant_context(tenant_id):
+        return dict(api_keys_for_tenant(tenant_id=tenant_id).values_list("prefix", "name"))
+
+
+def key_prefix_of(actor: str) -> str | None:
+    """The key prefix of an API-key actor (``key:<prefix>``, as ``KeyPrincipal.actor`` writes it), else None."""
+    return actor[4:] if actor.startswith("key:") and len(actor) > 4 else None
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audit event as the trail shows it: the event, plus the names of the keys it mentions."""
+
+    event: Any
+    actor_key_name: str | None  # the actor was an API key with this name
+    target_key_name: str | None  # the target is an API key with this name
+
+
+def audit_rows(events: Any, key_names: dict[str, str]) -> list[AuditRow]:
+    rows = []
+    for event in events:
+        prefix = key_prefix_of(str(event.actor))
+        target = str(event.target_id) if event.target_type == "api_key" else None
+        rows.append(AuditRow(
+            event=event, actor_key_name=key_names.get(prefix) if prefix else None,
+            target_key_name=key_names.get(target) if target else None,
+        ))
+    return rows
+
+
+# --- ranked items with their titles (recommendation preview, search by meaning) -----------------
+
+@dataclass(frozen=True)
+class RankedItem:
+    external_id: str
+    score: float
+    item: Any  # the catalogue's Item row; None when it was deleted after it was ranked
+
+
+def _titled(tenant_id: int, ranked: list[dict[str, Any]]) -> list[RankedItem]:
+    from apps.catalog.selectors import items_by_external_ids
+
+    rows = items_by_external_ids(tenant_id, [str(r["id"]) for r in ranked])
+    return [RankedItem(external_id=str(r["id"]), score=float(r["score"]), item=rows.get(str(r["id"]))) for r in ranked]
+
+
+@dataclass(frozen=True)
+class RecommendationPreview:
+    strategy: str
+    model_version: int | None
+    note: str | None
+    items: list[RankedItem]
+
+
+def recommendation_preview(*, tenant_id: int, user_ref: str, actor: str) -> RecommendationPreview:
+    """The top 10 the API's ``/api/v1/recommendations`` gives this user now, with titles; audited by
+    ``serving.services.recommendations_preview`` (``DomainError`` for an id the API would refuse)."""
+    services = contracts.backend("apps.serving.services")
+    ranked = services.recommendations_preview(tenant_id=tenant_id, user_ref=user_ref, actor=actor)
+    return RecommendationPreview(
+        strategy=ranked.strategy, model_version=ranked.model_version, note=ranked.note,
+        items=_titled(tenant_id, ranked.items),
+    )
+
+
+@dataclass(frozen=True)
+class MeaningResults:
+    items: list[RankedItem]
+    note: str | None  # the search's own caveat (a mostly-CJK query), when it has one
+
+
+def catalog_by_meaning(*, tenant_id: int, q: str, status: str, k: int = 20) -> MeaningResults:
+    """The items nearest to ``q`` by content vector, best first: the API's ``/api/v1/search``
+    (``serving.selectors.search_items``: the query encoded by the encoder the tenant's items went
+    through, then the HNSW k-NN), unpersonalised. ``status`` keeps items in that encoding state.
+    ``DomainError`` for a query the API would refuse, or when the encoder is unavailable (503)."""
+    params = contracts.backend("apps.serving.params")
+    selectors = contracts.backend("apps.serving.selectors")
+    ranked = selectors.search_items(tenant_id=tenant_id, query=params.parse_query(q), k=k)
+    found = _titled(tenant_id, ranked.items)
+    if status:
+        found = [r for r in found if r.item is not None and r.item.encoding_status == status]
+    return MeaningResults(items=found, note=ranked.note)

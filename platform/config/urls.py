@@ -15,5 +15,8 @@ if module_exists("apps.webadmin.urls"):
     urlpatterns.append(path("", include("apps.webadmin.urls")))
 urlpatterns.append(path("admin/", admin.site.urls))
 
-handler404 = "apps.api.errors.json_404"
+# JSON under /api/ (and /health/); the web admin's HTML page everywhere else, when it is installed.
+handler404 = (
+    "apps.webadmin.views.errors.page_not_found" if module_exists("apps.webadmin.urls") else "apps.api.errors.json_404"
+)
 handler500 = "apps.api.errors.json_500"

@@ -119,9 +119,14 @@ def modeling(monkeypatch: pytest.MonkeyPatch) -> Any:
     which is also the live server's process."""
     import sys
 
+    from django.urls import get_resolver
+
     from apps.webadmin import contracts
     from tests.webadmin.fake_modeling import FakeModeling, fake_module
 
+    # Load the URLconf first, as any running process has: the API's routes import the real app,
+    # which must not find the stand-in (a test run alone would otherwise fail on that import).
+    assert get_resolver().url_patterns
     fake = FakeModeling()
     monkeypatch.setitem(
         sys.modules, "apps.modeling.services", fake_module("apps.modeling.services", training_run_start=fake.training_run_start)

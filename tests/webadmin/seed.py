@@ -55,3 +55,13 @@ def write_latency(tenant_id: int, endpoint_class: str, durations_ms: list[float]
     for ms in durations_ms:
         cell.add(buckets.bucket_index(ms), ms)
     slo_histograms_write(batch=Batch(requests={(tenant_id, minute, endpoint_class, status_class(status)): cell}, tasks={}))
+
+
+def rate_items(api: Any, persona: Any, user: str, ratings: dict[str, float]) -> None:
+    """Rating events (one minute apart, in the given order) through the real events API; asserts 201."""
+    import uuid
+
+    events = [{"event_id": uuid.uuid4().hex, "user": user, "item": item, "type": "rating", "value": value,
+               "timestamp": 1_600_000_000 + 60 * n} for n, (item, value) in enumerate(ratings.items())]
+    response = api.post("/api/v1/events", {"events": events}, format="json", **persona.auth)
+    assert response.status_code == 201, response.content

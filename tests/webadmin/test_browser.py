@@ -169,6 +169,31 @@ def test_an_admin_tightens_an_objective(page, sign_in, shot, admin_a, tenant_a):
     assert "p95 ≤ 75 ms" in page.inner_text("tr[data-class=search]")
 
 
+@needs("apps.slo.services")
+def test_a_range_button_redraws_the_latency_charts_in_place(page, sign_in, shot, admin_a, tenant_a):
+    from tests.webadmin.seed import write_latency
+
+    write_latency(tenant_a.tenant.id, "recommend", [12.0] * 100, minutes_ago=5)
+    write_latency(tenant_a.tenant.id, "recommend", [40.0] * 50, minutes_ago=3 * 24 * 60)  # only in 7 d
+    sign_in(page, admin_a)
+    page.goto(f"/t/{tenant_a.slug}/slo/")
+    page.wait_for_selector("canvas[data-chart=latency][data-index='0'][data-rendered=true]")
+    drawn = """() => { const c = document.querySelector("canvas[data-chart=latency][data-index='0']");
+                       const chart = Chart.getChart(c);
+                       return {range: c.dataset.range, labels: chart.data.labels.length,
+                               points: chart.data.datasets[0].data.filter(v => v !== null).length}; }"""
+    assert page.evaluate(drawn) == {"range": "24h", "labels": 24, "points": 1}
+    page.evaluate("() => { window.sottoSamePage = true; }")  # gone if the page were loaded again
+    page.click("[data-range-selector] a[data-range='7d']")
+    page.wait_for_selector("canvas[data-chart=latency][data-index='0'][data-range='7d']")
+    assert page.evaluate(drawn) == {"range": "7d", "labels": 28, "points": 2}
+    assert page.evaluate("() => window.sottoSamePage === true"), "redrawn in place, not by loading the page again"
+    assert page.url.endswith("?range=7d")
+    assert page.get_attribute("[data-range-selector] a[data-range='7d']", "aria-current") == "true"
+    assert page.inner_text("[data-requests-index='0']") == "150 requests in 7d"
+    shot(page, "objectives-7d")
+
+
 @needs("apps.catalog.selectors")
 def test_an_admin_searches_the_catalogue(page, sign_in, shot, admin_a, tenant_a):
     from tests.webadmin.seed import make_items
@@ -373,3 +398,50 @@ def test_an_admin_rolls_back_a_version_and_sets_the_budget_policy_and_schedule(p
     # the two runs were charged under the lifetime budget: they keep counting, nothing renews
     assert page.inner_text("[data-testid=epsilon-left]") == "ε 8.00"
     assert not page.is_visible("[data-testid=next-renewal]")
+
+
+@needs("apps.serving.services")
+def test_an_admin_previews_what_one_user_is_recommended(page, sign_in, shot, admin_a, tenant_a, api):
+    from tests.webadmin.seed import make_items, rate_items
+
+    titles = {str(i): f"Item number {i}" for i in range(1, 21)}
+    make_items(tenant_a.tenant.id, titles, encode=tuple(titles))
+    rate_items(api, tenant_a, "reader-88", {"2": 5.0, "5": 4.5})
+    from_api = api.get("/api/v1/recommendations", {"user": "reader-88"}, **tenant_a.auth).json()
+    sign_in(page, admin_a)
+    open_section(page, "users")
+    page.fill("#id_preview-user_ref", "reader-88")
+    with page.expect_navigation():
+        page.click("[data-testid=preview-form] button[type=submit]")
+    rows = page.locator("[data-testid=preview-items] tbody tr")
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.item)") == [i["id"] for i in from_api["items"]]
+    assert page.locator("[data-testid=preview-items] tbody tr td:nth-child(3)").all_inner_texts() == [
+        titles[i["id"]] for i in from_api["items"]]
+    assert page.inner_text("[data-testid=preview-strategy]") == from_api["strategy"] == "content"
+    shot(page, "recommendation-preview")
+
+
+@needs("apps.audit.services")
+def test_the_audit_table_fits_its_panel_and_long_details_expand(page, sign_in, shot, reviewer_a, tenant_a):
+    from apps.core import audit
+    from apps.core.tenant_db import tenant_context
+
+    with tenant_context(tenant_a.tenant.id):
+        audit.record(tenant_id=tenant_a.tenant.id, actor="user:" + "someone-with-a-long-name" * 3, action="end_user.export",
+                     target_type="end_user", target_id="ab" * 32,
+                     details={"note": "x" * 300, "hash": "cd" * 32, "attributes_decrypted": 3})
+    sign_in(page, reviewer_a)
+    open_section(page, "audit")
+    widths = page.evaluate("""() => {
+        const table = document.querySelector('[data-testid=audit-table]');
+        const panel = table.closest('.panel');
+        return {table: table.scrollWidth, wrap: table.parentElement.clientWidth,
+                panel: panel.scrollWidth, panelBox: panel.clientWidth};
+    }""")
+    # nothing scrolls sideways: the table is as wide as its panel, long values are clipped or wrapped
+    assert widths["table"] <= widths["wrap"] and widths["panel"] <= widths["panelBox"], widths
+    summary = page.locator("[data-testid=audit-table] details.cell summary").first
+    assert "x" * 300 in (summary.get_attribute("title") or "")
+    summary.click()
+    assert "x" * 300 in page.inner_text("[data-testid=audit-table] details.cell[open] pre")
+    shot(page, "audit-fits")

@@ -73,7 +73,12 @@ def test_the_dashboard_charts_latency_percentiles_against_the_objective(signed_i
     assert next(v for v in recommend["p50"] if v is not None) < 20
     assert recommend["objective_ms"] > 0 and recommend["objective_percentile"].startswith("p")
     budgets = dict(zip(charts["error_budget"]["labels"], charts["error_budget"]["remaining"], strict=True))
-    assert budgets["recommend availability"] < 100 and budgets["search latency"] == 100
+    # 10 of 110 failed against 0.1 % allowed: overspent 90 times, drawn bounded at -100 %
+    assert budgets["recommend availability"] == -100.0
+    # no search traffic: not judged, no bar, and the reason under the chart
+    assert budgets["search latency"] is None
+    assert "search: not enough traffic yet (0 of 100 requests)" in charts["error_budget"]["not_judged"]
+    assert b'data-testid="budget-not-judged"' in response.content
     assert b'id="dashboard-charts"' in response.content
 
 

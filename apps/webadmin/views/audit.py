@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apps.core.errors import DomainError
+from apps.webadmin import sources
 from apps.webadmin.forms import AuditExportForm, AuditFilterForm
 from apps.webadmin.scoping import TenantAccess, tenant_page
 from apps.webadmin.views.common import actor_of, tenant_render
@@ -47,6 +48,7 @@ def _audit_page(request: HttpRequest, access: TenantAccess, *, export_form: Audi
     query.pop("page", None)
     context = {
         "filters": filters, "page": page, "query": query.urlencode(),
+        "rows": sources.audit_rows(page.object_list, sources.api_key_names(tenant_id=access.tenant.id)),
         "verification": audit_verify_live(access.tenant),
         "export_form": export_form or AuditExportForm(),
         "public_key": audit_public_key(), "verifier_sha256": audit_verifier_script_sha256(),

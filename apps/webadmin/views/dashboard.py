@@ -10,11 +10,13 @@ from apps.webadmin.charts import dashboard_charts
 from apps.webadmin.scoping import TenantAccess, tenant_page
 from apps.webadmin.views.common import tenant_render
 
+KEYS_LISTED = 5
+
 
 @tenant_page("dashboard")
 def dashboard(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     tenant_id = access.tenant.id
-    active_keys = api_keys_for_tenant(tenant_id=tenant_id).filter(revoked_at__isnull=True).count()
+    active_keys = list(api_keys_for_tenant(tenant_id=tenant_id).filter(revoked_at__isnull=True).order_by("name", "pk"))
     encoding = sources.encoding_progress(tenant_id=tenant_id)
     privacy = sources.privacy_budget(tenant_id=tenant_id)
     charts = dashboard_charts(
@@ -26,7 +28,9 @@ def dashboard(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
         "encoding": encoding,
         "privacy": privacy,
         "evaluation": sources.latest_evaluation(tenant_id=tenant_id),
-        "active_keys": active_keys,
+        "active_keys": len(active_keys),
+        "key_names": active_keys[:KEYS_LISTED],
+        "more_keys": max(0, len(active_keys) - KEYS_LISTED),
         "pending": [c.label for c in contracts.DASHBOARD_PANELS if not c.met()],
     }
     return tenant_render(request, access, "webadmin/tenant/dashboard.html", context, section="dashboard")

@@ -1,13 +1,16 @@
-"""Service-level objectives per endpoint class: current status, edit, reset to the default."""
+"""Service-level objectives per endpoint class: current status, latency charts over a chosen range,
+edit, reset to the default."""
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.core.errors import DomainError
+from apps.webadmin import sources
+from apps.webadmin.charts import slo_charts
 from apps.webadmin.forms import ObjectiveForm
 from apps.webadmin.scoping import TenantAccess, tenant_page
 from apps.webadmin.sources import objective_percentile
@@ -16,7 +19,11 @@ from apps.webadmin.views.common import actor_of, tenant_render
 
 @tenant_page("slo")
 def objectives(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
-    from apps.slo.selectors import slo_status_for_tenant
+    """The status table and the latency charts over ``?range=`` (1h, 6h, 24h, 7d, 28d). A range
+    that is not one of those shows the default (24 h) and says so: the page is for people, who
+    would rather see a chart than an error for a mistyped URL."""
+    from apps.core.conf import sotto_setting
+    from apps.slo.selectors import min_sample, slo_status_for_tenant
 
     status = slo_status_for_tenant(tenant_id=access.tenant.id)
     rows = [
@@ -24,8 +31,34 @@ def objectives(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
          "day": state.windows.get("24h")}
         for cls, state in status.classes.items()
     ]
+    asked = request.GET.get("range")
+    time_range = sources.slo_range(asked)
+    if time_range is None:
+        time_range = sources.SLO_RANGES[sources.DEFAULT_SLO_RANGE]
+        messages.warning(request, f"There is no time range {(asked or '')[:20]!r}; showing {time_range.key}.")
+    charts = slo_charts(latency=sources.latency_series_for_range(tenant_id=access.tenant.id, time_range=time_range),
+                        time_range=time_range)
     return tenant_render(
-        request, access, "webadmin/tenant/slo.html", {"rows": rows, "alerts": status.open_alerts}, section="slo"
+        request, access, "webadmin/tenant/slo.html",
+        {"rows": rows, "alerts": status.open_alerts, "charts": charts, "range": time_range.key,
+         "ranges": list(sources.SLO_RANGES), "min_sample": min_sample(),
+         "small_max": int(sotto_setting("SLO_INGEST_SMALL_MAX"))},
+        section="slo",
+    )
+
+
+@tenant_page("slo")
+def objective_series(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
+    """What a range button on the objectives page loads: the latency charts over ``?range=``, as
+    JSON. An unknown range is the caller's mistake: 400 naming the ranges there are."""
+    time_range = sources.slo_range(request.GET.get("range"))
+    if time_range is None:
+        return JsonResponse(
+            {"error": {"code": "invalid", "message": f"range must be one of {list(sources.SLO_RANGES)}"}}, status=400
+        )
+    return JsonResponse(
+        slo_charts(latency=sources.latency_series_for_range(tenant_id=access.tenant.id, time_range=time_range),
+                   time_range=time_range)
     )
 
 
