@@ -241,7 +241,8 @@ def _release_factors(train: Any, content: np.ndarray, mc: ModelConfig, epsilon: 
         raise ValueError("dp_design 'factors' spends the whole budget on its releases: epochs must be 0")
     m = min(mc.factor_items, train.n_items)
     mc = replace(mc, factor_rank=min(mc.factor_rank, m))  # a tiny catalogue has fewer eigenvectors
-    rel = release_item_extras(train.user, train.item, train.n_items, epsilon, delta, mc, seed=seed, on_stage=on_stage)
+    rel = release_item_extras(train.user, train.item, train.n_items, epsilon, delta, mc, seed=seed, on_stage=on_stage,
+                              content=content)
     private = math.isfinite(epsilon)
     weights = export_weights(build_model(TrainData(train, content, rel.extras), mc))
     if not private:

@@ -38,6 +38,10 @@ class ModelConfig:
     factor_share: float = 0.6  # share of the Gaussian budget (mu^2) for the Gram; rest -> popularity
     factor_ridge: float = 1.0
     init_factor_weight: float = 1.0  # weight of the factor block in the initial user vector
+    # Items outside the top M get factor coordinates from their public content vector (ridge of the
+    # released V on the top-M items' content: post-processing, no extra ε), so every item has a signal.
+    factor_cover_all: bool = True
+    factor_cover_scale: float = 0.5  # projected rows at half weight: a prediction, less sure than a released row
     # The public-feature tower (ml.tower, dp_design "tower"): low-rank learned item projection of the
     # content vectors, sampled softmax with public negatives, sparse per-user rows.
     proj_rank: int = 32  # rank of W - I in the item projection c_i W (0 = content vectors as they are)

@@ -38,7 +38,8 @@ import numpy as np
 from .config import ModelConfig
 from .popularity import analytic_gaussian_sigma, dp_popularity, popularity_feature
 
-__all__ = ["FACTOR_SCHEDULE", "SCHEDULE_MIN_USERS", "DPItemFactors", "ReleasedExtras", "content_projection", "dp_item_factors",
+__all__ = ["FACTOR_SCHEDULE", "SCHEDULE_MIN_USERS", "DPItemFactors", "ReleasedExtras", "content_projection",
+           "cover_all_items", "dp_item_factors",
            "factor_extras", "factor_schedule", "release_item_extras", "scheduled_config", "split_gaussian_sigmas",
            "user_gram"]
 
@@ -193,9 +194,34 @@ class ReleasedExtras:
     delta_sgd: float | None
 
 
+def cover_all_items(factors: np.ndarray, items: np.ndarray, content: np.ndarray, ridge: float,
+                    scale: float = 1.0) -> np.ndarray:
+    """``factors`` with every row outside ``items`` replaced by its content vector's projection.
+
+    The projection is the ridge regression of the released factors on the public content vectors
+    of ``items``, so it is post-processing of the DP release and public data: no extra privacy cost.
+    Rows of ``items`` keep their released values.
+
+    >>> v = np.zeros((3, 1)); v[[0, 1], 0] = [1.0, -1.0]
+    >>> c = np.array([[1.0, 0.0], [-1.0, 0.0], [2.0, 0.0]])
+    >>> cover_all_items(v, np.array([0, 1]), c, 0.0)[:, 0].round(3).tolist()
+    [1.0, -1.0, 2.0]
+    """
+    items = np.asarray(items, dtype=np.int64)
+    out = np.array(factors, dtype=np.float64, copy=True)
+    if len(items) == 0 or out.shape[1] == 0:
+        return out
+    a = content_projection(content, out, items, ridge)
+    rest = np.ones(out.shape[0], dtype=bool)
+    rest[items] = False
+    out[rest] = scale * (np.asarray(content, dtype=np.float64)[rest] @ a)
+    return out
+
+
 def release_item_extras(user: np.ndarray, item: np.ndarray, n_items: int, epsilon: float, delta: float,
                         config: ModelConfig, seed: int = 0,
-                        on_stage: Callable[[str], None] | None = None) -> ReleasedExtras:
+                        on_stage: Callable[[str], None] | None = None,
+                        content: np.ndarray | None = None) -> ReleasedExtras:
     """DP releases behind the item extras, with the budget split of ``config``.
 
     ``on_stage`` (optional) is told ``"popularity"`` and, with factors, ``"gram"`` as each release begins.
@@ -235,5 +261,8 @@ def release_item_extras(user: np.ndarray, item: np.ndarray, n_items: int, epsilo
     if on_stage is not None:
         on_stage("gram")
     fac = dp_item_factors(user, item, n_items, top, config.factor_rank, s_gram, seed=seed + 7919)
-    extras = factor_extras(popularity_feature(pop.counts, s_pop), fac.factors, math.sqrt(m))
+    factors = fac.factors
+    if config.factor_cover_all and content is not None:
+        factors = cover_all_items(factors, fac.items, content, config.factor_ridge, config.factor_cover_scale)
+    extras = factor_extras(popularity_feature(pop.counts, s_pop), factors, math.sqrt(m))
     return ReleasedExtras(extras, pop.counts, eps_rel, delta_rel, s_pop, s_gram, eps_sgd, delta_sgd)

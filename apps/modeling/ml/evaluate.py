@@ -137,7 +137,8 @@ def run_p1(
         eps = float(eps)
         private = math.isfinite(eps)
         mc = (scheduled_config(dp_cfg, eps) if cfg.epsilon_schedule else dp_cfg) if private else np_cfg
-        rel = release_item_extras(split.train.user, split.train.item, n_items, eps, delta_total, mc, seed=seed)
+        rel = release_item_extras(split.train.user, split.train.item, n_items, eps, delta_total, mc, seed=seed,
+                                  content=content)
         extras = rel.extras
         eps_sgd, delta_sgd = (rel.epsilon_sgd, rel.delta_sgd) if private else (None, None)
         td = TrainData(split.train, content, extras, cfg.features)

@@ -11,6 +11,7 @@ import pytest
 from apps.modeling.ml.config import ModelConfig
 from apps.modeling.ml.data import from_arrays
 from apps.modeling.ml.dp_factors import (
+    cover_all_items,
     dp_item_factors,
     factor_extras,
     release_item_extras,
@@ -85,6 +86,29 @@ def test_release_budget_split_factor_and_legacy_designs() -> None:
     legacy = release_item_extras(user, item, 40, 2.0, delta, ModelConfig())
     assert legacy.extras.shape == (40, 1) and legacy.sigma_gram is None
     assert legacy.sigma_pop == pytest.approx(analytic_gaussian_sigma(1.0, delta / 2))
+
+
+def test_every_item_gets_factor_coordinates_from_its_public_content_and_released_rows_stay() -> None:
+    # Given: a release over the 20 most popular of 40 items, and public content vectors
+    user, item = _log()
+    content = np.random.default_rng(5).standard_normal((40, 8))
+    content /= np.linalg.norm(content, axis=1, keepdims=True)
+    cfg = ModelConfig(epochs=0, factor_rank=4, factor_items=20)
+    only_top = release_item_extras(user, item, 40, 4.0, 1 / 30, replace(cfg, factor_cover_all=False), content=content)
+    covered = release_item_extras(user, item, 40, 4.0, 1 / 30, cfg, content=content)
+    block = slice(1, 1 + 4)
+    # Then: without cover, 20 items have no factor row; with it, every item has one
+    assert int((np.abs(only_top.extras[:, block]).sum(axis=1) > 0).sum()) == 20
+    assert bool((np.abs(covered.extras[:, block]).sum(axis=1) > 0).all())
+    # the released rows are the same release (same noise), and the budget is the same: post-processing
+    top = np.abs(only_top.extras[:, block]).sum(axis=1) > 0
+    assert (covered.sigma_pop, covered.sigma_gram, covered.epsilon) == (only_top.sigma_pop, only_top.sigma_gram,
+                                                                        only_top.epsilon)
+    fac = only_top.extras[:, block].astype(np.float64)
+    direct = cover_all_items(fac, np.flatnonzero(top), content, cfg.factor_ridge, cfg.factor_cover_scale)
+    np.testing.assert_allclose(direct[top], fac[top])
+    np.testing.assert_allclose(direct[~top], cfg.factor_cover_scale * (content[~top] @ np.linalg.solve(
+        content[top].T @ content[top] + cfg.factor_ridge * np.eye(8), content[top].T @ fac[top])))
 
 
 def test_factor_extras_equal_norms_so_cosine_ranks_like_the_dot_product() -> None:
