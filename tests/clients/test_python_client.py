@@ -21,8 +21,10 @@ from tests.profiles.conftest import make_items
 # --- against the real app ----------------------------------------------------------------------
 
 
-def test_it_upserts_items_and_a_resend_changes_nothing(live_url, tenant_a):
-    # Given tenant A's client over real HTTP (no worker: new items stay pending)
+def test_it_upserts_items_and_a_resend_changes_nothing(live_url, tenant_a, monkeypatch):
+    # Given tenant A's client over real HTTP, and no encoding task sent (so that a Celery worker
+    # started by another test of the session cannot encode them: new items stay pending)
+    monkeypatch.setattr("apps.catalog.services.encoding_enqueue", lambda **kwargs: 0)
     client = SottoClient(live_url, tenant_a.key, timeout=30)
     items: list[ItemInput] = [{"id": "sku/1", "title": "Red running shoes", "categories": ["shoes"]},
                               {"id": "sku 2", "title": "Blue rain jacket", "description": "Light", "available": True}]
