@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.modeling.models import Cadence
 from apps.modeling.services import DP_DESIGNS
+from apps.tenancy.models import Scope
 
 
 class Strict(serializers.Serializer):  # type: ignore[type-arg]
@@ -31,6 +33,29 @@ class Number(serializers.FloatField):
         if isinstance(data, bool) or not isinstance(data, int | float):
             self.fail("invalid")
         return float(super().to_internal_value(data))
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}]})
+class StringOrInteger(serializers.Field):  # type: ignore[type-arg]
+    """A client id: a string, or an integer that means its decimal string (``42`` is ``"42"``).
+
+    Schema only: the endpoints that take such ids keep their hand validation (``normalise_ref``,
+    ``catalog.validation``), whose messages and limits clients rely on.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class TenantOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """``GET /api/v1/tenant``: who the presented key is."""
+
+    tenant = serializers.CharField(help_text="the key's tenant (its slug)")
+    key_prefix = serializers.CharField(help_text="the key's public prefix (the part before the secret)")
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), help_text="sorted")
 
 
 class ModelSettings(Strict):

@@ -3,18 +3,19 @@ tenant's settings document, which composes the apps' own settings services."""
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.api import serializers, tenant_settings
 from apps.api.base import TenantAPIView
+from apps.api.schema import errors
 
 
 class TenantView(TenantAPIView):
     """The tenant and scopes behind the presented API key (a cheap authenticated ping)."""
 
+    @extend_schema(responses={200: serializers.TenantOutSerializer})
     def get(self, request: Request) -> Response:
         principal = self.principal
         return Response(
@@ -33,7 +34,7 @@ class TenantSettingsView(TenantAPIView):
         return Response(serializers.TenantSettings(tenant_settings.tenant_settings_get(tenant_id=self.tenant_id)).data)
 
     @extend_schema(request=serializers.TenantSettings,
-                   responses={200: serializers.TenantSettings, 400: OpenApiTypes.OBJECT})
+                   responses={200: serializers.TenantSettings, **errors(400)})
     def patch(self, request: Request) -> Response:
         body = serializers.TenantSettings(data=request.data, partial=True)
         body.is_valid(raise_exception=True)

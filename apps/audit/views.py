@@ -7,8 +7,7 @@ from typing import Any
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
@@ -17,8 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.api.base import TenantAPIView
+from apps.api.schema import errors
 from apps.audit.ranges import parse_time_bound
 from apps.audit.selectors import audit_public_key
+from apps.audit.serializers import AuditPublicKeyOutSerializer
 from apps.audit.services import audit_export_bundle, audit_export_csv
 from apps.core.errors import DomainError, NotFound
 from apps.tenancy.selectors import tenant_get
@@ -52,8 +53,8 @@ class AuditExportView(TenantAPIView):
         responses={
             (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="signed bundle"),
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="spreadsheet view"),
-            400: OpenApiResponse(description="bad since/until/format"),
-            409: OpenApiResponse(description="the stored chain fails verification"),
+            **errors(described={400: "bad since/until/format", 404: "the key's tenant is gone",
+                                409: "the stored chain fails verification"}),
         },
     )
     def get(self, request: Request) -> HttpResponse:
@@ -84,15 +85,7 @@ class AuditPublicKeyView(APIView):
 
     @extend_schema(
         auth=[],
-        responses=inline_serializer(
-            "AuditPublicKey",
-            {
-                "algorithm": serializers.CharField(),
-                "key_id": serializers.CharField(),
-                "fingerprint": serializers.CharField(),
-                "public_key_pem": serializers.CharField(),
-            },
-        ),
+        responses={200: AuditPublicKeyOutSerializer},
     )
     def get(self, request: Request) -> Response:
         info = audit_public_key()

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.api.base import TenantAPIView
-from apps.catalog import selectors, services
+from apps.api.schema import errors
+from apps.catalog import selectors, serializers, services
 from apps.catalog.models import EncodingStatus, Item
-from apps.catalog.validation import parse_category_param, parse_id_param, parse_items
+from apps.catalog.validation import MAX_BATCH, parse_category_param, parse_id_param, parse_items
 from apps.core.errors import DomainError
 
 _STATUSES = [s.value for s in EncodingStatus]
@@ -60,8 +60,9 @@ class ItemsView(TenantAPIView):
 
     @extend_schema(
         summary="Upsert up to 1000 items by your id; encoding is queued for new or changed text",
-        request=OpenApiTypes.OBJECT,
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT},
+        request=serializers.ItemsUpsertInSerializer,
+        responses={200: serializers.ItemsUpsertOutSerializer,
+                   **errors(400, described={413: f"more than {MAX_BATCH} items, or a body over the size limit"})},
     )
     def post(self, request: Request) -> Response:
         body = request.data
@@ -72,6 +73,7 @@ class ItemsView(TenantAPIView):
         return Response(result.as_dict(), status=200)
 
     @extend_schema(
+        operation_id="v1_items_list",
         summary="List items in creation order, keyset-paginated",
         parameters=[
             OpenApiParameter("limit", int, description="items per page, 1-200 (default 50)"),
@@ -79,7 +81,7 @@ class ItemsView(TenantAPIView):
             OpenApiParameter("status", str, enum=_STATUSES, description="only items in this encoding state"),
             OpenApiParameter("category", str, description="only items in this category"),
         ],
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        responses={200: serializers.ItemsPageOutSerializer, **errors(400)},
     )
     def get(self, request: Request) -> Response:
         limit = _int_param(request, "limit", default=50, low=1, high=selectors.MAX_PAGE)
@@ -103,12 +105,12 @@ class ItemView(TenantAPIView):
     scope = {"GET": "serve", "DELETE": "ingest"}
 
     @extend_schema(summary="One item with its encoding state",
-                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+                   responses={200: serializers.ItemOutSerializer, **errors(400, 404)})
     def get(self, request: Request, external_id: str) -> Response:
         return Response(item_repr(selectors.item_get(tenant_id=self.tenant_id, external_id=parse_id_param(external_id))))
 
     @extend_schema(summary="Delete the item and its content vector",
-                   responses={204: None, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+                   responses={204: None, **errors(400, 404)})
     def delete(self, request: Request, external_id: str) -> Response:
         services.item_delete(tenant_id=self.tenant_id, external_id=parse_id_param(external_id))
         return Response(status=204)
@@ -125,8 +127,8 @@ class SimilarItemsView(TenantAPIView):
             OpenApiParameter("k", int, description="how many, 1-100 (default 10)"),
             OpenApiParameter("category", str, description="only items in this category"),
         ],
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT,
-                   409: OpenApiTypes.OBJECT},
+        responses={200: serializers.SimilarItemsOutSerializer,
+                   **errors(400, 404, described={409: "the item has no content vector yet (not_encoded)"})},
     )
     def get(self, request: Request, external_id: str) -> Response:
         k = selectors.parse_k(request.query_params.get("k"))
@@ -142,6 +144,7 @@ class CatalogStatusView(TenantAPIView):
 
     scope = "serve"
 
-    @extend_schema(summary="Encoding progress: items pending, ready, failed", responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(summary="Encoding progress: items pending, ready, failed",
+                   responses={200: serializers.CatalogStatusOutSerializer})
     def get(self, request: Request) -> Response:
         return Response(selectors.catalog_status(tenant_id=self.tenant_id))

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.api.base import TenantAPIView
+from apps.api.schema import errors
 from apps.api.serializers import BudgetPolicy
 from apps.core.errors import DomainError
-from apps.modeling import lifecycle, selectors, services
+from apps.modeling import lifecycle, selectors, serializers, services
 from apps.tenancy.models import Tenant
 
 
@@ -33,13 +33,15 @@ class TrainingRunsView(TenantAPIView):
 
     scope = "train"
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={202: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT,
-                                                            409: OpenApiTypes.OBJECT})
+    @extend_schema(request=serializers.EpsilonInSerializer,
+                   responses={202: serializers.TrainingRunOutSerializer,
+                              **errors(400, described={409: "over the remaining budget, too few users with events, "
+                                                            "or a misconfigured tenant"})})
     def post(self, request: Request) -> Response:
         run = services.training_run_start(tenant_id=self.tenant_id, epsilon=_epsilon(request), actor=self.principal.actor)
         return Response(run, status=202)
 
-    @extend_schema(operation_id="v1_training_runs_list", responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="v1_training_runs_list", responses={200: serializers.TrainingRunsOutSerializer})
     def get(self, request: Request) -> Response:
         return Response({"runs": selectors.training_runs_for_tenant(tenant_id=self.tenant_id, limit=50)})
 
@@ -49,7 +51,7 @@ class TrainingRunView(TenantAPIView):
 
     scope = "train"
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: serializers.TrainingRunOutSerializer, **errors(404)})
     def get(self, request: Request, run_id: int) -> Response:
         return Response(selectors.training_run_get(tenant_id=self.tenant_id, run_id=run_id))
 
@@ -61,11 +63,11 @@ class PrivacyBudgetView(TenantAPIView):
 
     scope = {"GET": "train", "PATCH": "admin"}
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: serializers.PrivacyBudgetOutSerializer})
     def get(self, request: Request) -> Response:
         return Response(selectors.privacy_budget(tenant_id=self.tenant_id))
 
-    @extend_schema(request=BudgetPolicy, responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
+    @extend_schema(request=BudgetPolicy, responses={200: serializers.PrivacyBudgetOutSerializer, **errors(400)})
     def patch(self, request: Request) -> Response:
         body = BudgetPolicy(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
@@ -79,7 +81,7 @@ class ModelVersionsView(TenantAPIView):
 
     scope = "train"
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: serializers.ModelVersionsOutSerializer})
     def get(self, request: Request) -> Response:
         return Response({"versions": selectors.model_versions(tenant_id=self.tenant_id)})
 
@@ -90,8 +92,11 @@ class ModelVersionActivateView(TenantAPIView):
 
     scope = "admin"
 
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT,
-                                            404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={
+        200: serializers.ModelActivatedOutSerializer, 202: serializers.ModelActivationQueuedOutSerializer,
+        **errors(404, described={400: "the version is not a positive integer",
+                                 409: "already active, or not activatable (already_active, not_activatable)"}),
+    })
     def post(self, request: Request, version: int) -> Response:
         state, done = lifecycle.model_version_activate(tenant_id=self.tenant_id, version=version,
                                                        actor=self.principal.actor)
@@ -103,8 +108,9 @@ class PopularityReleaseView(TenantAPIView):
 
     scope = "train"
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT,
-                                                            409: OpenApiTypes.OBJECT})
+    @extend_schema(request=serializers.EpsilonInSerializer,
+                   responses={201: serializers.PopularityReleaseOutSerializer,
+                              **errors(400, described={409: "over the remaining budget, or no user has events"})})
     def post(self, request: Request) -> Response:
         release = services.popularity_release_create(
             tenant_id=self.tenant_id, epsilon=_epsilon(request), actor=self.principal.actor

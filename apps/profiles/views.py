@@ -6,15 +6,15 @@ that user's access and erasure requests. Views only translate; services do the w
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.api.base import TenantAPIView
+from apps.api.schema import errors
 from apps.core.errors import DomainError
-from apps.profiles import services
-from apps.profiles.validation import validate_attributes, validate_events
+from apps.profiles import serializers, services
+from apps.profiles.validation import MAX_EVENTS_PER_BATCH, validate_attributes, validate_events
 from apps.tenancy.pseudonyms import InvalidReference, normalise_ref
 
 
@@ -49,7 +49,8 @@ class UserView(TenantAPIView):
             OpenApiParameter("events_offset", int, description="first event of the page (default 0)"),
             OpenApiParameter("events_limit", int, description="events per page (default 1000, at most 10000)"),
         ],
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        responses={200: serializers.UserExportOutSerializer,
+                   **errors(400, described={404: "no data is held about this user (or it was erased)"})},
     )
     def get(self, request: Request, user_ref: str) -> Response:
         export = services.user_export(
@@ -63,10 +64,10 @@ class UserView(TenantAPIView):
 
     @extend_schema(
         summary="Replace the user's attributes (each encrypted under the user's key)",
-        request=OpenApiTypes.OBJECT,
+        request=serializers.UserAttributesInSerializer,
         # 404: an id the URL route cannot carry (a line break) reaches no endpoint
-        responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT,
-                   413: OpenApiTypes.OBJECT},
+        responses={200: serializers.UserAttributesOutSerializer, 201: serializers.UserAttributesOutSerializer,
+                   **errors(400, 404, described={413: "over the attribute limits, or a body over the size limit"})},
     )
     def put(self, request: Request, user_ref: str) -> Response:
         ref = _user_ref(user_ref)
@@ -80,7 +81,8 @@ class UserView(TenantAPIView):
         )
 
     @extend_schema(summary="Erase the user: events, state, attributes and key; returns a receipt",
-                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+                   responses={200: serializers.ErasureReceiptOutSerializer,
+                              **errors(400, described={404: "no data is held about this user (or it was erased)"})})
     def delete(self, request: Request, user_ref: str) -> Response:
         receipt = services.user_erase(tenant_id=self.tenant_id, user_ref=_user_ref(user_ref), actor=self.principal.actor)
         return Response(receipt)
@@ -93,8 +95,10 @@ class EventsView(TenantAPIView):
 
     @extend_schema(
         summary="Ingest up to 1000 events; 201 once committed (the next request sees them)",
-        request=OpenApiTypes.OBJECT,
-        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT},
+        request=serializers.EventsInSerializer,
+        responses={201: serializers.EventsIngestOutSerializer,
+                   **errors(described={400: "invalid events (listed by index), or unknown items; nothing was written",
+                                       413: f"more than {MAX_EVENTS_PER_BATCH} events, or a body over the size limit"})},
     )
     def post(self, request: Request) -> Response:
         payload = request.data

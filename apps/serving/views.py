@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.api.base import TenantAPIView
-from apps.serving import params, selectors
+from apps.api.schema import errors
+from apps.serving import params, selectors, serializers
 
 
 def _request_id(request: Request) -> str | None:
@@ -29,7 +29,7 @@ class RecommendationsView(TenantAPIView):
             OpenApiParameter("exclude_seen", bool, description="drop items the user has an event for (default true)"),
             OpenApiParameter("diversity", float, description="0-1: maximal marginal relevance weight (default 0)"),
         ],
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        responses={200: serializers.RecommendationsOutSerializer, **errors(400)},
     )
     def get(self, request: Request) -> Response:
         query = request.query_params
@@ -65,7 +65,8 @@ class SearchView(TenantAPIView):
             OpenApiParameter("user", str, description="blend in this user's interest (weight 0.3 by default)"),
             OpenApiParameter("k", int, description=f"1-{params.MAX_K} (default {params.DEFAULT_K})"),
         ],
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        # 503 search_unavailable (the encoder is misconfigured) is the Error the hook adds to every operation
+        responses={200: serializers.SearchOutSerializer, **errors(400)},
     )
     def get(self, request: Request) -> Response:
         query = request.query_params

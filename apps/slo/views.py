@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.api.base import TenantAPIView
 from apps.slo.selectors import slo_status_for_tenant
+from apps.slo.serializers import SloStatusOutSerializer
 
 
 class SloStatusView(TenantAPIView):
@@ -19,7 +19,7 @@ class SloStatusView(TenantAPIView):
 
     scope = "serve"
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="The tenant's SLO objectives and status")
+    @extend_schema(responses={200: SloStatusOutSerializer}, summary="The tenant's SLO objectives and status")
     def get(self, request: Request) -> Response:
         body = slo_status_for_tenant(tenant_id=self.tenant_id).as_dict()
         objectives = {cls: status.pop("objective") for cls, status in body["classes"].items()}

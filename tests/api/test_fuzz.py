@@ -11,7 +11,8 @@ on the seeded items and users so paths reach real rows. It is bounded and reprod
 example database, and a ``FUZZ_BUDGET_S`` wall-clock budget shared out across the operations (a
 slow machine runs fewer examples of each, never none). Every answer must be: not a 5xx; a
 status code the operation documents; the documented content type; a body that fits the documented
-schema (mostly untyped objects today); and, for a 4xx, the API's JSON error shape with a message.
+schema (every response is typed: ``tests/api/test_schema_types.py``); and, for a 4xx, the API's JSON
+error shape with a message.
 Negative examples also drop or garble the ``Authorization`` header: those must be the documented 401.
 Schemathesis' "negative data must be rejected" check is left out on purpose: an empty query value
 means "the default" throughout this API (``?format=`` is a zip export), and a schema-violating

@@ -152,7 +152,10 @@ def test_get_slo_returns_objectives_and_status_for_the_key_s_tenant(api, tenant_
 def test_get_slo_is_in_the_openapi_schema(anon, live_db):
     schema = anon.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     operation = schema["paths"]["/api/v1/slo"]["get"]
-    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "object"
+    ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    typed = schema["components"]["schemas"][ref]
+    assert typed["type"] == "object"
+    assert {"tenant", "now", "objectives", "status", "open_alerts"} <= set(typed["required"])
 
 
 def test_get_slo_needs_the_serve_scope(api, live_db):

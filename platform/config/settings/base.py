@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as static files: /api/docs/ and /api/redoc/ need no CDN
     "apps.api",
 ]
 # Apps added by later work register themselves here (kept in one place for review).
@@ -156,6 +157,19 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "apps.api.schema.document_key_errors"],
+    # The documentation pages load their JavaScript and CSS from our own static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Several "status"/"type"-like fields hold different sets: name each set once, by what it is.
+    "ENUM_NAME_OVERRIDES": {
+        "EncodingStatusEnum": "apps.catalog.models.EncodingStatus",
+        "RunStatusEnum": "apps.modeling.models.RunStatus",
+        "VersionStatusEnum": "apps.modeling.models.VersionStatus",
+        "ReleaseKindEnum": "apps.modeling.models.ReleaseKind",
+        "EventTypeEnum": "apps.profiles.models.EventType",
+        "ScopeEnum": "apps.tenancy.models.Scope",
+    },
 }
 
 # Celery: Redis in production and CI; the embedded default rides on PostgreSQL via kombu SQLAlchemy.
