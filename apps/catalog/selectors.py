@@ -16,6 +16,7 @@ from django.db.models import Count, Q
 from apps.catalog.models import EncodingStatus, Item
 from apps.catalog.vectors import vectors_fetch, vectors_knn
 from apps.core.errors import Conflict, DomainError, NotFound
+from apps.core.hnsw import Neighbour
 from apps.core.tenant_db import tenant_context
 
 MAX_SIMILAR_K = 100
@@ -63,7 +64,7 @@ def knn_content(
     exclude_pks: Iterable[int] = (),
     category: str | None = None,
     available_only: bool = True,
-) -> list[tuple[int, str, float]]:
+) -> list[Neighbour]:
     """Cosine top-k over the tenant's content vectors: ``[(item_pk, external_id, score)]``, best first.
 
     Served by the HNSW index of the tenant's own partition, with pgvector 0.8 iterative scans
@@ -74,7 +75,7 @@ def knn_content(
             tenant_id=tenant_id, vector=vector, k=k, exclude_pks=exclude_pks, category=category,
             available_only=available_only,
         )
-    return [(n.item_pk, n.external_id, n.score) for n in found]
+    return found
 
 
 def parse_k(raw: str | None, *, default: int = 10) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 from django.db import connection
 
 from apps.core.conf import sotto_setting
-from apps.core.hnsw import hnsw_top_k
+from apps.core.hnsw import Neighbour, hnsw_top_k
 
 VECTOR_DIM = 384
 
@@ -34,13 +34,6 @@ class VectorRow:
     categories: Sequence[str]
     model: str
     content_hash: str
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    item_pk: int
-    external_id: str
-    score: float  # cosine similarity, 1 = same direction
 
 
 def vector_literal(vector: np.ndarray | Sequence[float]) -> str:
@@ -138,7 +131,7 @@ def vectors_knn(
         ef_search=ef_search if ef_search is not None else ef_search_default(), exclude_pks=exclude_pks,
         category=category, available_only=available_only,
     )
-    return [Neighbour(*row) for row in found]
+    return found
 
 
 def vectors_exact(

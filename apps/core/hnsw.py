@@ -16,11 +16,17 @@ Call it inside a transaction scoped to the tenant.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
 
-Neighbour = tuple[int, str, float]
+
+class Neighbour(NamedTuple):
+    """One ranked item: what every k-NN, popularity and fallback list in the product is made of."""
+
+    item_pk: int
+    external_id: str
+    score: float
 
 
 def hnsw_top_k(
@@ -74,4 +80,4 @@ def hnsw_top_k(
         )
         if not cursor.nextset():  # the first result is the set_config row; the scan's rows come next
             raise RuntimeError("the k-NN statement returned no result set")
-        return [(int(pk), str(ext), float(score)) for pk, ext, score in cursor.fetchall()]
+        return [Neighbour(int(pk), str(ext), float(score)) for pk, ext, score in cursor.fetchall()]

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from apps.core.conf import sotto_setting
 from apps.core.errors import NotFound
+from apps.core.hnsw import Neighbour
 from apps.core.tenant_db import tenant_scope
 from apps.modeling import progress as stages
 from apps.modeling import served
@@ -107,7 +108,7 @@ def served_knn(
     exclude_pks: Iterable[int] = (),
     category: str | None = None,
     available_only: bool = True,
-) -> list[tuple[int, str, float]]:
+) -> list[Neighbour]:
     """``[(item_pk, external_id, cosine)]`` best first, from this version's HNSW index in the
     tenant's partition; iterative scan when filters apply. [] if the version has no vectors."""
     with tenant_scope(tenant_id):
@@ -128,7 +129,7 @@ WHERE p.tenant_id = %s AND i.tenant_id = %s AND i.available AND p.score > 0
 
 def popular_items(
     *, tenant_id: int, k: int, exclude_pks: Iterable[int] = (), category: str | None = None
-) -> list[tuple[int, str, float]]:
+) -> list[Neighbour]:
     """``[(item_pk, external_id, noisy count)]`` of the latest DP popularity release, best first.
 
     Ranking noisy counts is post-processing of a (ε, δ)-DP release, so this costs no budget. No
@@ -150,7 +151,7 @@ def popular_items(
     params.append(int(k))
     with tenant_scope(tenant_id), connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(int(pk), str(ext), float(score)) for pk, ext, score in cursor.fetchall()]
+        return [Neighbour(int(pk), str(ext), float(score)) for pk, ext, score in cursor.fetchall()]
 
 
 def active_model_info(*, tenant_id: int) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ import numpy as np
 from django.db import connection
 
 from apps.core.conf import sotto_setting
-from apps.core.hnsw import hnsw_top_k
+from apps.core.hnsw import Neighbour, hnsw_top_k
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def vectors_knn(
     category: str | None = None,
     available_only: bool = True,
     ef_search: int | None = None,
-) -> list[tuple[int, str, float]]:
+) -> list[Neighbour]:
     """Approximate cosine top-k over one version's served vectors, best first.
 
     With any filter, pgvector 0.8's iterative scan (``relaxed_order``) keeps walking the graph

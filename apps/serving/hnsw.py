@@ -29,9 +29,7 @@ import numpy as np
 
 from apps.catalog.vectors import vector_literal
 from apps.core.conf import sotto_setting
-from apps.core.hnsw import hnsw_top_k
-
-Candidate = tuple[int, str, float]
+from apps.core.hnsw import Neighbour, hnsw_top_k
 
 
 def ef_search(k: int) -> int:
@@ -41,7 +39,7 @@ def ef_search(k: int) -> int:
 def content_knn(
     *, tenant_id: int, vector: np.ndarray, k: int, exclude_pks: Iterable[int] = (), category: str | None = None,
     available_only: bool = True,
-) -> list[Candidate]:
+) -> list[Neighbour]:
     """``[(item_pk, external_id, cosine)]`` best first (ties by pk); call inside a tenant-scoped transaction."""
     return hnsw_top_k(
         table="catalog_itemvector", tenant_id=tenant_id, literal=vector_literal(vector), k=k,

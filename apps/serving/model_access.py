@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from apps.core.hnsw import Neighbour
 from apps.core.modules import module_exists
-
-Candidate = tuple[int, str, float]
 
 _modules: dict[str, ModuleType | None] = {}
 
@@ -60,23 +59,23 @@ def interest(model: Any, state: dict[str, Any]) -> np.ndarray:
 
 def personal_knn(
     *, tenant_id: int, model: Any, vector: np.ndarray, k: int, exclude_pks: Iterable[int], category: str | None
-) -> list[Candidate]:
+) -> list[Neighbour]:
     """Top-k over the item vectors of exactly ``model``'s version (never another version's)."""
     selectors = _module("apps.modeling.selectors")
     assert selectors is not None
-    found: list[Candidate] = selectors.served_knn(
+    found: list[Neighbour] = selectors.served_knn(
         tenant_id=tenant_id, version=model.version, vector=vector, k=k, exclude_pks=tuple(exclude_pks),
         category=category, available_only=True,
     )
     return found
 
 
-def popular(*, tenant_id: int, k: int, exclude_pks: Iterable[int], category: str | None) -> list[Candidate]:
+def popular(*, tenant_id: int, k: int, exclude_pks: Iterable[int], category: str | None) -> list[Neighbour]:
     """The latest DP popularity release's top items passing the filters; [] when there is no release."""
     selectors = _module("apps.modeling.selectors")
     if selectors is None or not hasattr(selectors, "popular_items"):
         return []
-    found: list[Candidate] = selectors.popular_items(
+    found: list[Neighbour] = selectors.popular_items(
         tenant_id=tenant_id, k=k, exclude_pks=tuple(exclude_pks), category=category
     )
     return found

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db import connection
 
-Candidate = tuple[int, str, float]
+from apps.core.hnsw import Neighbour
 
 NEWEST_SCORE = 0.0  # no relevance signal; below every positive noisy count, so a topped-up list stays sorted
 
@@ -28,7 +28,7 @@ _NEWEST = "SELECT id, external_id FROM catalog_item WHERE tenant_id = %s AND ava
 
 def newest_items(
     *, tenant_id: int, k: int, exclude_pks: Iterable[int] = (), category: str | None = None
-) -> list[Candidate]:
+) -> list[Neighbour]:
     """``[(item_pk, external_id, 0.0)]`` newest first; call inside a tenant-scoped transaction."""
     if k < 1:
         return []
@@ -45,4 +45,4 @@ def newest_items(
     params.append(int(k))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(int(pk), str(ext), NEWEST_SCORE) for pk, ext in cursor.fetchall()]
+        return [Neighbour(int(pk), str(ext), NEWEST_SCORE) for pk, ext in cursor.fetchall()]

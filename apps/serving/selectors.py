@@ -51,6 +51,7 @@ from apps.catalog.encoder import EncoderConfigError
 from apps.catalog.vectors import vectors_fetch
 from apps.core.conf import sotto_setting
 from apps.core.errors import DomainError
+from apps.core.hnsw import Neighbour
 from apps.core.tenant_db import tenant_scope
 from apps.profiles.selectors import user_state, user_state_and_seen
 from apps.serving import model_access
@@ -80,7 +81,6 @@ CJK_NOTE = (
     "this query are unreliable (mixed queries work through their English words)"
 )
 
-Candidate = tuple[int, str, float]
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,11 @@ def pool_size(k: int, diversity: float) -> int:
     return max(k, min(max(3 * k, k + 20), MAX_POOL))
 
 
-def _items(found: Sequence[Candidate], scale: float = 1.0) -> list[dict[str, Any]]:
+def _items(found: Sequence[Neighbour], scale: float = 1.0) -> list[dict[str, Any]]:
     return [{"id": ext, "score": round(scale * float(score), 6)} for _, ext, score in found]
 
 
-def _diversify(tenant_id: int, found: list[Candidate], k: int, diversity: float) -> list[Candidate]:
+def _diversify(tenant_id: int, found: list[Neighbour], k: int, diversity: float) -> list[Neighbour]:
     if diversity <= 0.0 or len(found) <= 1:
         return found[:k]
     vectors = vectors_fetch(tenant_id=tenant_id, item_pks=[pk for pk, _, _ in found])
@@ -121,7 +121,7 @@ def _diversify(tenant_id: int, found: list[Candidate], k: int, diversity: float)
 
 def _cold_start(
     *, tenant_id: int, k: int, pool: int, exclude: set[int], category: str | None
-) -> tuple[list[Candidate], str | None, str | None]:
+) -> tuple[list[Neighbour], str | None, str | None]:
     """``(candidates, strategy, note)`` without a usable personal ranking, at no privacy cost.
 
     The DP popularity release is post-processing of a release already paid for; the newest items
@@ -149,7 +149,7 @@ def recommendations_for_user(
     with tenant_scope(tenant_id):
         state, seen = user_state_and_seen(tenant_id, user_ref)
         exclude = seen if exclude_seen else set()
-        found: list[Candidate] = []
+        found: list[Neighbour] = []
         strategy, version, note = POPULAR, None, None
         if state is not None:
             model = model_access.active_model(tenant_id)
