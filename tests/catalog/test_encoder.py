@@ -221,7 +221,7 @@ def test_model_is_loaded_once_per_process(fp32: TextEncoder):
 
 
 def test_int8_falls_back_to_torch_when_onnx_export_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    import apps.catalog.encoder as enc_mod
+    import apps.catalog.encoder.loading as enc_mod  # the module whose _load/_build look these up
 
     def broken(*_args: object) -> None:
         raise RuntimeError("export disagrees with torch")
