@@ -44,7 +44,7 @@ demo: install migrate
 # Stops what `make demo` started (web, worker, beat: recorded in var/run/demo.json), then the embedded
 # PostgreSQL. Imports no Django settings, which would start the database just to stop it.
 stop:
-	@if [ -x $(PY) ]; then $(PY) -m apps.core.demo_processes stop; else echo "no $(VENV): nothing was started"; fi
+	@if [ -x $(PY) ]; then $(PY) -m apps.demo.processes stop; else echo "no $(VENV): nothing was started"; fi
 
 test: install browser
 	$(PY) -m pytest

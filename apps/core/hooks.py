@@ -34,3 +34,22 @@ def on_item_vectors_ready(func: Callable[[int, list[int]], None]) -> Callable[[i
 def run_item_vectors_ready(tenant_id: int, item_pks: list[int]) -> None:
     for func in _vectors_ready:
         func(tenant_id, item_pks)
+
+
+_layout_changed: list[Callable[[int], int]] = []
+
+
+def on_feature_layout_changed(func: Callable[[int], int]) -> Callable[[int], int]:
+    """Register ``func(tenant_id) -> states rebuilt``: the tenant's newly active model reads user states
+    with another feature layout than the version it replaced (a deploy changed the layout).
+
+    It runs after the switch committed, outside any transaction; it opens its own (one short one per
+    user, so it never holds many locks for long).
+    """
+    _layout_changed.append(func)
+    return func
+
+
+def run_feature_layout_changed(tenant_id: int) -> int:
+    """Every registered handler, in order; the number of user states they rebuilt."""
+    return sum(func(tenant_id) for func in _layout_changed)

@@ -34,6 +34,7 @@ from apps.core.conf import sotto_setting
 from apps.core.errors import Conflict, DomainError, NotFound
 from apps.core.tenant_db import dangerously_as_platform, tenant_context
 from apps.modeling import artifacts, served, tenant_data
+from apps.modeling.ml.features import feature_config
 from apps.modeling.models import (
     ActiveModel,
     Cadence,
@@ -311,8 +312,6 @@ def model_version_activate(*, tenant_id: int, version: Any, actor: str) -> tuple
     """Point serving at ``version``; returns (state, done now). See the module docstring."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise DomainError("version must be a positive integer", details={"version": "a positive integer"})
-    from apps.profiles.selectors import feature_config
-
     with tenant_context(tenant_id):
         mv = ModelVersion.objects.select_for_update().filter(tenant_id=tenant_id, version=version).first()
         if mv is None:

@@ -54,13 +54,13 @@ import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.core import audit
+from apps.core import audit, hooks
 from apps.core.conf import sotto_setting
 from apps.core.tenant_db import tenant_context
 from apps.modeling import artifacts, progress, served, tenant_data
 from apps.modeling.ledger import ledger_refund_unreleased
 from apps.modeling.ml.config import ModelConfig
-from apps.modeling.ml.features import FeatureConfig
+from apps.modeling.ml.features import FeatureConfig, feature_config
 from apps.modeling.models import (
     ActiveModel,
     LedgerEntry,
@@ -421,8 +421,6 @@ def gate_decision(metrics: dict[str, Any], margin: float) -> dict[str, Any]:
 
 def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = False) -> str:
     """Run one charged training run end to end (see the module docstring); returns the outcome."""
-    from apps.profiles.selectors import feature_config
-
     claim_ = claim(tenant_id=tenant_id, run_id=run_id, redelivered=redelivered)
     if claim_ is None:
         return "skipped"
@@ -652,19 +650,14 @@ def _retire_old_versions(tenant_id: int) -> None:
 
 
 def rebuild_user_states(tenant_id: int, batch: int = 200) -> int:
-    """Recompute every user's state from the event log (profiles' ``user_state_rebuild``).
+    """Have every user's state recomputed from the event log; returns how many were.
 
     Needed only when a new version reads states with another feature configuration than the
     version it replaced (``state_from_history`` under the configuration states are kept with);
-    versions are trained with ``apps.profiles.selectors.feature_config()``, so this runs after a
-    deploy changed that configuration. One short transaction per user.
+    versions are trained with ``apps.modeling.ml.features.feature_config()``, so this runs after a
+    deploy changed that configuration. Profiles owns the states: it does the work in its
+    ``on_feature_layout_changed`` hook (``apps.core.hooks``), one short transaction per user.
     """
-    from apps.profiles.services import user_state_rebuild
-
-    with tenant_context(tenant_id), connection.cursor() as cursor:
-        cursor.execute("SELECT user_id FROM profiles_userstate WHERE tenant_id = %s ORDER BY user_id", [tenant_id])
-        user_ids = [int(row[0]) for row in cursor.fetchall()]
-    for user_id in user_ids:
-        user_state_rebuild(tenant_id, user_id)
-    log.info("rebuilt %d user states of tenant %s for a new feature configuration", len(user_ids), tenant_id)
-    return len(user_ids)
+    rebuilt = hooks.run_feature_layout_changed(tenant_id)
+    log.info("rebuilt %d user states of tenant %s for a new feature configuration", rebuilt, tenant_id)
+    return rebuilt

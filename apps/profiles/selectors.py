@@ -13,7 +13,8 @@ from typing import Any
 from django.db import connection
 
 from apps.core.tenant_db import tenant_scope
-from apps.profiles.services import feature_config, load_state
+from apps.modeling.ml.features import feature_config  # re-exported: where it used to live
+from apps.profiles.services import load_state
 from apps.tenancy.pseudonyms import pseudonymise
 
 __all__ = ["feature_config", "seen_item_pks", "user_pseudonym_id", "user_state", "user_state_and_seen"]

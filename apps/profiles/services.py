@@ -41,7 +41,7 @@ from apps.core import audit
 from apps.core.conf import sotto_setting
 from apps.core.errors import NotFound
 from apps.core.tenant_db import tenant_context, tenant_scope
-from apps.modeling.ml.features import FeatureConfig, new_state, state_add_event, state_from_history
+from apps.modeling.ml.features import feature_config, new_state, state_add_event, state_from_history
 from apps.profiles.attribute_crypto import AttributeSealer
 from apps.profiles.models import EndUser, UserAttribute, UserEvent, UserState
 from apps.profiles.state_codec import StateCorrupt, decode_state, encode_state
@@ -52,13 +52,7 @@ from apps.tenancy.pseudonyms import event_keys, pseudonymise, pseudonymise_many
 
 logger = logging.getLogger(__name__)
 
-_FEATURES = FeatureConfig()
-
-
-def feature_config() -> FeatureConfig:
-    """The feature configuration stored user states are built with (serving must read them with it)."""
-    return _FEATURES
-
+_FEATURES = feature_config()  # the deployment's (``apps.modeling.ml.features.feature_config``)
 
 
 # --- users and their state rows -------------------------------------------------------------
@@ -378,6 +372,17 @@ def user_state_rebuild(tenant_id: int, pseudonym_id: int) -> None:
     with tenant_context(tenant_id):
         if _lock_states_by_id(tenant_id, [pseudonym_id]):
             _rebuild_locked(tenant_id, [pseudonym_id])
+
+
+def user_states_rebuild_all(tenant_id: int) -> int:
+    """Recompute every user's state of the tenant from its events (after a feature layout change);
+    one short transaction per user. Returns how many states were rebuilt."""
+    with tenant_context(tenant_id), connection.cursor() as cursor:
+        cursor.execute("SELECT user_id FROM profiles_userstate WHERE tenant_id = %s ORDER BY user_id", [tenant_id])
+        user_ids = [int(row[0]) for row in cursor.fetchall()]
+    for user_id in user_ids:
+        user_state_rebuild(tenant_id, user_id)
+    return len(user_ids)
 
 
 # --- attributes, export, erasure ------------------------------------------------------------

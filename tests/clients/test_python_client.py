@@ -243,7 +243,7 @@ def test_it_refuses_urls_that_are_not_http():
 def test_the_demos_http_check_calls_the_running_server_through_the_client(live_url, tenant_a, tmp_path):
     import io
 
-    from apps.core.demo_steps import client_check_step
+    from apps.demo.steps import client_check_step
 
     # Given a MovieLens-format folder whose first movie and first user exist on the tenant
     (tmp_path / "movies.csv").write_text("movieId,title,genres\nm1,Toy Story (1995),Animation\n")

@@ -45,6 +45,7 @@ import numpy as np
 
 __all__ = [
     "FeatureConfig",
+    "feature_config",
     "history_weights",
     "new_state",
     "rating_weight",
@@ -85,6 +86,15 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         if len(self.half_life_events) != len(self.half_life_seconds):
             raise ValueError("one half-life per channel in both tuples")
+
+
+_DEPLOYED = FeatureConfig()
+
+
+def feature_config() -> FeatureConfig:
+    """This deployment's feature configuration: stored user states are built with it (profiles), new
+    versions are trained with it and serving reads states with it (modeling). One place for both sides."""
+    return _DEPLOYED
 
 
 def rating_weight(rating: float | np.ndarray, cfg: FeatureConfig) -> float | np.ndarray:

@@ -50,7 +50,7 @@ INSTALLED_APPS = [
     "apps.api",
 ]
 # Apps added by later work register themselves here (kept in one place for review).
-for _optional in ("apps.audit", "apps.profiles", "apps.catalog", "apps.modeling", "apps.serving", "apps.slo", "apps.webadmin"):
+for _optional in ("apps.audit", "apps.profiles", "apps.catalog", "apps.modeling", "apps.serving", "apps.slo", "apps.webadmin", "apps.demo"):
     if (BASE_DIR / _optional.replace(".", "/") / "apps.py").exists():
         INSTALLED_APPS.append(_optional)
 

@@ -1,6 +1,6 @@
 """The demo's processes (web, worker, beat): started together, and never left behind.
 
-Standard library only, no Django: ``make stop`` runs ``python -m apps.core.demo_processes stop``
+Standard library only, no Django: ``make stop`` runs ``python -m apps.demo.processes stop``
 from another terminal, and importing the settings would start the embedded PostgreSQL just to
 stop it.
 
@@ -356,7 +356,7 @@ def stop_recorded(var_dir: Path, *, grace_s: float = 20.0, say: Callable[[str], 
 
 def main(argv: list[str] | None = None) -> int:
     """``stop [--var-dir DIR] [--keep-postgres]``: what ``make stop`` runs."""
-    parser = argparse.ArgumentParser(prog="python -m apps.core.demo_processes")
+    parser = argparse.ArgumentParser(prog="python -m apps.demo.processes")
     sub = parser.add_subparsers(dest="command", required=True)
     stop = sub.add_parser("stop", help="stop the demo's web, worker and beat, then the embedded PostgreSQL")
     stop.add_argument("--var-dir", type=Path, default=Path(os.environ.get("SOTTO_VAR_DIR") or "var"))

@@ -1,4 +1,4 @@
-"""The demo's process supervisor (apps/core/demo_processes.py) leaves no process behind.
+"""The demo's process supervisor (apps/demo/processes.py) leaves no process behind.
 
 Each test runs a real supervisor in a process of its own (what ``manage.py demo`` is), signals it
 as a terminal or ``make stop`` would, and then looks for every pid that ran under it, forked
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from apps.core.demo_processes import STATE_FILE, demo_commands, group_members, pid_alive, stop_recorded
+from apps.demo.processes import STATE_FILE, demo_commands, group_members, pid_alive, stop_recorded
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SUPERVISOR = """
 import json, os, sys
 from pathlib import Path
-from apps.core.demo_processes import Supervisor
+from apps.demo.processes import Supervisor
 spec = json.loads(sys.argv[1])
 try:
     with Supervisor(state_file=Path(spec["state"]), grace_s=spec["grace"]) as supervisor:
@@ -194,7 +194,7 @@ def test_make_stop_asks_a_running_demo_to_stop_and_leaves_a_reused_pid_alone(tmp
 
 
 def test_the_demo_admin_password_is_generated_once_and_kept_private(tmp_path):
-    from apps.core.management.commands.demo import demo_admin_password
+    from apps.demo.management.commands.demo import demo_admin_password
 
     old = os.umask(0)  # even with a permissive umask
     try:

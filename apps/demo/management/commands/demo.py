@@ -5,7 +5,7 @@ key is issued (shown once, stored hashed). The admin's password is generated onc
 kept in ``var/demo-admin-password`` (mode 0600), so it survives a lost terminal; the demo sets it
 again on every run, so it keeps working after ``make clean-db``.
 
-Web, worker and beat run under ``apps.core.demo_processes.Supervisor``: Ctrl-C, SIGTERM (``make
+Web, worker and beat run under ``apps.demo.processes.Supervisor``: Ctrl-C, SIGTERM (``make
 stop`` from another terminal sends it), or any error here stops all three, and nothing is left
 running but the embedded PostgreSQL (``make stop`` stops that too).
 """
@@ -27,8 +27,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.core.demo_processes import STATE_FILE, Child, Supervisor, Terminated, demo_commands
-from apps.core.demo_steps import (
+from apps.demo.processes import STATE_FILE, Child, Supervisor, Terminated, demo_commands
+from apps.demo.steps import (
     client_check_step,
     curl_examples,
     default_dataset,

@@ -59,7 +59,7 @@ def _write(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
 
 def _demo(tmp_path: Path, seed: int) -> tuple[Any, set[str], set[str], list[str], str]:
     """A fresh tenant with seeded DP noise, the demo steps run once: (persona, movies, users, steps, output)."""
-    from apps.core.demo_steps import run_extra_steps
+    from apps.demo.steps import run_extra_steps
 
     movies, users = tiny_movielens(tmp_path / "tiny")
     persona = make_tenant("demo")
@@ -75,7 +75,7 @@ def _demo(tmp_path: Path, seed: int) -> tuple[Any, set[str], set[str], list[str]
 
 def _rerun_spends_nothing(tenant: Any, tmp_path: Path, skipped: str) -> None:
     """The steps again: the import and the training are skipped, no second run, no second charge."""
-    from apps.core.demo_steps import run_extra_steps
+    from apps.demo.steps import run_extra_steps
     from apps.modeling.selectors import privacy_budget, training_runs_for_tenant
 
     spent = privacy_budget(tenant_id=tenant.id)["epsilon_spent"]
@@ -90,7 +90,7 @@ def _rerun_spends_nothing(tenant: Any, tmp_path: Path, skipped: str) -> None:
 def test_the_demo_steps_load_train_evaluate_and_serve_and_a_rerun_skips_what_is_done(
     api, tmp_path, celery_worker_proc, settings, monkeypatch
 ):
-    from apps.core.demo_steps import curl_examples
+    from apps.demo.steps import curl_examples
     from apps.modeling.selectors import active_model_info
 
     monkeypatch.setitem(settings.SOTTO, "MODELING_POINTER_TTL_S", 0.0)
