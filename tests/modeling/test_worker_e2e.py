@@ -57,6 +57,9 @@ def test_a_small_tenant_trains_through_the_api_and_the_real_worker(tenant_a, api
     assert response.status_code in (200, 201), response.content
     tid = tenant_a.tenant.id
     assert selectors.serving_model(tid) is None
+    # a fixed noise seed: at ε = 4 with 40 users one draw in a few dozen falls under the bar below
+    # (0.52 seen once in CI), and the test is about the path, not about that draw
+    set_modeling(tenant_a, seed=3)
 
     # When: a DP training run is requested
     started = api.post("/api/v1/training-runs", {"epsilon": 4.0}, format="json", **tenant_a.auth)
