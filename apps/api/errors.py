@@ -13,21 +13,21 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from apps.core.errors import DomainError
+from apps.core.errors import DomainError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
-_CODES = {
-    400: "invalid",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
+_CODES: dict[int, ErrorCode] = {
+    400: ErrorCode.INVALID,
+    401: ErrorCode.UNAUTHENTICATED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    406: ErrorCode.NOT_ACCEPTABLE,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorCode.RATE_LIMITED,
 }
 
 
@@ -50,19 +50,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         return Response(
-            error_body("payload_too_large", f"the request body is larger than {limit} bytes", {"limit_bytes": limit}),
+            error_body(ErrorCode.PAYLOAD_TOO_LARGE, f"the request body is larger than {limit} bytes", {"limit_bytes": limit}),
             status=413,
         )
     if isinstance(exc, Http404):
-        return Response(error_body("not_found", "not found"), status=404)
+        return Response(error_body(ErrorCode.NOT_FOUND, "not found"), status=404)
     if isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    code = _CODES.get(response.status_code, "error")
+    code = _CODES.get(response.status_code, ErrorCode.ERROR)
     if isinstance(exc, exceptions.ValidationError):
-        response.data = error_body("invalid", "the request is invalid: " + _message(exc.detail), exc.detail)
+        response.data = error_body(ErrorCode.INVALID, "the request is invalid: " + _message(exc.detail), exc.detail)
     elif isinstance(exc, exceptions.APIException):
         response.data = error_body(code, _message(exc.detail))
     if response.status_code == status.HTTP_401_UNAUTHORIZED:
@@ -71,8 +71,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("not_found", "no such endpoint"), status=404)
+    return JsonResponse(error_body(ErrorCode.NOT_FOUND, "no such endpoint"), status=404)
 
 
 def json_500(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(error_body("server_error", "internal error; quote the X-Request-ID when reporting"), status=500)
+    return JsonResponse(error_body(ErrorCode.SERVER_ERROR, "internal error; quote the X-Request-ID when reporting"), status=500)

@@ -42,7 +42,8 @@ from apps.audit.models import AuditCheckpoint, AuditEvent
 from apps.audit.ranges import check_range
 from apps.audit.signing import signing_key, trusted_public_keys
 from apps.audit.sinks import SinkError, checkpoint_sink
-from apps.core.errors import DomainError
+from apps.core.audit import AuditAction, SystemActor, user_actor
+from apps.core.errors import DomainError, ErrorCode
 from apps.core.tenant_db import PLATFORM_GUC, TENANT_GUC, dangerously_as_platform, tenant_context
 from apps.tenancy.models import Tenant
 from apps.tenancy.selectors import memberships_for_user
@@ -58,7 +59,7 @@ class AuditChainBroken(DomainError):
     """The stored chain fails verification: nothing is signed or exported until it is explained."""
 
     status = 409
-    code = "audit_chain_broken"
+    code = ErrorCode.AUDIT_CHAIN_BROKEN
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,7 @@ def audit_append(
     """
     details = dict(details or {})
     _check_details(details)
+    actor, action = str(actor), str(action)  # an enum member (apps.core.audit) is stored as its plain string
     for name, value in (("actor", actor), ("action", action), ("target_type", target_type), ("target_id", target_id)):
         if "\x00" in value:
             raise ValueError(f"{name}: NUL characters cannot be stored")
@@ -571,7 +573,7 @@ def _export(*, tenant: Tenant, since: datetime | None, until: datetime | None, a
         else:
             data = events_to_csv(selected.events)
         audit_append(
-            tenant_id=tenant_id, actor=actor, action="audit.export", target_type="tenant", target_id=slug, details=details
+            tenant_id=tenant_id, actor=actor, action=AuditAction.AUDIT_EXPORT, target_type="tenant", target_id=slug, details=details
         )
     return data
 
@@ -599,17 +601,17 @@ def audit_export_csv(*, tenant: Tenant, since: datetime | None, until: datetime 
 
 def audit_record_login(*, user: AbstractBaseUser, via: str, platform: bool = True) -> None:
     """``auth.login`` on the platform chain (when ``platform``) and on every member tenant's chain."""
-    actor = f"user:{user.get_username()}"
+    actor = user_actor(user.get_username())
     details = {"via": via}
     with transaction.atomic():
         if platform:
             audit_append(
-                tenant_id=None, actor=actor, action="auth.login", target_type="user", target_id=str(user.pk), details=details
+                tenant_id=None, actor=actor, action=AuditAction.AUTH_LOGIN, target_type="user", target_id=str(user.pk), details=details
             )
         tenant_ids = sorted({int(m.tenant_id) for m in memberships_for_user(user=user)})
         for tenant_id in tenant_ids:
             audit_append(
-                tenant_id=tenant_id, actor=actor, action="auth.login", target_type="user", target_id=str(user.pk),
+                tenant_id=tenant_id, actor=actor, action=AuditAction.AUTH_LOGIN, target_type="user", target_id=str(user.pk),
                 details=details,
             )
 
@@ -619,8 +621,8 @@ def audit_record_login_failed(*, user_id: int | None, via: str) -> None:
     with transaction.atomic():
         audit_append(
             tenant_id=None,
-            actor="anonymous",
-            action="auth.login_failed",
+            actor=SystemActor.ANONYMOUS,
+            action=AuditAction.AUTH_LOGIN_FAILED,
             target_type="user" if user_id is not None else "",
             target_id="" if user_id is None else str(user_id),
             details={"via": via, "known_account": user_id is not None},

@@ -15,7 +15,7 @@ from django.db.models import Count, Q
 
 from apps.catalog.models import EncodingStatus, Item
 from apps.catalog.vectors import vectors_fetch, vectors_knn
-from apps.core.errors import Conflict, DomainError, NotFound
+from apps.core.errors import Conflict, DomainError, ErrorCode, NotFound
 from apps.core.hnsw import Neighbour
 from apps.core.tenant_db import tenant_context
 
@@ -102,7 +102,7 @@ def similar_items(
         if vector is None:
             raise Conflict(
                 f"item {external_id!r} has no content vector yet (encoding {item['encoding_status']})",
-                code="not_encoded", details={"encoding_status": item["encoding_status"]},
+                code=ErrorCode.NOT_ENCODED, details={"encoding_status": item["encoding_status"]},
             )
         found = vectors_knn(tenant_id=tenant_id, vector=vector, k=k, exclude_pks=[item["pk"]], category=category)
     return [{"id": n.external_id, "score": round(n.score, 6)} for n in found]

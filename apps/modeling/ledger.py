@@ -14,6 +14,7 @@ the run failed. Every sum over the ledger (spent, remaining, lifetime, the chart
 from __future__ import annotations
 
 from apps.core import audit
+from apps.core.audit import AuditAction
 from apps.modeling.models import LedgerEntry, LedgerMechanism, ModelVersion, ReleaseKind, VersionStatus
 
 __all__ = ["ledger_refund_unreleased"]
@@ -46,7 +47,7 @@ def ledger_refund_unreleased(*, tenant_id: int, run_id: int, reason: str, actor:
         details={"refund_of": charge.pk, "reason": reason[:200],
                  "why": "the run failed before releasing anything computed from the tenant's data"},
     )
-    audit.record(tenant_id=tenant_id, actor=actor, action="privacy_budget.refund", target_type="training_run",
+    audit.record(tenant_id=tenant_id, actor=actor, action=AuditAction.PRIVACY_BUDGET_REFUND, target_type="training_run",
                  target_id=str(run_id), details={"epsilon": repr(charge.epsilon), "delta": repr(charge.delta),
                                                  "reason": reason[:200]})
     return float(charge.epsilon)

@@ -30,8 +30,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.core import audit
+from apps.core.audit import AuditAction, SystemActor
 from apps.core.conf import sotto_setting
-from apps.core.errors import Conflict, DomainError, NotFound
+from apps.core.errors import Conflict, DomainError, ErrorCode, NotFound
 from apps.core.tenant_db import dangerously_as_platform, tenant_context
 from apps.modeling import artifacts, served, tenant_data
 from apps.modeling.ml.features import feature_config
@@ -48,7 +49,7 @@ from apps.modeling.models import (
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_ACTOR = "schedule:retraining"
+SCHEDULE_ACTOR = SystemActor.RETRAINING_SCHEDULE
 _PERIOD = {Cadence.DAILY: timedelta(days=1), Cadence.WEEKLY: timedelta(days=7), Cadence.EVENTS: timedelta(days=1)}
 
 
@@ -73,14 +74,14 @@ def schedule_fits(*, cadence: str, epsilon_per_run: float, budget: PrivacyBudget
         raise DomainError(
             f"a {cadence} schedule would exhaust a lifetime budget of ε {total:g}; set a renewal window "
             "(renewal_days) on the privacy budget first, or start runs by hand",
-            code="schedule_exceeds_budget", details={"cadence": cadence, "renewal_days": None},
+            code=ErrorCode.SCHEDULE_EXCEEDS_BUDGET, details={"cadence": cadence, "renewal_days": None},
         )
     runs = runs_per_window(cadence, days)
     if runs * epsilon_per_run > total + 1e-9:
         raise DomainError(
             f"a {cadence} schedule starts up to {runs} runs in any {days}-day window: {runs} × ε {epsilon_per_run:g} = "
             f"{runs * epsilon_per_run:g} is above the window's budget of ε {total:g}",
-            code="schedule_exceeds_budget",
+            code=ErrorCode.SCHEDULE_EXCEEDS_BUDGET,
             details={"cadence": cadence, "runs_per_window": runs, "epsilon_per_run": epsilon_per_run,
                      "epsilon_total": total, "renewal_days": days},
         )
@@ -162,7 +163,7 @@ def retrain_schedule_set(
         row.save()
         after = {"cadence": row.cadence, "epsilon_per_run": repr(row.epsilon_per_run),
                  "min_new_events": row.min_new_events}
-        audit.record(tenant_id=tenant_id, actor=actor, action="retraining.schedule.set", target_type="tenant",
+        audit.record(tenant_id=tenant_id, actor=actor, action=AuditAction.RETRAINING_SCHEDULE_SET, target_type="tenant",
                      target_id=str(tenant_id), details={**after, "previous": before})
     return schedule_repr(row)
 
@@ -229,11 +230,11 @@ def retrain_due(*, now: datetime | None = None) -> dict[str, int]:
                     run = training_run_start(tenant_id=tenant_id, epsilon=row.epsilon_per_run, actor=SCHEDULE_ACTOR)
             except Exception as exc:  # one tenant's bad settings must not stop every tenant after it
                 refused += 1
-                code, message = (exc.code, exc.message) if isinstance(exc, DomainError) else ("error", str(exc))
+                code, message = (exc.code, exc.message) if isinstance(exc, DomainError) else (ErrorCode.ERROR, str(exc))
                 if not isinstance(exc, DomainError):
                     log.exception("scheduled retraining of tenant %s failed to start", tenant_id)
                 row.last_error, row.last_error_at = f"scheduled run not started: {message}"[:1000], now
-                audit.record(tenant_id=tenant_id, actor=SCHEDULE_ACTOR, action="retraining.refused",
+                audit.record(tenant_id=tenant_id, actor=SCHEDULE_ACTOR, action=AuditAction.RETRAINING_REFUSED,
                              target_type="tenant", target_id=str(tenant_id),
                              details={"code": code, "reason": message[:200]})
             else:
@@ -247,7 +248,7 @@ def retrain_due(*, now: datetime | None = None) -> dict[str, int]:
 # --- versions ------------------------------------------------------------------------------------------
 
 
-def point_at(tenant_id: int, target: int, *, actor: str, action: str, details: dict[str, Any]) -> dict[str, Any]:
+def point_at(tenant_id: int, target: int, *, actor: str, action: AuditAction, details: dict[str, Any]) -> dict[str, Any]:
     """Make ``target`` (whose served vectors exist) active, the active one previous, an older previous
     retired (its leaf is dropped by ``retire_leaves``); audited. The one pointer switch: a training
     run's, an activation's and a rollback's. Caller's tenant-scoped transaction."""
@@ -295,11 +296,11 @@ def model_rollback(*, tenant_id: int, actor: str) -> dict[str, Any]:
     with tenant_context(tenant_id):
         pointer = ActiveModel.objects.select_for_update().filter(tenant_id=tenant_id).first()
         if pointer is None or pointer.previous_version is None:
-            raise Conflict("there is no previous model version to roll back to", code="no_previous_version")
+            raise Conflict("there is no previous model version to roll back to", code=ErrorCode.NO_PREVIOUS_VERSION)
         target = pointer.previous_version
         if not served.version_exists(tenant_id=tenant_id, version=target):
-            raise Conflict(f"the served vectors of version {target} are gone", code="no_previous_version")
-        return point_at(tenant_id, target, actor=actor, action="model.rollback", details={})
+            raise Conflict(f"the served vectors of version {target} are gone", code=ErrorCode.NO_PREVIOUS_VERSION)
+        return point_at(tenant_id, target, actor=actor, action=AuditAction.MODEL_ROLLBACK, details={})
 
 
 def _override(mv: ModelVersion) -> dict[str, Any]:
@@ -317,23 +318,23 @@ def model_version_activate(*, tenant_id: int, version: Any, actor: str) -> tuple
         if mv is None:
             raise NotFound(f"no model version {version}")
         if mv.status == VersionStatus.ACTIVE:
-            raise Conflict(f"version {version} is already active", code="already_active")
+            raise Conflict(f"version {version} is already active", code=ErrorCode.ALREADY_ACTIVE)
         if mv.status in (VersionStatus.MATERIALISING, VersionStatus.FAILED, VersionStatus.READY):
-            raise Conflict(f"version {version} is {mv.status} and cannot be activated", code="not_activatable",
+            raise Conflict(f"version {version} is {mv.status} and cannot be activated", code=ErrorCode.NOT_ACTIVATABLE,
                            details={"status": mv.status})
         if mv.feature_config != artifacts.feature_config_to_json(feature_config()):
             raise Conflict(f"version {version} was trained with another user-feature layout than this deployment's; "
-                           "user states cannot feed it", code="not_activatable")
+                           "user states cannot feed it", code=ErrorCode.NOT_ACTIVATABLE)
         details = {**_override(mv), "checksum": mv.checksum}
         if served.version_exists(tenant_id=tenant_id, version=version):
-            state = point_at(tenant_id, version, actor=actor, action="model.activate", details=details)
+            state = point_at(tenant_id, version, actor=actor, action=AuditAction.MODEL_ACTIVATE, details=details)
             transaction.on_commit(functools.partial(retire_leaves, tenant_id), robust=True)
             return state, True
         restore = mv.status
         mv.status, mv.activation_requested_at, mv.activation_restore = (VersionStatus.MATERIALISING, timezone.now(),
                                                                          restore)
         mv.save(update_fields=["status", "activation_requested_at", "activation_restore"])
-        audit.record(tenant_id=tenant_id, actor=actor, action="model.activate.requested", target_type="model_version",
+        audit.record(tenant_id=tenant_id, actor=actor, action=AuditAction.MODEL_ACTIVATE_REQUESTED, target_type="model_version",
                      target_id=str(version), details={**details, "from_status": restore})
         transaction.on_commit(functools.partial(_enqueue_activation, tenant_id, version, actor, restore), robust=True)
     return {"version": version, "status": "materialising"}, False
@@ -387,7 +388,7 @@ def model_version_materialise_and_activate(*, tenant_id: int, version: int, acto
             if mv.status != VersionStatus.MATERIALISING:  # a duplicate delivery already switched it
                 return "skipped"
             top_up_served(tenant_id, version, art.weights, art.extras_for)
-            point_at(tenant_id, version, actor=actor, action="model.activate",
+            point_at(tenant_id, version, actor=actor, action=AuditAction.MODEL_ACTIVATE,
                       details={**_override(mv), "checksum": mv.checksum, "rematerialised": True})
     except Exception as exc:
         log.exception("activating version %s of tenant %s failed", version, tenant_id)
@@ -399,7 +400,7 @@ def model_version_materialise_and_activate(*, tenant_id: int, version: int, acto
                 if served.version_exists(tenant_id=tenant_id, version=version):
                     served.version_drop(tenant_id=tenant_id, version=version)
                 ModelVersion.objects.filter(tenant_id=tenant_id, version=version).update(status=restore)
-                audit.record(tenant_id=tenant_id, actor=actor, action="model.activate.failed",
+                audit.record(tenant_id=tenant_id, actor=actor, action=AuditAction.MODEL_ACTIVATE_FAILED,
                              target_type="model_version", target_id=str(version), details={"reason": str(exc)[:200]})
         return "failed"
     retire_leaves(tenant_id)
@@ -429,7 +430,7 @@ def activations_reap(*, now: datetime | None = None) -> int:
                 served.version_drop(tenant_id=tenant_id, version=version)
             mv.status = mv.activation_restore or VersionStatus.RETIRED
             mv.save(update_fields=["status"])
-            audit.record(tenant_id=tenant_id, actor="task:modeling.reap", action="model.activate.failed",
+            audit.record(tenant_id=tenant_id, actor=SystemActor.TASK_MODELING_REAP, action=AuditAction.MODEL_ACTIVATE_FAILED,
                          target_type="model_version", target_id=str(version),
                          details={"reason": "activation never finished (worker lost or message lost)"})
             reaped += 1

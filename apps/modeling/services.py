@@ -30,8 +30,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.core import audit
+from apps.core.audit import AuditAction, SystemActor
 from apps.core.conf import sotto_setting
-from apps.core.errors import Conflict, DomainError
+from apps.core.errors import Conflict, DomainError, ErrorCode
 from apps.core.tenant_db import dangerously_as_platform, tenant_context
 from apps.modeling import tenant_data
 from apps.modeling.artifacts import ServingModel
@@ -225,7 +226,7 @@ def privacy_budget_set(
         budget.updated_at = timezone.now()
         budget.save(update_fields=["epsilon_total", "delta", "renewal_days", "carry_before", "carry_days", "updated_at"])
         audit.record(
-            tenant_id=tenant.pk, actor=actor, action="privacy.budget.set", target_type="tenant", target_id=str(tenant.pk),
+            tenant_id=tenant.pk, actor=actor, action=AuditAction.PRIVACY_BUDGET_SET, target_type="tenant", target_id=str(tenant.pk),
             details={"epsilon_total": repr(budget.epsilon_total), "delta": repr(budget.delta),
                      "renewal_days": budget.renewal_days, "previous": before},
         )
@@ -249,7 +250,7 @@ def _charge(
         raise Conflict(
             f"ε {epsilon:g} exceeds the remaining privacy budget {remaining:g} "
             f"(total {budget.epsilon_total:g}, spent {spent:g}{window}); nothing was released",
-            code="budget_exceeded",
+            code=ErrorCode.BUDGET_EXCEEDED,
             details={"epsilon_requested": epsilon, "epsilon_remaining": remaining,
                      "epsilon_total": budget.epsilon_total, "epsilon_spent": spent,
                      "renewal_days": budget.renewal_days},
@@ -258,7 +259,7 @@ def _charge(
     if users < min_users:
         raise Conflict(
             f"{users} users have usable events; a {kind} release needs at least {min_users}",
-            code="not_enough_users", details={"users": users, "minimum": min_users},
+            code=ErrorCode.NOT_ENOUGH_USERS, details={"users": users, "minimum": min_users},
         )
     return budget, users, min(budget.delta, 1.0 / users), remaining
 
@@ -281,7 +282,7 @@ def dp_design(tenant_settings: dict[str, Any] | None, n_users: int | None = None
     design = DESIGN_ALIASES.get(str(raw), raw)
     if design not in DP_DESIGNS:
         raise Conflict(f"Tenant.settings['dp_design'] must be one of {list(DP_DESIGNS)}, got {raw!r}",
-                       code="misconfigured", details={"dp_design": raw})
+                       code=ErrorCode.MISCONFIGURED, details={"dp_design": raw})
     if design == "auto":
         return "tower" if n_users is not None and n_users >= TOWER_MIN_USERS else "factors"
     return str(design)
@@ -303,7 +304,7 @@ def run_config(
     bad = sorted(k for k in overrides if (k not in known and k not in _RUN_EXTRA_KEYS) or k in _DP_FORBIDDEN)
     if bad:
         raise Conflict(f"Tenant.settings['modeling'] has keys DP training cannot use: {bad}",
-                       code="misconfigured", details={"keys": bad})
+                       code=ErrorCode.MISCONFIGURED, details={"keys": bad})
     if design == "factors":
         from apps.modeling.ml.dp_factors import scheduled_config
 
@@ -325,22 +326,22 @@ def run_config(
     try:
         cfg = ModelConfig(**base)
     except (TypeError, ValueError) as exc:
-        raise Conflict(f"Tenant.settings['modeling'] is invalid: {exc}", code="misconfigured") from exc
+        raise Conflict(f"Tenant.settings['modeling'] is invalid: {exc}", code=ErrorCode.MISCONFIGURED) from exc
     if design == "factors":
         if cfg.epochs != 0 or cfg.factor_rank < 1 or cfg.factor_items < 1 or not (0 < cfg.factor_share < 1) \
                 or cfg.factor_ridge <= 0:
             raise Conflict("dp_design 'factors' needs epochs = 0 (no DP-SGD), factor_rank >= 1, factor_items >= 1, "
-                           "0 < factor_share < 1, factor_ridge > 0", code="misconfigured")
+                           "0 < factor_share < 1, factor_ridge > 0", code=ErrorCode.MISCONFIGURED)
     elif cfg.epochs < 1 or cfg.expected_batch < 1 or cfg.max_grad_norm <= 0 or cfg.negatives < 1 \
             or cfg.max_targets < 1 or cfg.proj_rank < 0 or not (0 < cfg.pop_epsilon_share < 1) or cfg.factor_rank != 0:
         raise Conflict("dp_design 'tower' needs epochs >= 1, expected_batch >= 1, max_grad_norm > 0, negatives >= 1, "
                        "max_targets >= 1, proj_rank >= 0, 0 < pop_epsilon_share < 1, factor_rank = 0",
-                       code="misconfigured")
+                       code=ErrorCode.MISCONFIGURED)
     out: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     out["dp_design"] = design
     out["holdout_fraction"] = float(overrides.get("holdout_fraction", 0.1))
     if not 0 <= out["holdout_fraction"] < 0.5:
-        raise Conflict("holdout_fraction must be in [0, 0.5)", code="misconfigured")
+        raise Conflict("holdout_fraction must be in [0, 0.5)", code=ErrorCode.MISCONFIGURED)
     return out
 
 
@@ -382,7 +383,7 @@ def training_run_start(*, tenant_id: int, epsilon: Any, actor: str) -> dict[str,
             actor=actor[:200], details=planned_mechanism(config, eps, delta, users),
         )
         audit.record(
-            tenant_id=tenant_id, actor=actor, action="training_run.start", target_type="training_run",
+            tenant_id=tenant_id, actor=actor, action=AuditAction.TRAINING_RUN_START, target_type="training_run",
             target_id=str(run.pk),
             details={"epsilon": repr(eps), "delta": repr(delta), "users": users,
                      "epsilon_remaining_before": repr(remaining)},
@@ -514,7 +515,7 @@ def popularity_release_create(*, tenant_id: int, epsilon: Any, actor: str) -> di
             delta=delta, sigma=release.sigma, cap=cap, n_users=users,
         )
         audit.record(
-            tenant_id=tenant_id, actor=actor, action="popularity.release", target_type="popularity_release",
+            tenant_id=tenant_id, actor=actor, action=AuditAction.POPULARITY_RELEASE, target_type="popularity_release",
             target_id=str(stored.pk), details={"epsilon": repr(eps), "delta": repr(delta), "users": users},
         )
     return {"id": stored.pk, "created_at": stored.created_at, "epsilon": eps, "delta": delta,
@@ -533,9 +534,9 @@ def _mark_failed(tenant_id: int, run_id: int, reason: str, *, only_if: tuple[str
             status=RunStatus.FAILED, error=reason[:1000], finished_at=timezone.now()
         )
         if changed:
-            audit.record(tenant_id=tenant_id, actor="task:modeling", action="training_run.failed",
+            audit.record(tenant_id=tenant_id, actor=SystemActor.TASK_MODELING, action=AuditAction.TRAINING_RUN_FAILED,
                          target_type="training_run", target_id=str(run_id), details={"reason": reason[:200]})
-            ledger_refund_unreleased(tenant_id=tenant_id, run_id=run_id, reason=reason, actor="task:modeling")
+            ledger_refund_unreleased(tenant_id=tenant_id, run_id=run_id, reason=reason, actor=SystemActor.TASK_MODELING)
     if changed:
         discard_versions_of_run(tenant_id=tenant_id, run_id=run_id)
     return bool(changed)

@@ -55,6 +55,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.core import audit, hooks
+from apps.core.audit import AuditAction, SystemActor
 from apps.core.conf import sotto_setting
 from apps.core.tenant_db import tenant_context
 from apps.modeling import artifacts, progress, served, tenant_data
@@ -108,10 +109,10 @@ def claim(*, tenant_id: int, run_id: int, redelivered: bool) -> Claim | None:
             if last is None or (now - last).total_seconds() > stale_s:
                 run.status, run.error, run.finished_at = RunStatus.FAILED, "worker lost", now
                 run.save(update_fields=["status", "error", "finished_at"])
-                audit.record(tenant_id=tenant_id, actor="task:modeling.train", action="training_run.failed",
+                audit.record(tenant_id=tenant_id, actor=SystemActor.TASK_MODELING_TRAIN, action=AuditAction.TRAINING_RUN_FAILED,
                              target_type="training_run", target_id=str(run_id), details={"reason": "worker lost"})
                 ledger_refund_unreleased(tenant_id=tenant_id, run_id=run_id, reason="worker lost",
-                                         actor="task:modeling.train")
+                                         actor=SystemActor.TASK_MODELING_TRAIN)
                 transaction.on_commit(lambda: discard_versions_of_run(tenant_id=tenant_id, run_id=run_id))
             else:
                 log.info("training run %s is alive elsewhere (%s message ignored)", run_id,
@@ -503,10 +504,10 @@ def _incumbent(tenant_id: int, item_pks: np.ndarray) -> Incumbent | None:
 def _fail(tenant_id: int, claim_: Claim, reason: str) -> None:
     with tenant_context(tenant_id):
         if _ours(tenant_id, claim_).update(status=RunStatus.FAILED, error=reason[:1000], finished_at=timezone.now()):
-            audit.record(tenant_id=tenant_id, actor="task:modeling.train", action="training_run.failed",
+            audit.record(tenant_id=tenant_id, actor=SystemActor.TASK_MODELING_TRAIN, action=AuditAction.TRAINING_RUN_FAILED,
                          target_type="training_run", target_id=str(claim_.run_id), details={"reason": reason[:200]})
             ledger_refund_unreleased(tenant_id=tenant_id, run_id=claim_.run_id, reason=reason,
-                                     actor="task:modeling.train")
+                                     actor=SystemActor.TASK_MODELING_TRAIN)
 
 
 def _version_row(tenant_id: int, claim_: Claim, trained: Trained, status: str) -> ModelVersion:
@@ -598,7 +599,7 @@ def _reject(tenant_id: int, claim_: Claim, run_id: int, trained: Trained, gate: 
         mv = _version_row(tenant_id, claim_, trained, VersionStatus.REJECTED)
         _record_release(tenant_id, run, trained, gate, mv, RunStatus.REJECTED)
         audit.record(
-            tenant_id=tenant_id, actor="task:modeling.train", action="model.reject", target_type="model_version",
+            tenant_id=tenant_id, actor=SystemActor.TASK_MODELING_TRAIN, action=AuditAction.MODEL_REJECT, target_type="model_version",
             target_id=str(mv.version),
             details={"run": run_id, "reason": gate["reason"], "epsilon_spent": repr(trained.epsilon_spent),
                      "design": trained.design},
@@ -625,7 +626,7 @@ def _switch(
                                  .values_list("feature_config", flat=True).first())
         mv = ModelVersion.objects.get(tenant_id=tenant_id, version=version)
         _record_release(tenant_id, run, trained, gate, mv, RunStatus.SUCCEEDED)
-        point_at(tenant_id, version, actor="task:modeling.train", action="model.activate",
+        point_at(tenant_id, version, actor=SystemActor.TASK_MODELING_TRAIN, action=AuditAction.MODEL_ACTIVATE,
                  details={"run": run_id, "checksum": mv.checksum, "epsilon_spent": repr(run.epsilon_spent),
                           "design": trained.design, "gate": gate["reason"]})
     return previous_features

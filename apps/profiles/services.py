@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from apps.catalog import selectors as catalog
 from apps.core import audit
+from apps.core.audit import AuditAction, SystemActor
 from apps.core.conf import sotto_setting
 from apps.core.errors import NotFound
 from apps.core.tenant_db import tenant_context, tenant_scope
@@ -439,7 +440,7 @@ def user_attributes_put(*, tenant_id: int, user_ref: str, attributes: dict[str, 
             rows.append(UserAttribute(tenant_id=tenant_id, user=user, name_tag=tag, ciphertext=blob, updated_at=now))
         UserAttribute.objects.bulk_create(rows)
         audit.record(
-            tenant_id=tenant_id, actor=actor, action="end_user.attributes.replace", target_type="end_user",
+            tenant_id=tenant_id, actor=actor, action=AuditAction.END_USER_ATTRIBUTES_REPLACE, target_type="end_user",
             target_id=pseudonym.hex(), details={"attributes": len(rows), "created_user": created},
         )
     return AttributesResult(created_user=created, stored=len(rows))
@@ -492,7 +493,7 @@ def user_export(
         item_ids = {int(row[1]) for row in page} | set((state or {}).get("last_items", []))
         external = catalog.external_ids_by_pks(tenant_id, item_ids)
         audit.record(
-            tenant_id=tenant_id, actor=actor, action="end_user.export", target_type="end_user",
+            tenant_id=tenant_id, actor=actor, action=AuditAction.END_USER_EXPORT, target_type="end_user",
             target_id=pseudonym.hex(),
             details={"attributes_decrypted": len(attributes), "attribute_failures": failures, "events": len(page)},
         )
@@ -565,7 +566,7 @@ def user_erase(*, tenant_id: int, user_ref: str, actor: str) -> dict[str, Any]:
         receipt_id = uuid.uuid4().hex
         erased_at = timezone.now()
         audit.record(
-            tenant_id=tenant_id, actor=actor, action="end_user.erase", target_type="end_user",
+            tenant_id=tenant_id, actor=actor, action=AuditAction.END_USER_ERASE, target_type="end_user",
             target_id=pseudonym.hex(),
             details={"receipt_id": receipt_id, "deleted": deleted, "key_destroyed": True, "had_key": had_key},
         )
@@ -633,7 +634,7 @@ def events_apply_retention(*, tenant_id: int, now: datetime | None = None, batch
     if deleted:
         with tenant_context(tenant_id):
             audit.record(
-                tenant_id=tenant_id, actor="task:apply_retention", action="events.retention", target_type="tenant",
+                tenant_id=tenant_id, actor=SystemActor.TASK_APPLY_RETENTION, action=AuditAction.EVENTS_RETENTION, target_type="tenant",
                 target_id=str(tenant_id),
                 details={"days": days, "cutoff": cutoff.isoformat(), "deleted": deleted, "users_rebuilt": rebuilt},
             )

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apps.core.errors import DomainError, PayloadTooLarge
+from apps.core.errors import DomainError, ErrorCode, PayloadTooLarge
 from apps.profiles.models import EventType
 from apps.tenancy.pseudonyms import InvalidReference, is_valid_text, normalise_ref
 
@@ -170,7 +170,7 @@ def invalid_events(problems: list[dict[str, Any]], total: int) -> DomainError:
     return DomainError(
         f"{len(problems)} of {total} events are invalid; nothing was written",
         details={"events": problems},
-        code="invalid_events",
+        code=ErrorCode.INVALID_EVENTS,
     )
 
 

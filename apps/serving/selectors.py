@@ -50,7 +50,7 @@ import numpy as np
 from apps.catalog.encoder import EncoderConfigError
 from apps.catalog.vectors import vectors_fetch
 from apps.core.conf import sotto_setting
-from apps.core.errors import DomainError
+from apps.core.errors import DomainError, ErrorCode
 from apps.core.hnsw import Neighbour
 from apps.core.tenant_db import tenant_scope
 from apps.profiles.selectors import user_state, user_state_and_seen
@@ -183,7 +183,7 @@ def search_items(*, tenant_id: int, query: str, k: int, user_ref: str | None = N
     try:
         q = query_vector(tenant_id, query)
     except EncoderConfigError as exc:
-        raise DomainError(f"search is unavailable: {exc}", code="search_unavailable", status=503) from None
+        raise DomainError(f"search is unavailable: {exc}", code=ErrorCode.SEARCH_UNAVAILABLE, status=503) from None
     with tenant_scope(tenant_id):
         user = content_interest(user_state(tenant_id, user_ref)) if user_ref is not None else None
         alpha = search_user_weight() if user is not None else 0.0

@@ -26,6 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from apps.api.errors import error_body
 from apps.core.conf import sotto_setting
+from apps.core.errors import ErrorCode
 from apps.core.modules import module_exists
 from apps.core.tenant_db import dangerously_as_platform, tenant_context
 from apps.slo import buckets
@@ -174,14 +175,14 @@ def metrics_response(request: HttpRequest) -> HttpResponse:
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), str(token).encode()):
-            response = JsonResponse(error_body("unauthenticated", "metrics need 'Authorization: Bearer <metrics token>'"), status=401)
+            response = JsonResponse(error_body(ErrorCode.UNAUTHENTICATED, "metrics need 'Authorization: Bearer <metrics token>'"), status=401)
             response["WWW-Authenticate"] = 'Bearer realm="sotto-metrics"'
             return response
     elif not _is_loopback(request.META.get("REMOTE_ADDR", "")):
         return JsonResponse(
-            error_body("forbidden", "metrics are served to loopback clients only unless SOTTO_METRICS_TOKEN is set"),
+            error_body(ErrorCode.FORBIDDEN, "metrics are served to loopback clients only unless SOTTO_METRICS_TOKEN is set"),
             status=403,
         )
     if request.method not in {"GET", "HEAD"}:
-        return JsonResponse(error_body("method_not_allowed", "use GET"), status=405)
+        return JsonResponse(error_body(ErrorCode.METHOD_NOT_ALLOWED, "use GET"), status=405)
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

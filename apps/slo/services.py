@@ -12,6 +12,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from apps.core import audit
+from apps.core.audit import AuditAction, SystemActor
 from apps.core.conf import sotto_setting
 from apps.core.errors import DomainError
 from apps.core.tenant_db import activate_tenant, dangerously_as_platform, tenant_context
@@ -67,7 +68,7 @@ def slo_objective_set(
         )
         after = slo_objectives_for_tenant(tenant_id=tenant_id)[endpoint_class]
         audit.record(
-            tenant_id=tenant_id, actor=actor, action="slo.objective.set", target_type="slo_objective",
+            tenant_id=tenant_id, actor=actor, action=AuditAction.SLO_OBJECTIVE_SET, target_type="slo_objective",
             target_id=endpoint_class, details={"before": _objective_fields(before), "after": _objective_fields(after)},
         )
     return after
@@ -83,7 +84,7 @@ def slo_objective_reset(*, tenant_id: int, endpoint_class: str, actor: str) -> O
         after = slo_objectives_for_tenant(tenant_id=tenant_id)[endpoint_class]
         if deleted:
             audit.record(
-                tenant_id=tenant_id, actor=actor, action="slo.objective.reset", target_type="slo_objective",
+                tenant_id=tenant_id, actor=actor, action=AuditAction.SLO_OBJECTIVE_RESET, target_type="slo_objective",
                 target_id=endpoint_class, details={"before": _objective_fields(before), "after": _objective_fields(after)},
             )
     return after
@@ -238,7 +239,7 @@ BURN_RULES: tuple[BurnRule, ...] = (
     BurnRule(SloAlert.Severity.FAST, 14.4, 3600, 300),  # 2% of a 28-day budget in 1 h
     BurnRule(SloAlert.Severity.SLOW, 6.0, 6 * 3600, 1800),  # 5% of a 28-day budget in 6 h
 )
-ALERT_ACTOR = "system:slo"
+ALERT_ACTOR = SystemActor.SLO_ALERTS
 
 
 @dataclass(frozen=True)
@@ -321,7 +322,7 @@ def _raise(tenant_id: int, cls: str, sli: str, rule: BurnRule, burn_long: float,
         raised_at=now, last_burn_long=burn_long, last_burn_short=burn_short, last_evaluated_at=now,
     )
     audit.record(
-        tenant_id=tenant_id, actor=ALERT_ACTOR, action="slo.alert.raise", target_type="slo_alert",
+        tenant_id=tenant_id, actor=ALERT_ACTOR, action=AuditAction.SLO_ALERT_RAISE, target_type="slo_alert",
         target_id=str(alert.id),
         details={"endpoint_class": cls, "sli": sli, "severity": rule.severity, "factor": _number(rule.factor),
                  "burn_long": _number(burn_long), "burn_short": _number(burn_short)},
@@ -333,7 +334,7 @@ def _clear(alert: SloAlert, burn_long: float, burn_short: float, now: datetime) 
     alert.last_burn_long, alert.last_burn_short, alert.last_evaluated_at = burn_long, burn_short, now
     alert.save(update_fields=["cleared_at", "last_burn_long", "last_burn_short", "last_evaluated_at"])
     audit.record(
-        tenant_id=alert.tenant_id, actor=ALERT_ACTOR, action="slo.alert.clear", target_type="slo_alert",
+        tenant_id=alert.tenant_id, actor=ALERT_ACTOR, action=AuditAction.SLO_ALERT_CLEAR, target_type="slo_alert",
         target_id=str(alert.id),
         details={"endpoint_class": alert.endpoint_class, "sli": alert.sli, "severity": alert.severity,
                  "burn_long": _number(burn_long), "burn_short": _number(burn_short)},

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from apps.core.audit import key_actor
 from apps.core.conf import sotto_setting
 from apps.core.tenant_db import api_key_lookup, tenant_context
 from apps.tenancy import keys
@@ -30,7 +31,7 @@ class KeyPrincipal:
 
     @property
     def actor(self) -> str:
-        return f"key:{self.prefix}"
+        return key_actor(self.prefix)
 
 
 class KeyRejected(Exception):

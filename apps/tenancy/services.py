@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core import audit
+from apps.core.audit import AuditAction, SystemActor
 from apps.core.tenant_db import tenant_context
 from apps.tenancy import keys
 from apps.tenancy.models import ALL_SCOPES, ApiKey, Membership, Role, Tenant
@@ -28,7 +29,7 @@ class IssuedKey:
     raw: str
 
 
-def tenant_create(*, slug: str, name: str = "", actor: str = "system", settings: dict[str, Any] | None = None) -> Tenant:
+def tenant_create(*, slug: str, name: str = "", actor: str = SystemActor.SYSTEM, settings: dict[str, Any] | None = None) -> Tenant:
     if not _SLUG_RE.match(slug):
         raise TenancyError("slug must be 1-63 lowercase letters, digits or hyphens, not starting or ending with '-'")
     with transaction.atomic():
@@ -37,7 +38,7 @@ def tenant_create(*, slug: str, name: str = "", actor: str = "system", settings:
         tenant = Tenant.objects.create(slug=slug, name=name or slug, settings=settings or {})
         with tenant_context(tenant.id):
             _on_tenant_created(tenant)
-            audit.record(tenant_id=tenant.id, actor=actor, action="tenant.create", target_type="tenant", target_id=slug)
+            audit.record(tenant_id=tenant.id, actor=actor, action=AuditAction.TENANT_CREATE, target_type="tenant", target_id=slug)
     return tenant
 
 
@@ -57,7 +58,7 @@ def tenant_update_settings(*, tenant: Tenant, changes: dict[str, Any], actor: st
         audit.record(
             tenant_id=tenant.id,
             actor=actor,
-            action="tenant.settings.update",
+            action=AuditAction.TENANT_SETTINGS_UPDATE,
             target_type="tenant",
             target_id=tenant.slug,
             details={"changed": sorted(changes)},
@@ -66,7 +67,7 @@ def tenant_update_settings(*, tenant: Tenant, changes: dict[str, Any], actor: st
 
 
 def api_key_create(
-    *, tenant: Tenant, name: str, scopes: list[str] | None = None, actor: str = "system"
+    *, tenant: Tenant, name: str, scopes: list[str] | None = None, actor: str = SystemActor.SYSTEM
 ) -> IssuedKey:
     scopes = list(scopes or ALL_SCOPES)
     unknown = sorted(set(scopes) - set(ALL_SCOPES))
@@ -81,7 +82,7 @@ def api_key_create(
             scopes=sorted(set(scopes)), created_by=actor[:150],
         )
         audit.record(
-            tenant_id=tenant.id, actor=actor, action="api_key.create", target_type="api_key",
+            tenant_id=tenant.id, actor=actor, action=AuditAction.API_KEY_CREATE, target_type="api_key",
             target_id=prefix, details={"scopes": key.scopes, "name": key.name},
         )
     return IssuedKey(key=key, raw=raw)
@@ -94,7 +95,7 @@ def api_key_revoke(*, tenant: Tenant, key_id: int, actor: str) -> ApiKey:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])
             audit.record(
-                tenant_id=tenant.id, actor=actor, action="api_key.revoke", target_type="api_key", target_id=key.prefix
+                tenant_id=tenant.id, actor=actor, action=AuditAction.API_KEY_REVOKE, target_type="api_key", target_id=key.prefix
             )
     from apps.tenancy.authn import forget_cached_key
 
@@ -110,7 +111,7 @@ def membership_set(*, tenant: Tenant, user: AbstractBaseUser, role: str, actor: 
             tenant=tenant, user_id=user.pk, defaults={"role": role}
         )
         audit.record(
-            tenant_id=tenant.id, actor=actor, action="membership.create" if created else "membership.update",
+            tenant_id=tenant.id, actor=actor, action=AuditAction.MEMBERSHIP_CREATE if created else AuditAction.MEMBERSHIP_UPDATE,
             target_type="user", target_id=str(user.pk), details={"role": role},
         )
     return membership
@@ -121,5 +122,5 @@ def membership_remove(*, tenant: Tenant, user_id: int, actor: str) -> None:
         deleted, _ = Membership.objects.filter(tenant=tenant, user_id=user_id).delete()
         if deleted:
             audit.record(
-                tenant_id=tenant.id, actor=actor, action="membership.delete", target_type="user", target_id=str(user_id)
+                tenant_id=tenant.id, actor=actor, action=AuditAction.MEMBERSHIP_DELETE, target_type="user", target_id=str(user_id)
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from apps.core.audit import SystemActor
 from apps.tenancy import keyring
 
 # Leave the worker's hard limit room: a rotation that runs out of time re-queues itself.
@@ -20,7 +21,7 @@ def rewrap_user_keys(tenant_id: int) -> bool:
     Idempotent (a re-run finds nothing left to do); reads keep working throughout. Returns True when
     no retiring version is left; otherwise it has queued itself again to carry on.
     """
-    done = keyring.rotation_complete(tenant_id=tenant_id, actor="task:rewrap_user_keys", deadline_s=_WORK_FOR_S)
+    done = keyring.rotation_complete(tenant_id=tenant_id, actor=SystemActor.TASK_REWRAP_USER_KEYS, deadline_s=_WORK_FOR_S)
     if not done:
         rewrap_user_keys.apply_async(args=[tenant_id], countdown=5)
     return done

@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from apps.core import audit
+from apps.core.audit import AuditAction, SystemActor, user_actor
 from apps.core.conf import sotto_setting
 from apps.webadmin.models import LoginFailure
 
@@ -69,7 +70,7 @@ class ThrottledModelBackend(ModelBackend):
         return super().authenticate(request, username=username, password=password, **kwargs)
 
 
-def _audit(action: str, *, actor: str, user_id: int | None, request: HttpRequest | None) -> None:
+def _audit(action: AuditAction, *, actor: str, user_id: int | None, request: HttpRequest | None) -> None:
     via = "" if request is None else str(request.path)[:100]
     with transaction.atomic():
         audit.record(
@@ -90,24 +91,24 @@ def _on_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | 
     ip = client_address(request)
     user_id = _existing_user_id(username) if username else None
     if lock_remaining_s(username=username, ip=ip) > 0:
-        _audit("auth.login_refused_locked", actor="anonymous", user_id=user_id, request=request)
+        _audit(AuditAction.AUTH_LOGIN_REFUSED_LOCKED, actor=SystemActor.ANONYMOUS, user_id=user_id, request=request)
         return
     now = timezone.now()
     with transaction.atomic():
         LoginFailure.objects.filter(at__lt=now - timedelta(seconds=int(sotto_setting("LOGIN_WINDOW_S")))).delete()
         LoginFailure.objects.create(username_digest=_digest(username), ip=ip, at=now)
-        _audit("auth.login_failed", actor="anonymous", user_id=user_id, request=request)
+        _audit(AuditAction.AUTH_LOGIN_FAILED, actor=SystemActor.ANONYMOUS, user_id=user_id, request=request)
 
 
 def _on_logged_in(sender: Any, request: HttpRequest | None, user: AbstractBaseUser, **kwargs: Any) -> None:
     with transaction.atomic():
         LoginFailure.objects.filter(username_digest=_digest(user.get_username()), ip=client_address(request)).delete()
-        _audit("auth.login", actor=f"user:{user.get_username()}", user_id=int(user.pk), request=request)
+        _audit(AuditAction.AUTH_LOGIN, actor=user_actor(user.get_username()), user_id=int(user.pk), request=request)
 
 
 def _on_logged_out(sender: Any, request: HttpRequest | None, user: AbstractBaseUser | None, **kwargs: Any) -> None:
     if user is not None:
-        _audit("auth.logout", actor=f"user:{user.get_username()}", user_id=int(user.pk), request=request)
+        _audit(AuditAction.AUTH_LOGOUT, actor=user_actor(user.get_username()), user_id=int(user.pk), request=request)
 
 
 def connect_signals() -> None:

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core import audit
+from apps.core.audit import AuditAction, SystemActor
 from apps.core.tenant_db import tenant_context
 from apps.tenancy.keyring.cache import _cache, _cache_lock
 from apps.tenancy.keyring.master import _new_version_row
@@ -73,7 +74,7 @@ def tenant_key_rotate(*, tenant_id: int, actor: str, enqueue: bool = True) -> in
         version = max(row.version for row in rows) + 1
         _new_version_row(tenant_id, ENC, version).save(force_insert=True)
         audit.record(
-            tenant_id=tenant_id, actor=actor, action="tenant_key.rotate", target_type="tenant_key",
+            tenant_id=tenant_id, actor=actor, action=AuditAction.TENANT_KEY_ROTATE, target_type="tenant_key",
             target_id=f"enc:v{version}", details={"new_version": version, "retiring": previous},
         )
         if enqueue:
@@ -126,7 +127,7 @@ def rewrap_batch(*, tenant_id: int, limit: int = 500) -> RewrapProgress:
         return RewrapProgress(done, remaining, tuple(retiring))
 
 
-def retire_drained_versions(*, tenant_id: int, actor: str = "system") -> list[int]:
+def retire_drained_versions(*, tenant_id: int, actor: str = SystemActor.SYSTEM) -> list[int]:
     """Retire every retiring version no stored key uses any more: erase its wrapped material."""
     retired: list[int] = []
     with tenant_context(tenant_id):
@@ -144,7 +145,7 @@ def retire_drained_versions(*, tenant_id: int, actor: str = "system") -> list[in
             row.save(update_fields=["status", "wrapped", "retired_at"])
             retired.append(row.version)
             audit.record(
-                tenant_id=tenant_id, actor=actor, action="tenant_key.retire", target_type="tenant_key",
+                tenant_id=tenant_id, actor=actor, action=AuditAction.TENANT_KEY_RETIRE, target_type="tenant_key",
                 target_id=f"enc:v{row.version}", details={"version": row.version},
             )
     with _cache_lock:
@@ -156,7 +157,7 @@ def retire_drained_versions(*, tenant_id: int, actor: str = "system") -> list[in
 def rotation_complete(
     *,
     tenant_id: int,
-    actor: str = "system",
+    actor: str = SystemActor.SYSTEM,
     batch: int = 500,
     deadline_s: float = 1500.0,
     progress: Callable[[RewrapProgress], Any] | None = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.db import connection
 
 from apps.core import audit
+from apps.core.audit import AuditAction, SystemActor
 from apps.core.hooks import on_tenant_created
 from apps.core.tenant_db import tenant_context
 from apps.tenancy.keyring.cache import _cache_get, _cache_put
@@ -44,7 +45,7 @@ def tenant_keys_rewrap(*, tenant_id: int) -> int:
             changed += 1
         if changed:
             audit.record(
-                tenant_id=tenant_id, actor="system", action="keys.master_rewrap", target_type="tenant_key",
+                tenant_id=tenant_id, actor=SystemActor.SYSTEM, action=AuditAction.KEYS_MASTER_REWRAP, target_type="tenant_key",
                 target_id=current_id, details={"rows": changed},
             )
     return changed

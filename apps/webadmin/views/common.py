@@ -7,13 +7,14 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from apps.core.audit import user_actor
 from apps.webadmin.scoping import TenantAccess
 from apps.webadmin.sections import nav_for
 
 
 def actor_of(request: HttpRequest) -> str:
     """How the audit chain names the signed-in person."""
-    return f"user:{request.user.get_username()}"
+    return user_actor(request.user.get_username())
 
 
 def tenant_render(
