@@ -100,6 +100,13 @@ class TenantAPIView(APIView):
         activate_tenant(principal.tenant_id)
         tenant_var.set(principal.tenant_slug)
 
+    def note_batch_size(self, body: Any, key: str) -> None:
+        """Tell the SLO middleware how many records a batch write carries (``body[key]``), before
+        validation so that a refused batch is classed by its size too; the middleware never parses."""
+        records = body.get(key) if isinstance(body, dict) else None
+        if isinstance(records, list):
+            self.request._request.sotto_batch_size = len(records)  # type: ignore[attr-defined]
+
     @property
     def principal(self) -> KeyPrincipal:
         auth = self.request.auth

@@ -66,6 +66,7 @@ class ItemsView(TenantAPIView):
     )
     def post(self, request: Request) -> Response:
         body = request.data
+        self.note_batch_size(body, "items")
         if not isinstance(body, dict) or "items" not in body:
             raise DomainError('expected a JSON object {"items": [...]}', details={"items": "is required"})
         items = parse_items(body["items"])

@@ -102,6 +102,7 @@ class EventsView(TenantAPIView):
     )
     def post(self, request: Request) -> Response:
         payload = request.data
+        self.note_batch_size(payload, "events")
         events = validate_events(payload)
         result = services.events_ingest(tenant_id=self.tenant_id, events=events, total=len(payload["events"]))
         return Response(result.as_dict(), status=201)

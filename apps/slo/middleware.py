@@ -10,9 +10,9 @@ any tenant's objective.
 
 The two batch endpoints are classed by their size (``ingest`` up to ``SLO_INGEST_SMALL_MAX``
 records, ``ingest_batch`` above): the size is what the view noted on the request
-(``request.sotto_batch_size``), else the length of the record list in the body DRF already parsed
-for the view. The middleware never parses a body itself: that would cost milliseconds per batch on
-the request thread, outside the measured time.
+(``request.sotto_batch_size``, set by ``TenantAPIView.note_batch_size`` before validation, so a 413
+counts too). The middleware never parses a body itself: that would cost milliseconds per batch on
+the request thread, outside the measured time; a body nobody parsed counts as ``ingest``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
@@ -46,25 +45,10 @@ def route_of(request: HttpRequest) -> str:
     return route if isinstance(route, str) else UNMATCHED
 
 
-def batch_size_of(request: HttpRequest, response: HttpResponse, key: str) -> int | None:
-    """How many records a batch write carried, or None when nobody parsed its body.
-
-    First what the view noted (``request.sotto_batch_size``, for a batch endpoint whose body is
-    shaped otherwise); else the ``key`` list of the body DRF parsed for the view, reached through
-    the response's ``renderer_context`` (DRF keeps the parsed body in ``Request._full_data``, the
-    ``Empty`` marker while unparsed: read, never triggered, so a 403 or 429 costs no parse).
-    """
+def batch_size_of(request: HttpRequest) -> int | None:
+    """How many records the batch write carried, as its view noted it; None when nobody parsed its body."""
     noted = getattr(request, "sotto_batch_size", None)
-    if isinstance(noted, int) and not isinstance(noted, bool):
-        return noted
-    context = getattr(response, "renderer_context", None)
-    drf_request: Any = context.get("request") if isinstance(context, dict) else None
-    data = getattr(drf_request, "_full_data", None)
-    if isinstance(data, dict):
-        records = data.get(key)
-        if isinstance(records, list):
-            return len(records)
-    return None
+    return noted if isinstance(noted, int) and not isinstance(noted, bool) else None
 
 
 class SloMiddleware:
@@ -84,7 +68,7 @@ class SloMiddleware:
             cls = endpoint_class(method, path)
         else:
             cls = endpoint_class(
-                method, path, batch_size=batch_size_of(request, response, key),
+                method, path, batch_size=batch_size_of(request),
                 small_max=int(sotto_setting("SLO_INGEST_SMALL_MAX")),
             )
         status = response.status_code

@@ -1,9 +1,8 @@
 """Test-only URLconf: a probe endpoint at each endpoint class's URL, in front of the real routes.
 
 The probe answers ``?status=`` (default 200) so tests choose the status class; durations come
-from the injected timer, never from sleeping. A POST parses its body, as the real batch views do
-(the middleware counts the records DRF parsed), and ``?note=N`` notes a batch size on the request
-the way a view with a differently shaped body would.
+from the injected timer, never from sleeping. A POST notes its batch size with
+``TenantAPIView.note_batch_size``, as the real batch views do, and ``?note=N`` overrides it.
 """
 
 from __future__ import annotations
@@ -22,7 +21,8 @@ class Probe(TenantAPIView):
         return Response({"ok": True}, status=int(request.query_params.get("status", 200)))
 
     def post(self, request: Request, **kwargs: object) -> Response:
-        request.data  # noqa: B018 - parse the body, as the real batch views do
+        key = request.path.rstrip("/").rsplit("/", 1)[-1]  # events or items: note the size as the real views do
+        self.note_batch_size(request.data, key)
         if "note" in request.query_params:
             request._request.sotto_batch_size = int(request.query_params["note"])  # type: ignore[attr-defined]
         return self.get(request, **kwargs)
