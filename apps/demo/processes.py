@@ -75,13 +75,9 @@ def pid_alive(pid: int) -> bool:
     if _PROC.is_dir():
         fields = _stat(pid)
         return fields is not None and fields[0] not in {"Z", "X"}
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from config.embedded_pg import pid_exists  # stdlib only: no Django, no server started
+
+    return pid_exists(pid)
 
 
 def group_members(pgid: int) -> list[int]:

@@ -100,12 +100,8 @@ def _prepare_permissions(pgdata: Path, socket_dir: Path, log_dir: Path) -> None:
     pgdata.chmod(0o700)
 
 
-def _running(pgdata: Path) -> bool:
-    pid_file = pgdata / "postmaster.pid"
-    try:
-        pid = int(pid_file.read_text().split("\n", 1)[0])
-    except (FileNotFoundError, ValueError, IndexError):
-        return False
+def pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (signal 0: nothing is sent; another user's process counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -113,6 +109,15 @@ def _running(pgdata: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _running(pgdata: Path) -> bool:
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return False
+    return pid_exists(pid)
 
 
 def _pg(cmd: list[str], *, timeout: float = 120) -> None:
