@@ -56,6 +56,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.support import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ["worker_kill", "postgres_down", "broker_down", "web_worker_kill", "load"]
 Json = dict[str, Any]
@@ -63,12 +65,6 @@ Json = dict[str, Any]
 
 def say(message: str) -> None:
     print(f"[faults {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- HTTP -------------------------------------------------------------------------------------

@@ -50,7 +50,6 @@ import os
 import platform as stdlib_platform
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -63,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.support import ensure_bench_database
+from bench.support import ensure_bench_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SLUG = "bench-serving"
@@ -338,15 +337,10 @@ def user_vectors(tenant_id: int, users: list[int]) -> tuple[dict[int, np.ndarray
 
 # --- the server --------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 class Server:
     def __init__(self, log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 

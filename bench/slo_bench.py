@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.support import ensure_bench_database
+from bench.support import ensure_bench_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DB = "sotto_bench_slo"
@@ -172,15 +171,10 @@ def make_persona(role: str, limit: float) -> Persona:
     return Persona(slug=tenant.slug, tenant_id=tenant.id, key=issued.raw)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 class Server:
     def __init__(self, log: Path, **env: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log = log
         self.env = _child_env(SOTTO_SLO_FLUSH_EVERY_S="1", **env)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -456,7 +450,7 @@ def child(out_file: Path, seconds: float) -> None:
     _django()
     redis_proc, redis_url = None, None
     if shutil.which("redis-server"):
-        port = _free_port()
+        port = free_port()
         redis_proc = subprocess.Popen(  # nosec B607 - the redis-server that shutil.which just found
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 
 def ensure_bench_database(name: str) -> None:
     """Create ``name`` on first use and migrate it; the caller's settings already point at it."""
@@ -21,3 +23,10 @@ def ensure_bench_database(name: str) -> None:
         connection.close()
         connection.settings_dict.update(runtime)
     call_command("migrate", verbosity=0, interactive=False)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for servers a benchmark starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 
 from apps.demo.processes import STATE_FILE, demo_commands, group_members, pid_alive, stop_recorded
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -210,12 +210,6 @@ def test_the_demo_admin_password_is_generated_once_and_kept_private(tmp_path):
     assert demo_admin_password(other)[0] != password
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
 
 def _live(port: int) -> bool:
     try:
@@ -229,7 +223,7 @@ def _live(port: int) -> bool:
 def test_sigterm_stops_the_demos_real_gunicorn_worker_and_beat(tmp_path, live_db, settings):
     # Given the demo's own web, worker and beat command lines on this session's test database
     # (a queue prefix of their own, so this worker takes no other test's tasks)
-    port = _free_port()
+    port = free_port()
     prefix = f"demo{uuid.uuid4().hex[:8]}."
     commands = demo_commands(python=PY, platform_dir=ROOT / "platform", var_dir=tmp_path, queue_prefix=prefix,
                              host="127.0.0.1", port=port)

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.manifests import ROOT, k8s_one, option, pod_spec, run_manage
+from tests.support import free_port
 
 BIN = Path(sys.executable).parent
 
@@ -68,12 +69,6 @@ def _wait_for_log(proc: subprocess.Popen[bytes], log: Path, needle: bytes, timeo
         time.sleep(0.2)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
 
 def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -91,7 +86,7 @@ def test_the_web_command_answers_probes_over_http_and_serves_everything_else_ove
     assert collected.returncode == 0, collected.stderr[-2000:]
     assert (Path(production_env["SOTTO_STATIC_ROOT"]) / "admin" / "css" / "base.css").is_file()
     container = _container("sotto-web")
-    port = _free_port()
+    port = free_port()
     command = _replace(_python_entry(container["command"]), "--bind", f"127.0.0.1:{port}")
     command = _replace(_replace(command, "--workers", "1"), "--threads", "2")
     probe_host = {h["name"]: h["value"] for h in container["readinessProbe"]["httpGet"]["httpHeaders"]}

@@ -3,7 +3,6 @@ flood leaves another's key alone, and an optional Redis bucket shared by every p
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 
@@ -13,6 +12,7 @@ from apps.api import throttling
 from apps.core.tenant_db import tenant_context
 from apps.tenancy.models import ApiKey
 from apps.tenancy.services import api_key_create, tenant_update_settings
+from tests.support import free_port
 
 
 class Clock:
@@ -112,11 +112,6 @@ def test_the_tenant_rate_is_cached_for_its_ttl(tenant_a, clock, django_assert_nu
 
 # --- the shared Redis bucket --------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
@@ -125,7 +120,7 @@ def redis_url(tmp_path_factory):
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         cwd=tmp_path_factory.mktemp("redis"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -166,6 +161,6 @@ def test_a_configured_redis_is_used_by_the_throttle(api, tenant_a, clock, settin
 
 
 def test_an_unreachable_redis_falls_back_to_the_process_bucket(api, tenant_a, clock, settings):
-    settings.SOTTO = {**settings.SOTTO, "RATE_LIMIT_REDIS_URL": f"redis://127.0.0.1:{_free_port()}/0"}
+    settings.SOTTO = {**settings.SOTTO, "RATE_LIMIT_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     set_key_rate(tenant_a, 0.5)
     assert statuses(api, tenant_a, 2) == [200, 429]
