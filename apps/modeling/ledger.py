@@ -17,7 +17,7 @@ from apps.core import audit
 from apps.core.audit import AuditAction
 from apps.modeling.models import LedgerEntry, LedgerMechanism, ModelVersion, ReleaseKind, VersionStatus
 
-__all__ = ["ledger_refund_unreleased"]
+__all__ = ["ledger_refund_unreleased", "training_run_failed_record"]
 
 # versions a failing run may leave behind: never served (a run that is not done cannot be activated)
 _UNRELEASED_VERSIONS = (VersionStatus.MATERIALISING, VersionStatus.READY, VersionStatus.FAILED)
@@ -51,3 +51,12 @@ def ledger_refund_unreleased(*, tenant_id: int, run_id: int, reason: str, actor:
                  target_id=str(run_id), details={"epsilon": repr(charge.epsilon), "delta": repr(charge.delta),
                                                  "reason": reason[:200]})
     return float(charge.epsilon)
+
+
+def training_run_failed_record(*, tenant_id: int, run_id: int, reason: str, actor: str) -> float:
+    """What every failure path owes once it has marked the run failed, in the same transaction: the
+    ``training_run.failed`` audit row and the refund of a run that released nothing. Returns the ε
+    given back."""
+    audit.record(tenant_id=tenant_id, actor=actor, action=AuditAction.TRAINING_RUN_FAILED, target_type="training_run",
+                 target_id=str(run_id), details={"reason": reason[:200]})
+    return ledger_refund_unreleased(tenant_id=tenant_id, run_id=run_id, reason=reason, actor=actor)

@@ -36,7 +36,7 @@ from apps.core.errors import Conflict, DomainError, ErrorCode
 from apps.core.tenant_db import dangerously_as_platform, tenant_context
 from apps.modeling import tenant_data
 from apps.modeling.artifacts import ServingModel
-from apps.modeling.ledger import ledger_refund_unreleased
+from apps.modeling.ledger import training_run_failed_record
 from apps.modeling.ml.config import TOWER_DEFAULTS, ModelConfig
 from apps.modeling.ml.features import tower_input
 from apps.modeling.ml.inference import user_vectors
@@ -534,9 +534,7 @@ def _mark_failed(tenant_id: int, run_id: int, reason: str, *, only_if: tuple[str
             status=RunStatus.FAILED, error=reason[:1000], finished_at=timezone.now()
         )
         if changed:
-            audit.record(tenant_id=tenant_id, actor=SystemActor.TASK_MODELING, action=AuditAction.TRAINING_RUN_FAILED,
-                         target_type="training_run", target_id=str(run_id), details={"reason": reason[:200]})
-            ledger_refund_unreleased(tenant_id=tenant_id, run_id=run_id, reason=reason, actor=SystemActor.TASK_MODELING)
+            training_run_failed_record(tenant_id=tenant_id, run_id=run_id, reason=reason, actor=SystemActor.TASK_MODELING)
     if changed:
         discard_versions_of_run(tenant_id=tenant_id, run_id=run_id)
     return bool(changed)

@@ -59,7 +59,7 @@ from apps.core.audit import AuditAction, SystemActor
 from apps.core.conf import sotto_setting
 from apps.core.tenant_db import tenant_context
 from apps.modeling import artifacts, progress, served, tenant_data
-from apps.modeling.ledger import ledger_refund_unreleased
+from apps.modeling.ledger import training_run_failed_record
 from apps.modeling.ml.config import ModelConfig
 from apps.modeling.ml.features import FeatureConfig, feature_config
 from apps.modeling.models import (
@@ -109,10 +109,8 @@ def claim(*, tenant_id: int, run_id: int, redelivered: bool) -> Claim | None:
             if last is None or (now - last).total_seconds() > stale_s:
                 run.status, run.error, run.finished_at = RunStatus.FAILED, "worker lost", now
                 run.save(update_fields=["status", "error", "finished_at"])
-                audit.record(tenant_id=tenant_id, actor=SystemActor.TASK_MODELING_TRAIN, action=AuditAction.TRAINING_RUN_FAILED,
-                             target_type="training_run", target_id=str(run_id), details={"reason": "worker lost"})
-                ledger_refund_unreleased(tenant_id=tenant_id, run_id=run_id, reason="worker lost",
-                                         actor=SystemActor.TASK_MODELING_TRAIN)
+                training_run_failed_record(tenant_id=tenant_id, run_id=run_id, reason="worker lost",
+                                           actor=SystemActor.TASK_MODELING_TRAIN)
                 transaction.on_commit(lambda: discard_versions_of_run(tenant_id=tenant_id, run_id=run_id))
             else:
                 log.info("training run %s is alive elsewhere (%s message ignored)", run_id,
@@ -504,10 +502,8 @@ def _incumbent(tenant_id: int, item_pks: np.ndarray) -> Incumbent | None:
 def _fail(tenant_id: int, claim_: Claim, reason: str) -> None:
     with tenant_context(tenant_id):
         if _ours(tenant_id, claim_).update(status=RunStatus.FAILED, error=reason[:1000], finished_at=timezone.now()):
-            audit.record(tenant_id=tenant_id, actor=SystemActor.TASK_MODELING_TRAIN, action=AuditAction.TRAINING_RUN_FAILED,
-                         target_type="training_run", target_id=str(claim_.run_id), details={"reason": reason[:200]})
-            ledger_refund_unreleased(tenant_id=tenant_id, run_id=claim_.run_id, reason=reason,
-                                     actor=SystemActor.TASK_MODELING_TRAIN)
+            training_run_failed_record(tenant_id=tenant_id, run_id=claim_.run_id, reason=reason,
+                                       actor=SystemActor.TASK_MODELING_TRAIN)
 
 
 def _version_row(tenant_id: int, claim_: Claim, trained: Trained, status: str) -> ModelVersion:
