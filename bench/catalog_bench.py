@@ -91,11 +91,13 @@ def bench_encoder(texts: list[str], repeats: int) -> dict[str, Any]:
 def bench_encode_service(tenant_id: int, movies: list[tuple[str, str, list[str], str]], precision: str) -> dict[str, Any]:
     """items_encode end to end (DB read, encode, vectors + statuses written per batch of 64)."""
     from django.conf import settings
+    from django.test import override_settings
 
     from apps.catalog.models import Item
     from apps.catalog.selectors import catalog_status
     from apps.catalog.services import items_encode
     from apps.catalog.validation import content_hash, content_text
+    from apps.core.conf import sotto
     from apps.core.tenant_db import tenant_context
 
     with tenant_context(tenant_id):
@@ -106,19 +108,15 @@ def bench_encode_service(tenant_id: int, movies: list[tuple[str, str, list[str],
             for ext, title, genres, tags in movies
         ])  # created directly, not through items_upsert, so no worker races this process for them
     pks = [row.pk for row in rows]
-    saved = settings.SOTTO["ENCODER_PRECISION"]
-    settings.SOTTO["ENCODER_PRECISION"] = precision
-    try:
+    with override_settings(SOTTO={**settings.SOTTO, "ENCODER_PRECISION": precision}):
         items_encode(tenant_id=tenant_id, item_pks=pks[:32])  # load the model (excluded)
         with tenant_context(tenant_id):
             Item.objects.filter(tenant_id=tenant_id).update(encoding_status="pending", encoded_hash="")
-        batch = int(settings.SOTTO["CATALOG_ENCODE_BATCH"])
+        batch = sotto().catalog_encode_batch
         started = time.perf_counter()
         for start in range(0, len(pks), batch):
             items_encode(tenant_id=tenant_id, item_pks=pks[start : start + batch])
         seconds = time.perf_counter() - started
-    finally:
-        settings.SOTTO["ENCODER_PRECISION"] = saved
     counts = catalog_status(tenant_id=tenant_id)
     assert counts["ready"] == len(pks), counts
     return {"items": len(pks), "seconds": round(seconds, 2), "items_per_s": round(len(pks) / seconds, 1),
@@ -228,9 +226,9 @@ def bench_recall(tenant_id: int, kind: str, n: int, n_queries: int) -> dict[str,
                       "p50_ms": round(statistics.median(lat), 2), "p95_ms": round(float(np.percentile(lat, 95)), 2)})
     mask = np.array([c == ["tenth"] for c in categories])
     truth_f = exact_topk(data, queries, K, mask)
-    from django.conf import settings
+    from apps.core.conf import sotto
 
-    ef_default = int(settings.SOTTO["CATALOG_HNSW_EF_SEARCH"])
+    ef_default = sotto().catalog_hnsw_ef_search
     found_f, lat_f = approx_topk(tenant_id, queries, ef_default, "tenth")
     recall_f = float(np.mean([len(t & f) / K for t, f in zip(truth_f, found_f, strict=True)]))
     return {
@@ -244,11 +242,11 @@ def bench_recall(tenant_id: int, kind: str, n: int, n_queries: int) -> dict[str,
 
 def bench_real_recall(slug: str, n_queries: int) -> dict[str, Any]:
     """Recall@10 of similar-items queries (self excluded, iterative scan) on an existing tenant's vectors."""
-    from django.conf import settings
     from django.db import connection
 
     from apps.catalog.partitions import vector_partition_analyze
     from apps.catalog.vectors import parse_vector, vectors_knn
+    from apps.core.conf import sotto
     from apps.core.tenant_db import tenant_context
     from apps.tenancy.selectors import tenant_get
 
@@ -269,7 +267,7 @@ def bench_real_recall(slug: str, n_queries: int) -> dict[str, Any]:
         scores = data @ data[i]
         scores[i] = -np.inf
         truths.append(set(pks[np.argpartition(-scores, K)[:K]].tolist()))
-    ef_default = int(settings.SOTTO["CATALOG_HNSW_EF_SEARCH"])
+    ef_default = sotto().catalog_hnsw_ef_search
     sweep = []
     for ef in sorted({20, 40, 64, ef_default, 200}):
         recalls, latencies = [], []

@@ -27,7 +27,7 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.tenancy.authn import KeyPrincipal
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ _last_redis_warning = 0.0
 
 def _shared_buckets() -> RedisBuckets | None:
     global _shared, _shared_url
-    url = sotto_setting("RATE_LIMIT_REDIS_URL")
+    url = sotto().rate_limit_redis_url
     if not url:
         return None
     if _shared is None or _shared_url != url:
@@ -117,7 +117,7 @@ def _shared_buckets() -> RedisBuckets | None:
 
 def take_token(key_id: int, rate: float) -> tuple[bool, float]:
     global _last_redis_warning
-    capacity = max(1.0, rate * float(sotto_setting("RATE_LIMIT_BURST_S")))
+    capacity = max(1.0, rate * sotto().rate_limit_burst_s)
     now = clock()
     shared = _shared_buckets()
     if shared is not None:
@@ -154,7 +154,7 @@ def tenant_rate(tenant_id: int) -> float | None:
 
     settings = Tenant.objects.filter(pk=tenant_id).values_list("settings", flat=True).first() or {}
     rate = _positive(settings.get("rate_limit_per_s")) if isinstance(settings, dict) else None
-    ttl = float(sotto_setting("RATE_LIMIT_TENANT_TTL_S"))
+    ttl = sotto().rate_limit_tenant_ttl_s
     with _tenant_lock:
         _tenant_rates[tenant_id] = (now + ttl, rate)
     return rate
@@ -171,7 +171,7 @@ def rate_for(principal: KeyPrincipal) -> float | None:
     return (
         _positive(principal.rate_limit_per_s)
         or tenant_rate(principal.tenant_id)
-        or _positive(sotto_setting("RATE_LIMIT_PER_S"))
+        or _positive(sotto().rate_limit_per_s)
     )
 
 

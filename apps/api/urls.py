@@ -6,17 +6,14 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from apps.api.views import TenantSettingsView, TenantView
-from apps.core.modules import module_exists
 
 _APP_URLS = ["apps.profiles.urls", "apps.catalog.urls", "apps.modeling.urls", "apps.serving.urls", "apps.slo.urls", "apps.audit.urls"]
 
 v1: list[URLPattern | URLResolver] = [
     path("tenant", TenantView.as_view(), name="tenant"),
     path("tenant/settings", TenantSettingsView.as_view(), name="tenant-settings"),
+    *(path("", include(module)) for module in _APP_URLS),
 ]
-for module in _APP_URLS:
-    if module_exists(module):
-        v1.append(path("", include(module)))
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v1/", include(v1)),

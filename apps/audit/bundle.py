@@ -18,7 +18,6 @@ against a key the reviewer pins independently (``--public-key`` / ``--key-id``).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -28,38 +27,42 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from apps.audit.chain import (
+from apps.audit.chain import format_time, sign_checkpoint, verify_chain, verify_checkpoint
+
+# The layout, the file names and the encoding of every file are the verifier's (one definition).
+from apps.audit.verify_audit_bundle import (
+    BUNDLE_FORMAT,
+    BUNDLE_FORMAT_VERSION,
+    CHECKPOINTS,
+    CSV_COLUMNS,
+    EVENTS_CSV,
+    EVENTS_JSONL,
+    HASHED_FILES,
+    MANIFEST,
+    PUBLIC_KEY,
     TIME_PATTERN,
     encode_event_line,
-    format_time,
+    events_to_csv,
     key_id,
     load_public_key_pem,
-    sign_checkpoint,
-    verify_chain,
-    verify_checkpoint,
 )
 
-BUNDLE_FORMAT = "sotto-audit-bundle"
-BUNDLE_FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-EVENTS_JSONL = "events.jsonl"
-EVENTS_CSV = "events.csv"
-CHECKPOINTS = "checkpoints.json"
-PUBLIC_KEY = "public_key.pem"
-HASHED_FILES = (EVENTS_JSONL, EVENTS_CSV, CHECKPOINTS, PUBLIC_KEY)
-CSV_COLUMNS = (
-    "sequence",
-    "time",
-    "tenant",
-    "actor",
-    "action",
-    "target_type",
-    "target_id",
-    "details",
-    "prev_hash",
-    "hash",
-)
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_FORMAT_VERSION",
+    "CHECKPOINTS",
+    "CSV_COLUMNS",
+    "EVENTS_CSV",
+    "EVENTS_JSONL",
+    "HASHED_FILES",
+    "MANIFEST",
+    "PUBLIC_KEY",
+    "build_bundle",
+    "events_to_csv",
+    "events_to_jsonl",
+    "make_export_checkpoint",
+    "write_zip",
+]
 
 
 def _time_text(value: str | datetime | None) -> str | None:
@@ -75,37 +78,9 @@ def _pretty_json(obj: object) -> bytes:
     return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _csv_cell(value: str) -> str:
-    """Neutralise spreadsheet formula injection from attacker-influenced strings."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
 def events_to_jsonl(events: list[dict[str, Any]]) -> bytes:
     """``events.jsonl``: canonical JSON per line, newline-terminated."""
     return b"".join(encode_event_line(e) + b"\n" for e in events)
-
-
-def events_to_csv(events: list[dict[str, Any]]) -> bytes:
-    """``events.csv``: spreadsheet view; details as compact sorted JSON (the verifier re-renders it)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for e in events:
-        details = json.dumps(e["details"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        row = [
-            str(e["sequence"]),
-            e["time"],
-            "" if e["tenant"] is None else e["tenant"],
-            e["actor"],
-            e["action"],
-            e["target_type"],
-            e["target_id"],
-            details,
-            e["prev_hash"],
-            e["hash"],
-        ]
-        writer.writerow([_csv_cell(v) for v in row])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 def _sort_checkpoints(checkpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:

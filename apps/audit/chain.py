@@ -1,9 +1,10 @@
 """Tamper-evident audit chain: canonical encoding, hashing, chain checks, signed checkpoints.
 
 Pure Python (stdlib + ``cryptography``), no Django: the models, DB triggers, export endpoint
-and the offline verifier (``verify_audit_bundle.py``, which re-implements the encoding on
-purpose so that it has no dependency on this package) all agree on the formats below.
-A test asserts that both implementations produce identical bytes.
+and the offline verifier all agree on the formats below. The encoding itself (validation,
+canonical bytes, hashes, checkpoint payloads, key ids) is defined once, in the standalone
+verifier ``verify_audit_bundle.py``, and imported from there; this module adds what only the
+writing side needs (building and sealing events, checking a chain, keys, signing).
 
 Event (a ``dict``; exactly these keys, plus ``"hash"`` once sealed)
 ---------------------------------------------------------------------
@@ -60,10 +61,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import json
 import os
-import re
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,22 +72,64 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-EVENT_DOMAIN = b"sotto-audit-v1\x00"
-GENESIS_DOMAIN = b"sotto-audit-genesis-v1\x00"
-CHECKPOINT_DOMAIN = b"sotto-audit-checkpoint-v1\x00"
-
-EVENT_FIELDS: frozenset[str] = frozenset(
-    {"tenant", "sequence", "time", "actor", "action", "target_type", "target_id", "details", "prev_hash"}
+from apps.audit.verify_audit_bundle import (
+    CHECKPOINT_DOMAIN,
+    CHECKPOINT_KINDS,
+    EVENT_DOMAIN,
+    EVENT_FIELDS,
+    GENESIS_DOMAIN,
+    KEY_ID_HEX_CHARS,
+    MAX_SAFE_INT,
+    TIME_PATTERN,
+    canonical_bytes,
+    checkpoint_body,
+    checkpoint_payload_of,
+    compute_hash,
+    decode_signature,
+    encode_event_line,
+    event_body,
+    genesis_hash,
+    json_bytes,
+    key_fingerprint,
+    key_id,
+    load_public_key_pem,
+    raw_public_key,
+    validate_tenant,
 )
-CHECKPOINT_KINDS = ("periodic", "export")
-KEY_ID_HEX_CHARS = 16
-MAX_SAFE_INT = 2**53 - 1
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-TIME_PATTERN = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z"
-)  # ASCII digits only
-_MAX_DEPTH = 32
+__all__ = [
+    "CHECKPOINT_DOMAIN",
+    "CHECKPOINT_KINDS",
+    "EVENT_DOMAIN",
+    "EVENT_FIELDS",
+    "GENESIS_DOMAIN",
+    "KEY_ID_HEX_CHARS",
+    "MAX_SAFE_INT",
+    "TIME_PATTERN",
+    "VerifyResult",
+    "canonical_bytes",
+    "checkpoint_payload",
+    "checkpoint_payload_of",
+    "compute_hash",
+    "encode_event_line",
+    "format_time",
+    "generate_private_key",
+    "genesis_hash",
+    "key_fingerprint",
+    "key_id",
+    "load_or_create_private_key",
+    "load_private_key_pem",
+    "load_public_key_pem",
+    "make_event",
+    "private_key_to_pem",
+    "public_key_to_pem",
+    "raw_public_key",
+    "read_private_key_file",
+    "sign_checkpoint",
+    "verify_chain",
+    "verify_checkpoint",
+    "write_private_key_file",
+]
 
 
 @dataclass(frozen=True)
@@ -101,7 +141,7 @@ class VerifyResult:
     reason: str
 
 
-# ---------------------------------------------------------------------------- encoding
+# ---------------------------------------------------------------------------- events
 
 
 def format_time(value: datetime) -> str:
@@ -113,96 +153,6 @@ def format_time(value: datetime) -> str:
         f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
         f".{u.microsecond:06d}Z"
     )
-
-
-def _is_hex64(value: object) -> bool:
-    return isinstance(value, str) and _HEX64.fullmatch(value) is not None
-
-
-def _check_json_value(value: object, path: str, depth: int = 0) -> None:
-    """Reject anything whose JSON text is not stable (floats, huge ints, odd keys)."""
-    if depth > _MAX_DEPTH:
-        raise ValueError(f"{path}: nested too deeply")
-    if value is None or isinstance(value, (bool, str)):
-        return
-    if isinstance(value, int):
-        if abs(value) > MAX_SAFE_INT:
-            raise ValueError(f"{path}: integer outside +/-(2**53-1)")
-        return
-    if isinstance(value, float):
-        raise ValueError(f"{path}: floats are not allowed in audit details (use a string)")
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_json_value(item, f"{path}[{i}]", depth + 1)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError(f"{path}: object keys must be strings")
-            _check_json_value(item, f"{path}.{key}", depth + 1)
-        return
-    raise ValueError(f"{path}: unsupported type {type(value).__name__}")
-
-
-def _validate_tenant(tenant: object) -> None:
-    if tenant is not None and (not isinstance(tenant, str) or not tenant):
-        raise ValueError("tenant must be a non-empty string or None")
-
-
-def _json_bytes(obj: object) -> bytes:
-    """The canonical JSON text of ``obj`` as UTF-8 (lone surrogates -> ValueError)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("strings must be valid Unicode (no lone surrogates)") from exc
-
-
-def _event_body(event: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``event`` and return its hashed fields (everything but ``hash``)."""
-    if not isinstance(event, dict):
-        raise ValueError("event must be a JSON object")
-    keys = set(event) - {"hash"}
-    if keys != EVENT_FIELDS:
-        missing = sorted(EVENT_FIELDS - keys)
-        extra = sorted(keys - EVENT_FIELDS)
-        raise ValueError(f"event fields wrong (missing {missing}, unexpected {extra})")
-    _validate_tenant(event["tenant"])
-    seq = event["sequence"]
-    if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_SAFE_INT:
-        raise ValueError("sequence must be an integer >= 1")
-    if not isinstance(event["time"], str) or TIME_PATTERN.fullmatch(event["time"]) is None:
-        raise ValueError("time must be UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ'")
-    for name in ("actor", "action"):
-        if not isinstance(event[name], str) or not event[name]:
-            raise ValueError(f"{name} must be a non-empty string")
-    for name in ("target_type", "target_id"):
-        if not isinstance(event[name], str):
-            raise ValueError(f"{name} must be a string")
-    if not isinstance(event["details"], dict):
-        raise ValueError("details must be a JSON object")
-    _check_json_value(event["details"], "details")
-    if not _is_hex64(event["prev_hash"]):
-        raise ValueError("prev_hash must be 64 lowercase hex characters")
-    if "hash" in event and not _is_hex64(event["hash"]):
-        raise ValueError("hash must be 64 lowercase hex characters")
-    return {k: event[k] for k in EVENT_FIELDS}
-
-
-def canonical_bytes(event: dict[str, Any]) -> bytes:
-    """Domain-separated canonical encoding hashed into the chain (format in module doc)."""
-    return EVENT_DOMAIN + _json_bytes(_event_body(event))
-
-
-def compute_hash(event: dict[str, Any]) -> str:
-    """SHA-256 hex of :func:`canonical_bytes`; ``event["hash"]`` itself is ignored."""
-    return hashlib.sha256(canonical_bytes(event)).hexdigest()
-
-
-def genesis_hash(tenant: str | None) -> str:
-    """Tenant-bound ``prev_hash`` of sequence 1, so chains cannot be swapped between tenants."""
-    _validate_tenant(tenant)
-    return hashlib.sha256(GENESIS_DOMAIN + _json_bytes(tenant)).hexdigest()
 
 
 def make_event(
@@ -233,15 +183,6 @@ def make_event(
     return event
 
 
-def encode_event_line(event: dict[str, Any]) -> bytes:
-    """One ``events.jsonl`` line: canonical JSON of the sealed event (with ``hash``), no newline."""
-    body = _event_body(event)
-    if "hash" not in event:
-        raise ValueError("event is not sealed (no hash)")
-    body["hash"] = event["hash"]
-    return _json_bytes(body)
-
-
 # ---------------------------------------------------------------------------- chain
 
 
@@ -258,7 +199,7 @@ def verify_chain(
     slice that starts mid-chain pass ``start_sequence`` and the ``start_prev_hash`` of its
     first event (trusted only as far as whatever signed it, e.g. an export checkpoint).
     """
-    _validate_tenant(tenant)
+    validate_tenant(tenant)
     if start_prev_hash is None:
         if start_sequence != 1:
             raise ValueError("start_prev_hash is required when start_sequence != 1")
@@ -266,7 +207,7 @@ def verify_chain(
     expected_seq, expected_prev = start_sequence, start_prev_hash
     for event in events:
         try:
-            _event_body(event)
+            event_body(event)
         except ValueError as exc:
             return VerifyResult(False, expected_seq, f"malformed event: {exc}")
         if "hash" not in event:
@@ -298,21 +239,6 @@ def verify_chain(
 # ---------------------------------------------------------------------------- keys
 
 
-def raw_public_key(public_key: Ed25519PublicKey) -> bytes:
-    """The 32 raw key bytes that key ids and fingerprints are computed over."""
-    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def key_fingerprint(public_key: Ed25519PublicKey) -> str:
-    """Full sha256 hex of the raw public key, printed for humans to compare out of band."""
-    return hashlib.sha256(raw_public_key(public_key)).hexdigest()
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """Short key id stored in checkpoints: the first 16 hex chars of the fingerprint."""
-    return key_fingerprint(public_key)[:KEY_ID_HEX_CHARS]
-
-
 def generate_private_key() -> Ed25519PrivateKey:
     """A fresh Ed25519 signing key."""
     return Ed25519PrivateKey.generate()
@@ -337,14 +263,6 @@ def load_private_key_pem(data: bytes, password: bytes | None = None) -> Ed25519P
     key = serialization.load_pem_private_key(data, password=password)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError("audit signing key must be Ed25519")
-    return key
-
-
-def load_public_key_pem(data: bytes) -> Ed25519PublicKey:
-    """Parse a PEM public key, refusing any algorithm other than Ed25519."""
-    key = serialization.load_pem_public_key(data)
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("audit public key must be Ed25519")
     return key
 
 
@@ -394,38 +312,14 @@ def _checkpoint_body(
     tenant: str | None,
     sequence: int,
     head_hash: str,
-    signed_at: str,
+    signed_at: str | datetime,
     first_sequence: int | None,
     first_prev_hash: str | None,
 ) -> dict[str, Any]:
-    _validate_tenant(tenant)
-    if not isinstance(sequence, int) or isinstance(sequence, bool) or not 0 <= sequence <= MAX_SAFE_INT:
-        raise ValueError("checkpoint sequence must be an integer >= 0")
-    if not _is_hex64(head_hash):
-        raise ValueError("head_hash must be 64 lowercase hex characters")
-    if not isinstance(signed_at, str) or TIME_PATTERN.fullmatch(signed_at) is None:
-        raise ValueError("signed_at must be UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ'")
-    body: dict[str, Any] = {
-        "kind": "periodic",
-        "tenant": tenant,
-        "sequence": sequence,
-        "head_hash": head_hash,
-        "signed_at": signed_at,
-    }
-    if first_sequence is None and first_prev_hash is None:
-        return body
-    if (
-        not isinstance(first_sequence, int)
-        or isinstance(first_sequence, bool)
-        or not 1 <= first_sequence <= sequence + 1
-    ):
-        raise ValueError("first_sequence must be an integer in 1..sequence+1")
-    if not _is_hex64(first_prev_hash):
-        raise ValueError("first_prev_hash must be 64 lowercase hex characters")
-    if first_sequence == sequence + 1 and first_prev_hash != head_hash:
-        raise ValueError("an empty export must have first_prev_hash == head_hash")
-    body.update(kind="export", first_sequence=first_sequence, first_prev_hash=first_prev_hash)
-    return body
+    """The validated signed fields: an export checkpoint when ``first_*`` are given, else a periodic one."""
+    when = format_time(signed_at) if isinstance(signed_at, datetime) else signed_at
+    kind = "periodic" if first_sequence is None and first_prev_hash is None else "export"
+    return checkpoint_body(kind, tenant, sequence, head_hash, when, first_sequence, first_prev_hash)
 
 
 def checkpoint_payload(
@@ -438,9 +332,8 @@ def checkpoint_payload(
     first_prev_hash: str | None = None,
 ) -> bytes:
     """The exact bytes Ed25519 signs; export checkpoints also pin the first exported link."""
-    when = format_time(signed_at) if isinstance(signed_at, datetime) else signed_at
-    body = _checkpoint_body(tenant, sequence, head_hash, when, first_sequence, first_prev_hash)
-    return CHECKPOINT_DOMAIN + _json_bytes(body)
+    body = _checkpoint_body(tenant, sequence, head_hash, signed_at, first_sequence, first_prev_hash)
+    return CHECKPOINT_DOMAIN + json_bytes(body)
 
 
 def sign_checkpoint(
@@ -454,41 +347,11 @@ def sign_checkpoint(
     first_prev_hash: str | None = None,
 ) -> dict[str, Any]:
     """Sign a chain head; returns the JSON-ready checkpoint dict (payload fields, key_id, signature)."""
-    when = format_time(signed_at) if isinstance(signed_at, datetime) else signed_at
-    body = _checkpoint_body(tenant, sequence, head_hash, when, first_sequence, first_prev_hash)
-    signature = private_key.sign(CHECKPOINT_DOMAIN + _json_bytes(body))
+    body = _checkpoint_body(tenant, sequence, head_hash, signed_at, first_sequence, first_prev_hash)
+    signature = private_key.sign(CHECKPOINT_DOMAIN + json_bytes(body))
     body["key_id"] = key_id(private_key.public_key())
     body["signature"] = base64.b64encode(signature).decode("ascii")
     return body
-
-
-def checkpoint_payload_of(checkpoint: dict[str, Any]) -> bytes:
-    """Rebuild the signed payload from a checkpoint dict (ValueError if malformed)."""
-    if not isinstance(checkpoint, dict):
-        raise ValueError("checkpoint must be a JSON object")
-    kind = checkpoint.get("kind")
-    base = {"kind", "tenant", "sequence", "head_hash", "signed_at", "key_id", "signature"}
-    expected = base | {"first_sequence", "first_prev_hash"} if kind == "export" else base
-    if kind not in CHECKPOINT_KINDS or set(checkpoint) != expected:
-        raise ValueError("checkpoint fields wrong")
-    return checkpoint_payload(
-        checkpoint["tenant"],
-        checkpoint["sequence"],
-        checkpoint["head_hash"],
-        checkpoint["signed_at"],
-        first_sequence=checkpoint.get("first_sequence"),
-        first_prev_hash=checkpoint.get("first_prev_hash"),
-    )
-
-
-def _decode_signature(text: object) -> bytes:
-    """Strict base64: alphabet, padding and unused bits must be canonical (no malleable forms)."""
-    if not isinstance(text, str):
-        raise ValueError("signature must be a string")
-    raw = base64.b64decode(text.encode("ascii"), validate=True)
-    if len(raw) != 64 or base64.b64encode(raw).decode("ascii") != text:
-        raise ValueError("signature is not canonical base64 of 64 bytes")
-    return raw
 
 
 def verify_checkpoint(public_key: Ed25519PublicKey, checkpoint: dict[str, Any]) -> bool:
@@ -497,7 +360,7 @@ def verify_checkpoint(public_key: Ed25519PublicKey, checkpoint: dict[str, Any]) 
         payload = checkpoint_payload_of(checkpoint)
         if checkpoint["key_id"] != key_id(public_key):
             return False
-        public_key.verify(_decode_signature(checkpoint["signature"]), payload)
+        public_key.verify(decode_signature(checkpoint["signature"]), payload)
     except (InvalidSignature, ValueError, TypeError, UnicodeError, binascii.Error):
         return False
     return True

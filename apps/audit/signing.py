@@ -28,7 +28,7 @@ from apps.audit.chain import (
     load_public_key_pem,
     public_key_to_pem,
 )
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +49,12 @@ class PublicKeyInfo:
 
 
 def embedded_key_path() -> Path:
-    return Path(sotto_setting("KEY_DIR")) / EMBEDDED_KEY_NAME
+    return sotto().key_dir / EMBEDDED_KEY_NAME
 
 
 def signing_key() -> Ed25519PrivateKey:
     """The configured Ed25519 signing key, or the embedded default (created 0600 on first use)."""
-    configured = sotto_setting("AUDIT_SIGNING_KEY")
+    configured = sotto().audit_signing_key
     source = ("pem", configured) if configured else ("file", str(embedded_key_path()))
     with _lock:
         cached = _cache.get(source)
@@ -87,7 +87,7 @@ def trusted_public_keys() -> dict[str, Ed25519PublicKey]:
     """Public keys that checkpoints may be signed with, by key id: the current one and any previous."""
     current = signing_key().public_key()
     keys = {key_id(current): current}
-    previous = sotto_setting("AUDIT_PREVIOUS_PUBLIC_KEYS") or ""
+    previous = sotto().audit_previous_public_keys or ""
     for block in _PEM_BLOCK.findall(str(previous).replace("\\n", "\n")):
         key = load_public_key_pem(block.encode("ascii"))
         keys.setdefault(key_id(key), key)

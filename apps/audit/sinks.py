@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from django.utils.module_loading import import_string
 
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 
 _CHAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
@@ -51,7 +51,7 @@ class DirectorySink:
     """``<root>/platform/`` and ``<root>/tenant/<slug>/``, one file per checkpoint, written once."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        configured = root if root is not None else sotto_setting("AUDIT_CHECKPOINT_DIR")
+        configured = root if root is not None else sotto().audit_checkpoint_dir
         if not configured or str(configured) in {"", "."}:
             raise SinkError("SOTTO_AUDIT_CHECKPOINT_DIR is empty: the audit checkpoint sink needs a directory")
         self.root = Path(configured)
@@ -118,6 +118,6 @@ class DirectorySink:
 
 def checkpoint_sink() -> CheckpointSink:
     """The configured sink (``SOTTO["AUDIT_CHECKPOINT_SINK"]``, a :class:`DirectorySink` by default)."""
-    cls = import_string(str(sotto_setting("AUDIT_CHECKPOINT_SINK")))
+    cls = import_string(sotto().audit_checkpoint_sink)
     sink: CheckpointSink = cls()
     return sink

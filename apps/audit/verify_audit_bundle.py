@@ -10,8 +10,11 @@ the bundle proves nothing on its own, since whoever could rewrite the bundle cou
 Prints ``OK: tenant T, events N (seq a..b), checkpoints M verified, key fingerprint F`` and exits 0,
 or ``FAIL at sequence S: <reason>`` / ``FAIL: <reason>`` and exits 1. Bad arguments exit 2.
 
-The encoding below is a deliberate copy of ``apps/audit/chain.py`` (this file must run on a
-reviewer's laptop without the Sotto code); a test asserts both produce identical bytes:
+This file is the one definition of the audit encoding: ``apps/audit/chain.py`` and
+``apps/audit/bundle.py`` import it from here (``chain.py``'s docstring spells the format out in
+full). It must still run alone on a reviewer's laptop without the Sotto code, so it imports
+nothing but the standard library and ``cryptography``; the tests run it from a copy in an
+empty folder:
 
 * event hash = sha256(b"sotto-audit-v1\\x00" + canonical JSON of the event without "hash")
 * canonical JSON = json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False), UTF-8
@@ -32,7 +35,7 @@ import json
 import re
 import sys
 import zipfile
-from typing import Any
+from typing import Any, TypeGuard
 
 try:
     from cryptography.exceptions import InvalidSignature
@@ -48,6 +51,8 @@ CHECKPOINT_DOMAIN = b"sotto-audit-checkpoint-v1\x00"
 EVENT_FIELDS = frozenset(
     {"tenant", "sequence", "time", "actor", "action", "target_type", "target_id", "details", "prev_hash"}
 )
+CHECKPOINT_KINDS = ("periodic", "export")
+KEY_ID_HEX_CHARS = 16
 BUNDLE_FORMAT = "sotto-audit-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -71,7 +76,9 @@ CSV_COLUMNS = (
 MAX_SAFE_INT = 2**53 - 1
 MAX_MEMBER_BYTES = 2 * 1024**3  # refuse zip bombs before inflating them
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+TIME_PATTERN = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z"
+)  # ASCII digits only
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _MAX_DEPTH = 32
 
@@ -85,18 +92,19 @@ class VerificationError(Exception):
         self.sequence = sequence
 
 
-# ---------------------------------------------------------------------------- encoding (copy of chain.py)
+# ---------------------------------------------------------------------------- encoding (chain.py imports it)
 
 
 def _is_hex64(value: object) -> bool:
     return isinstance(value, str) and _HEX64.fullmatch(value) is not None
 
 
-def _is_int(value: object, low: int) -> bool:
+def _is_int(value: object, low: int) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= MAX_SAFE_INT
 
 
 def _check_json_value(value: object, path: str, depth: int = 0) -> None:
+    """Reject anything whose JSON text is not stable (floats, huge ints, odd keys)."""
     if depth > _MAX_DEPTH:
         raise ValueError(f"{path}: nested too deeply")
     if value is None or isinstance(value, (bool, str)):
@@ -120,13 +128,14 @@ def _check_json_value(value: object, path: str, depth: int = 0) -> None:
     raise ValueError(f"{path}: unsupported type {type(value).__name__}")
 
 
-def _validate_tenant(tenant: object) -> None:
+def validate_tenant(tenant: object) -> None:
+    """A tenant slug (non-empty string) or ``None`` for the platform chain; ValueError otherwise."""
     if tenant is not None and (not isinstance(tenant, str) or not tenant):
         raise ValueError("tenant must be a non-empty string or None")
 
 
 def json_bytes(obj: object) -> bytes:
-    """Canonical JSON as UTF-8."""
+    """Canonical JSON as UTF-8 (lone surrogates -> ValueError)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
         return text.encode("utf-8")
@@ -143,10 +152,10 @@ def event_body(event: dict[str, Any]) -> dict[str, Any]:
         missing = sorted(EVENT_FIELDS - keys)
         extra = sorted(keys - EVENT_FIELDS)
         raise ValueError(f"event fields wrong (missing {missing}, unexpected {extra})")
-    _validate_tenant(event["tenant"])
+    validate_tenant(event["tenant"])
     if not _is_int(event["sequence"], 1):
         raise ValueError("sequence must be an integer >= 1")
-    if not isinstance(event["time"], str) or _TIME.fullmatch(event["time"]) is None:
+    if not isinstance(event["time"], str) or TIME_PATTERN.fullmatch(event["time"]) is None:
         raise ValueError("time must be UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ'")
     for name in ("actor", "action"):
         if not isinstance(event[name], str) or not event[name]:
@@ -176,7 +185,7 @@ def compute_hash(event: dict[str, Any]) -> str:
 
 def genesis_hash(tenant: str | None) -> str:
     """Tenant-bound prev_hash of sequence 1."""
-    _validate_tenant(tenant)
+    validate_tenant(tenant)
     return hashlib.sha256(GENESIS_DOMAIN + json_bytes(tenant)).hexdigest()
 
 
@@ -189,6 +198,42 @@ def encode_event_line(event: dict[str, Any]) -> bytes:
     return json_bytes(body)
 
 
+def checkpoint_body(
+    kind: str,
+    tenant: str | None,
+    sequence: int,
+    head_hash: str,
+    signed_at: str,
+    first_sequence: int | None = None,
+    first_prev_hash: str | None = None,
+) -> dict[str, Any]:
+    """Validate a checkpoint's signed fields and return them; ``first_*`` only for ``kind == "export"``."""
+    validate_tenant(tenant)
+    if not _is_int(sequence, 0):
+        raise ValueError("checkpoint sequence must be an integer >= 0")
+    if not _is_hex64(head_hash):
+        raise ValueError("head_hash must be 64 lowercase hex characters")
+    if not isinstance(signed_at, str) or TIME_PATTERN.fullmatch(signed_at) is None:
+        raise ValueError("signed_at must be UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ'")
+    body: dict[str, Any] = {
+        "kind": kind,
+        "tenant": tenant,
+        "sequence": sequence,
+        "head_hash": head_hash,
+        "signed_at": signed_at,
+    }
+    if kind == "export":
+        if not _is_int(first_sequence, 1) or first_sequence > sequence + 1:
+            raise ValueError("first_sequence must be an integer in 1..sequence+1")
+        if not _is_hex64(first_prev_hash):
+            raise ValueError("first_prev_hash must be 64 lowercase hex characters")
+        if first_sequence == sequence + 1 and first_prev_hash != head_hash:
+            raise ValueError("an empty export must have first_prev_hash == head_hash")
+        body["first_sequence"] = first_sequence
+        body["first_prev_hash"] = first_prev_hash
+    return body
+
+
 def checkpoint_payload_of(checkpoint: dict[str, Any]) -> bytes:
     """The bytes the checkpoint's signature covers (ValueError if malformed)."""
     if not isinstance(checkpoint, dict):
@@ -196,36 +241,27 @@ def checkpoint_payload_of(checkpoint: dict[str, Any]) -> bytes:
     kind = checkpoint.get("kind")
     base = {"kind", "tenant", "sequence", "head_hash", "signed_at", "key_id", "signature"}
     expected = base | {"first_sequence", "first_prev_hash"} if kind == "export" else base
-    if kind not in ("periodic", "export") or set(checkpoint) != expected:
+    if kind not in CHECKPOINT_KINDS or set(checkpoint) != expected:
         raise ValueError("checkpoint fields wrong")
-    _validate_tenant(checkpoint["tenant"])
-    seq = checkpoint["sequence"]
-    if not _is_int(seq, 0):
-        raise ValueError("checkpoint sequence must be an integer >= 0")
-    if not _is_hex64(checkpoint["head_hash"]):
-        raise ValueError("head_hash must be 64 lowercase hex characters")
-    if not isinstance(checkpoint["signed_at"], str) or _TIME.fullmatch(checkpoint["signed_at"]) is None:
-        raise ValueError("signed_at must be UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ'")
-    body = {k: checkpoint[k] for k in ("kind", "tenant", "sequence", "head_hash", "signed_at")}
-    if kind == "export":
-        first = checkpoint["first_sequence"]
-        if not _is_int(first, 1) or first > seq + 1:
-            raise ValueError("first_sequence must be an integer in 1..sequence+1")
-        if not _is_hex64(checkpoint["first_prev_hash"]):
-            raise ValueError("first_prev_hash must be 64 lowercase hex characters")
-        if first == seq + 1 and checkpoint["first_prev_hash"] != checkpoint["head_hash"]:
-            raise ValueError("an empty export must have first_prev_hash == head_hash")
-        body["first_sequence"] = first
-        body["first_prev_hash"] = checkpoint["first_prev_hash"]
+    body = checkpoint_body(
+        kind,
+        checkpoint["tenant"],
+        checkpoint["sequence"],
+        checkpoint["head_hash"],
+        checkpoint["signed_at"],
+        checkpoint.get("first_sequence"),
+        checkpoint.get("first_prev_hash"),
+    )
     return CHECKPOINT_DOMAIN + json_bytes(body)
 
 
 def _csv_cell(value: str) -> str:
+    """Neutralise spreadsheet formula injection from attacker-influenced strings."""
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def events_to_csv(events: list[dict[str, Any]]) -> bytes:
-    """Re-render ``events.csv`` exactly as the exporter does."""
+    """``events.csv``: the spreadsheet view (details as compact sorted JSON), as exported and re-rendered."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -258,13 +294,23 @@ def load_public_key_pem(data: bytes) -> Ed25519PublicKey:
     return key
 
 
+def raw_public_key(public_key: Ed25519PublicKey) -> bytes:
+    """The 32 raw key bytes that key ids and fingerprints are computed over."""
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 def key_fingerprint(public_key: Ed25519PublicKey) -> str:
-    """sha256 hex of the raw 32-byte public key."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()
+    """Full sha256 hex of the raw public key, printed for humans to compare out of band."""
+    return hashlib.sha256(raw_public_key(public_key)).hexdigest()
 
 
-def _decode_signature(text: object) -> bytes:
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """Short key id stored in checkpoints: the first 16 hex chars of the fingerprint."""
+    return key_fingerprint(public_key)[:KEY_ID_HEX_CHARS]
+
+
+def decode_signature(text: object) -> bytes:
+    """Strict base64: alphabet, padding and unused bits must be canonical (no malleable forms)."""
     if not isinstance(text, str):
         raise ValueError("signature must be a string")
     raw = base64.b64decode(text.encode("ascii"), validate=True)
@@ -390,7 +436,7 @@ def verify_bundle(
             raise VerificationError(f"manifest hash mismatch for {name} (file altered after export)")
     bundle_tenant = manifest.get("tenant")
     try:
-        _validate_tenant(bundle_tenant)
+        validate_tenant(bundle_tenant)
     except ValueError:
         raise VerificationError("manifest tenant is invalid") from None
     if tenant is not _UNSET and bundle_tenant != tenant:
@@ -413,7 +459,7 @@ def verify_bundle(
         raise VerificationError(
             f"bundle public key (fingerprint {fingerprint}) does not match pinned key id {key_id}: public key swapped"
         )
-    kid = fingerprint[:16]
+    kid = fingerprint[:KEY_ID_HEX_CHARS]
     if manifest.get("key_id") != kid:
         raise VerificationError("manifest key_id does not match public_key.pem (public key swapped?)")
 
@@ -438,7 +484,7 @@ def verify_bundle(
                 f"checkpoint key id {cp['key_id']!r} is not the bundle key {kid} (public key swapped?)", at
             )
         try:
-            bundle_key.verify(_decode_signature(cp["signature"]), payload)
+            bundle_key.verify(decode_signature(cp["signature"]), payload)
         except (InvalidSignature, ValueError):
             raise VerificationError("invalid checkpoint signature", at) from None
         if signed.setdefault(cp["sequence"], cp["head_hash"]) != cp["head_hash"]:
@@ -524,7 +570,7 @@ def verify_bundle(
     for field in ("since", "until", "created_at"):
         value = manifest.get(field)
         if not (value is None and field != "created_at") and not (
-            isinstance(value, str) and _TIME.fullmatch(value)
+            isinstance(value, str) and TIME_PATTERN.fullmatch(value)
         ):
             raise VerificationError(f"manifest {field} is not a UTC timestamp")
 

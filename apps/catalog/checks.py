@@ -22,7 +22,7 @@ PRECISIONS = ("fp32", "int8")
 @register("catalog")
 def check_encoder_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
     from apps.catalog.encoding import check_model_path, platform_model_path
-    from apps.core.conf import sotto_setting
+    from apps.core.conf import sotto
 
     errors: list[CheckMessage] = []
     path = platform_model_path()
@@ -35,7 +35,7 @@ def check_encoder_settings(app_configs: Sequence[Any] | None = None, **kwargs: A
                  "and weights (384-d, e.g. all-MiniLM-L6-v2), or unset it to use the packaged model.",
             id="catalog.E001",
         ))
-    precision = sotto_setting("ENCODER_PRECISION")
+    precision = sotto().encoder_precision
     if precision not in PRECISIONS:
         errors.append(Error(f"SOTTO['ENCODER_PRECISION'] is {precision!r}", hint="use fp32 or int8", id="catalog.E002"))
     return errors

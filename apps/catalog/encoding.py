@@ -13,14 +13,13 @@ from typing import Any
 
 from apps.catalog.encoder import EncoderConfigError, ModelInfo, TextEncoder, get_encoder, validate_model_path
 from apps.catalog.vectors import VECTOR_DIM
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 
 TENANT_MODEL_KEY = "encoder_model_path"
 
 
 def platform_model_path() -> str | None:
-    value = sotto_setting("ENCODER_MODEL_PATH")
-    return str(value) if value else None
+    return sotto().encoder_model_path or None
 
 
 def model_path_for(tenant_settings: dict[str, Any] | None) -> str | None:
@@ -55,7 +54,7 @@ def encoder_for_tenant(tenant_id: int) -> TextEncoder:
     tenant_settings = Tenant.objects.filter(pk=tenant_id).values_list("settings", flat=True).first()
     path = model_path_for(tenant_settings)
     check_model_path(path)
-    encoder = get_encoder(path, str(sotto_setting("ENCODER_PRECISION")))
+    encoder = get_encoder(path, sotto().encoder_precision)
     if encoder.dim != VECTOR_DIM:  # pragma: no cover - check_model_path already refused it
         raise EncoderConfigError(f"encoder dimension {encoder.dim} != {VECTOR_DIM}")
     return encoder

@@ -23,7 +23,7 @@ from apps.catalog.models import EncodingStatus, Item
 from apps.catalog.partitions import vector_partition_create
 from apps.catalog.validation import MAX_BATCH, ItemInput, content_hash, content_text
 from apps.catalog.vectors import VectorRow, vectors_sync_metadata, vectors_write
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.errors import Conflict, NotFound, PayloadTooLarge
 from apps.core.hooks import run_item_vectors_ready
 from apps.core.tenant_db import tenant_context
@@ -136,7 +136,7 @@ def item_delete(*, tenant_id: int, external_id: str) -> None:
 
 
 def encode_batch_size() -> int:
-    return int(sotto_setting("CATALOG_ENCODE_BATCH"))
+    return sotto().catalog_encode_batch
 
 
 def encoding_enqueue(*, tenant_id: int, item_pks: Sequence[int]) -> int:

@@ -1,7 +1,9 @@
 """The one door every sensitive action goes through to reach the audit chain.
 
-Callers pass what happened; the audit app (when installed) appends it to the tenant's hash
-chain inside the caller's transaction, so the action and its record commit or fail together.
+Callers pass what happened; the audit app appends it to the tenant's hash chain inside the
+caller's transaction, so the action and its record commit or fail together. ``apps.audit`` is
+always installed; it is imported inside :func:`record` only because it sits above ``apps.core``
+(it imports this module), the one import of ``apps.core`` that points upwards.
 
 What happened is an :class:`AuditAction` and who did it a :class:`SystemActor` (or a composed
 ``user:``/``key:`` actor from :func:`user_actor`/:func:`key_actor`). Both are ``StrEnum``: each
@@ -10,7 +12,6 @@ member *is* its string, so stored events, hashes, JSON and exports are byte-iden
 
 from __future__ import annotations
 
-import importlib.util
 from enum import StrEnum
 from typing import Any
 
@@ -92,8 +93,6 @@ def record(
     target_id: str = "",
     details: dict[str, Any] | None = None,
 ) -> None:
-    if importlib.util.find_spec("apps.audit.services") is None:
-        return
     from apps.audit.services import audit_append
 
     audit_append(

@@ -6,8 +6,9 @@ and SELECT, so even a compromised web process cannot rewrite history.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+from apps.core.conf import sotto
 
 APPEND_ONLY_TABLES: set[str] = set()
 
@@ -17,7 +18,7 @@ def register_append_only(table: str) -> None:
 
 
 def grant_runtime_privileges(connection: BaseDatabaseWrapper, owner_user: str) -> None:
-    runtime = settings.SOTTO["RUNTIME_ROLE"]
+    runtime = sotto().runtime_role
     if not runtime or runtime == owner_user:
         return
     qn = connection.ops.quote_name

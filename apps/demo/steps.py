@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.core.conf import sotto
 from apps.tenancy.models import Tenant
 
 DEMO_EPSILON = 4.0
@@ -79,7 +80,7 @@ def catalogue_step(*, tenant: Tenant, directory: Path, step: Callable[[str], Non
         return
     step(f"Catalogue: {directory.name} ({movies} movies, ratings of {users} users) through the catalogue and "
          f"events services; the worker encodes every movie with BERT "
-         f"({settings.SOTTO['ENCODER_PRECISION']}), progress below")
+         f"({sotto().encoder_precision}), progress below")
     started = time.monotonic()
     call_command("import_movielens", str(directory), "--tenant", tenant.slug, "--wait",
                  "--wait-timeout", str(ENCODING_TIMEOUT_S), stdout=stdout)

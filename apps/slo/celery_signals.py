@@ -19,11 +19,11 @@ _MAX_IN_FLIGHT = 10_000  # a task whose postrun never comes must not grow this f
 
 
 def queue_of(task: Any) -> str:
-    from apps.core.conf import sotto_setting
+    from apps.core.conf import sotto
 
     info = getattr(getattr(task, "request", None), "delivery_info", None) or {}
     queue = str(info.get("routing_key") or info.get("queue") or "unknown")
-    prefix = str(sotto_setting("QUEUE_PREFIX") or "")
+    prefix = sotto().queue_prefix
     return queue[len(prefix):] if prefix and queue.startswith(prefix) else queue
 
 

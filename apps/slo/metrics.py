@@ -16,7 +16,6 @@ import hmac
 import ipaddress
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -25,10 +24,10 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from apps.api.errors import error_body
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.errors import ErrorCode
-from apps.core.modules import module_exists
 from apps.core.tenant_db import dangerously_as_platform, tenant_context
+from apps.modeling import selectors as modeling_selectors
 from apps.slo import buckets
 
 logger = logging.getLogger(__name__)
@@ -110,20 +109,7 @@ class SottoCollector:
 
     @staticmethod
     def _modeling() -> Iterator[Metric]:
-        """Active model version and privacy budget left per tenant, from ``apps.modeling.selectors``
-        (``active_version(tenant_id)`` and ``privacy_budget(tenant_id=...)``); omitted without it."""
-        if not module_exists("apps.modeling.selectors"):
-            return
-        import importlib
-
-        selectors = importlib.import_module("apps.modeling.selectors")
-
-        def version_of(*, tenant_id: int) -> Any:
-            return selectors.active_version(tenant_id)
-
-        def budget_of(*, tenant_id: int) -> Any:
-            return selectors.privacy_budget(tenant_id=tenant_id)
-
+        """Active model version and privacy budget left per tenant, from ``apps.modeling.selectors``."""
         from apps.tenancy.models import Tenant
 
         versions = GaugeMetricFamily(
@@ -136,27 +122,16 @@ class SottoCollector:
         for tenant_id, slug in Tenant.objects.order_by("slug").values_list("id", "slug"):
             try:
                 with tenant_context(tenant_id):
-                    version = version_of(tenant_id=tenant_id)
-                    budget = budget_of(tenant_id=tenant_id)
+                    version = modeling_selectors.active_version(tenant_id)
+                    remaining = float(modeling_selectors.privacy_budget(tenant_id=tenant_id)["epsilon_remaining"])
             except Exception:  # a modeling bug must not take the whole scrape down
                 logger.exception("metrics: modeling selectors failed for tenant %s", slug)
                 continue
-            version = _attr(version, "version")
             if version is not None:
                 versions.add_metric([slug, str(version)], 1.0)
-            budget = _attr(budget, "epsilon_remaining")
-            if isinstance(budget, int | float):
-                budgets.add_metric([slug], float(budget))
+            budgets.add_metric([slug], remaining)
         yield versions
         yield budgets
-
-
-def _attr(value: Any, name: str) -> Any:
-    if value is None or isinstance(value, str | int | float):
-        return value
-    if isinstance(value, dict):
-        return value.get(name)
-    return getattr(value, name, None)
 
 
 registry = CollectorRegistry(auto_describe=False)
@@ -171,7 +146,7 @@ def _is_loopback(address: str) -> bool:
 
 
 def metrics_response(request: HttpRequest) -> HttpResponse:
-    token = sotto_setting("METRICS_TOKEN")
+    token = sotto().metrics_token
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), str(token).encode()):

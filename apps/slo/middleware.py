@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.context import tenant_var
 from apps.slo.endpoints import batch_key, endpoint_class
 from apps.slo.recorder import Recorder, default_recorder
@@ -55,7 +55,7 @@ class SloMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse], recorder: Recorder | None = None) -> None:
         self.get_response = get_response
         self.recorder = recorder or default_recorder()
-        self.access_log = bool(sotto_setting("ACCESS_LOG"))
+        self.access_log = sotto().access_log
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = timer()
@@ -69,7 +69,7 @@ class SloMiddleware:
         else:
             cls = endpoint_class(
                 method, path, batch_size=batch_size_of(request),
-                small_max=int(sotto_setting("SLO_INGEST_SMALL_MAX")),
+                small_max=sotto().slo_ingest_small_max,
             )
         status = response.status_code
         tenant_id = getattr(request, "sotto_tenant_id", None)

@@ -191,16 +191,16 @@ class Recorder:
     def _max_age(self) -> float:
         if self._max_age_s is not None:
             return self._max_age_s
-        from apps.core.conf import sotto_setting
+        from apps.core.conf import sotto
 
-        return float(sotto_setting("SLO_MAX_BUFFER_AGE_S"))
+        return sotto().slo_max_buffer_age_s
 
     def _interval(self) -> float:
         if self._flush_every_s is not None:
             return self._flush_every_s
-        from apps.core.conf import sotto_setting
+        from apps.core.conf import sotto
 
-        return float(sotto_setting("SLO_FLUSH_EVERY_S"))
+        return sotto().slo_flush_every_s
 
     def _ensure_process(self) -> None:
         # After fork (gunicorn workers, Celery prefork children) the parent's buffer and thread

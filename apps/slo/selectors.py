@@ -16,7 +16,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.errors import DomainError
 from apps.core.tenant_db import tenant_context
 from apps.slo.endpoints import CLASSES
@@ -32,7 +32,7 @@ def min_sample() -> int:
 
     Below it a burn rate says more about chance than about the service: five requests with one
     cold start read as a budget overspent 49 times."""
-    return max(1, int(sotto_setting("SLO_MIN_SAMPLE")))
+    return max(1, sotto().slo_min_sample)
 
 
 def not_enough_traffic(sample: int, needed: int) -> str:
@@ -57,12 +57,12 @@ class Objective:
 
 
 def default_objective(endpoint_class: str) -> Objective:
-    spec = sotto_setting("SLO_DEFAULTS")[endpoint_class]
+    spec = sotto().slo_defaults[endpoint_class]
     return Objective(
         endpoint_class=endpoint_class,
-        latency_threshold_ms=float(spec["latency_threshold_ms"]),
-        latency_target=float(spec["latency_target"]),
-        availability_target=float(spec["availability_target"]),
+        latency_threshold_ms=spec.latency_threshold_ms,
+        latency_target=spec.latency_target,
+        availability_target=spec.availability_target,
         is_default=True,
     )
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apps.core import audit
 from apps.core.audit import AuditAction, SystemActor
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.errors import DomainError
 from apps.core.tenant_db import activate_tenant, dangerously_as_platform, tenant_context
 from apps.slo.endpoints import CLASSES
@@ -212,9 +212,9 @@ def slo_histograms_compact(*, now: datetime | None = None) -> Compaction:
     """
     now = now or timezone.now()
     # Burn-rate alerts read up to 6 h of minute rows; never fold those away whatever the setting.
-    keep_h = max(MIN_MINUTE_RETENTION_H, float(sotto_setting("SLO_MINUTE_RETENTION_H")))
+    keep_h = max(MIN_MINUTE_RETENTION_H, sotto().slo_minute_retention_h)
     cutoff = (now - timedelta(hours=keep_h)).replace(minute=0, second=0, microsecond=0)
-    oldest = now - timedelta(days=float(sotto_setting("SLO_RETENTION_DAYS")))
+    oldest = now - timedelta(days=sotto().slo_retention_days)
     with dangerously_as_platform(), connection.cursor() as cursor:
         cursor.execute(_ROLL_UP, {"cutoff": cutoff})
         rolled = cursor.rowcount
@@ -269,7 +269,7 @@ def _evaluate_tenant(tenant_id: int, now: datetime) -> tuple[int, int]:
     burn rate for fewer, and an alert says nothing the status would not) and at least
     ``SLO_ALERT_MIN_EVENTS``; the short window only confirms that the burn goes on."""
     windows = sorted({w for rule in BURN_RULES for w in (rule.long_s, rule.short_s)})
-    min_events = max(int(sotto_setting("SLO_ALERT_MIN_EVENTS")), min_sample())
+    min_events = max(sotto().slo_alert_min_events, min_sample())
     raised = cleared = 0
     with tenant_context(tenant_id):
         per_window = dict(zip(windows, window_counts(tenant_id=tenant_id, now=now, windows_s=windows), strict=True))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from apps.core.audit import key_actor
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.tenant_db import api_key_lookup, tenant_context
 from apps.tenancy import keys
 from apps.tenancy.models import ApiKey, Tenant
@@ -55,7 +55,7 @@ def authenticate_key(raw: str) -> KeyPrincipal:
     if parsed is None:
         raise KeyRejected("malformed API key: expected 'Authorization: Bearer sotto_<prefix>_<secret>'")
     now = time.monotonic()
-    ttl = float(sotto_setting("API_KEY_CACHE_TTL_S"))
+    ttl = sotto().api_key_cache_ttl_s
     with _lock:
         hit = _cache.get(parsed.prefix)
     if hit and hit[0] > now and keys.matches(raw, hit[1]):
@@ -86,7 +86,7 @@ def _load(prefix: str, raw: str) -> tuple[KeyPrincipal, str]:
 
 
 def _touch(principal: KeyPrincipal, now: float) -> None:
-    every = float(sotto_setting("API_KEY_LAST_USED_EVERY_S"))
+    every = sotto().api_key_last_used_every_s
     with _lock:
         if now - _last_used.get(principal.key_id, -1e18) < every:
             return

@@ -29,7 +29,7 @@ from django.utils.crypto import salted_hmac
 
 from apps.core import audit
 from apps.core.audit import AuditAction, SystemActor, user_actor
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.webadmin.models import LoginFailure
 
 
@@ -46,8 +46,8 @@ def _digest(username: str) -> str:
 
 def lock_remaining_s(*, username: str, ip: str) -> int:
     """Seconds until this (username, address) may try again; 0 when it is not locked."""
-    limit = int(sotto_setting("LOGIN_MAX_FAILURES"))
-    window = timedelta(seconds=int(sotto_setting("LOGIN_WINDOW_S")))
+    limit = sotto().login_max_failures
+    window = timedelta(seconds=sotto().login_window_s)
     now = timezone.now()
     recent = list(
         LoginFailure.objects.filter(username_digest=_digest(username), ip=ip, at__gte=now - window)
@@ -95,7 +95,7 @@ def _on_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | 
         return
     now = timezone.now()
     with transaction.atomic():
-        LoginFailure.objects.filter(at__lt=now - timedelta(seconds=int(sotto_setting("LOGIN_WINDOW_S")))).delete()
+        LoginFailure.objects.filter(at__lt=now - timedelta(seconds=sotto().login_window_s)).delete()
         LoginFailure.objects.create(username_digest=_digest(username), ip=ip, at=now)
         _audit(AuditAction.AUTH_LOGIN_FAILED, actor=SystemActor.ANONYMOUS, user_id=user_id, request=request)
 

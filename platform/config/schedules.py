@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
+from apps.core.conf import sotto
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
-    prefix = settings.SOTTO["QUEUE_PREFIX"]
+    prefix = sotto().queue_prefix
     schedule: dict[str, dict[str, Any]] = {}
     registered = {
         # name: (task, seconds, queue)
@@ -18,7 +18,7 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
         # on default, not train: a trainer busy for hours must not delay noticing a dead one
         "modeling-reap-stale-runs": ("sotto.modeling.reap_stale_runs", 60.0, "default"),
         # starts due scheduled runs (it only charges and queues; training itself is on train)
-        "modeling-retrain-due": ("sotto.modeling.retrain_due", settings.SOTTO["MODELING_RETRAIN_CHECK_S"], "default"),
+        "modeling-retrain-due": ("sotto.modeling.retrain_due", sotto().modeling_retrain_check_s, "default"),
     }
     from celery import current_app
 

@@ -22,11 +22,10 @@ os.environ["SOTTO_AUDIT_CHECKPOINT_DIR"] = str(_SINK)  # inherited by subprocess
 @pytest.fixture(scope="session", autouse=True)
 def audit_sink_dir() -> Iterator[Path]:
     from django.conf import settings
+    from django.test import override_settings
 
-    saved = settings.SOTTO["AUDIT_CHECKPOINT_DIR"]
-    settings.SOTTO["AUDIT_CHECKPOINT_DIR"] = _SINK
-    yield _SINK
-    settings.SOTTO["AUDIT_CHECKPOINT_DIR"] = saved
+    with override_settings(SOTTO={**settings.SOTTO, "AUDIT_CHECKPOINT_DIR": _SINK}):
+        yield _SINK
     shutil.rmtree(_SINK, ignore_errors=True)
 
 

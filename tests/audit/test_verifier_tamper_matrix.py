@@ -890,7 +890,7 @@ def test_constants_do_not_drift() -> None:
     assert verifier.CHECKPOINT_DOMAIN == chain.CHECKPOINT_DOMAIN
     assert verifier.EVENT_FIELDS == chain.EVENT_FIELDS
     assert verifier.MAX_SAFE_INT == chain.MAX_SAFE_INT
-    assert verifier._TIME.pattern == chain.TIME_PATTERN.pattern
+    assert verifier.TIME_PATTERN.pattern == chain.TIME_PATTERN.pattern
     assert verifier.CSV_COLUMNS == bundle.CSV_COLUMNS
     assert verifier.HASHED_FILES == bundle.HASHED_FILES
     assert (verifier.BUNDLE_FORMAT, verifier.BUNDLE_FORMAT_VERSION) == (

@@ -65,11 +65,9 @@ def test_the_query_uses_the_partitions_hnsw_index(live_db, synthetic):
     assert f"catalog_itemvector_t{tid}_hnsw" in plan, plan
 
 
-def test_a_rare_category_still_gets_k_results_thanks_to_iterative_scans(live_db, synthetic, monkeypatch):
+def test_a_rare_category_still_gets_k_results_thanks_to_iterative_scans(live_db, synthetic, settings):
     tid, _pks, vectors = synthetic
-    from django.conf import settings
-
-    monkeypatch.setitem(settings.SOTTO, "CATALOG_HNSW_EF_SEARCH", 10)  # the graph walk alone would find ~0
+    settings.SOTTO = {**settings.SOTTO, "CATALOG_HNSW_EF_SEARCH": 10}  # the graph walk alone would find ~0
     found = knn_content(tid, vectors[1], 10, category="rare", available_only=False)
     assert len(found) == 10
     assert all(int(ext) % RARE_EVERY == 0 for _, ext, _ in found)

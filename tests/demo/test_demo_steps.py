@@ -88,12 +88,12 @@ def _rerun_spends_nothing(tenant: Any, tmp_path: Path, skipped: str) -> None:
 
 
 def test_the_demo_steps_load_train_evaluate_and_serve_and_a_rerun_skips_what_is_done(
-    api, tmp_path, celery_worker_proc, settings, monkeypatch
+    api, tmp_path, celery_worker_proc, settings
 ):
     from apps.demo.steps import curl_examples
     from apps.modeling.selectors import active_model_info
 
-    monkeypatch.setitem(settings.SOTTO, "MODELING_POINTER_TTL_S", 0.0)
+    settings.SOTTO = {**settings.SOTTO, "MODELING_POINTER_TTL_S": 0.0}
     # Given a fresh tenant whose DP noise is seeded so that the model beats DP popularity on its holdout
     # (at 40 users it does for some noise draws and not others: the gate decides, see the next test),
     # when the demo steps run, then every step reports and a model goes live
@@ -120,11 +120,11 @@ def test_the_demo_steps_load_train_evaluate_and_serve_and_a_rerun_skips_what_is_
 
 
 def test_the_demo_says_when_the_gate_keeps_the_model_inactive_and_a_rerun_does_not_charge_again(
-    api, tmp_path, celery_worker_proc, settings, monkeypatch
+    api, tmp_path, celery_worker_proc, settings
 ):
     from apps.modeling.selectors import active_model_info, training_runs_for_tenant
 
-    monkeypatch.setitem(settings.SOTTO, "MODELING_POINTER_TTL_S", 0.0)
+    settings.SOTTO = {**settings.SOTTO, "MODELING_POINTER_TTL_S": 0.0}
     # Given a fresh tenant whose seeded DP noise leaves the model below DP popularity on its holdout,
     # when the demo steps run, then every step reports and the activation gate keeps the model inactive
     persona, movies, users, steps, text = _demo(tmp_path, REJECTED_SEED)

@@ -93,7 +93,7 @@ def test_metrics_are_not_an_api_route_and_not_a_tenant_s_business(api, tenant_a)
 
 def test_model_version_and_privacy_budget_come_from_modeling(anon, tenant_a, monkeypatch):
     from apps.modeling import selectors
-    from apps.modeling.services import privacy_budget_set
+    from apps.modeling.budget import privacy_budget_set
 
     privacy_budget_set(tenant=tenant_a.tenant, epsilon_total=3.5, delta=1e-6, actor="test")
     monkeypatch.setattr(selectors, "active_version", lambda tenant_id: 7 if tenant_id == tenant_a.tenant.id else None)
@@ -104,9 +104,13 @@ def test_model_version_and_privacy_budget_come_from_modeling(anon, tenant_a, mon
     assert [s.value for s in budget] == [3.5]
 
 
-def test_without_modeling_selectors_those_metrics_are_omitted(anon, live_db, monkeypatch):
-    from apps.slo import metrics
+def test_a_failing_modeling_selector_leaves_its_tenant_out_and_the_scrape_up(anon, tenant_a, monkeypatch):
+    from apps.modeling import selectors
 
-    monkeypatch.setattr(metrics, "module_exists", lambda name: False)
+    def broken(tenant_id: int) -> int:
+        raise RuntimeError("modeling bug")
+
+    monkeypatch.setattr(selectors, "active_version", broken)
     got = families(anon.get("/metrics"))
-    assert "sotto_model_active_version_info" not in got and "sotto_privacy_budget_epsilon_remaining" not in got
+    assert samples(got["sotto_model_active_version_info"], tenant=tenant_a.slug) == []
+    assert samples(got["sotto_privacy_budget_epsilon_remaining"], tenant=tenant_a.slug) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.tenancy.keyring.primitives import PSEUDONYM
 
 _cache_lock = threading.Lock()
@@ -22,7 +22,7 @@ def _cache_get(tenant_id: int, purpose: str, version: int) -> bytes | None:
 
 def _cache_put(tenant_id: int, purpose: str, version: int, key: bytes) -> None:
     # The pseudonym key never changes, so it may live as long as the process.
-    ttl = float("inf") if purpose == PSEUDONYM else float(sotto_setting("KEY_CACHE_TTL_S"))
+    ttl = float("inf") if purpose == PSEUDONYM else sotto().key_cache_ttl_s
     if ttl > 0:
         with _cache_lock:
             _cache[(tenant_id, purpose, version)] = (time.monotonic() + ttl, key)

@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.tenancy.keyring.cache import _cache, _cache_lock
 from apps.tenancy.keyring.primitives import (
     KEY_BYTES,
@@ -53,7 +53,7 @@ def parse_master_key(text: str, *, source: str) -> bytes:
 
 
 def _master_key_file() -> Path:
-    return Path(sotto_setting("KEY_DIR")) / "master.key"
+    return sotto().key_dir / "master.key"
 
 
 def _generate_master_key_file(path: Path) -> None:
@@ -80,9 +80,9 @@ def master_key() -> bytes:
     global _master
     with _master_lock:
         if _master is None:
-            configured = sotto_setting("MASTER_KEY")
+            configured = sotto().master_key
             if configured:
-                _master = parse_master_key(str(configured), source="SOTTO_MASTER_KEY(_FILE)")
+                _master = parse_master_key(configured, source="SOTTO_MASTER_KEY(_FILE)")
             else:
                 path = _master_key_file()
                 if not path.exists():
@@ -113,7 +113,7 @@ def _tenant_key_ad(tenant_id: int, purpose: str, version: int) -> bytes:
 
 def previous_master_keys() -> dict[str, bytes]:
     """Retired master keys by id (``SOTTO_PREVIOUS_MASTER_KEYS``), readable during a master rotation."""
-    keys = [parse_master_key(text, source="SOTTO_PREVIOUS_MASTER_KEYS") for text in sotto_setting("PREVIOUS_MASTER_KEYS")]
+    keys = [parse_master_key(text, source="SOTTO_PREVIOUS_MASTER_KEYS") for text in sotto().previous_master_keys]
     return {master_key_id(key): key for key in keys}
 
 

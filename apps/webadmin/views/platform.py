@@ -6,7 +6,6 @@ import json
 import uuid
 from datetime import timedelta
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -16,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.core import views as core_views
+from apps.core.conf import sotto
 from apps.core.models import WorkerHeartbeat
 from apps.tenancy.selectors import all_memberships, tenant_get, tenants_for_user
 from apps.tenancy.services import TenancyError, membership_remove, membership_set, tenant_create
@@ -114,7 +114,7 @@ def health_ping(request: HttpRequest) -> HttpResponseBase:
     """Queue a ping on every worker queue; each worker that runs it refreshes its heartbeat row."""
     from apps.core.tasks import worker_ping
 
-    prefix = settings.SOTTO["QUEUE_PREFIX"]
+    prefix = sotto().queue_prefix
     token = uuid.uuid4().hex
     for queue in WORKER_QUEUES:
         worker_ping.apply_async(args=[f"{prefix}{queue}", token], queue=f"{prefix}{queue}")

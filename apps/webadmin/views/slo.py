@@ -22,7 +22,7 @@ def objectives(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     """The status table and the latency charts over ``?range=`` (1h, 6h, 24h, 7d, 28d). A range
     that is not one of those shows the default (24 h) and says so: the page is for people, who
     would rather see a chart than an error for a mistyped URL."""
-    from apps.core.conf import sotto_setting
+    from apps.core.conf import sotto
     from apps.slo.selectors import min_sample, slo_status_for_tenant
 
     status = slo_status_for_tenant(tenant_id=access.tenant.id)
@@ -42,7 +42,7 @@ def objectives(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
         request, access, "webadmin/tenant/slo.html",
         {"rows": rows, "alerts": status.open_alerts, "charts": charts, "range": time_range.key,
          "ranges": list(sources.SLO_RANGES), "min_sample": min_sample(),
-         "small_max": int(sotto_setting("SLO_INGEST_SMALL_MAX"))},
+         "small_max": sotto().slo_ingest_small_max},
         section="slo",
     )
 

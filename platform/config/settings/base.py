@@ -48,14 +48,21 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and ReDoc as static files: /api/docs/ and /api/redoc/ need no CDN
     "apps.api",
+    "apps.audit",
+    "apps.profiles",
+    "apps.catalog",
+    "apps.modeling",
+    "apps.serving",
+    "apps.slo",
+    "apps.webadmin",
+    "apps.demo",
 ]
-# Apps added by later work register themselves here (kept in one place for review).
-for _optional in ("apps.audit", "apps.profiles", "apps.catalog", "apps.modeling", "apps.serving", "apps.slo", "apps.webadmin", "apps.demo"):
-    if (BASE_DIR / _optional.replace(".", "/") / "apps.py").exists():
-        INSTALLED_APPS.append(_optional)
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
+    # Right after the request id, so it times everything else; /metrics is answered before sessions and CSRF.
+    "apps.slo.middleware.SloMiddleware",
+    "apps.slo.middleware.MetricsEndpointMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -65,9 +72,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-if "apps.slo" in INSTALLED_APPS:
-    # Right after the request id, so it times everything else; /metrics is answered before sessions and CSRF.
-    MIDDLEWARE[1:1] = ["apps.slo.middleware.SloMiddleware", "apps.slo.middleware.MetricsEndpointMiddleware"]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -196,7 +200,7 @@ if CELERY_BROKER_URL.startswith("redis"):
 
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-# Our own knobs, read through apps.core.conf.sotto_setting().
+# Our own knobs, read as one typed object through apps.core.conf.sotto(): a new key needs its field there.
 SOTTO: dict[str, Any] = {
     "QUEUE_PREFIX": _queue_prefix,
     "API_KEY_CACHE_TTL_S": env_float("SOTTO_API_KEY_CACHE_TTL_S", 5.0),

@@ -22,7 +22,6 @@ from apps.catalog.management.commands._common import tenant_by_slug
 from apps.catalog.partitions import vector_partition_analyze
 from apps.catalog.services import items_upsert
 from apps.core.errors import DomainError
-from apps.core.modules import module_exists
 
 RATINGS_BATCH = 1000
 
@@ -68,9 +67,6 @@ class Command(BaseCommand):
                 raise CommandError("timed out waiting for encoding; is a worker consuming the encode queue?")
         if options["no_ratings"]:
             return
-        if not module_exists("apps.profiles.services"):
-            self.stderr.write("ratings skipped: the profiles app (events_ingest) is not installed")
-            return
         totals = self._ratings(tenant.id, directory, options["max_users"], progress)
         self.stdout.write(
             f"{tenant.slug}: {totals['accepted']} ratings ingested ({totals['new']} new, {totals['duplicates']} "
@@ -110,8 +106,8 @@ def rating_event(rating: Rating) -> dict[str, Any]:
 def ratings_ingest(tenant_id: int, batch: list[Rating]) -> dict[str, int]:
     """Validate and ingest one batch exactly as the events API does, in one tenant transaction."""
     from apps.core.tenant_db import tenant_context
-    from apps.profiles.services import events_ingest  # type: ignore[import-not-found, unused-ignore]
-    from apps.profiles.validation import validate_events  # type: ignore[import-not-found, unused-ignore]
+    from apps.profiles.services import events_ingest
+    from apps.profiles.validation import validate_events
 
     payload = {"events": [rating_event(r) for r in batch]}
     events = validate_events(payload)

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.core.conf import sotto
 from apps.demo.processes import STATE_FILE, Child, Supervisor, Terminated, demo_commands
 from apps.demo.steps import (
     client_check_step,
@@ -112,7 +113,7 @@ class Command(BaseCommand):
 
         dataset = options["dataset"] or default_dataset()
         commands = demo_commands(python=sys.executable, platform_dir=ROOT / "platform", var_dir=var_dir,
-                                 queue_prefix=settings.SOTTO["QUEUE_PREFIX"], host=host, port=port)
+                                 queue_prefix=sotto().queue_prefix, host=host, port=port)
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'platform'}", "HF_HUB_OFFLINE": "1"}
         logs = var_dir / "log"
         shown = _shown(logs)  # var/log when under the checkout, else the full path
