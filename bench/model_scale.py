@@ -6,7 +6,7 @@
 Data: ``apps.modeling.ml.synthetic.synthetic_tenant`` (taste clusters grouped into genres, content
 vectors that know the genre well and the cluster faintly, Zipf popularity, log-normal activity).
 The run is the worker's pure part, ``apps.modeling.training.train_tenant``, with the product's own
-``services.run_config`` for the tenant's size (``--design auto``: the Opacus tower from 5,000 users):
+``run_config.run_config`` for the tenant's size (``--design auto``: the Opacus tower from 5,000 users):
 holdout split, DP releases, training, holdout metrics of the model and of DP popularity on the same
 (sampled) users. Not timed: the PostgreSQL snapshot read and the served vectors' upsert + HNSW build.
 
@@ -47,8 +47,9 @@ def run(users: int, items: int, events: int, epsilon: float, design: str, seed: 
 
     import numpy as np
 
-    from apps.modeling import services, training
+    from apps.modeling import training
     from apps.modeling.ml.synthetic import synthetic_tenant
+    from apps.modeling.run_config import run_config
     from apps.modeling.tenant_data import TenantData
     from apps.profiles.selectors import feature_config
 
@@ -57,7 +58,7 @@ def run(users: int, items: int, events: int, epsilon: float, design: str, seed: 
     data = TenantData(item_pks=st.item_ids, content=st.content, user=st.user, item=st.item, value=st.value, ts=st.ts)
     n_users = len(np.unique(st.user))
     settings = {} if design == "auto" else {"dp_design": design}
-    config = services.run_config(settings, epsilon if math.isfinite(epsilon) else None, n_users)
+    config = run_config(settings, epsilon if math.isfinite(epsilon) else None, n_users)
     config["holdout_fraction"] = 0.1
     t_data = time.perf_counter() - t0
     print(f"data: {n_users} users, {items} items, {len(st.user)} events in {t_data:.1f}s; design {config['dp_design']}",
@@ -71,10 +72,10 @@ def run(users: int, items: int, events: int, epsilon: float, design: str, seed: 
                                     features=feature_config(), on_epoch=progress)
     seconds = time.perf_counter() - t1
     m = trained.metrics
-    rel = trained.release
+    rel = trained.released.record
     return {
         "users": n_users, "items": items, "events": len(st.user), "epsilon": epsilon,
-        "epsilon_spent": trained.epsilon_spent, "delta": trained.delta, "design": trained.design,
+        "epsilon_spent": trained.released.epsilon_spent, "delta": trained.delta, "design": trained.design,
         "mechanism": rel.get("mechanism"), "accountant": rel.get("accountant"),
         "noise_multiplier": rel.get("noise_multiplier"), "sample_rate": rel.get("sample_rate"),
         "steps": rel.get("steps"), "epochs": rel.get("epochs"),

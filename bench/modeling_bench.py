@@ -24,7 +24,7 @@ Goal: DP <= 1.3 x non-private. Writes ``modeling.json`` under the output folder 
 whole training run per private design on a synthetic tenant of N users x ``--items`` items x about
 ``--per-user`` events each, through ``apps.modeling.training.train_tenant``: the pure part of the
 worker's run (holdout split, DP releases, tower, holdout metrics), with the product's own
-``services.run_config`` for "factors" and "tower" (what "auto" picks below / from 5,000 users). Each design runs in a
+``run_config.run_config`` for "factors" and "tower" (what "auto" picks below / from 5,000 users). Each design runs in a
 fresh child process so that its peak RSS (``resource.getrusage``) is its own. Not timed: the
 snapshot read from PostgreSQL and the served vectors' upsert and HNSW build (``_materialise``).
 Writes ``modeling-t10.json``::
@@ -191,7 +191,7 @@ def t10_child(design: str, users: int, items: int, per_user: int, epsilon: float
     import django
 
     django.setup()
-    from apps.modeling.services import run_config
+    from apps.modeling.run_config import run_config
     from apps.modeling.training import train_tenant
     from apps.profiles.selectors import feature_config
 
@@ -208,11 +208,11 @@ def t10_child(design: str, users: int, items: int, per_user: int, epsilon: float
     seconds = time.perf_counter() - start
     return {
         "design": trained.design, "seconds": round(seconds, 2), "peak_rss_mb": _rss_mb(),
-        "rss_before_training_mb": rss_before, "epochs": trained.epochs, "steps": trained.steps,
+        "rss_before_training_mb": rss_before, "epochs": trained.released.epochs, "steps": trained.released.steps,
         "epoch_seconds": [round(b - a, 2) for a, b in itertools.pairwise([start, *ends])],
         "torch_threads": torch.get_num_threads(), "events": len(data.user), "users": data.n_users,
         "items": len(data.item_pks), "epsilon": epsilon, "delta": delta,
-        "epsilon_spent": trained.epsilon_spent, "mechanisms": trained.release.get("mechanisms"),
+        "epsilon_spent": trained.released.epsilon_spent, "mechanisms": trained.released.record.get("mechanisms"),
         "metrics": {k: v for k, v in trained.metrics.items() if k != "protocol"},
         "config": {k: config[k] for k in ("epochs", "hidden", "expected_batch", "factor_rank", "factor_items",
                                           "proj_rank", "negatives", "grad_sample_mode")},

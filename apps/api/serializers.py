@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.modeling.models import Cadence
-from apps.modeling.services import DP_DESIGNS
+from apps.modeling.run_config import DP_DESIGNS
 from apps.tenancy.models import Scope
 
 

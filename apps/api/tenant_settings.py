@@ -10,19 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.errors import DomainError
 from apps.core.tenant_db import tenant_context
+from apps.modeling import budget as modeling_budget
 from apps.modeling import lifecycle
 from apps.modeling import selectors as modeling_selectors
-from apps.modeling import services as modeling_services
+from apps.modeling.run_config import DP_DESIGNS as MODELING_DP_DESIGNS
 from apps.profiles.services import retention_days
 from apps.slo.selectors import slo_objectives_for_tenant
 from apps.slo.services import slo_objective_set
 from apps.tenancy.models import Tenant
 from apps.tenancy.services import tenant_update_settings
 
-DP_DESIGNS = list(modeling_services.DP_DESIGNS)
+DP_DESIGNS = list(MODELING_DP_DESIGNS)
 
 
 def tenant_settings_get(*, tenant_id: int) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def tenant_settings_get(*, tenant_id: int) -> dict[str, Any]:
                            "renewal_days": budget["renewal_days"], "operator_cap": budget["operator_cap"]},
         "retention": {"event_retention_days": retention_days(settings)},
         "rate_limit_per_s": rate if isinstance(rate, int | float) and not isinstance(rate, bool) else None,
-        "rate_limit_default_per_s": float(sotto_setting("RATE_LIMIT_PER_S")),
+        "rate_limit_default_per_s": sotto().rate_limit_per_s,
         "slo_objectives": {
             cls: {"latency_threshold_ms": o.latency_threshold_ms, "latency_target": o.latency_target,
                   "availability_target": o.availability_target}
@@ -74,14 +75,14 @@ def tenant_settings_update(*, tenant_id: int, changes: dict[str, Any], actor: st
         if "rate_limit_per_s" in changes:
             raw = changes["rate_limit_per_s"]
             # a tenant may lower its limit, never raise it above the operator's (it protects other tenants)
-            cap = float(sotto_setting("RATE_LIMIT_PER_S"))
+            cap = sotto().rate_limit_per_s
             plain["rate_limit_per_s"] = None if raw is None else _positive_number(raw, "rate_limit_per_s", upper=cap)
         # The budget first, then the schedule: a PATCH that changes both is checked once, on the
         # final pair (by retrain_schedule_set); a budget alone is checked against the schedule in place.
         budget = changes.get("privacy_budget") or {}
         schedule = changes.get("retraining") or {}
         if budget:
-            modeling_services.privacy_budget_set(
+            modeling_budget.privacy_budget_set(
                 tenant=tenant, actor=actor, check=None if schedule else lifecycle.schedule_check(tenant_id),
                 **{k: budget[k] for k in ("epsilon_total", "delta", "renewal_days") if k in budget},
             )

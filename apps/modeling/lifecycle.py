@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from apps.core import audit
 from apps.core.audit import AuditAction, SystemActor
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.errors import Conflict, DomainError, ErrorCode, NotFound
 from apps.core.tenant_db import dangerously_as_platform, tenant_context
 from apps.modeling import artifacts, served, tenant_data
@@ -68,7 +68,7 @@ def schedule_fits(*, cadence: str, epsilon_per_run: float, budget: PrivacyBudget
     """``DomainError`` (400) when the schedule would exceed the budget policy (see the module docstring)."""
     if cadence == Cadence.OFF:
         return
-    total = budget.epsilon_total if budget else float(sotto_setting("DEFAULT_EPSILON_TOTAL"))
+    total = budget.epsilon_total if budget else sotto().default_epsilon_total
     days = budget.renewal_days if budget else None
     if days is None:
         raise DomainError(
@@ -139,7 +139,7 @@ def retrain_schedule_set(
     *, tenant_id: int, actor: str, cadence: Any = None, epsilon_per_run: Any = None, min_new_events: Any = ...,
 ) -> dict[str, Any]:
     """Change the schedule (fields left ``None``/``...`` stay); refused (400) if it would exceed the budget."""
-    from apps.modeling.services import parse_epsilon
+    from apps.modeling.budget import parse_epsilon
 
     cad = None if cadence is None else parse_cadence(cadence)
     eps = None if epsilon_per_run is None else parse_epsilon(epsilon_per_run, name="epsilon_per_run")
@@ -341,7 +341,7 @@ def model_version_activate(*, tenant_id: int, version: Any, actor: str) -> tuple
 
 
 def _enqueue_activation(tenant_id: int, version: int, actor: str, restore: str) -> None:
-    from apps.modeling.services import training_queue
+    from apps.modeling.run_config import training_queue
     from apps.modeling.tasks import activate_version
 
     activate_version.apply_async(args=[int(tenant_id), int(version), actor, restore], queue=training_queue())

@@ -27,7 +27,7 @@ import numpy as np
 from django.db import connection
 from django.utils import timezone
 
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.errors import NotFound
 from apps.core.hnsw import Neighbour
 from apps.core.tenant_db import tenant_scope
@@ -73,7 +73,7 @@ def clear_pointer_cache() -> None:
 
 def active_version(tenant_id: int) -> int | None:
     """The active version number (pointer cache, else one indexed read)."""
-    ttl = float(sotto_setting("MODELING_POINTER_TTL_S"))
+    ttl = sotto().modeling_pointer_ttl_s
     now = time.monotonic()
     if ttl > 0:
         with _pointer_lock:
@@ -165,7 +165,7 @@ def active_model_info(*, tenant_id: int) -> dict[str, Any] | None:
 
 
 def budget_defaults() -> tuple[float, float]:
-    return float(sotto_setting("DEFAULT_EPSILON_TOTAL")), float(sotto_setting("DEFAULT_DELTA"))
+    return sotto().default_epsilon_total, sotto().default_delta
 
 
 def _mechanism_label(entry: LedgerEntry, mech: LedgerMechanism | None, refunded: bool) -> str:
@@ -268,8 +268,8 @@ def privacy_budget(*, tenant_id: int, now: datetime | None = None) -> dict[str, 
         "epsilon_spent_lifetime": float(sum(e.epsilon for e in entries)),
         "next_renewal_at": next_at,
         "epsilon_renewed_then": returning,
-        "operator_cap": {"epsilon_total_max": float(sotto_setting("MAX_EPSILON_TOTAL")),
-                         "renewal_days_min": int(sotto_setting("MIN_RENEWAL_DAYS"))},
+        "operator_cap": {"epsilon_total_max": sotto().max_epsilon_total,
+                         "renewal_days_min": sotto().min_renewal_days},
         "delta": delta,
         "delta_spent": float(sum(e.delta for e in entries)),
         "composition": composition,

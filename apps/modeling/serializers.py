@@ -3,7 +3,7 @@ popularity releases (OpenAPI via drf-spectacular).
 
 Schema only: the views keep answering with what ``selectors.run_repr``, ``selectors.privacy_budget``,
 ``selectors.model_versions`` and the services build, and ε keeps being checked by
-``services.parse_epsilon`` (its messages name the field). The mechanism records (``release``,
+``budget.parse_epsilon`` (its messages name the field). The mechanism records (``release``,
 ``gate``, ledger ``details``) stay free-form on purpose: their keys depend on the DP design that ran
 and are documented in docs/modeling.md, not frozen into the API.
 """

@@ -48,6 +48,14 @@ def trainable_users(tenant_id: int) -> int:
     return int(row[0]) if row else 0
 
 
+def event_users(tenant_id: int) -> int:
+    """Users with at least one event, on any item (the unit of a popularity release)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(DISTINCT user_id) FROM profiles_userevent WHERE tenant_id = %s", [int(tenant_id)])
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 def items(tenant_id: int) -> tuple[np.ndarray, np.ndarray]:
     """(item pks ascending, their content vectors) of every item with a content vector."""
     with connection.cursor() as cursor:

@@ -14,9 +14,9 @@ Steps of :func:`training_run_execute`:
 2. **Data** (one transaction, consistent snapshot): items with content vectors and their events.
    Per user, the newest ``holdout_fraction`` of events is held out (protocol P1) to measure the
    version's offline metrics; the model and its popularity release see only the rest.
-3. **DP releases**, by the run's design (``run.config["dp_design"]``, resolved from
+3. **DP releases**, by the run's design (``ml.designs``; ``run.config["dp_design"]``, resolved from
    ``Tenant.settings["dp_design"]`` when the run was charged): ``"tower"`` (default from
-   ``services.TOWER_MIN_USERS`` users): DP popularity + DP-SGD through Opacus of the public-feature
+   ``run_config.TOWER_MIN_USERS`` users): DP popularity + DP-SGD through Opacus of the public-feature
    two-tower (``ml.tower``), composed by the RDP accountant to the whole (ε, δ), with progress
    (epoch, loss) written to the run row; ``"factors"`` (smaller tenants): DP popularity + DP
    item-item Gram (GDP), the tower is its initialisation. A heartbeat thread keeps
@@ -47,7 +47,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -56,22 +56,22 @@ from django.utils import timezone
 
 from apps.core import audit, hooks
 from apps.core.audit import AuditAction, SystemActor
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.tenant_db import tenant_context
 from apps.modeling import artifacts, progress, served, tenant_data
-from apps.modeling.ledger import training_run_failed_record
+from apps.modeling.ledger import ledger_mechanism_record, run_charge, training_run_failed_record
+from apps.modeling.ml import accounting
 from apps.modeling.ml.config import ModelConfig
+from apps.modeling.ml.designs import Released, release_design
 from apps.modeling.ml.features import FeatureConfig, feature_config
 from apps.modeling.models import (
     ActiveModel,
-    LedgerEntry,
-    LedgerMechanism,
     ModelVersion,
-    ReleaseKind,
     RunStatus,
     TrainingRun,
     VersionStatus,
 )
+from apps.modeling.popularity_release import popularity_release_store
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def claim(*, tenant_id: int, run_id: int, redelivered: bool) -> Claim | None:
     live run would waste its budget. Silent for ``MODELING_STALE_AFTER_S`` → failed ("worker
     lost"); beating → this delivery is a duplicate and does nothing.
     """
-    stale_s = float(sotto_setting("MODELING_STALE_AFTER_S"))
+    stale_s = sotto().modeling_stale_after_s
     with tenant_context(tenant_id):
         run = TrainingRun.objects.select_for_update().filter(tenant_id=tenant_id, pk=run_id).first()
         if run is None:
@@ -182,32 +182,23 @@ class Heartbeat:
 # --- the run ---------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Trained:
-    """What the pure part of a run produced: the version's arrays, what was released, holdout metrics."""
+    """What the pure part of a run produced: the design's release, the version's universe, holdout metrics."""
 
-    weights: dict[str, np.ndarray]
+    released: Released  # weights, extras, popularity release, the record of what ran, composed ε
     item_pks: np.ndarray
-    extras: np.ndarray
     content: np.ndarray
     features: FeatureConfig
     config: dict[str, Any]
     n_users: int
-    pop_counts: np.ndarray
-    sigma_pop: float
-    epsilon_pop: float  # the popularity release alone, at ``delta`` (what its stored counts cost)
     delta: float
-    epsilon_spent: float  # every release of the run composed (ledger); never above the charge
-    release: dict[str, Any]  # design, mechanisms with their ε/σ, accountant (ledger, API, admin)
+    epsilon_pop: float  # the popularity release alone, at ``delta`` (what its stored counts cost)
     metrics: dict[str, Any]
-    loss_history: list[float] = field(default_factory=list)
-    epochs: int = 0
-    steps: int = 0
-    cold_extras: np.ndarray | None = None  # extras row of items outside the universe
 
     @property
     def design(self) -> str:
-        return str(self.release["design"])
+        return str(self.released.record["design"])
 
 
 @dataclass(frozen=True)
@@ -228,46 +219,6 @@ def _model_config(config: dict[str, Any]) -> ModelConfig:
     return ModelConfig(**values)
 
 
-def _release_factors(train: Any, content: np.ndarray, mc: ModelConfig, epsilon: float, delta: float, seed: int,
-                     on_stage: Callable[[str], None] | None = None,
-                     ) -> tuple[dict[str, np.ndarray], np.ndarray, Any, dict[str, Any], float]:
-    """DP popularity + DP item-item Gram (GDP); the tower is its initialisation (no gradient step)."""
-    from apps.modeling.ml.dp_factors import release_item_extras
-    from apps.modeling.ml.train import TrainData, build_model, export_weights
-    from apps.modeling.services import GDP_ACCOUNTANT, factor_release_plan, gaussian_epsilon
-
-    if mc.epochs != 0:
-        raise ValueError("dp_design 'factors' spends the whole budget on its releases: epochs must be 0")
-    m = min(mc.factor_items, train.n_items)
-    mc = replace(mc, factor_rank=min(mc.factor_rank, m))  # a tiny catalogue has fewer eigenvectors
-    rel = release_item_extras(train.user, train.item, train.n_items, epsilon, delta, mc, seed=seed, on_stage=on_stage,
-                              content=content)
-    private = math.isfinite(epsilon)
-    weights = export_weights(build_model(TrainData(train, content, rel.extras), mc))
-    if not private:
-        return weights, rel.extras, rel, {"design": "factors", "private": False, "mechanisms": [
-            {"name": "popularity + item-item gram (PureSVD)", "noise": "none (non-private)"}]}, math.inf
-    assert rel.sigma_gram is not None and rel.epsilon_sgd is None
-    plan = factor_release_plan(asdict(mc), epsilon, delta)
-    mu = math.sqrt(1.0 / rel.sigma_pop ** 2 + 1.0 / rel.sigma_gram ** 2)
-    eps_total = gaussian_epsilon(1.0 / mu, delta)
-    release = {
-        "design": "factors", "private": True,
-        "mechanism": "gaussian popularity + gaussian item-item gram (DP PureSVD), no DP-SGD",
-        "accountant": GDP_ACCOUNTANT, **plan,
-        "mechanisms": [
-            {"name": "gaussian popularity", "sigma": rel.sigma_pop, "sensitivity": 1.0, "cap": mc.pop_cap,
-             "epsilon_alone": gaussian_epsilon(rel.sigma_pop, delta)},
-            {"name": "gaussian item-item gram (DP PureSVD)", "sigma": rel.sigma_gram, "sensitivity": 1.0,
-             "items": m, "rank": mc.factor_rank, "epsilon_alone": gaussian_epsilon(rel.sigma_gram, delta)},
-        ],
-        "sigma_pop": rel.sigma_pop, "sigma_gram": rel.sigma_gram, "mu_total": mu, "epsilon_composed": eps_total,
-        "delta": delta, "factor_rank": mc.factor_rank, "factor_items": m, "pop_cap": mc.pop_cap,
-        "sensitivity": 1.0, "users_released": train.n_users, "epochs": 0, "steps": 0,
-    }
-    return weights, rel.extras, rel, release, eps_total
-
-
 def train_tenant(
     *, data: tenant_data.TenantData, config: dict[str, Any], epsilon: float, delta: float, seed: int,
     features: FeatureConfig, on_epoch: Callable[[int, int, float], None] | None = None,
@@ -275,8 +226,8 @@ def train_tenant(
 ) -> Trained:
     """Pure part of a run (no database): holdout split, DP releases of ``config["dp_design"]``, metrics.
 
-    ``"tower"``: DP popularity + DP-SGD (Opacus) of the public-feature two-tower (``ml.tower``);
-    ``"factors"``: DP popularity + DP item-item Gram (``ml.dp_factors``, GDP). Either spends at most
+    The design (``ml.designs``: ``"tower"``, DP popularity + DP-SGD (Opacus) of the public-feature
+    two-tower; ``"factors"``, DP popularity + DP item-item Gram, GDP) releases; it spends at most
     the whole (ε, δ) (checked against the composed accountant; ε = inf is the non-private model).
     Everything is sparse: no users x items array. Metrics compare the candidate with DP popularity
     and, when given, the ``incumbent`` on the same holdout users (``gate_decision`` reads them).
@@ -287,7 +238,7 @@ def train_tenant(
 
     from apps.modeling.ml.data import from_arrays, p1_split
 
-    threads = int(sotto_setting("MODELING_TORCH_THREADS"))
+    threads = sotto().modeling_torch_threads
     if threads > 0:
         torch.set_num_threads(threads)
     mc = _model_config(config)
@@ -295,48 +246,24 @@ def train_tenant(
     holdout = float(config.get("holdout_fraction", 0.1))
     split = p1_split(interactions, holdout) if holdout > 0 else None
     train = split.train if split is not None else interactions
-    design = str(config.get("dp_design", "tower"))
-    loss_history: list[float] = []
-    epochs = steps = 0
-    if design == "factors":
-        weights, extras, rel, release, eps_total = _release_factors(train, data.content, mc, epsilon, delta, seed,
-                                                                    on_stage)
-        pop_counts, sigma_pop = rel.pop_counts, rel.sigma_pop
-        cold = np.zeros(extras.shape[1], dtype=np.float32)
-        cold[-1] = float(np.linalg.norm(extras, axis=1).max())  # pad: same norm as every other row
-    elif design == "tower":
-        from apps.modeling.ml.distributed import usable_processes
-        from apps.modeling.ml.tower import release_tower
-
-        # one tenant's DP-SGD on N torch.distributed processes (gloo), if the operator asks and N fits
-        procs = usable_processes(train.n_users, mc.expected_batch, int(sotto_setting("MODELING_TRAIN_PROCESSES")))
-        res, extras, pop, release, eps_total = release_tower(
-            train, data.content, mc, features, epsilon, delta, seed, on_epoch, processes=procs, threads=threads,
-            on_stage=on_stage)
-        weights, pop_counts, sigma_pop = res.weights, pop.counts, pop.sigma
-        loss_history, epochs, steps = res.loss_history, res.epochs, res.steps
-        cold = np.zeros(extras.shape[1], dtype=np.float32)  # no released count; the pad is computed per row
-    else:
-        raise ValueError(f"unknown dp_design {design!r}")
-    release["users"] = interactions.n_users
+    design = release_design(str(config.get("dp_design", "tower")))
+    released = design.release(train, data.content, mc, features, epsilon, delta, seed, on_stage=on_stage,
+                              on_epoch=on_epoch, max_processes=sotto().modeling_train_processes, threads=threads)
+    released = replace(released, record={**released.record, "users": interactions.n_users})
+    eps_total = released.epsilon_spent
     if math.isfinite(epsilon) and eps_total > epsilon + 1e-9:  # never release more than was charged
         raise RuntimeError(f"composed ε {eps_total!r} exceeds the charged ε {epsilon!r}")
-    from apps.modeling.services import gaussian_epsilon
-
-    eps_pop = gaussian_epsilon(sigma_pop, delta) if sigma_pop > 0 else math.inf
+    sigma_pop = released.sigma_pop
+    eps_pop = accounting.gaussian_epsilon(sigma_pop, delta) if sigma_pop > 0 else math.inf
     metrics: dict[str, Any] = {}
     if split is not None:
         if on_stage is not None:
             on_stage("evaluation")
-        metrics = holdout_metrics(split=split, content=data.content, weights=weights, extras=extras,
-                                  features=features, pop_counts=pop_counts, incumbent=incumbent, seed=seed,
-                                  holdout=holdout)
-    return Trained(
-        weights=weights, item_pks=data.item_pks, extras=extras, content=data.content, features=features,
-        config=config, n_users=interactions.n_users, pop_counts=pop_counts, sigma_pop=sigma_pop, epsilon_pop=eps_pop,
-        delta=delta, epsilon_spent=eps_total, release=release, metrics=metrics, loss_history=loss_history,
-        epochs=epochs, steps=steps, cold_extras=cold,
-    )
+        metrics = holdout_metrics(split=split, content=data.content, weights=released.weights,
+                                  extras=released.extras, features=features, pop_counts=released.pop_counts,
+                                  incumbent=incumbent, seed=seed, holdout=holdout)
+    return Trained(released=released, item_pks=data.item_pks, content=data.content, features=features,
+                   config=config, n_users=interactions.n_users, delta=delta, epsilon_pop=eps_pop, metrics=metrics)
 
 
 def holdout_metrics(
@@ -352,7 +279,7 @@ def holdout_metrics(
     users = np.flatnonzero(np.fromiter((len(t) > 0 for t in test), dtype=bool, count=len(test)))
     if len(users) == 0:
         return {}
-    cap = int(sotto_setting("MODELING_EVAL_USERS"))
+    cap = sotto().modeling_eval_users
     if len(users) > cap:
         users = np.sort(np.random.default_rng([seed, 5]).choice(users, size=cap, replace=False))
     chosen = np.zeros(len(test), dtype=bool)
@@ -426,7 +353,7 @@ def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = Fal
     version: int | None = None
     previous_features: dict[str, Any] | None = None
     try:
-        with Heartbeat(tenant_id, claim_, float(sotto_setting("MODELING_HEARTBEAT_S"))) as beat:
+        with Heartbeat(tenant_id, claim_, sotto().modeling_heartbeat_s) as beat:
             with tenant_context(tenant_id):
                 run = TrainingRun.objects.get(tenant_id=tenant_id, pk=run_id)
                 data = tenant_data.load(tenant_id)
@@ -461,7 +388,7 @@ def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = Fal
             trained = train_tenant(data=data, config=run.config, epsilon=run.epsilon, delta=delta, seed=run.seed,
                                    features=feature_config(), on_epoch=on_epoch, incumbent=incumbent,
                                    on_stage=on_stage)
-            gate = gate_decision(trained.metrics, float(sotto_setting("MODELING_GATE_MARGIN")))
+            gate = gate_decision(trained.metrics, sotto().modeling_gate_margin)
             if gate["passed"]:
                 version = _materialise(tenant_id, claim_, trained)
                 _stage(tenant_id, claim_, progress.SWITCHING)
@@ -508,8 +435,10 @@ def _fail(tenant_id: int, claim_: Claim, reason: str) -> None:
 
 def _version_row(tenant_id: int, claim_: Claim, trained: Trained, status: str) -> ModelVersion:
     """A new version number (one allocator per tenant at a time) and its stored arrays."""
-    blob, checksum = artifacts.pack(trained.weights, trained.item_pks, trained.extras, trained.cold_extras)
-    dim = int(trained.content.shape[1] + trained.extras.shape[1] + int("item.radius" in trained.weights))
+    blob, checksum = artifacts.pack(trained.released.weights, trained.item_pks, trained.released.extras,
+                                     trained.released.cold_extras)
+    dim = int(trained.content.shape[1] + trained.released.extras.shape[1]
+              + int("item.radius" in trained.released.weights))
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"modeling_version:{tenant_id}"])
     last = ModelVersion.objects.filter(tenant_id=tenant_id).order_by("-version").values_list("version", flat=True).first()
@@ -524,7 +453,7 @@ def _materialise(tenant_id: int, claim_: Claim, trained: Trained) -> int:
     from apps.modeling.ml.inference import item_vectors
 
     _stage(tenant_id, claim_, progress.MATERIALISING)
-    vectors = item_vectors(trained.weights, trained.content, trained.extras)
+    vectors = item_vectors(trained.released.weights, trained.content, trained.released.extras)
     dim = int(vectors.shape[1])
     with tenant_context(tenant_id):
         version = _version_row(tenant_id, claim_, trained, VersionStatus.MATERIALISING).version
@@ -543,35 +472,36 @@ def _record_release(tenant_id: int, run: TrainingRun, trained: Trained, gate: di
                     mv: ModelVersion, status: str) -> None:
     """What ran (ledger mechanism), the run's popularity release and the run's outcome, in the
     caller's transaction. The budget was charged at request time; this records the realised spend."""
-    from apps.modeling.services import popularity_release_store
-
-    entry = LedgerEntry.objects.get(tenant_id=tenant_id, run_id=run.pk, kind=ReleaseKind.TRAINING)
-    rel = trained.release
+    entry = run_charge(tenant_id=tenant_id, run_id=run.pk)
+    if entry is None:
+        raise LookupError(f"training run {run.pk} has no charge")
+    rel = trained.released.record
     sgd = next((m for m in rel.get("mechanisms", []) if str(m["name"]).startswith("DP-SGD")), None)
-    LedgerMechanism.objects.create(
-        tenant_id=tenant_id, entry=entry, epsilon=trained.epsilon_spent, delta=trained.delta,
+    ledger_mechanism_record(
+        entry=entry, epsilon=trained.released.epsilon_spent, delta=trained.delta,
         noise_multiplier=float(sgd["noise_multiplier"]) if sgd else float(rel.get("sigma_total", 0.0)),
-        sample_rate=float(sgd["sample_rate"]) if sgd else None, epochs=trained.epochs, steps=trained.steps,
+        sample_rate=float(sgd["sample_rate"]) if sgd else None, epochs=trained.released.epochs,
+        steps=trained.released.steps,
         clip_norm=float(sgd["clip_norm"]) if sgd else None, users=trained.n_users,
-        accountant=str(rel.get("accountant", ""))[:64], details=rel,
+        accountant=str(rel.get("accountant", "")), details=rel,
     )
     popularity_release_store(
-        tenant_id=tenant_id, entry=entry, run=run, item_pks=trained.item_pks, counts=trained.pop_counts,
-        epsilon=trained.epsilon_pop, delta=trained.delta, sigma=trained.sigma_pop,
+        tenant_id=tenant_id, entry=entry, run=run, item_pks=trained.item_pks, counts=trained.released.pop_counts,
+        epsilon=trained.epsilon_pop, delta=trained.delta, sigma=trained.released.sigma_pop,
         cap=int(trained.config["pop_cap"]), n_users=trained.n_users,
     )
     now = timezone.now()
     run.status, run.finished_at, run.heartbeat_at = status, now, now
     run.epsilon_pop = trained.epsilon_pop
     run.epsilon_sgd = float(sgd["epsilon_alone"]) if sgd else 0.0
-    run.epsilon_spent, run.delta_used = trained.epsilon_spent, trained.delta
+    run.epsilon_spent, run.delta_used = trained.released.epsilon_spent, trained.delta
     run.n_users_trained, run.metrics, run.model_version = trained.n_users, trained.metrics, mv
     run.release, run.gate = _json_safe(rel), gate
-    run.epoch, run.epochs = trained.epochs, trained.epochs
+    run.epoch, run.epochs = trained.released.epochs, trained.released.epochs
     run.stage = progress.DONE if status == RunStatus.SUCCEEDED else progress.REJECTED
     if status == RunStatus.REJECTED:
         run.error = str(gate["reason"])[:1000]
-    run.loss_history = [None if math.isnan(x) else x for x in trained.loss_history]
+    run.loss_history = [None if math.isnan(x) else x for x in trained.released.loss_history]
     run.save()
 
 
@@ -597,7 +527,7 @@ def _reject(tenant_id: int, claim_: Claim, run_id: int, trained: Trained, gate: 
         audit.record(
             tenant_id=tenant_id, actor=SystemActor.TASK_MODELING_TRAIN, action=AuditAction.MODEL_REJECT, target_type="model_version",
             target_id=str(mv.version),
-            details={"run": run_id, "reason": gate["reason"], "epsilon_spent": repr(trained.epsilon_spent),
+            details={"run": run_id, "reason": gate["reason"], "epsilon_spent": repr(trained.released.epsilon_spent),
                      "design": trained.design},
         )
 
@@ -608,13 +538,13 @@ def _switch(
     """Make ``version`` active; returns the feature configuration of the version it replaced."""
     from apps.modeling.lifecycle import point_at, top_up_served
 
-    cold = trained.cold_extras if trained.cold_extras is not None else np.zeros(trained.extras.shape[1], np.float32)
+    cold = trained.released.cold_extras
     with tenant_context(tenant_id):
         run = _ours(tenant_id, claim_).select_for_update().first()
         if run is None:
             raise RunAbandoned(f"training run {run_id} is no longer running here")
         # items encoded while we trained: give them served vectors (no released count yet)
-        top_up_served(tenant_id, version, trained.weights, lambda pks: np.tile(cold, (len(pks), 1)))
+        top_up_served(tenant_id, version, trained.released.weights, lambda pks: np.tile(cold, (len(pks), 1)))
         old = ActiveModel.objects.filter(tenant_id=tenant_id).values_list("version", flat=True).first()
         previous_features: dict[str, Any] | None = None
         if old is not None:

@@ -17,7 +17,7 @@ from apps.api.base import TenantAPIView
 from apps.api.schema import errors
 from apps.api.serializers import BudgetPolicy
 from apps.core.errors import DomainError
-from apps.modeling import lifecycle, selectors, serializers, services
+from apps.modeling import budget, lifecycle, popularity_release, selectors, serializers, services
 from apps.tenancy.models import Tenant
 
 
@@ -71,7 +71,7 @@ class PrivacyBudgetView(TenantAPIView):
     def patch(self, request: Request) -> Response:
         body = BudgetPolicy(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
-        services.privacy_budget_set(tenant=Tenant.objects.get(pk=self.tenant_id), actor=self.principal.actor,
+        budget.privacy_budget_set(tenant=Tenant.objects.get(pk=self.tenant_id), actor=self.principal.actor,
                                     check=lifecycle.schedule_check(self.tenant_id), **body.validated_data)
         return Response(selectors.privacy_budget(tenant_id=self.tenant_id))
 
@@ -112,7 +112,7 @@ class PopularityReleaseView(TenantAPIView):
                    responses={201: serializers.PopularityReleaseOutSerializer,
                               **errors(400, described={409: "over the remaining budget, or no user has events"})})
     def post(self, request: Request) -> Response:
-        release = services.popularity_release_create(
+        release = popularity_release.popularity_release_create(
             tenant_id=self.tenant_id, epsilon=_epsilon(request), actor=self.principal.actor
         )
         return Response(release, status=201)

@@ -12,8 +12,8 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from apps.core.tenant_db import tenant_context
+from apps.modeling.budget import privacy_budget_set
 from apps.modeling.models import LedgerEntry, LedgerMechanism, TrainingRun
-from apps.modeling.services import privacy_budget_set
 from tests.modeling.support import seed_tenant
 from tests.support import make_tenant
 
@@ -208,7 +208,7 @@ def test_the_ledger_cannot_be_edited_or_deleted_through_any_api(seeded_a, api, q
     "TRUNCATE modeling_ledgerentry CASCADE",
 ])
 def test_the_runtime_role_cannot_update_or_delete_ledger_rows(seeded_a, api, queued, statement):
-    from apps.modeling.services import popularity_release_create
+    from apps.modeling.popularity_release import popularity_release_create
 
     popularity_release_create(tenant_id=seeded_a.tenant.id, epsilon=0.5, actor="test")  # entry + mechanism
     before = _ledger(seeded_a.tenant.id)
@@ -227,7 +227,7 @@ def test_the_ledger_triggers_refuse_changes_even_for_the_table_owner(seeded_a, q
     import psycopg
     from django.conf import settings
 
-    from apps.modeling.services import popularity_release_create
+    from apps.modeling.popularity_release import popularity_release_create
 
     popularity_release_create(tenant_id=seeded_a.tenant.id, epsilon=0.5, actor="test")
 
@@ -299,7 +299,8 @@ def test_the_budget_row_lock_is_taken_inside_the_request_transaction(seeded_a, q
 
 def test_auto_picks_the_opacus_tower_for_large_tenants_and_the_factors_below():
     from apps.core.errors import Conflict
-    from apps.modeling.services import TOWER_MIN_USERS, planned_mechanism, run_config
+    from apps.modeling.ml.designs import release_design
+    from apps.modeling.run_config import TOWER_MIN_USERS, run_config
 
     small, large = run_config({}, n_users=TOWER_MIN_USERS - 1), run_config({}, n_users=TOWER_MIN_USERS)
     assert small["dp_design"] == "factors" and small["epochs"] == 0 and small["factor_rank"] == 16
@@ -320,7 +321,7 @@ def test_auto_picks_the_opacus_tower_for_large_tenants_and_the_factors_below():
     assert run_config({}, 1.0, n_users=40)["factor_rank"] == 16
     assert run_config({}, 1.0, n_users=610)["factor_rank"] == 4
     assert run_config({"modeling": {"factor_rank": 8}}, 1.0)["factor_rank"] == 8
-    plan = planned_mechanism(large, 4.0, 1e-6, 100_000)
+    plan = release_design(large["dp_design"]).plan(large, 4.0, 1e-6, 100_000)
     assert plan["design"] == "tower" and "Opacus" in plan["mechanism"] and plan["steps"] == large["epochs"] * 49
     assert plan["epsilon_pop_alone"] == pytest.approx(0.2 * 4.0)
     for bad in ({"dp_design": "other"}, {"modeling": {"epochs": 3}}, {"dp_design": "tower", "modeling": {"factor_rank": 4}},

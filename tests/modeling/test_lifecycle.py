@@ -82,7 +82,7 @@ def test_charges_older_than_the_window_do_not_count_when_charging(tenant_a, api,
     assert refused.status_code == 409 and "in the last 7 days" in refused.json()["error"]["message"]
 
     future = timezone.now() + timedelta(days=8)
-    monkeypatch.setattr("apps.modeling.services.timezone.now", lambda: future)
+    monkeypatch.setattr("apps.modeling.budget.timezone.now", lambda: future)
 
     assert api.post("/api/v1/training-runs", {"epsilon": 5.0}, format="json", **tenant_a.auth).status_code == 202
     assert _ledger_count(_tid(tenant_a)) == 2
@@ -361,7 +361,7 @@ def test_shortening_the_window_never_frees_what_was_charged_before(tenant_a, api
     api.patch(BUDGET, {"epsilon_total": 4.0}, format="json", **tenant_a.auth)  # lifetime
     assert api.post("/api/v1/training-runs", {"epsilon": 4.0}, format="json", **tenant_a.auth).status_code == 202
     future = timezone.now() + timedelta(days=40)
-    monkeypatch.setattr("apps.modeling.services.timezone.now", lambda: future)
+    monkeypatch.setattr("apps.modeling.budget.timezone.now", lambda: future)
 
     # switching the spent lifetime budget to a 7-day window 40 days later must not free its charge
     assert api.patch(BUDGET, {"renewal_days": 7}, format="json", **tenant_a.auth).status_code == 200

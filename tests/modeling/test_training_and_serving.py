@@ -17,6 +17,8 @@ from django.db import connection
 
 from apps.core.tenant_db import tenant_context
 from apps.modeling import selectors, served, services, training
+from apps.modeling.interest import user_interest
+from apps.modeling.ml import accounting
 from apps.modeling.ml.accounting import history_epsilon
 from apps.modeling.ml.dp_factors import factor_schedule
 from apps.modeling.models import ActiveModel, LedgerEntry, ModelVersion, TrainingRun
@@ -78,7 +80,7 @@ def test_a_succeeded_run_switches_the_pointer_with_its_materialised_vectors(trai
 def test_served_knn_uses_the_version_leaf_hnsw_index(trained, live_db):
     tid = _tid(trained)
     model = active_model(tid)
-    vector = services.user_interest(model, None)
+    vector = user_interest(model, None)
     with tenant_context(tid), connection.cursor() as cursor:
         # 30 rows: the planner rightly prefers an exact sort; forbid it to see that the index can serve
         cursor.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true), "
@@ -102,7 +104,7 @@ def test_the_served_model_recommends_the_users_own_cluster_far_above_random(trai
     hits = total = 0
     for u in range(40):
         state, seen = user_state_and_seen(tid, f"u{u}")
-        top = selectors.served_knn(tenant_id=tid, version=model.version, vector=services.user_interest(model, state),
+        top = selectors.served_knn(tenant_id=tid, version=model.version, vector=user_interest(model, state),
                                    k=2, exclude_pks=seen)
         own = [ext for _, ext, _ in top if int(ext[1:]) % 3 == u % 3]
         hits += len(own)
@@ -168,9 +170,7 @@ def test_with_two_training_processes_a_run_trains_on_torch_distributed_and_spend
     run = selectors.training_run_get(tenant_id=_tid(persona), run_id=run_id)
     assert run["release"]["processes"] == 2
     assert run["release"]["engine"] == "torch.distributed (gloo) + Opacus DPDDP"
-    from apps.modeling.ml.tower import dp_schedule
-
-    _, q, steps = dp_schedule(300, 2048, 2)
+    _, q, steps = accounting.dp_schedule(300, 2048, 2)
     assert run["release"]["sample_rate"] == q and run["release"]["steps"] == steps == 4
     sigma_pop = run["release"]["mechanisms"][0]["sigma"]
     composed = history_epsilon([(sigma_pop, 1.0, 1), (run["release"]["noise_multiplier"], q, steps)],
@@ -180,7 +180,6 @@ def test_with_two_training_processes_a_run_trains_on_torch_distributed_and_spend
 
 def test_the_factor_design_records_both_releases_and_never_composes_above_the_charge(live_db):
     from apps.modeling.artifacts import load_artifacts
-    from apps.modeling.ml.popularity import _delta_for
     from tests.support import make_tenant
 
     persona = make_tenant("gdp")
@@ -194,7 +193,7 @@ def test_the_factor_design_records_both_releases_and_never_composes_above_the_ch
     run = selectors.training_run_get(tenant_id=tid, run_id=run_id)
     (entry,) = selectors.privacy_budget(tenant_id=tid)["ledger"]
     d, delta = entry["details"], run["delta_used"]
-    assert d["design"] == "factors" and entry["accountant"] == services.GDP_ACCOUNTANT
+    assert d["design"] == "factors" and entry["accountant"] == accounting.GDP_ACCOUNTANT
     assert entry["accountant"] == "GDP (analytic Gaussian, exact composition)"
     assert d["factor_rank"] == factor_schedule(2.0, n_users=40)["factor_rank"] and d["factor_items"] == 30  # M capped at the items
     assert d["users"] == 40 and d["delta"] == delta
@@ -204,8 +203,8 @@ def test_the_factor_design_records_both_releases_and_never_composes_above_the_ch
     assert mu == pytest.approx(d["mu_total"]) and d["mu_pop"] ** 2 + d["mu_gram"] ** 2 == pytest.approx(mu ** 2)
     assert d["sigma_gram"] ** 2 * 0.6 == pytest.approx(d["sigma_pop"] ** 2 * 0.4)
     # the composition never exceeds the charge: mu-GDP is (2.0, δ)-DP, and its ε is the requested one
-    assert _delta_for(1 / mu, 2.0) <= delta * (1 + 1e-9)
-    assert services.gaussian_epsilon(1 / mu, delta) <= 2.0 + 1e-9
+    assert accounting.gaussian_delta(1 / mu, 2.0) <= delta * (1 + 1e-9)
+    assert accounting.gaussian_epsilon(1 / mu, delta) <= 2.0 + 1e-9
     assert entry["epsilon"] == 2.0 and entry["epsilon_accounted"] == run["epsilon_spent"]
     assert run["epsilon_spent"] <= run["epsilon"] + 1e-9 and run["epsilon_spent"] == pytest.approx(2.0, rel=1e-6)
     assert run["epsilon_sgd"] == 0.0 and 0 < run["epsilon_pop"] < 2.0  # popularity alone costs less
@@ -224,7 +223,7 @@ def test_the_factor_design_records_both_releases_and_never_composes_above_the_ch
     norms = np.linalg.norm(art.extras, axis=1)
     assert np.allclose(norms, norms.max(), atol=1e-5)
     assert np.linalg.norm(art.extras_for([10 ** 12])[0]) == pytest.approx(norms.max(), abs=1e-5)
-    assert services.user_interest(model, None).shape == (model.item_dim,)
+    assert user_interest(model, None).shape == (model.item_dim,)
 
 
 def test_versions_keep_the_previous_for_rollback_and_drop_older_ones(live_db):
@@ -244,7 +243,7 @@ def test_versions_keep_the_previous_for_rollback_and_drop_older_ones(live_db):
     assert (pointer.version, pointer.previous_version) == (3, 2)
     assert set(_leaf_flags(tid)) == {f"modeling_served_vector_t{tid}", f"modeling_served_vector_t{tid}_v2",
                                      f"modeling_served_vector_t{tid}_v3"}
-    vector = services.user_interest(active_model(tid), None)
+    vector = user_interest(active_model(tid), None)
     # a request that read the pointer just before the switch still finds its own version
     assert len(selectors.served_knn(tenant_id=tid, version=2, vector=vector, k=5)) == 5
     assert selectors.served_knn(tenant_id=tid, version=1, vector=vector, k=5) == []
@@ -389,7 +388,7 @@ def test_catalogue_changes_reach_the_served_vectors(trained, live_db):
 
     tid = _tid(trained)
     model = active_model(tid)
-    vector = services.user_interest(model, None)
+    vector = user_interest(model, None)
     with tenant_context(tid):
         target = Item.objects.get(tenant_id=tid, external_id="i4")
     everything = {ext for _, ext, _ in selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=30)}
@@ -422,7 +421,7 @@ def test_catalogue_changes_reach_the_served_vectors(trained, live_db):
 def test_served_knn_filters_by_category_and_exclusion_and_stays_in_the_tenant(trained, tenant_b, live_db):
     tid = _tid(trained)
     model = active_model(tid)
-    vector = services.user_interest(model, None)
+    vector = user_interest(model, None)
 
     in_c2 = selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=10, category="c2")
     assert len(in_c2) == 10 and all(int(ext[1:]) % 3 == 2 for _, ext, _ in in_c2)
@@ -461,14 +460,14 @@ def test_user_interest_is_the_numpy_tower_over_the_profile_state(trained, live_d
     model = active_model(tid)
     state = user_state(tid, "u5")
     assert state is not None
-    vec = services.user_interest(model, state)
+    vec = user_interest(model, state)
 
     assert vec.shape == (model.item_dim,) and abs(np.linalg.norm(vec) - 1) < 1e-5
     np.testing.assert_allclose(vec, user_vectors(model.weights, tower_input(state, model.feature_config))[0])
-    cold = services.user_interest(model, None)
+    cold = user_interest(model, None)
     assert cold[384] > 0.3  # cold start leans on the DP popularity coordinate (right after the content)
     with pytest.raises(ValueError, match="rebuilt"):
-        services.user_interest(model, {**state, "content_sum": state["content_sum"][:1], "weight_sum": state["weight_sum"][:1]})
+        user_interest(model, {**state, "content_sum": state["content_sum"][:1], "weight_sum": state["weight_sum"][:1]})
 
 
 def test_corrupt_weights_are_refused_not_served(trained, live_db):

@@ -16,6 +16,7 @@ import pytest
 
 from apps.core.tenant_db import tenant_context
 from apps.modeling import selectors, services, training
+from apps.modeling.interest import user_interest
 from apps.modeling.models import ModelVersion
 from tests.catalog.support import post_items, wait_encoded
 from tests.modeling.conftest import start_worker, trained_persona
@@ -79,7 +80,7 @@ def test_a_small_tenant_trains_through_the_api_and_the_real_worker(tenant_a, api
     assert 0 < run["epsilon_spent"] <= 4.0 and run["epsilon_sgd"] is not None and run["users"] == 40
     model = active_model(tid)
     assert model is not None and model.version == 1 and model.item_dim == 384 + 1 + 16 + 1  # "factors": [content, pop, V, pad]
-    vector = services.user_interest(model, None)
+    vector = user_interest(model, None)
     assert len(selectors.served_knn(tenant_id=tid, version=1, vector=vector, k=30)) == 30
     budget = api.get("/api/v1/privacy-budget", **tenant_a.auth).json()
     (entry,) = budget["ledger"]
@@ -91,7 +92,7 @@ def test_a_small_tenant_trains_through_the_api_and_the_real_worker(tenant_a, api
     own = total = 0
     for u in range(40):
         state, seen = user_state_and_seen(tid, f"user-{u}")
-        top = selectors.served_knn(tenant_id=tid, version=1, vector=services.user_interest(model, state), k=3,
+        top = selectors.served_knn(tenant_id=tid, version=1, vector=user_interest(model, state), k=3,
                                    exclude_pks=seen)
         own += sum(ext.split("-")[0] == list(TOPICS)[u % 3] for _, ext, _ in top)
         total += len(top)
@@ -144,7 +145,7 @@ def test_a_worker_killed_mid_training_leaves_the_previous_model_serving(
     after = active_model(tid)
     assert (after.version, after.checksum) == (serving_before.version, serving_before.checksum)
     assert len(selectors.served_knn(tenant_id=tid, version=after.version,
-                                    vector=services.user_interest(after, None), k=30)) == 30
+                                    vector=user_interest(after, None), k=30)) == 30
     with tenant_context(tid):
         assert not ModelVersion.objects.filter(tenant_id=tid, run_id=run_id).exclude(status="failed").exists()
     # and a late redelivery of the message neither trains nor charges

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .accounting import dp_schedule
 from .config import ModelConfig
 from .data import Interactions
 from .features import FeatureConfig
@@ -58,8 +59,6 @@ class _Job:
 
 
 def _per_rank(n_users: int, expected_batch: int, processes: int) -> float:
-    from .tower import dp_schedule
-
     _, q, _ = dp_schedule(n_users, expected_batch, 1)
     return q * (n_users // max(1, processes))
 

@@ -12,7 +12,7 @@ DP popularity release (public after that release):
   mechanism with L2 sensitivity 1;
 * ``V`` = top-``r`` eigenvectors of the noisy ``G`` (post-processing).
 
-Accounting (:func:`split_gaussian_sigmas`): every release here is a Gaussian
+Accounting (``accounting.split_gaussian_sigmas``): every release here is a Gaussian
 mechanism with sensitivity 1, i.e. ``1/sigma``-GDP (Dong, Roth & Su 2019), and
 GDP composes exactly: ``mu² = Σ_k 1/sigma_k²``, also adaptively (the top-M choice
 depends on the popularity release). A total ``(ε, δ)`` is met by the
@@ -30,34 +30,18 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .accounting import split_gaussian_sigmas
 from .config import ModelConfig
-from .popularity import analytic_gaussian_sigma, dp_popularity, popularity_feature
+from .popularity import dp_popularity, popularity_feature
 
 __all__ = ["FACTOR_SCHEDULE", "SCHEDULE_MIN_USERS", "DPItemFactors", "ReleasedExtras", "content_projection",
            "cover_all_items", "dp_item_factors",
-           "factor_extras", "factor_schedule", "release_item_extras", "scheduled_config", "split_gaussian_sigmas",
-           "user_gram"]
-
-
-def split_gaussian_sigmas(epsilon: float, delta: float, shares: Sequence[float]) -> list[float]:
-    """Noise sigma of each sensitivity-1 Gaussian release so that all together are (ε, δ)-DP.
-
-    ``shares`` (summing to 1) split mu² = 1/sigma_total²: ``sigma_k = sigma_total / sqrt(share_k)``.
-
-    >>> s = split_gaussian_sigmas(1.0, 1e-3, [0.5, 0.5])
-    >>> t = analytic_gaussian_sigma(1.0, 1e-3)
-    >>> round(sum(1 / x ** 2 for x in s) * t ** 2, 9)
-    1.0
-    """
-    if not shares or any(s <= 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-9:
-        raise ValueError("shares must be positive and sum to 1")
-    total = analytic_gaussian_sigma(epsilon, delta, 1.0)
-    return [total / math.sqrt(s) for s in shares]
+           "factor_extras", "factor_schedule", "release_item_extras", "scheduled_config", "user_gram"]
 
 
 # ε-dependent shape of the Gram release (docs/results/p1-experiments.md, round 3): rows

@@ -5,7 +5,7 @@ level. Each user's contribution is capped to at most ``cap`` distinct items
 with weight ``1/sqrt(k_u)`` each, k_u = min(#items of u, cap) (so its L2 norm
 is exactly 1 whatever the history, and each weight is <= 1),
 then i.i.d. Gaussian noise calibrated by the analytic Gaussian mechanism
-(Balle & Wang 2018) for L2 sensitivity 1 is added to every item's count.
+(Balle & Wang 2018; ``accounting.gaussian_sigma``) for L2 sensitivity 1 is added to every item's count.
 Adding/removing a user changes the count vector by at most 1 in L2 norm.
 Which items a user keeps (when over the cap) is chosen at random, so the
 selection itself depends only on that user's data.
@@ -17,36 +17,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
-__all__ = ["DPPopularity", "analytic_gaussian_sigma", "dp_popularity", "popularity_feature"]
+from .accounting import gaussian_sigma
 
-
-def _delta_for(sigma: float, eps: float, sens: float = 1.0) -> float:
-    a = sens / (2 * sigma)
-    b = eps * sigma / sens
-    return float(norm.cdf(a - b) - math.exp(eps) * norm.cdf(-a - b))
-
-
-def analytic_gaussian_sigma(epsilon: float, delta: float, sensitivity: float = 1.0) -> float:
-    """Smallest sigma giving (epsilon, delta)-DP for the Gaussian mechanism (analytic bound).
-
-    >>> s = analytic_gaussian_sigma(1.0, 1e-5)
-    >>> 3.7 < s < 3.8
-    True
-    """
-    if epsilon <= 0 or not (0 < delta < 1):
-        raise ValueError("need epsilon > 0 and 0 < delta < 1")
-    lo, hi = 1e-6, 1.0
-    while _delta_for(hi, epsilon, sensitivity) > delta:
-        hi *= 2
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if _delta_for(mid, epsilon, sensitivity) > delta:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+__all__ = ["DPPopularity", "dp_popularity", "popularity_feature"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +48,7 @@ def dp_popularity(
 
     ``epsilon=inf`` returns the exact weighted counts with no noise (non-private). ``sigma``
     overrides the analytic-Gaussian noise for (epsilon, delta) when the caller composes this
-    release with others (``dp_factors.split_gaussian_sigmas``); epsilon/delta are then recorded
+    release with others (``accounting.split_gaussian_sigmas``); epsilon/delta are then recorded
     as given (the budget of the composed release).
 
     >>> r = dp_popularity(np.array([0, 0, 1]), np.array([0, 1, 0]), 3, epsilon=math.inf, delta=0.0)
@@ -99,7 +73,7 @@ def dp_popularity(
     if math.isinf(epsilon):
         return DPPopularity(counts, math.inf, 0.0, 0.0, cap)
     if sigma is None:
-        sigma = analytic_gaussian_sigma(epsilon, delta, 1.0)
+        sigma = gaussian_sigma(epsilon, delta, 1.0)
     noisy = counts + rng.normal(0.0, sigma, size=n_items)
     return DPPopularity(noisy, float(epsilon), float(delta), float(sigma), cap)
 

@@ -39,11 +39,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from . import accounting
 from .config import ModelConfig
 from .data import Interactions
 from .features import FeatureConfig, tower_input_dim
 from .sparse import Histories, histories, tower_inputs
 from .towers import UserTower
+from .train import fit_epochs
 
 __all__ = ["TowerRelease", "negative_distribution", "train_tower"]
 
@@ -236,7 +238,7 @@ def train_tower(
     """Train the tower; DP-SGD through Opacus when ``noise_multiplier`` is given (else non-private).
 
     The caller calibrates ``noise_multiplier`` for the whole release (``accounting``) on the
-    schedule :func:`dp_schedule` gives for ``config.expected_batch`` and ``config.epochs``: Opacus'
+    schedule ``accounting.dp_schedule`` gives for ``config.expected_batch`` and ``config.epochs``: Opacus'
     DPDataLoader samples with rate 1/⌈N/B⌉ for ⌈N/B⌉ steps an epoch, and the run checks that it took
     exactly the steps and rate that were accounted. ``processes`` > 1 runs the same DP-SGD on that
     many torch.distributed processes (``ml.distributed``: Opacus DPDDP over gloo), same accounting.
@@ -275,7 +277,7 @@ def fit_tower(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     crit = SampledSoftmaxLoss()
-    batch, sample_rate, planned = dp_schedule(n_users, config.expected_batch, config.epochs)
+    batch, sample_rate, planned = accounting.dp_schedule(n_users, config.expected_batch, config.epochs)
     loader = DataLoader(rows.dataset, batch_size=batch, shuffle=not private,
                         generator=torch.Generator().manual_seed(seed))
     gen = torch.Generator().manual_seed(seed + 17)
@@ -299,24 +301,19 @@ def fit_tower(
         run_model, run_opt, run_crit, run_loader = dp_model, dp_opt, dp_crit, dp_loader
     else:
         run_model, run_opt, run_crit, run_loader = model, opt, crit, loader
-    losses_per_epoch: list[float] = []
-    steps = 0
-    for epoch in range(config.epochs):
-        if epoch:
+    def batch_loss(batch: Any) -> Any:
+        x, t, m = batch
+        # this step's shared negatives, from the public distribution
+        model.negatives = torch.multinomial(q_t, config.negatives, replacement=True, generator=gen)
+        return run_crit(run_model(x, t), m)
+
+    def before_epoch(epoch: int) -> None:
+        if epoch:  # epoch 0's rows were drawn above
             rows.resample(epoch)
-        losses = []
-        for x, t, m in run_loader:
-            model.negatives = torch.multinomial(q_t, config.negatives, replacement=True, generator=gen)
-            run_opt.zero_grad(set_to_none=True)
-            loss = run_crit(run_model(x, t), m)
-            loss.backward()
-            run_opt.step()
-            steps += 1
-            if len(x):
-                losses.append(float(loss.item()))
-        losses_per_epoch.append(float(np.mean(losses)) if losses else float("nan"))
-        if on_progress is not None:
-            on_progress(epoch + 1, config.epochs, losses_per_epoch[-1])
+
+    losses_per_epoch: list[float] = []
+    steps = fit_epochs(run_opt, run_loader, batch_loss, config.epochs, losses_per_epoch, before_epoch=before_epoch,
+                       on_progress=on_progress)
     history: list[tuple[float, float, int]] = []
     if engine is not None:
         history = [(float(s), float(r), int(n)) for s, r, n in engine.accountant.history]
@@ -333,18 +330,6 @@ def fit_tower(
     )
 
 
-def dp_schedule(n_users: int, expected_batch: int, epochs: int) -> tuple[int, float, int]:
-    """(batch, Poisson sample rate, steps) of a run: the rate Opacus' DPDataLoader uses for a loader
-    of ``batch`` (1/⌈N/batch⌉) and its ⌈N/batch⌉ steps per epoch; the batch is at most half the users.
-
-    >>> dp_schedule(100_000, 2048, 10)
-    (2048, 0.02040816326530612, 490)
-    """
-    batch = max(1, min(int(expected_batch), n_users // 2 or 1))
-    rate = 1.0 / math.ceil(n_users / batch)
-    return batch, rate, epochs * int(1 / rate)  # int(1/q): the sampler's own steps per epoch
-
-
 def release_tower(
     train: Interactions, content: np.ndarray, config: ModelConfig, features: FeatureConfig, epsilon: float,
     delta: float, seed: int, on_progress: ProgressFn | None = None, processes: int = 1, threads: int = 0,
@@ -358,8 +343,7 @@ def release_tower(
 
     Returns (training result, item extras, popularity release, the record of what ran, composed ε).
     """
-    from . import accounting
-    from .popularity import analytic_gaussian_sigma, dp_popularity, popularity_feature
+    from .popularity import dp_popularity, popularity_feature
 
     def stage(name: str) -> None:
         if on_stage is not None:
@@ -376,9 +360,9 @@ def release_tower(
                                   "mechanisms": [{"name": "popularity", "noise": "none (non-private)"},
                                                  {"name": "two-tower SGD (non-private)", "epochs": res.epochs,
                                                   "steps": res.steps}]}, math.inf
-    sigma_pop = analytic_gaussian_sigma(config.pop_epsilon_share * epsilon, delta)
+    sigma_pop = accounting.gaussian_sigma(config.pop_epsilon_share * epsilon, delta)
     fixed = [(sigma_pop, 1.0, 1)]  # the popularity release: one Gaussian, sensitivity 1, no sampling
-    _, q, steps = dp_schedule(train.n_users, config.expected_batch, config.epochs)
+    _, q, steps = accounting.dp_schedule(train.n_users, config.expected_batch, config.epochs)
     sigma = accounting.calibrate_sgd_noise(epsilon=epsilon, delta=delta, fixed=fixed, sample_rate=q, steps=steps,
                                            accountant=config.accountant)
     pop = dp_popularity(train.user, train.item, train.n_items, epsilon, delta, cap=config.pop_cap, seed=seed,
@@ -389,7 +373,7 @@ def release_tower(
                       on_progress=on_progress, processes=processes, threads=threads)
     history = fixed + res.history
     eps_total = accounting.history_epsilon(history, delta, config.accountant)
-    other = "prv" if config.accountant == "rdp" else "rdp"
+    other = accounting.other_accountant(config.accountant)
     release = {
         "design": "tower", "private": True,
         "mechanism": "gaussian popularity + DP-SGD (Opacus) of the public-feature two-tower",

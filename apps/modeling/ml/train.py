@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .accounting import history_epsilon, other_accountant
 from .data import Interactions, user_histories
 from .features import FeatureConfig, history_weights, scalar_features
 from .towers import ItemTower, ModelConfig, SoftmaxTargetLoss, SottoModel, UserTower
@@ -42,8 +43,8 @@ __all__ = [
     "TrainRows",
     "build_model",
     "export_weights",
+    "fit_epochs",
     "measure_epoch_time",
-    "other_accountant_epsilon",
     "train_model",
     "user_inputs",
 ]
@@ -218,13 +219,34 @@ def export_weights(model: torch.nn.Module) -> dict[str, np.ndarray]:
     return out
 
 
-def other_accountant_epsilon(history: list[tuple[float, float, int]], delta: float, chosen: str) -> float:
-    """Epsilon of the same mechanism history under the other accountant."""
-    from opacus.accountants import PRVAccountant, RDPAccountant
-
-    acc = PRVAccountant() if chosen == "rdp" else RDPAccountant()
-    acc.history = list(history)
-    return float(acc.get_epsilon(delta))
+def fit_epochs(
+    optimizer: torch.optim.Optimizer, loader: DataLoader[Any], batch_loss: Callable[[Any], Any], epochs: int,
+    history: list[float], *, before_epoch: Callable[[int], None] | None = None,
+    on_progress: ProgressFn | None = None,
+) -> int:
+    """The one training loop, the same with or without DP (here and in ``ml.tower``): the caller hands it
+    either the plain optimizer and loader, or the ones Opacus' ``make_private`` wrapped them in
+    (Poisson loader; per-user clipping and noise in the optimizer), and ``batch_loss`` computing a
+    batch's loss with the matching (wrapped) model and criterion. ``before_epoch(epoch)`` runs first
+    in each epoch. Appends each epoch's mean loss to ``history`` (NaN for an epoch whose Poisson draws
+    were all empty) and tells ``on_progress`` (epoch, epochs, loss); returns the steps taken."""
+    steps = 0
+    for ep in range(epochs):
+        if before_epoch is not None:
+            before_epoch(ep)
+        losses = []
+        for batch in loader:
+            optimizer.zero_grad(set_to_none=True)
+            loss = batch_loss(batch)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            if len(batch[0]):
+                losses.append(float(loss.item()))
+        history.append(float(np.mean(losses)) if losses else float("nan"))
+        if on_progress is not None:
+            on_progress(ep + 1, epochs, history[-1])
+    return steps
 
 
 def train_model(
@@ -291,39 +313,16 @@ def train_model(
             dp_model, dp_opt, dp_loader = out
             dp_crit = crit
         sample_rate = float(dp_loader.sample_rate)
-        for ep in range(config.epochs):
-            rows.resample(ep)
-            losses = []
-            for x, h, m, t in dp_loader:
-                dp_opt.zero_grad(set_to_none=True)
-                loss = dp_crit(dp_model(x, h, m), t)
-                loss.backward()
-                dp_opt.step()
-                steps += 1
-                if len(x):
-                    losses.append(float(loss.item()))
-            history.append(float(np.mean(losses)) if losses else float("nan"))
-            if on_progress:
-                on_progress(ep + 1, config.epochs, history[-1])
+        steps = fit_epochs(dp_opt, dp_loader, lambda b: dp_crit(dp_model(*b[:3]), b[3]), config.epochs, history,
+                           before_epoch=rows.resample, on_progress=on_progress)
         eps_spent = float(engine.accountant.get_epsilon(delta))
-        eps_other = other_accountant_epsilon(engine.accountant.history, delta, config.accountant)
+        eps_other = history_epsilon(engine.accountant.history, delta, other_accountant(config.accountant))
         weights = export_weights(dp_model)
     else:
         loader = DataLoader(rows, batch_size=config.batch_size, shuffle=True, generator=gen)
         sample_rate = min(1.0, config.batch_size / n_users)
-        for ep in range(config.epochs):
-            rows.resample(ep)
-            losses = []
-            for x, h, m, t in loader:
-                opt.zero_grad(set_to_none=True)
-                loss = crit(model(x, h, m), t)
-                loss.backward()
-                opt.step()
-                steps += 1
-                losses.append(float(loss.item()))
-            history.append(float(np.mean(losses)))
-            if on_progress:
-                on_progress(ep + 1, config.epochs, history[-1])
+        steps = fit_epochs(opt, loader, lambda b: crit(model(*b[:3]), b[3]), config.epochs, history,
+                           before_epoch=rows.resample, on_progress=on_progress)
         weights = export_weights(model)
     cfg_dict = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()}
     return TrainResult(

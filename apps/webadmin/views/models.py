@@ -18,7 +18,7 @@ from apps.webadmin.views.common import actor_of, tenant_render
 
 def _initial(current: dict[str, Any]) -> dict[str, Any]:
     budget, schedule = current["privacy_budget"], current["retraining"]
-    from apps.modeling.services import DESIGN_ALIASES
+    from apps.modeling.run_config import DESIGN_ALIASES
 
     design = current["model"]["dp_design"]
     return {

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from apps.modeling.ml.accounting import gaussian_delta, gaussian_sigma, split_gaussian_sigmas
 from apps.modeling.ml.config import ModelConfig
 from apps.modeling.ml.data import from_arrays
 from apps.modeling.ml.dp_factors import (
@@ -15,10 +16,8 @@ from apps.modeling.ml.dp_factors import (
     dp_item_factors,
     factor_extras,
     release_item_extras,
-    split_gaussian_sigmas,
     user_gram,
 )
-from apps.modeling.ml.popularity import _delta_for, analytic_gaussian_sigma
 
 
 def _log(seed: int = 0, n_users: int = 30, n_items: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -65,8 +64,8 @@ def test_split_sigmas_compose_exactly_to_the_total_budget(eps: float) -> None:
     delta = 1.0 / 610
     s_pop, s_gram = split_gaussian_sigmas(eps, delta, [0.4, 0.6])
     mu = math.sqrt(1 / s_pop**2 + 1 / s_gram**2)  # GDP composition of two sensitivity-1 Gaussians
-    assert _delta_for(1 / mu, eps) == pytest.approx(delta, rel=1e-6)
-    assert 1 / mu == pytest.approx(analytic_gaussian_sigma(eps, delta))
+    assert gaussian_delta(1 / mu, eps) == pytest.approx(delta, rel=1e-6)
+    assert 1 / mu == pytest.approx(gaussian_sigma(eps, delta))
     with pytest.raises(ValueError):
         split_gaussian_sigmas(eps, delta, [0.5, 0.6])
 
@@ -78,14 +77,14 @@ def test_release_budget_split_factor_and_legacy_designs() -> None:
     rel = release_item_extras(user, item, 40, 2.0, delta, fac)
     assert (rel.epsilon, rel.delta, rel.epsilon_sgd) == (2.0, delta, None)  # everything to the releases
     assert rel.sigma_gram is not None
-    total = analytic_gaussian_sigma(2.0, delta)
+    total = gaussian_sigma(2.0, delta)
     assert 1 / rel.sigma_pop**2 + 1 / rel.sigma_gram**2 == pytest.approx(1 / total**2)
     assert rel.extras.shape == (40, 4 + 2)
     with_sgd = release_item_extras(user, item, 40, 2.0, delta, replace(fac, epochs=3))
     assert with_sgd.epsilon == pytest.approx(1.0) and with_sgd.epsilon_sgd == pytest.approx(1.0)
     legacy = release_item_extras(user, item, 40, 2.0, delta, ModelConfig())
     assert legacy.extras.shape == (40, 1) and legacy.sigma_gram is None
-    assert legacy.sigma_pop == pytest.approx(analytic_gaussian_sigma(1.0, delta / 2))
+    assert legacy.sigma_pop == pytest.approx(gaussian_sigma(1.0, delta / 2))
 
 
 def test_every_item_gets_factor_coordinates_from_its_public_content_and_released_rows_stay() -> None:

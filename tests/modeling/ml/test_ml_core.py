@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.modeling.ml import inference
+from apps.modeling.ml.accounting import gaussian_sigma
 from apps.modeling.ml.baselines import train_item_lists
 from apps.modeling.ml.data import from_arrays, p1_split
 from apps.modeling.ml.features import (
@@ -24,7 +25,7 @@ from apps.modeling.ml.features import (
     tower_input,
 )
 from apps.modeling.ml.metrics import capped_recall_at_k, evaluate_scores, ndcg_at_k, recall_at_k, top_k
-from apps.modeling.ml.popularity import analytic_gaussian_sigma, dp_popularity
+from apps.modeling.ml.popularity import dp_popularity
 from apps.modeling.ml.towers import ModelConfig
 from apps.modeling.ml.train import TrainData, TrainRows, build_model, train_model, user_inputs
 
@@ -251,7 +252,7 @@ def test_training_beats_random_nonprivate_and_dp(planted_td):
 
 # ---------------------------------------------------------------- DP popularity
 def test_dp_popularity_sensitivity_and_sigma():
-    sigma = analytic_gaussian_sigma(1.0, 1e-5)
+    sigma = gaussian_sigma(1.0, 1e-5)
     assert 3.5 < sigma < 4.0
     user = np.repeat(np.arange(3), 100)
     item = np.tile(np.arange(100), 3)

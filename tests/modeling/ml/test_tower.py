@@ -17,7 +17,7 @@ from apps.modeling.ml.config import ModelConfig
 from apps.modeling.ml.data import Interactions, from_arrays, p1_split
 from apps.modeling.ml.features import FeatureConfig, state_from_history, tower_input
 from apps.modeling.ml.metrics import evaluate_scores
-from apps.modeling.ml.popularity import analytic_gaussian_sigma, dp_popularity, popularity_feature
+from apps.modeling.ml.popularity import dp_popularity, popularity_feature
 from apps.modeling.ml.synthetic import synthetic_tenant
 
 torch.set_num_threads(1)
@@ -54,7 +54,7 @@ def test_item_lists_are_the_distinct_items_per_user() -> None:
 
 
 def test_the_calibrated_noise_meets_the_target_over_the_whole_history_and_is_tight() -> None:
-    delta, fixed = 1e-5, [(analytic_gaussian_sigma(1.6, 1e-5), 1.0, 1)]
+    delta, fixed = 1e-5, [(accounting.gaussian_sigma(1.6, 1e-5), 1.0, 1)]
     sigma = accounting.calibrate_sgd_noise(epsilon=8.0, delta=delta, fixed=fixed, sample_rate=0.02, steps=490)
     total = accounting.history_epsilon([*fixed, (sigma, 0.02, 490)], delta)
     assert 7.9 < total <= 8.0
@@ -68,7 +68,7 @@ def test_the_calibrated_noise_meets_the_target_over_the_whole_history_and_is_tig
 
 def test_the_schedule_matches_what_opacus_samples() -> None:
     for n, b, e in ((100_000, 2048, 10), (40, 2048, 2), (7, 3, 1), (610, 2048, 10), (49 * 1000, 1000, 1)):
-        batch, q, steps = tower.dp_schedule(n, b, e)
+        batch, q, steps = accounting.dp_schedule(n, b, e)
         assert batch <= max(1, n // 2) and steps == e * int(1 / q) and q == 1 / math.ceil(n / batch)
 
 
@@ -98,9 +98,9 @@ def _released(data: Interactions, content: np.ndarray, cfg: ModelConfig, epsilon
     if math.isinf(epsilon):
         pop = dp_popularity(data.user, data.item, data.n_items, math.inf, 0.0)
         return pop, popularity_feature(pop.counts)[:, None], None
-    s_pop = analytic_gaussian_sigma(0.2 * epsilon, delta)
+    s_pop = accounting.gaussian_sigma(0.2 * epsilon, delta)
     pop = dp_popularity(data.user, data.item, data.n_items, epsilon, delta, seed=seed, sigma=s_pop)
-    _, q, steps = tower.dp_schedule(data.n_users, cfg.expected_batch, cfg.epochs)
+    _, q, steps = accounting.dp_schedule(data.n_users, cfg.expected_batch, cfg.epochs)
     sigma = accounting.calibrate_sgd_noise(epsilon=epsilon, delta=delta, fixed=[(s_pop, 1.0, 1)], sample_rate=q,
                                            steps=steps)
     return pop, popularity_feature(pop.counts, s_pop)[:, None], sigma
@@ -110,7 +110,7 @@ def test_private_training_takes_the_accounted_steps_and_serving_ranks_like_the_t
     data, content = random_log(9, n_users=40, n_items=25, n=400)
     pop, extras, sigma = _released(data, content, SMALL, 4.0)
     res = tower.train_tower(data, content, extras, pop.counts, SMALL, FeatureConfig(), noise_multiplier=sigma, seed=2)
-    _, q, steps = tower.dp_schedule(data.n_users, SMALL.expected_batch, SMALL.epochs)
+    _, q, steps = accounting.dp_schedule(data.n_users, SMALL.expected_batch, SMALL.epochs)
     assert res.private and res.steps == steps and res.history == [(sigma, q, steps)]
     assert res.trainable_params > 0 and res.max_grad_norm == SMALL.max_grad_norm
     # numpy serving (cosine over padded item vectors) ranks every item as the torch dot product does
