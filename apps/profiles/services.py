@@ -6,11 +6,15 @@ What callers may rely on:
   logged or queued (``apps.tenancy.pseudonyms``).
 - Every check that can reject a request runs before the first write, and everything a call
   writes commits or rolls back with the caller's transaction.
-- ``events_ingest`` is O(1) per event and O(1) round trips per batch: one ``SELECT ... FOR
-  UPDATE`` of the affected users' state rows (ordered by id, so concurrent batches cannot
-  deadlock), one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` of the events, one ``UPDATE`` of
-  the states (plus the two catalogue reads, and one more statement when new users appear). A
+- ``events_ingest`` is O(1) per event and two statements per batch for known users, whatever its
+  size: one read that locks the affected users' state rows (ordered by id, so concurrent batches
+  cannot deadlock) and resolves the items with their content vectors (the catalogue's tables,
+  read directly: no row of them is locked), then one write that inserts the events (``ON
+  CONFLICT DO NOTHING RETURNING``) and, only if every event was new, the states folded from them
+  (``apps.profiles.folding``). One more statement when new users appear, one more when a resend
+  mixes stored and new events (the states are then folded again from the new ones alone). A
   retried batch inserts nothing and folds nothing: idempotency is on the event id per tenant.
+  Both statements bind their parameters on the server (``_bound_cursor``), never prepared.
 - Events whose item has no content vector yet are stored with ``folded = false`` and folded in
   by the ``on_item_vectors_ready`` hook (and swept up by the retention task, should a vector land
   between the ingest's read and its commit).
@@ -26,24 +30,26 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Self, cast
 
 import numpy as np
+import psycopg
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from apps.catalog import selectors as catalog
 from apps.core import audit
 from apps.core.audit import AuditAction, SystemActor
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.errors import NotFound
 from apps.core.tenant_db import tenant_context, tenant_scope
-from apps.modeling.ml.features import feature_config, new_state, state_add_event, state_from_history
+from apps.modeling.ml.features import feature_config, state_from_history
 from apps.profiles.attribute_crypto import AttributeSealer
+from apps.profiles.folding import states_fold_events
 from apps.profiles.models import EndUser, UserAttribute, UserEvent, UserState
 from apps.profiles.state_codec import StateCorrupt, decode_state, encode_state
 from apps.profiles.validation import EventIn, invalid_events
@@ -76,16 +82,20 @@ created AS (
     INSERT INTO profiles_enduser (tenant_id, pseudonym, created_at)
     SELECT %s, p, now() FROM wanted ORDER BY p
     ON CONFLICT (tenant_id, pseudonym) DO NOTHING
-    RETURNING id
-)
-INSERT INTO profiles_userstate (user_id, tenant_id, data, updated_at)
-SELECT id, %s, NULL, now() FROM (
-    SELECT id FROM created
+    RETURNING id, pseudonym
+),
+ids AS (
+    SELECT id, pseudonym FROM created
     UNION ALL
-    SELECT id FROM profiles_enduser WHERE tenant_id = %s AND pseudonym IN (SELECT p FROM wanted)
-) AS ids
-ORDER BY id
-ON CONFLICT (user_id) DO NOTHING
+    SELECT id, pseudonym FROM profiles_enduser WHERE tenant_id = %s AND pseudonym IN (SELECT p FROM wanted)
+),
+states AS (
+    INSERT INTO profiles_userstate (user_id, tenant_id, data, updated_at)
+    SELECT id, %s, NULL, now() FROM ids ORDER BY id
+    ON CONFLICT (user_id) DO NOTHING
+    RETURNING user_id
+)
+SELECT ids.pseudonym, ids.id FROM ids JOIN states ON states.user_id = ids.id
 """
 
 _LOCK_STATES_BY_ID = """
@@ -97,9 +107,47 @@ ORDER BY user_id FOR UPDATE
 _UPDATE_STATES = """
 UPDATE profiles_userstate AS s
 SET data = CASE WHEN v.len < 0 THEN NULL ELSE substring(%s::bytea FROM v.start FOR v.len) END, updated_at = now()
-FROM unnest(%s::bigint[], %s::int[], %s::int[]) AS v(user_id, start, len)
+FROM unnest(string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::int[], string_to_array(%s, ',')::int[])
+     AS v(user_id, start, len)
 WHERE s.user_id = v.user_id AND s.tenant_id = %s
 """
+
+
+class _BinaryCursor(psycopg.Cursor[Any]):
+    """Server-side binding, and results in binary: bytea arrives as bytes, not as hex text to decode."""
+
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None) -> Self:
+        return super().execute(query, params, prepare=prepare, binary=True if binary is None else binary)
+
+
+def _bound_cursor() -> CursorWrapper:
+    """A cursor on the request's connection whose parameters travel apart from the SQL text.
+
+    Django's own cursors bind client-side: every parameter is quoted into the statement text, which
+    the server then lexes, and bytea goes as hex both ways (a 1000-event batch moves over a megabyte
+    of state bytes). Here psycopg binds on the server, in binary where it can (bytea, numeric
+    arrays), and results come back in binary. Statements are prepared only where the deployment
+    asks psycopg to (``OPTIONS["prepare_threshold"]``; Django's default, None, never prepares, so
+    PgBouncer in transaction mode works). The cursor is Django's wrapper around it: same
+    transaction, same error translation (a deadlock is still an ``OperationalError`` that
+    ``TenantAPIView`` reruns), and the query log and the tests' query counts see it.
+    """
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        connection.ensure_connection()
+        raw = cast(Any, _BinaryCursor(connection.connection))
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _csv(values: Iterable[int | float]) -> str:
+    """Numbers as one comma-joined text that SQL splits with ``string_to_array`` and casts: psycopg
+    adapts a Python list element by element (about 20 ms for 1000 datetimes with Django's adapters);
+    ``str`` of an int or a float round-trips exactly."""
+    return ",".join(map(str, values))
 
 
 def _pack32(values: Sequence[bytes]) -> bytes:
@@ -107,26 +155,36 @@ def _pack32(values: Sequence[bytes]) -> bytes:
     return b"".join(values)
 
 
-def _create_users(tenant_id: int, pseudonyms: Sequence[bytes]) -> None:
+def _create_users(tenant_id: int, pseudonyms: Sequence[bytes]) -> dict[bytes, int]:
+    """Create the users (and their empty state rows) that do not exist yet.
+
+    Returns ``pseudonym -> user id`` for the state rows this call inserted: uncommitted rows of
+    this transaction, so no other transaction can lock or change them before it ends. A user
+    that a concurrent transaction created in the meantime is absent (the caller locks it).
+    """
     wanted = sorted(pseudonyms)  # one insertion order for everyone: concurrent creators cannot deadlock
-    with connection.cursor() as cursor:
+    with _bound_cursor() as cursor:
         cursor.execute(_CREATE_USERS, [_pack32(wanted), tenant_id, tenant_id, tenant_id])
+        return {bytes(pseudonym): int(user_id) for pseudonym, user_id in cursor.fetchall()}
 
 
-def _lock_users_by_pseudonym(tenant_id: int, pseudonyms: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
-    """``pseudonym -> (user id, state bytes)`` with every state row locked; missing users are created."""
+def _create_or_lock_users(tenant_id: int, pseudonyms: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
+    """``pseudonym -> (user id, state bytes)`` for users the ingest read did not find, every state row
+    locked: created here, or (created by a concurrent transaction meanwhile) locked."""
     wanted = sorted(set(pseudonyms))
     found: dict[bytes, tuple[int, bytes | None]] = {}
     for _ in range(3):
-        with connection.cursor() as cursor:
+        found.update({pseudonym: (user_id, None) for pseudonym, user_id in _create_users(tenant_id, wanted).items()})
+        wanted = [p for p in wanted if p not in found]
+        if not wanted:
+            return found
+        with _bound_cursor() as cursor:
             cursor.execute(_LOCK_STATES_BY_PSEUDONYM, [tenant_id, _pack32(wanted)])
             for pseudonym, user_id, data in cursor.fetchall():
                 found[bytes(pseudonym)] = (int(user_id), None if data is None else bytes(data))
-        missing = [p for p in wanted if p not in found]
-        if not missing:
+        wanted = [p for p in wanted if p not in found]
+        if not wanted:
             return found
-        _create_users(tenant_id, missing)
-        wanted = missing
     raise RuntimeError("could not create or lock user state rows")
 
 
@@ -136,9 +194,8 @@ def _lock_states_by_id(tenant_id: int, user_ids: Iterable[int]) -> dict[int, byt
         return {int(uid): None if data is None else bytes(data) for uid, data in cursor.fetchall()}
 
 
-def _save_states(tenant_id: int, states: dict[int, dict[str, Any] | None]) -> None:
-    if not states:
-        return
+def _pack_states(states: dict[int, dict[str, Any] | None]) -> tuple[bytes, list[int], list[int], list[int]]:
+    """States as ONE packed bytea plus (user ids, 1-based starts, lengths; -1 = NULL) to slice it in SQL."""
     ids = sorted(states)
     parts: list[bytes] = []
     starts: list[int] = []
@@ -151,8 +208,15 @@ def _save_states(tenant_id: int, states: dict[int, dict[str, Any] | None]) -> No
         lengths.append(-1 if state is None else len(blob))
         parts.append(blob)
         position += len(blob)
-    with connection.cursor() as cursor:
-        cursor.execute(_UPDATE_STATES, [b"".join(parts), ids, starts, lengths, tenant_id])
+    return b"".join(parts), ids, starts, lengths
+
+
+def _save_states(tenant_id: int, states: dict[int, dict[str, Any] | None]) -> None:
+    if not states:
+        return
+    blob, ids, starts, lengths = _pack_states(states)
+    with _bound_cursor() as cursor:
+        cursor.execute(_UPDATE_STATES, [blob, _csv(ids), _csv(starts), _csv(lengths), tenant_id])
 
 
 def load_state(data: bytes | None) -> dict[str, Any] | None:
@@ -166,28 +230,42 @@ def load_state(data: bytes | None) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
-class _Fold:
-    item_pk: int
-    value: float
-    ts: float
-    order: tuple[float, int]
+class _Folds:
+    """Events to fold, as columns: user id, item pk, value, epoch seconds, and ``seq``, which orders
+    events of the same timestamp (the index in the batch, or the event's row id)."""
+
+    user_ids: np.ndarray
+    item_pks: np.ndarray
+    values: np.ndarray
+    ts: np.ndarray
+    seq: np.ndarray
+
+    def where(self, mask: np.ndarray) -> _Folds:
+        return _Folds(self.user_ids[mask], self.item_pks[mask], self.values[mask], self.ts[mask], self.seq[mask])
 
 
-def _fold_into(
-    state: dict[str, Any] | None, folds: Sequence[_Fold], vectors: dict[int, np.ndarray]
-) -> dict[str, Any] | None:
-    """Fold events (in timestamp order) into a state; None means the state must be rebuilt."""
-    cfg = _FEATURES
-    for fold in sorted(folds, key=lambda f: f.order):
-        vector = vectors[fold.item_pk]
-        if state is None or state["n_events"] == 0:
-            state = new_state(int(vector.shape[0]), cfg)
-        if state["content_sum"].shape[1] != vector.shape[0]:
-            return None  # the encoder changed dimension: only a rebuild can be right
-        # Model-specific input embeddings are recomputed by whoever activates such a model.
-        state["emb_sum"] = None
-        state_add_event(state, fold.item_pk, fold.value, fold.ts, vector, cfg)
-    return state
+def _fold_states(
+    folds: _Folds, stored: dict[int, bytes | None], vectors: dict[int, np.ndarray]
+) -> tuple[dict[int, dict[str, Any] | None], list[int]]:
+    """New states of the users with folds (their stored bytes with the folds in), and the users whose
+    state needs a rebuild instead. One pass over all users' events (``apps.profiles.folding``)."""
+    if not len(folds.user_ids):
+        return {}, []
+    user_ids, user_index = np.unique(folds.user_ids, return_inverse=True)
+    item_pks, item_index = np.unique(folds.item_pks, return_inverse=True)
+    matrix = np.stack([vectors[int(pk)] for pk in item_pks])
+    new = states_fold_events(
+        [load_state(stored.get(int(user_id))) for user_id in user_ids],
+        user_index, folds.seq, folds.item_pks, folds.values, folds.ts, matrix[item_index], _FEATURES,
+    )
+    states: dict[int, dict[str, Any] | None] = {}
+    rebuild: list[int] = []
+    for user_id, state in zip(user_ids.tolist(), new, strict=True):
+        if state is None:
+            rebuild.append(user_id)
+        else:
+            states[user_id] = state
+    return states, rebuild
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -204,14 +282,93 @@ class IngestResult:
         return asdict(self)
 
 
-_INSERT_EVENTS = """
-INSERT INTO profiles_userevent (tenant_id, user_id, item_id, event_key, type, value, ts, folded)
-SELECT %s, v.user_id, v.item_id, substring(%s::bytea FROM 1 + 32 * (v.n - 1)::int FOR 32), v.type, v.value, v.ts, v.folded
-FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::float8[], %s::timestamptz[], %s::boolean[])
-     WITH ORDINALITY AS v(user_id, item_id, type, value, ts, folded, n)
-ON CONFLICT (tenant_id, event_key) DO NOTHING
-RETURNING event_key
+# The ingest's first round trip: the users' state rows, locked in id order (so concurrent batches
+# cannot deadlock), then the items by the tenant's own ids with their content vectors in pgvector's
+# binary form (no text parsing). Item ids travel as one text joined by U+001F, which validation
+# refuses inside an id (control characters), and pseudonyms as one packed bytea (see above).
+# No row of the catalogue is locked: the event INSERT's foreign-key check takes FOR KEY SHARE later,
+# after the state rows, the lock order docs/architecture.md ("Write conflicts") relies on.
+_INGEST_READ = """
+WITH locked AS (
+    SELECT u.pseudonym, u.id, s.data FROM profiles_enduser u
+    JOIN profiles_userstate s ON s.user_id = u.id
+    WHERE u.tenant_id = %s AND u.pseudonym = ANY(ARRAY(SELECT substring(packed.b FROM 1 + 32 * i FOR 32)
+                                  FROM (SELECT %s::bytea AS b) AS packed, generate_series(0, length(packed.b) / 32 - 1) AS i))
+    ORDER BY u.id FOR UPDATE OF s
+)
+SELECT NULL::varchar, pseudonym, id, data FROM locked
+UNION ALL
+SELECT i.external_id, NULL::bytea, i.id, vector_send(v.embedding)
+FROM catalog_item i LEFT JOIN catalog_itemvector v ON v.tenant_id = %s AND v.item_id = i.id
+WHERE i.tenant_id = %s AND i.external_id = ANY(string_to_array(%s, chr(31)))
 """
+
+_ID_SEPARATOR = "\x1f"
+
+# The second: insert the events (idempotent on the keyed event id) and write the folded states, but
+# only if every event was new. The states were folded on that assumption, which only a resent event
+# breaks; then nothing of them is written here and the caller folds just the new events.
+_INGEST_WRITE = """
+WITH inserted AS (
+    INSERT INTO profiles_userevent (tenant_id, user_id, item_id, event_key, type, value, ts, folded)
+    SELECT %s, v.user_id, v.item_id, substring(%s::bytea FROM 1 + 32 * (v.n - 1)::int FOR 32), v.type, v.value,
+           timestamptz 'epoch' + v.us * interval '1 microsecond', v.folded
+    FROM unnest(string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::varchar[],
+                string_to_array(%s, ',')::float8[], string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::boolean[])
+         WITH ORDINALITY AS v(user_id, item_id, type, value, us, folded, n)
+    ON CONFLICT (tenant_id, event_key) DO NOTHING
+    RETURNING event_key
+),
+states AS (
+    UPDATE profiles_userstate AS s
+    SET data = CASE WHEN v.len < 0 THEN NULL ELSE substring(%s::bytea FROM v.start FOR v.len) END, updated_at = now()
+    FROM unnest(string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::int[], string_to_array(%s, ',')::int[])
+         AS v(user_id, start, len)
+    WHERE s.user_id = v.user_id AND s.tenant_id = %s AND (SELECT count(*) FROM inserted) = %s
+)
+SELECT event_key FROM inserted
+"""
+
+
+def _vector_from_wire(data: bytes) -> np.ndarray:
+    """pgvector's binary form: int16 dimension, int16 unused, then big-endian float32s."""
+    return np.frombuffer(data, dtype=">f4", offset=4).astype(np.float32)
+
+
+def _ingest_read(
+    tenant_id: int, pseudonyms: Iterable[bytes], external_ids: Iterable[str]
+) -> tuple[dict[str, tuple[int, np.ndarray | None]], dict[bytes, tuple[int, bytes | None]]]:
+    """``external id -> (item pk, vector or None)`` and ``pseudonym -> (user id, state bytes)`` (locked)."""
+    items: dict[str, tuple[int, np.ndarray | None]] = {}
+    users: dict[bytes, tuple[int, bytes | None]] = {}
+    with _bound_cursor() as cursor:
+        cursor.execute(
+            _INGEST_READ,
+            [tenant_id, _pack32(sorted(set(pseudonyms))), tenant_id, tenant_id, _ID_SEPARATOR.join(sorted(set(external_ids)))],
+        )
+        for external_id, pseudonym, pk, data in cursor.fetchall():
+            if external_id is None:
+                users[bytes(pseudonym)] = (int(pk), None if data is None else bytes(data))
+            else:
+                items[str(external_id)] = (int(pk), None if data is None else _vector_from_wire(bytes(data)))
+    return items, users
+
+
+def _ingest_write(
+    tenant_id: int, events: Sequence[EventIn], keys: Sequence[bytes], user_ids: Sequence[int], item_pks: Sequence[int],
+    folded: Sequence[bool], states: dict[int, dict[str, Any] | None],
+) -> set[bytes]:
+    """Insert the events; write ``states`` only if every event was new. Returns the keys inserted."""
+    blob, state_ids, starts, lengths = _pack_states(states)
+    with _bound_cursor() as cursor:
+        cursor.execute(
+            _INGEST_WRITE,
+            [tenant_id, _pack32(keys), _csv(user_ids), _csv(item_pks), ",".join(e.type for e in events),
+             _csv(e.value for e in events), _csv((e.ts - _EPOCH) // _MICROSECOND for e in events),
+             ",".join("t" if f else "f" for f in folded), blob, _csv(state_ids), _csv(starts), _csv(lengths), tenant_id,
+             len(events)],
+        )
+        return {bytes(row[0]) for row in cursor.fetchall()}
 
 
 def events_ingest(*, tenant_id: int, events: Sequence[EventIn], total: int | None = None) -> IngestResult:
@@ -219,55 +376,48 @@ def events_ingest(*, tenant_id: int, events: Sequence[EventIn], total: int | Non
 
     Unknown items reject the whole batch (``DomainError`` listing their indices) before anything
     is written; items without a content vector yet are accepted and kept pending.
+
+    Two statements whatever the batch size, for users that exist: one read (state rows locked,
+    items and their vectors), one write (events, and the folded states when every event is new);
+    one more when some users are new, and one more when some events were stored before (a resend).
     """
     if not events:
         return IngestResult(0, 0, 0, 0)
     with tenant_scope(tenant_id):
-        item_pks = catalog.item_pks_by_external_ids(tenant_id, {e.item for e in events})
-        unknown = [
-            {"index": e.index, "errors": {"item": "no such item in the catalogue"}} for e in events if e.item not in item_pks
-        ]
-        if unknown:
-            raise invalid_events(unknown, total or len(events))
         pseudonyms = pseudonymise_many(tenant_id=tenant_id, user_refs=(e.user for e in events))
         keys = event_keys(tenant_id=tenant_id, event_ids=(e.event_id for e in events))
-        users = _lock_users_by_pseudonym(tenant_id, pseudonyms.values())
-        vectors = catalog.content_vectors(tenant_id, set(item_pks.values()))
+        items, users = _ingest_read(tenant_id, pseudonyms.values(), (e.item for e in events))
+        unknown = [
+            {"index": e.index, "errors": {"item": "no such item in the catalogue"}} for e in events if e.item not in items
+        ]
+        if unknown:
+            raise invalid_events(unknown, total or len(events))  # nothing written (the rollback frees the locks)
+        missing = [p for p in set(pseudonyms.values()) if p not in users]
+        if missing:
+            users.update(_create_or_lock_users(tenant_id, missing))
 
         user_ids = [users[pseudonyms[e.user]][0] for e in events]
-        items = [item_pks[e.item] for e in events]
-        folded = [pk in vectors for pk in items]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _INSERT_EVENTS,
-                [tenant_id, _pack32([keys[e.event_id] for e in events]), user_ids, items, [e.type for e in events],
-                 [e.value for e in events], [e.ts for e in events], folded],
-            )
-            new_keys = {bytes(row[0]) for row in cursor.fetchall()}
-
-        per_user: dict[int, list[_Fold]] = defaultdict(list)
-        pending = 0
-        for event, user_id, item_pk, has_vector in zip(events, user_ids, items, folded, strict=True):
-            if keys[event.event_id] not in new_keys:
-                continue
-            if not has_vector:
-                pending += 1
-                continue
-            ts = event.ts.timestamp()
-            per_user[user_id].append(_Fold(item_pk, event.value, ts, (ts, event.index)))
-        if per_user:
-            by_id = dict(users.values())
-            states: dict[int, dict[str, Any] | None] = {}
-            rebuild: list[int] = []
-            for user_id, folds in per_user.items():
-                state = _fold_into(load_state(by_id[user_id]), folds, vectors)
-                if state is None:
-                    rebuild.append(user_id)
-                else:
-                    states[user_id] = state
+        item_pks = [items[e.item][0] for e in events]
+        folded = [items[e.item][1] is not None for e in events]
+        vectors = {pk: vector for pk, vector in items.values() if vector is not None}
+        stored = dict(users.values())
+        n = len(events)
+        with_vector = np.fromiter(folded, dtype=bool, count=n)
+        batch = _Folds(
+            np.fromiter(user_ids, dtype=np.int64, count=n), np.fromiter(item_pks, dtype=np.int64, count=n),
+            np.fromiter((e.value for e in events), dtype=np.float64, count=n),
+            np.fromiter((e.ts.timestamp() for e in events), dtype=np.float64, count=n),
+            np.fromiter((e.index for e in events), dtype=np.int64, count=n),
+        )
+        states, rebuild = _fold_states(batch.where(with_vector), stored, vectors)
+        new_keys = _ingest_write(tenant_id, events, [keys[e.event_id] for e in events], user_ids, item_pks, folded, states)
+        if len(new_keys) != n:  # a resend: fold only what is new (the state rows are still locked)
+            is_new = np.fromiter((keys[e.event_id] in new_keys for e in events), dtype=bool, count=n)
+            states, rebuild = _fold_states(batch.where(with_vector & is_new), stored, vectors)
             _save_states(tenant_id, states)
-            if rebuild:
-                _rebuild_locked(tenant_id, rebuild)
+        if rebuild:
+            _rebuild_locked(tenant_id, rebuild)
+        pending = sum(1 for e, has_vector in zip(events, folded, strict=True) if not has_vector and keys[e.event_id] in new_keys)
         return IngestResult(len(events), len(new_keys), len(events) - len(new_keys), pending)
 
 
@@ -297,18 +447,12 @@ def events_fold_pending(*, tenant_id: int, item_pks: Sequence[int]) -> int:
                 [tenant_id, sorted(stored), sorted(vectors)],
             )
             rows = cursor.fetchall()
-        per_user: dict[int, list[_Fold]] = defaultdict(list)
-        for event_pk, user_id, item_pk, value, ts in rows:
-            epoch = ts.timestamp()
-            per_user[int(user_id)].append(_Fold(int(item_pk), float(value), epoch, (epoch, int(event_pk))))
-        states: dict[int, dict[str, Any] | None] = {}
-        rebuild: list[int] = []
-        for user_id, folds in per_user.items():
-            state = _fold_into(load_state(stored.get(user_id)), folds, vectors)
-            if state is None:
-                rebuild.append(user_id)
-            else:
-                states[user_id] = state
+        folds = _Folds(
+            np.array([int(r[1]) for r in rows], dtype=np.int64), np.array([int(r[2]) for r in rows], dtype=np.int64),
+            np.array([float(r[3]) for r in rows], dtype=np.float64), np.array([r[4].timestamp() for r in rows], dtype=np.float64),
+            np.array([int(r[0]) for r in rows], dtype=np.int64),
+        )
+        states, rebuild = _fold_states(folds, stored, vectors)
         _save_states(tenant_id, states)
         if rebuild:
             _rebuild_locked(tenant_id, rebuild)
@@ -584,7 +728,7 @@ def user_erase(*, tenant_id: int, user_ref: str, actor: str) -> dict[str, Any]:
 
 def retention_days(tenant_settings: dict[str, Any] | None) -> int:
     """``event_retention_days`` of the tenant (a positive integer), else the platform default."""
-    default = int(sotto_setting("EVENT_RETENTION_DAYS"))
+    default = sotto().event_retention_days
     value = (tenant_settings or {}).get("event_retention_days")
     if value is None:
         return default

@@ -92,7 +92,18 @@ def _timestamp(value: Any, now: datetime) -> datetime:
     return ts
 
 
-def _event(index: int, raw: Any, now: datetime, errors: dict[str, str]) -> EventIn | None:
+def _ref(raw: Any, limit: int, seen: dict[tuple[str, int], str]) -> str:
+    """``normalise_ref``, remembered per batch for text: users and items repeat across a batch's events."""
+    if not isinstance(raw, str):
+        return normalise_ref(raw, max_length=limit)
+    key = (raw, limit)
+    text = seen.get(key)
+    if text is None:
+        text = seen[key] = normalise_ref(raw, max_length=limit)
+    return text
+
+
+def _event(index: int, raw: Any, now: datetime, errors: dict[str, str], seen: dict[tuple[str, int], str]) -> EventIn | None:
     if not isinstance(raw, dict):
         errors["event"] = "must be an object"
         return None
@@ -105,7 +116,8 @@ def _event(index: int, raw: Any, now: datetime, errors: dict[str, str]) -> Event
             errors[field] = "is required"
             continue
         try:
-            refs[field] = normalise_ref(raw[field], max_length=limit)
+            # event ids are unique within a batch: nothing to remember
+            refs[field] = _ref(raw[field], limit, {} if field == "event_id" else seen)
         except InvalidReference as exc:
             errors[field] = str(exc)
     kind = raw.get("type")
@@ -150,9 +162,10 @@ def validate_events(payload: Any, *, now: datetime | None = None) -> list[EventI
     problems: list[dict[str, Any]] = []
     valid: list[EventIn] = []
     first_index: dict[str, int] = {}
+    seen: dict[tuple[str, int], str] = {}
     for index, raw in enumerate(raw_events):
         errors: dict[str, str] = {}
-        event = _event(index, raw, now, errors)
+        event = _event(index, raw, now, errors, seen)
         if event is not None:
             if event.event_id in first_index:
                 errors["event_id"] = f"repeats the event_id of event {first_index[event.event_id]} in this batch"

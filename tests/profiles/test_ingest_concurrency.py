@@ -161,17 +161,18 @@ def test_a_deadlock_is_rerun_inside_the_server_and_the_batch_is_stored_once(api,
     # Given: the first attempt's transaction is chosen as a deadlock victim after writing its events
     from apps.profiles import services
 
-    real = services._save_states
+    real = services._ingest_write
     calls: list[int] = []
 
-    def victim_once(*args: Any, **kwargs: Any) -> None:
+    def victim_once(*args: Any, **kwargs: Any) -> set[bytes]:
         calls.append(1)
-        real(*args, **kwargs)
+        inserted = real(*args, **kwargs)
         if len(calls) == 1:
             raise _deadlock()
+        return inserted
 
     batch = [event("dora", "i1"), event("dora", "i2")]
-    with mock.patch.object(services, "_save_states", side_effect=victim_once):
+    with mock.patch.object(services, "_ingest_write", side_effect=victim_once):
         response = api.post(URL, {"events": batch}, format="json", **tenant_a.auth)
     # Then: the client sees one success, and the rolled-back attempt left nothing behind
     assert response.status_code == 201, response.json()
@@ -184,7 +185,7 @@ def test_a_deadlock_is_rerun_inside_the_server_and_the_batch_is_stored_once(api,
 def test_a_conflict_that_persists_answers_503_with_retry_after_and_stores_nothing(api, tenant_a, items_a):
     from apps.profiles import services
 
-    with mock.patch.object(services, "_save_states", side_effect=_deadlock()):
+    with mock.patch.object(services, "_ingest_write", side_effect=_deadlock()):
         response = api.post(URL, {"events": [event("erin", "i1")]}, format="json", **tenant_a.auth)
     assert response.status_code == 503
     assert response["Retry-After"] == "1"
@@ -197,11 +198,11 @@ def test_a_database_error_that_is_not_a_conflict_answers_503_json_at_once(api, t
 
     calls: list[int] = []
 
-    def gone(*args: Any, **kwargs: Any) -> None:
+    def gone(*args: Any, **kwargs: Any) -> set[bytes]:
         calls.append(1)
         raise OperationalError("server closed the connection unexpectedly")
 
-    with mock.patch.object(services, "_save_states", side_effect=gone):
+    with mock.patch.object(services, "_ingest_write", side_effect=gone):
         response = api.post(URL, {"events": [event("finn", "i1")]}, format="json", **tenant_a.auth)
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"
