@@ -14,10 +14,10 @@ import numpy as np
 from django.db.models import Count, Q
 
 from apps.catalog.models import EncodingStatus, Item
-from apps.catalog.vectors import vectors_fetch, vectors_knn
+from apps.catalog.vectors import vectors_fetch, vectors_knn, vectors_knn_of_item
 from apps.core.errors import Conflict, DomainError, ErrorCode, NotFound
 from apps.core.hnsw import Neighbour
-from apps.core.tenant_db import tenant_context
+from apps.core.tenant_db import tenant_context, tenant_scope
 
 MAX_SIMILAR_K = 100
 MAX_PAGE = 200
@@ -93,18 +93,23 @@ def parse_k(raw: str | None, *, default: int = 10) -> int:
 def similar_items(
     *, tenant_id: int, external_id: str, k: int, category: str | None = None
 ) -> list[dict[str, Any]]:
-    """Items nearest to this one by content (itself excluded); NotFound for an unknown id."""
-    with tenant_context(tenant_id):
-        item = Item.objects.filter(tenant_id=tenant_id, external_id=external_id).values("pk", "encoding_status").first()
-        if item is None:
-            raise NotFound(f"no item with id {external_id!r}")
-        vector = vectors_fetch(tenant_id=tenant_id, item_pks=[item["pk"]]).get(item["pk"])
-        if vector is None:
-            raise Conflict(
-                f"item {external_id!r} has no content vector yet (encoding {item['encoding_status']})",
-                code=ErrorCode.NOT_ENCODED, details={"encoding_status": item["encoding_status"]},
-            )
-        found = vectors_knn(tenant_id=tenant_id, vector=vector, k=k, exclude_pks=[item["pk"]], category=category)
+    """Items nearest to this one by content (itself excluded); NotFound for an unknown id, Conflict
+    (``not_encoded``) for an item without a content vector yet.
+
+    One statement in the common case (``vectors_knn_of_item``); only an empty answer pays the reads
+    that say whether the item is unknown, not encoded, or simply has no neighbour passing the filters.
+    """
+    with tenant_scope(tenant_id):
+        found = vectors_knn_of_item(tenant_id=tenant_id, external_id=external_id, k=k, category=category)
+        if not found:
+            item = Item.objects.filter(tenant_id=tenant_id, external_id=external_id).values("pk", "encoding_status").first()
+            if item is None:
+                raise NotFound(f"no item with id {external_id!r}")
+            if not vectors_fetch(tenant_id=tenant_id, item_pks=[item["pk"]]):
+                raise Conflict(
+                    f"item {external_id!r} has no content vector yet (encoding {item['encoding_status']})",
+                    code=ErrorCode.NOT_ENCODED, details={"encoding_status": item["encoding_status"]},
+                )
     return [{"id": n.external_id, "score": round(n.score, 6)} for n in found]
 
 

@@ -1,24 +1,40 @@
 """One filtered cosine top-k over a tenant's HNSW-indexed vector table, in one round trip.
 
-The catalogue's content vectors, the served vectors of each model version and the serving hot
-path all ask the same question, so they share this one query:
+The catalogue's content vectors (similar items), the served vectors of each model version and the
+serving hot path all ask the same question, so they share this one query:
 
 - ``hnsw.ef_search`` (at least k) and ``hnsw.iterative_scan`` are set transaction-local by a first
-  statement sent in the same ``execute`` as the scan: Django's psycopg 3 cursor binds client-side,
-  so both travel as one message and cost one round trip;
+  statement pipelined with the scan (psycopg pipeline mode: both statements and their Sync leave
+  in one write and their results come back together), so the knobs cost no round trip of their own
+  and never leak to the next transaction;
+- the scan is **server-side bound** with **binary** parameters and results, on the request's own
+  connection and transaction, with the query vector in pgvector's binary form (``pgvector.psycopg``'s
+  dumper, ``apps.core.vector_adapters``) instead of a 7 KB text literal. It asks psycopg to prepare
+  it, which psycopg does only where the deployment sets ``DATABASES[...]["OPTIONS"]["prepare_threshold"]``:
+  Django's default (None) disables prepared statements for PgBouncer's transaction pooling before
+  1.21, and the figures in docs/results/serving.md were measured with that default (not prepared);
 - with any filter (availability, category, exclusions, extra equality columns) pgvector 0.8's
   iterative scan (``relaxed_order``) keeps walking the graph until k rows pass it, so filters never
   starve the result; the outer ``ORDER BY`` restores exact order (ties by item id);
 - the explicit ``tenant_id`` predicate prunes to the tenant's partition; RLS stays the second lock.
-Call it inside a transaction scoped to the tenant.
+
+Call it inside a transaction scoped to the tenant. Both statements go through Django's cursor
+wrapper (so they are logged and counted like any other), and database errors surface as Django's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+import numpy as np
+import psycopg
 from django.db import connection
+
+from apps.core.vector_adapters import adapt_vectors
+
+KNOBS = "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true)"
 
 
 class Neighbour(NamedTuple):
@@ -29,26 +45,41 @@ class Neighbour(NamedTuple):
     score: float
 
 
-def hnsw_top_k(
-    *,
-    table: str,
-    tenant_id: int,
-    literal: str,
-    k: int,
-    ef_search: int,
-    exclude_pks: Iterable[int] = (),
-    category: str | None = None,
-    available_only: bool = True,
+class BoundCursor(psycopg.Cursor[Any]):
+    """Server-side binding and binary results; prepared when the connection allows it (``prepare_threshold``).
+
+    Django's own cursors bind client-side; this one is only for statements that repeat on the hot
+    path, whose shapes are few (one per table, filter combination and cast).
+    """
+
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None,
+                binary: bool | None = None) -> BoundCursor:
+        super().execute(query, params, prepare=True, binary=True)
+        return self
+
+
+@contextmanager
+def bound_cursor() -> Iterator[Any]:
+    """A :class:`BoundCursor` on Django's connection (its transaction), wrapped like any Django
+    cursor (query log, execute wrappers), with pgvector's adapters registered."""
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = BoundCursor(connection.connection)
+    adapt_vectors(raw)
+    wrapped: Any = raw  # Django's wrappers take any DB-API cursor (the stubs say CursorWrapper)
+    cursor = connection.make_debug_cursor(wrapped) if connection.queries_logged else connection.make_cursor(wrapped)
+    with cursor:
+        yield cursor
+
+
+def filters(
+    *, tenant_id: int, exclude_pks: Iterable[int] = (), category: str | None = None, available_only: bool = True,
     equals: Sequence[tuple[str, Any]] = (),
-    cast: str = "vector",
-) -> list[Neighbour]:
-    """``[(item_pk, external_id, cosine)]`` best first. ``table``, ``equals`` column names and
-    ``cast`` are code constants (never user input); every value travels as a parameter."""
-    if k < 1:
-        return []
+) -> tuple[list[str], list[Any], bool]:
+    """``(where clauses, their parameters, whether any filter applies)`` for a tenant's vector table."""
     excluded = sorted({int(pk) for pk in exclude_pks})
     where = ["tenant_id = %s"]
-    params: list[Any] = [literal, int(tenant_id)]
+    params: list[Any] = [int(tenant_id)]
     for column, value in equals:
         where.append(f"{column} = %s")
         params.append(value)
@@ -60,24 +91,49 @@ def hnsw_top_k(
     if excluded:
         where.append("item_id <> ALL(%s::bigint[])")
         params.append(excluded)
-    params.append(int(k))
-    filtered = available_only or category is not None or bool(excluded)
+    return where, params, available_only or category is not None or bool(excluded)
+
+
+def knn_rows(*, sql: str, params: Sequence[Any], k: int, ef_search: int, filtered: bool) -> list[Neighbour]:
+    """Run ``sql`` (a prepared scan answering ``(item_pk, external_id, cosine)``) after its knobs, in
+    one round trip; call inside a tenant-scoped transaction."""
     knobs = [str(max(int(ef_search), int(k))), "relaxed_order" if filtered else "off"]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true);
-            WITH nearest AS MATERIALIZED (
-                SELECT item_id, external_id, embedding::{cast} <=> %s::{cast} AS distance
-                FROM {table}
-                WHERE {" AND ".join(where)}
-                ORDER BY distance
-                LIMIT %s
-            )
-            SELECT item_id, external_id, 1 - distance FROM nearest ORDER BY distance, item_id
-            """,  # noqa: S608 # nosec B608 - only code constants are interpolated; values are parameters
-            knobs + params,
+    with bound_cursor() as cursor, connection.wrap_database_errors:
+        with connection.connection.pipeline():
+            cursor.execute(KNOBS, knobs)
+            cursor.execute(sql, params)
+        rows = cursor.fetchall()  # the pipeline's Sync brought every result back: the scan's are the cursor's
+    return [Neighbour(int(pk), str(ext), float(score)) for pk, ext, score in rows]
+
+
+def hnsw_top_k(
+    *,
+    table: str,
+    tenant_id: int,
+    vector: np.ndarray,
+    k: int,
+    ef_search: int,
+    exclude_pks: Iterable[int] = (),
+    category: str | None = None,
+    available_only: bool = True,
+    equals: Sequence[tuple[str, Any]] = (),
+    cast: str = "vector",
+) -> list[Neighbour]:
+    """``[(item_pk, external_id, cosine)]`` best first. ``table``, ``equals`` column names and
+    ``cast`` are code constants (never user input); every value travels as a parameter, ``vector``
+    (float32, already validated by the caller) in pgvector's binary form."""
+    if k < 1:
+        return []
+    where, params, filtered = filters(tenant_id=tenant_id, exclude_pks=exclude_pks, category=category,
+                                      available_only=available_only, equals=equals)
+    sql = f"""
+        WITH nearest AS MATERIALIZED (
+            SELECT item_id, external_id, embedding::{cast} <=> %s::{cast} AS distance
+            FROM {table}
+            WHERE {" AND ".join(where)}
+            ORDER BY distance
+            LIMIT %s
         )
-        if not cursor.nextset():  # the first result is the set_config row; the scan's rows come next
-            raise RuntimeError("the k-NN statement returned no result set")
-        return [Neighbour(int(pk), str(ext), float(score)) for pk, ext, score in cursor.fetchall()]
+        SELECT item_id, external_id, 1 - distance FROM nearest ORDER BY distance, item_id
+    """  # noqa: S608 # nosec B608 - only code constants are interpolated; values are parameters
+    return knn_rows(sql=sql, params=[vector, *params, int(k)], k=k, ef_search=ef_search, filtered=filtered)

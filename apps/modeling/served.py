@@ -4,7 +4,8 @@ Raw SQL over ``modeling_served_vector`` (DDL in migration 0002). Every function 
 caller's transaction, which must be scoped to the tenant (``tenant_context``): RLS is the second
 lock, the explicit ``tenant_id = %s AND version = %s`` the first, and it also prunes the plan to
 the (tenant, version) leaf whose HNSW index serves ``ORDER BY embedding::vector(d) <=> q``.
-Vectors travel as pgvector text literals (no per-connection type registration).
+Vectors travel through pgvector's own psycopg adapters (``apps.core.vector_adapters``, registered
+on each cursor that carries one): numpy float32 arrays in.
 
 Lifecycle of a version's vectors (``apps.modeling.training``): ``version_create`` (short
 transaction: DDL locks the tenant's partition briefly) → ``vectors_upsert`` in chunks →
@@ -20,21 +21,24 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from django.db import connection
 
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.hnsw import Neighbour, hnsw_top_k
+from apps.core.vector_adapters import adapt_vectors
 
 log = logging.getLogger(__name__)
 
 MAX_DIM = 2000  # pgvector's HNSW limit for ``vector``
 
 
-def vector_literal(vector: np.ndarray | Sequence[float]) -> str:
-    arr = np.asarray(vector, dtype=np.float32).ravel()
+def served_vector(vector: np.ndarray | Sequence[float]) -> np.ndarray:
+    """The vector as a query parameter: flat float32 (dumped by pgvector's adapters, every value
+    exact); ``ValueError`` unless it has 1 to ``MAX_DIM`` finite values."""
+    arr = np.ascontiguousarray(vector, dtype=np.float32).ravel()
     if not 1 <= arr.shape[0] <= MAX_DIM:
         raise ValueError(f"served vectors have 1 to {MAX_DIM} dimensions, got {arr.shape[0]}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("served vector holds NaN or infinity")
-    return "[" + ",".join(repr(x) for x in arr.tolist()) + "]"
+    return arr
 
 
 def leaf_name(tenant_id: int, version: int) -> str:
@@ -65,8 +69,8 @@ def version_exists(*, tenant_id: int, version: int) -> bool:
 
 _UPSERT = """
 INSERT INTO modeling_served_vector (tenant_id, version, item_id, external_id, embedding, available, categories)
-SELECT %s, %s, i.id, i.external_id, v.embedding::vector, i.available, i.categories
-FROM unnest(%s::bigint[], %s::text[]) AS v(item_id, embedding)
+SELECT %s, %s, i.id, i.external_id, v.embedding, i.available, i.categories
+FROM unnest(%s::bigint[], %s::vector[]) AS v(item_id, embedding)
 JOIN catalog_item i ON i.id = v.item_id AND i.tenant_id = %s
 ON CONFLICT (tenant_id, version, item_id) DO UPDATE SET
     embedding = EXCLUDED.embedding, external_id = EXCLUDED.external_id,
@@ -84,10 +88,11 @@ def vectors_upsert(*, tenant_id: int, version: int, item_pks: Sequence[int], vec
         raise ValueError("one vector per item")
     written = 0
     with connection.cursor() as cursor:
+        adapt_vectors(cursor)
         for start in range(0, len(item_pks), chunk):
             pks = [int(pk) for pk in item_pks[start:start + chunk]]
-            literals = [vector_literal(v) for v in vectors[start:start + chunk]]
-            cursor.execute(_UPSERT, [int(tenant_id), int(version), pks, literals, int(tenant_id)])
+            arrays = [served_vector(v) for v in vectors[start:start + chunk]]
+            cursor.execute(_UPSERT, [int(tenant_id), int(version), pks, arrays, int(tenant_id)])
             written += max(cursor.rowcount, 0)
     return written
 
@@ -119,7 +124,7 @@ def missing_item_pks(*, tenant_id: int, version: int) -> list[int]:
 
 
 def ef_search_default() -> int:
-    return int(sotto_setting("MODELING_HNSW_EF_SEARCH"))
+    return sotto().modeling_hnsw_ef_search
 
 
 def vectors_knn(
@@ -140,7 +145,7 @@ def vectors_knn(
     """
     dim = int(np.asarray(vector).size)
     return hnsw_top_k(
-        table="modeling_served_vector", tenant_id=tenant_id, literal=vector_literal(vector), k=k,
+        table="modeling_served_vector", tenant_id=tenant_id, vector=served_vector(vector), k=k,
         ef_search=ef_search if ef_search is not None else ef_search_default(), exclude_pks=exclude_pks,
         category=category, available_only=available_only, equals=[("version", int(version))],
         cast=f"vector({dim})",

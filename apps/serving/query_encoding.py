@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from apps.catalog.encoder import TextEncoder, get_encoder
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 
 _TTL_S = 60.0
 _lock = threading.Lock()
@@ -44,9 +44,9 @@ def _encoder(tenant_id: int) -> TextEncoder:
     path = model_path_for(tenant_settings)
     check_model_path(path)
     encoder = get_encoder(
-        path, str(sotto_setting("ENCODER_PRECISION")),
-        num_threads=int(sotto_setting("SERVING_ENCODER_THREADS")),
-        query_cache_size=int(sotto_setting("SERVING_QUERY_CACHE_SIZE")),
+        path, sotto().encoder_precision,
+        num_threads=sotto().serving_encoder_threads,
+        query_cache_size=sotto().serving_query_cache_size,
     )
     with _lock:
         _by_tenant[tenant_id] = (now + _TTL_S, encoder)

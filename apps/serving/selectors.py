@@ -32,11 +32,13 @@ What callers may rely on:
   top-k on ``(1-a)·q + a·u`` (see ``ranking.blend_vector``), so the whole catalogue is re-ranked
   by the blend in one index scan.
 - **Round trips.** Inside a request (the ``TenantAPIView`` transaction, already scoped to the
-  tenant) the path joins that transaction: one read of the user's state and seen items, one
-  ``set_config`` of the HNSW knobs and the scan (``apps.serving.hnsw``), plus one vector read when
-  d > 0; with BEGIN, the RLS tenant and COMMIT that is 6 statements (7 with diversity). A
-  cold-start top-up or fallback adds one statement per step tried (popularity, newest). The model
-  pointer is cached per process (``MODELING_POINTER_TTL_S``), the API key too.
+  tenant) the path joins that transaction, with raw SQL only (no ORM): one read of the user's state
+  and seen items, then the HNSW knobs and the prepared scan pipelined in one round trip
+  (``apps.core.hnsw``; the query vector in pgvector's binary form), plus one vector read when d > 0;
+  with BEGIN, the RLS tenant and COMMIT that is 6 statements in 5 round trips (7 in 6 with
+  diversity). A cold-start top-up or fallback adds one statement per step tried (popularity,
+  newest). The model pointer is cached per process (``MODELING_POINTER_TTL_S``) and the weights
+  per process and version, the API key too.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ import numpy as np
 
 from apps.catalog.encoder import EncoderConfigError
 from apps.catalog.vectors import vectors_fetch
-from apps.core.conf import sotto_setting
+from apps.core.conf import sotto
 from apps.core.errors import DomainError, ErrorCode
 from apps.core.hnsw import Neighbour
 from apps.core.tenant_db import tenant_scope
@@ -175,7 +177,7 @@ def recommendations_for_user(
 
 
 def search_user_weight() -> float:
-    return min(1.0, max(0.0, float(sotto_setting("SERVING_SEARCH_USER_WEIGHT"))))
+    return min(1.0, max(0.0, sotto().serving_search_user_weight))
 
 
 def search_items(*, tenant_id: int, query: str, k: int, user_ref: str | None = None) -> Ranked:

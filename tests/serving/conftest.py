@@ -94,3 +94,17 @@ def search(api: Any, persona: TenantPersona, **query: Any) -> dict[str, Any]:
 
 def ids(body: dict[str, Any]) -> list[str]:
     return [item["id"] for item in body["items"]]
+
+
+HNSW_KNOBS = "SELECT set_config('hnsw.ef_search'"
+
+
+def round_trips(captured: Any) -> int:
+    """Round trips of the statements Django logged: the HNSW knobs do not count, as they leave in one
+    pipelined write with the scan right after them (``apps.core.hnsw``; ``test_hnsw`` checks both run
+    in one pipeline)."""
+    statements = [" ".join(q["sql"].split()) for q in captured.captured_queries]
+    for i, sql in enumerate(statements):
+        if sql.startswith(HNSW_KNOBS):
+            assert i + 1 < len(statements) and "<=>" in statements[i + 1], "the knobs ride with a scan"
+    return sum(1 for sql in statements if not sql.startswith(HNSW_KNOBS))

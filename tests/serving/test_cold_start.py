@@ -66,7 +66,7 @@ def store_release(persona: TenantPersona, counts: dict[str, float]) -> None:
     from apps.catalog.selectors import item_pks_by_external_ids
     from apps.core.tenant_db import tenant_context
     from apps.modeling.models import LedgerEntry, ReleaseKind
-    from apps.modeling.services import popularity_release_store
+    from apps.modeling.popularity_release import popularity_release_store
 
     tenant_id = int(persona.tenant.id)
     pks = item_pks_by_external_ids(tenant_id, list(counts))

@@ -46,9 +46,9 @@ def partition(django_db_setup: None, django_db_blocker: Any) -> Any:
         yield tid, pks, vectors
 
 
-def test_a_rare_category_still_gets_k_results_from_a_short_graph_walk(live_db, partition, settings, monkeypatch):
+def test_a_rare_category_still_gets_k_results_from_a_short_graph_walk(live_db, partition, settings):
     tid, _, vectors = partition
-    monkeypatch.setitem(settings.SOTTO, "SERVING_HNSW_EF_SEARCH", 10)  # the walk alone would meet about one "rare" item
+    settings.SOTTO = {**settings.SOTTO, "SERVING_HNSW_EF_SEARCH": 10}  # the walk alone would meet about one "rare" item
     with tenant_context(tid):
         with connection.cursor() as cursor:  # a partition this small could be sorted whole: use the HNSW index
             cursor.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true)")
@@ -83,3 +83,25 @@ def test_the_scan_is_one_round_trip_and_its_knobs_stay_in_the_transaction(live_d
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('hnsw.iterative_scan')")
         assert cursor.fetchone() == ("off",)  # ...and gone after it: never leaks to the next request
+
+
+def test_the_knobs_and_the_prepared_scan_leave_in_one_pipeline(live_db, partition):
+    """Given a scan, when it runs, then its knobs and the scan itself are both executed in psycopg's
+    pipeline mode (one write, one wait) and the scan is bound server-side (prepared, binary vector)."""
+    from psycopg.pq import PipelineStatus
+
+    from apps.core.hnsw import BoundCursor
+
+    tid, _, vectors = partition
+    seen: list[tuple[str, bool]] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        assert isinstance(context["cursor"].cursor, BoundCursor)
+        seen.append((" ".join(sql.split()), connection.connection.info.pipeline_status == PipelineStatus.ON))
+        return execute(sql, params, many, context)
+
+    with transaction.atomic(), tenant_context(tid), connection.execute_wrapper(record):
+        found = content_knn(tenant_id=tid, vector=vectors[8], k=10)
+    assert len(found) == 10
+    assert [on for _, on in seen] == [True, True], seen
+    assert seen[0][0].startswith("SELECT set_config('hnsw.ef_search'") and "<=> %s::vector" in seen[1][0]
