@@ -21,9 +21,10 @@ import numpy as np
 
 from . import baselines
 from .config import TOWER_DEFAULTS, ModelConfig
-from .data import load_movielens, p1_split
+from .data import load_movielens, p1_split, user_histories
 from .dp_factors import release_item_extras, scheduled_config
 from .features import FeatureConfig
+from .history import fit_history_operator, history_vectors
 from .metrics import evaluate_scores
 
 __all__ = ["P1Config", "default_p1_config", "legacy_private_config", "plot_privacy_utility", "run_p1"]
@@ -42,6 +43,17 @@ METHODS = {
 }
 
 
+@dataclass(frozen=True)
+class HistoryConfig:
+    """The recency-history block of the non-private reference row (``ml.history``; p1-experiments round 5)."""
+
+    items: int = 3000  # M: the Gram covers the most popular items
+    lam: float = 5.0  # EASE ridge on the normalised-row Gram
+    rank: int = 64
+    half_life: float = 5.0  # events
+    weight: float = 4.0  # of the history block against the factors design's cosine score
+
+
 @dataclass
 class P1Config:
     """Which models and hyper-parameters P1 runs (``ModelConfig`` objects, or None for defaults)."""
@@ -56,20 +68,21 @@ class P1Config:
     epsilon_schedule: bool = True
     # the Opacus public-feature tower (``ml.tower``, dp_design "tower") at every ε too; None = skip
     tower: ModelConfig | None = field(default_factory=lambda: replace(TOWER_DEFAULTS))
+    # the non-private row adds the user's recency-weighted last items over the Gram's EASE operator
+    history: HistoryConfig | None = field(default_factory=HistoryConfig)
 
 
 def default_p1_config() -> P1Config:
     """Configs chosen in docs/results/p1-experiments.md."""
 
-    return P1Config(
-        nonprivate=ModelConfig(epochs=5, hidden=256),
-        # DP: popularity + DP item-item Gram (rank-16 factors over the 300 most popular items here;
-        # rank, M and the popularity weight follow ε via dp_factors.FACTOR_SCHEDULE in run_p1),
-        # composed exactly as Gaussian mechanisms; no DP-SGD (epochs=0). The earlier design
-        # (popularity + DP-SGD on a hidden-16 residual) is LEGACY_PRIVATE.
-        private=ModelConfig(epochs=0, hidden=16, freeze_skip=True, factor_rank=16, factor_items=300,
-                            init_content_weights=(0.25, 0.25), init_pop_weight=0.3),
-    )
+    # DP: popularity + DP item-item Gram (rank-16 factors over the 300 most popular items here;
+    # rank, M and the popularity weight follow ε via dp_factors.FACTOR_SCHEDULE in run_p1),
+    # composed exactly as Gaussian mechanisms; no DP-SGD (epochs=0). The earlier design
+    # (popularity + DP-SGD on a hidden-16 residual) is LEGACY_PRIVATE.
+    factors = ModelConfig(epochs=0, hidden=16, freeze_skip=True, factor_rank=16, factor_items=300,
+                          init_content_weights=(0.25, 0.25), init_pop_weight=0.3)
+    # non-private: the same design without noise (exact popularity and Gram), plus the history block
+    return P1Config(nonprivate=factors, private=factors)
 
 
 def legacy_private_config() -> Any:
@@ -155,6 +168,9 @@ def run_p1(
                                  .reshape(len(xu), -1)], axis=1)
         uvec = inference.user_vectors(res.weights, xu)
         ivec = inference.item_vectors(res.weights, content, extras)
+        history = cfg.history if not private else None
+        if history is not None:
+            uvec, ivec = _with_history(split.train, rel.pop_counts, uvec, ivec, history, cfg.features.last_n)
 
         def model_scores(u: np.ndarray, uvec: np.ndarray = uvec, ivec: np.ndarray = ivec) -> np.ndarray:
             out: np.ndarray = uvec[u] @ ivec.T
@@ -163,7 +179,7 @@ def run_p1(
         m = ev(model_scores)
         results.append(_row(
             "sotto-two-tower", eps if private else None, m, design="factors" if private else "nonprivate",
-            mechanism=METHODS["factors"] if private else "non-private two-tower (Adam, no noise)",
+            mechanism=METHODS["factors"] if private else _nonprivate_mechanism(cfg.history),
             epsilon_sgd=res.epsilon, epsilon_sgd_other=res.epsilon_other, accountant=res.accountant,
             epsilon_pop=rel.epsilon if private else None, sigma_pop=rel.sigma_pop, sigma_gram=rel.sigma_gram,
             epsilon_total=(rel.epsilon + (res.epsilon or 0.0)) if private else None,
@@ -176,6 +192,26 @@ def run_p1(
                                    on_progress))
     return {"protocol": "P1", "n_users": n_users, "n_items": n_items, "seed": seed,
             "method": {model: METHODS[design] for model, design in SOTTO_MODELS.items()}, "results": results}
+
+
+def _nonprivate_mechanism(history: HistoryConfig | None) -> str:
+    base = "the factors design without noise (exact popularity and Gram)"
+    if history is None:
+        return base
+    return (f"{base} + the user's recency-weighted last items (half-life {history.half_life:g} events) over the "
+            f"Gram's EASE operator (M={history.items}, lambda={history.lam:g}, rank {history.rank}; ml.history); "
+            "evaluation reference, not served")
+
+
+def _with_history(train: Any, pop_counts: np.ndarray, uvec: np.ndarray, ivec: np.ndarray, history: HistoryConfig,
+                  last_n: int) -> tuple[np.ndarray, np.ndarray]:
+    """User and item vectors with the history block appended: scores gain ``weight · q_u · R_i``."""
+    items = np.argsort(-np.asarray(pop_counts), kind="stable")[:min(history.items, len(pop_counts))]
+    op = fit_history_operator(train.user, train.item, len(pop_counts), items, lam=history.lam, rank=history.rank,
+                              half_life=history.half_life, last_n=last_n)
+    q = history_vectors(op, [train.item[rows] for rows in user_histories(train)])
+    return (np.concatenate([uvec, history.weight * q], axis=1),
+            np.concatenate([ivec, op.outputs.astype(ivec.dtype)], axis=1))
 
 
 def _tower_rows(split: Any, content: np.ndarray, tower: ModelConfig, features: FeatureConfig, epsilons: Sequence[float],

@@ -62,11 +62,9 @@ def encode_dataset(dataset: Path, item_ids: np.ndarray, write: Any) -> tuple[np.
     from apps.catalog.encoder import get_encoder
     from apps.catalog.importing import movielens_items
     from apps.catalog.validation import content_text
-    from apps.core.conf import sotto_setting
+    from apps.core.conf import sotto
 
-    path = sotto_setting("ENCODER_MODEL_PATH")
-    precision = str(sotto_setting("ENCODER_PRECISION"))
-    encoder = get_encoder(path, precision)
+    encoder = get_encoder(sotto().encoder_model_path, sotto().encoder_precision)
     key = hashlib.sha256("|".join([
         CACHE_RECIPE, encoder.model_id, _file_digest(dataset / "movies.csv"), _file_digest(dataset / "tags.csv"),
     ]).encode()).hexdigest()[:16]
@@ -235,7 +233,9 @@ def markdown(result: dict[str, Any], table: list[str]) -> str:
         "DP popularity and the DP item-item Gram over the M most popular items (rank-r factors; r, M and the "
         "popularity weight follow ε, `ml.dp_factors.FACTOR_SCHEDULE`), composed exactly (GDP) to the whole "
         "(ε, δ); every other item gets factors projected from its public content at half weight "
-        "(post-processing); no DP-SGD (its σ/q columns show -); its non-private row is the two-tower trained with Adam. "
+        "(post-processing); no DP-SGD (its σ/q columns show -). Its non-private row is the same design without "
+        "noise plus the user's recency-weighted last items over the Gram's EASE operator (`ml.history`), an "
+        "evaluation reference that no tenant is served (under DP it lost, docs/results/p1-experiments.md round 5). "
         "`sotto-tower` rows: dp_design `tower`, Opacus DP-SGD on the MLP user tower over public content "
         "features + DP popularity, composed by the RDP accountant (ε, σ, q, epochs in the columns). "
         "Noise and shape per factors release: "
