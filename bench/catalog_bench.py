@@ -56,13 +56,16 @@ def _bench_tenant() -> int:
     from apps.tenancy.selectors import tenant_get
     from apps.tenancy.services import tenant_create
 
-    tenant = tenant_get(slug=BENCH_SLUG) or tenant_create(slug=BENCH_SLUG, name="catalogue benchmark", actor="bench")
+    tenant = tenant_get(slug=BENCH_SLUG) or tenant_create(
+        slug=BENCH_SLUG, name="catalogue benchmark", actor="bench"
+    )
     with tenant_context(tenant.id):
         Item.objects.filter(tenant_id=tenant.id).delete()  # vectors go with them (FK cascade)
     return int(tenant.id)
 
 
 # --- 1. encoding -----------------------------------------------------------------------------
+
 
 def movielens_texts(n: int) -> list[tuple[str, str, list[str], str]]:
     """(id, title, genres, tags) of the first n movies, as import_movielens builds items."""
@@ -88,7 +91,9 @@ def bench_encoder(texts: list[str], repeats: int) -> dict[str, Any]:
     }
 
 
-def bench_encode_service(tenant_id: int, movies: list[tuple[str, str, list[str], str]], precision: str) -> dict[str, Any]:
+def bench_encode_service(
+    tenant_id: int, movies: list[tuple[str, str, list[str], str]], precision: str
+) -> dict[str, Any]:
     """items_encode end to end (DB read, encode, vectors + statuses written per batch of 64)."""
     from django.conf import settings
     from django.test import override_settings
@@ -102,11 +107,19 @@ def bench_encode_service(tenant_id: int, movies: list[tuple[str, str, list[str],
 
     with tenant_context(tenant_id):
         Item.objects.filter(tenant_id=tenant_id).delete()
-        rows = Item.objects.bulk_create([
-            Item(tenant_id=tenant_id, external_id=ext, title=title, categories=genres, description=tags,
-                 content_hash=content_hash(content_text(title, genres, tags)))
-            for ext, title, genres, tags in movies
-        ])  # created directly, not through items_upsert, so no worker races this process for them
+        rows = Item.objects.bulk_create(
+            [
+                Item(
+                    tenant_id=tenant_id,
+                    external_id=ext,
+                    title=title,
+                    categories=genres,
+                    description=tags,
+                    content_hash=content_hash(content_text(title, genres, tags)),
+                )
+                for ext, title, genres, tags in movies
+            ]
+        )  # created directly, not through items_upsert, so no worker races this process for them
     pks = [row.pk for row in rows]
     with override_settings(SOTTO={**settings.SOTTO, "ENCODER_PRECISION": precision}):
         items_encode(tenant_id=tenant_id, item_pks=pks[:32])  # load the model (excluded)
@@ -119,11 +132,17 @@ def bench_encode_service(tenant_id: int, movies: list[tuple[str, str, list[str],
         seconds = time.perf_counter() - started
     counts = catalog_status(tenant_id=tenant_id)
     assert counts["ready"] == len(pks), counts
-    return {"items": len(pks), "seconds": round(seconds, 2), "items_per_s": round(len(pks) / seconds, 1),
-            "batch": batch, "truncated": counts["truncated"]}
+    return {
+        "items": len(pks),
+        "seconds": round(seconds, 2),
+        "items_per_s": round(len(pks) / seconds, 1),
+        "batch": batch,
+        "truncated": counts["truncated"],
+    }
 
 
 # --- 2. HNSW recall ----------------------------------------------------------------------------
+
 
 def synthetic(kind: str, n: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -152,16 +171,36 @@ def load_vectors(tenant_id: int, vectors: np.ndarray, categories: list[list[str]
         Item.objects.filter(tenant_id=tenant_id).delete()
     for start in range(0, len(vectors), 1000):
         with tenant_context(tenant_id):
-            rows = Item.objects.bulk_create([
-                Item(tenant_id=tenant_id, external_id=f"s{i}", title=f"synthetic {i}", categories=categories[i],
-                     content_hash="0" * 64, encoded_hash="0" * 64, encoding_status="ready", encoding_model="synthetic")
-                for i in range(start, min(start + 1000, len(vectors)))
-            ])
-            vectors_write(tenant_id=tenant_id, rows=[
-                VectorRow(item_pk=row.pk, external_id=row.external_id, vector=vectors[start + j], available=True,
-                          categories=categories[start + j], model="synthetic", content_hash="0" * 64)
-                for j, row in enumerate(rows)
-            ])
+            rows = Item.objects.bulk_create(
+                [
+                    Item(
+                        tenant_id=tenant_id,
+                        external_id=f"s{i}",
+                        title=f"synthetic {i}",
+                        categories=categories[i],
+                        content_hash="0" * 64,
+                        encoded_hash="0" * 64,
+                        encoding_status="ready",
+                        encoding_model="synthetic",
+                    )
+                    for i in range(start, min(start + 1000, len(vectors)))
+                ]
+            )
+            vectors_write(
+                tenant_id=tenant_id,
+                rows=[
+                    VectorRow(
+                        item_pk=row.pk,
+                        external_id=row.external_id,
+                        vector=vectors[start + j],
+                        available=True,
+                        categories=categories[start + j],
+                        model="synthetic",
+                        content_hash="0" * 64,
+                    )
+                    for j, row in enumerate(rows)
+                ],
+            )
     with tenant_context(tenant_id):
         vector_partition_analyze(tenant_id)
         with connection.cursor() as cursor:
@@ -171,7 +210,9 @@ def load_vectors(tenant_id: int, vectors: np.ndarray, categories: list[list[str]
     return time.perf_counter() - started
 
 
-def exact_topk(data: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[set[int]]:
+def exact_topk(
+    data: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None
+) -> list[set[int]]:
     scores = queries @ data.T
     if mask is not None:
         scores[:, ~mask] = -np.inf
@@ -179,7 +220,9 @@ def exact_topk(data: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray |
     return [set(row.tolist()) for row in top]
 
 
-def approx_topk(tenant_id: int, queries: np.ndarray, ef: int, category: str | None) -> tuple[list[set[int]], list[float]]:
+def approx_topk(
+    tenant_id: int, queries: np.ndarray, ef: int, category: str | None
+) -> tuple[list[set[int]], list[float]]:
     from apps.catalog.vectors import vectors_knn
     from apps.core.tenant_db import tenant_context
 
@@ -188,8 +231,9 @@ def approx_topk(tenant_id: int, queries: np.ndarray, ef: int, category: str | No
     for query in queries:
         started = time.perf_counter()
         with tenant_context(tenant_id):
-            rows = vectors_knn(tenant_id=tenant_id, vector=query, k=K, category=category, available_only=False,
-                               ef_search=ef)
+            rows = vectors_knn(
+                tenant_id=tenant_id, vector=query, k=K, category=category, available_only=False, ef_search=ef
+            )
         latencies.append((time.perf_counter() - started) * 1000)
         found.append({int(n.external_id[1:]) for n in rows})
     return found, latencies
@@ -206,7 +250,9 @@ def index_used(tenant_id: int, query: np.ndarray, ef: int) -> bool:
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef)])
         cursor.execute(
             "EXPLAIN SELECT item_id FROM catalog_itemvector WHERE tenant_id = %s "
-            "ORDER BY embedding <=> %s::vector LIMIT %s", [tenant_id, vector_literal(query), K])
+            "ORDER BY embedding <=> %s::vector LIMIT %s",
+            [tenant_id, vector_literal(query), K],
+        )
         plan = " ".join(str(row[0]) for row in cursor.fetchall())
     return "_hnsw" in plan
 
@@ -222,8 +268,15 @@ def bench_recall(tenant_id: int, kind: str, n: int, n_queries: int) -> dict[str,
     for ef in EF_SEARCH_VALUES:
         found, lat = approx_topk(tenant_id, queries, ef, None)
         recall = float(np.mean([len(t & f) / K for t, f in zip(truth, found, strict=True)]))
-        sweep.append({"ef_search": ef, "recall_at_10": round(recall, 4), "hnsw_index_used": index_used(tenant_id, queries[0], ef),
-                      "p50_ms": round(statistics.median(lat), 2), "p95_ms": round(float(np.percentile(lat, 95)), 2)})
+        sweep.append(
+            {
+                "ef_search": ef,
+                "recall_at_10": round(recall, 4),
+                "hnsw_index_used": index_used(tenant_id, queries[0], ef),
+                "p50_ms": round(statistics.median(lat), 2),
+                "p95_ms": round(float(np.percentile(lat, 95)), 2),
+            }
+        )
     mask = np.array([c == ["tenth"] for c in categories])
     truth_f = exact_topk(data, queries, K, mask)
     from apps.core.conf import sotto
@@ -232,11 +285,18 @@ def bench_recall(tenant_id: int, kind: str, n: int, n_queries: int) -> dict[str,
     found_f, lat_f = approx_topk(tenant_id, queries, ef_default, "tenth")
     recall_f = float(np.mean([len(t & f) / K for t, f in zip(truth_f, found_f, strict=True)]))
     return {
-        "vectors": n, "queries": n_queries, "partition": partition_name(tenant_id),
-        "load_and_index_s": round(load_s, 1), "sweep": sweep,
-        "filtered_10pct": {"ef_search": ef_default, "iterative_scan": "relaxed_order",
-                           "recall_at_10": round(recall_f, 4), "p50_ms": round(statistics.median(lat_f), 2),
-                           "full_results": all(len(f) == K for f in found_f)},
+        "vectors": n,
+        "queries": n_queries,
+        "partition": partition_name(tenant_id),
+        "load_and_index_s": round(load_s, 1),
+        "sweep": sweep,
+        "filtered_10pct": {
+            "ef_search": ef_default,
+            "iterative_scan": "relaxed_order",
+            "recall_at_10": round(recall_f, 4),
+            "p50_ms": round(statistics.median(lat_f), 2),
+            "full_results": all(len(f) == K for f in found_f),
+        },
     }
 
 
@@ -255,8 +315,10 @@ def bench_real_recall(slug: str, n_queries: int) -> dict[str, Any]:
         return {"skipped": f"no tenant {slug!r}"}
     with tenant_context(tenant.id), connection.cursor() as cursor:
         vector_partition_analyze(tenant.id)
-        cursor.execute("SELECT item_id, embedding::text FROM catalog_itemvector WHERE tenant_id = %s ORDER BY item_id",
-                       [tenant.id])
+        cursor.execute(
+            "SELECT item_id, embedding::text FROM catalog_itemvector WHERE tenant_id = %s ORDER BY item_id",
+            [tenant.id],
+        )
         rows = cursor.fetchall()
     pks = np.array([int(r[0]) for r in rows])
     data = np.stack([parse_vector(r[1]) for r in rows])
@@ -274,16 +336,33 @@ def bench_real_recall(slug: str, n_queries: int) -> dict[str, Any]:
         for i, truth in zip(picks, truths, strict=True):
             started = time.perf_counter()
             with tenant_context(tenant.id):
-                found = vectors_knn(tenant_id=tenant.id, vector=data[i], k=K, exclude_pks=[int(pks[i])],
-                                    available_only=False, ef_search=ef)
+                found = vectors_knn(
+                    tenant_id=tenant.id,
+                    vector=data[i],
+                    k=K,
+                    exclude_pks=[int(pks[i])],
+                    available_only=False,
+                    ef_search=ef,
+                )
             latencies.append((time.perf_counter() - started) * 1000)
             recalls.append(len(truth & {n.item_pk for n in found}) / K)
-        sweep.append({"ef_search": ef, "recall_at_10": round(float(np.mean(recalls)), 4),
-                      "p50_ms": round(statistics.median(latencies), 2),
-                      "p95_ms": round(float(np.percentile(latencies, 95)), 2),
-                      "hnsw_index_used": index_used(tenant.id, data[picks[0]], ef)})
-    return {"tenant": slug, "vectors": len(pks), "queries": len(picks), "ef_search_default": ef_default,
-            "query": "similar items: the item's own vector, itself excluded (iterative scan)", "sweep": sweep}
+        sweep.append(
+            {
+                "ef_search": ef,
+                "recall_at_10": round(float(np.mean(recalls)), 4),
+                "p50_ms": round(statistics.median(latencies), 2),
+                "p95_ms": round(float(np.percentile(latencies, 95)), 2),
+                "hnsw_index_used": index_used(tenant.id, data[picks[0]], ef),
+            }
+        )
+    return {
+        "tenant": slug,
+        "vectors": len(pks),
+        "queries": len(picks),
+        "ef_search_default": ef_default,
+        "query": "similar items: the item's own vector, itself excluded (iterative scan)",
+        "sweep": sweep,
+    }
 
 
 def table(result: dict[str, Any]) -> str:
@@ -291,29 +370,48 @@ def table(result: dict[str, Any]) -> str:
     lines = ["catalogue bench"]
     if enc:
         e = enc["encoder"]
-        lines += ["", f"encoder only ({e['int8_impl']} as int8): fp32 {e['fp32_items_per_s']} items/s, int8 "
-                      f"{e['int8_items_per_s']} items/s (x{e['speedup']}, cosine to fp32 mean "
-                      f"{e['cosine_mean_int8_vs_fp32']})"]
+        lines += [
+            "",
+            f"encoder only ({e['int8_impl']} as int8): fp32 {e['fp32_items_per_s']} items/s, int8 "
+            f"{e['int8_items_per_s']} items/s (x{e['speedup']}, cosine to fp32 mean "
+            f"{e['cosine_mean_int8_vs_fp32']})",
+        ]
         for precision in ("fp32", "int8"):
             s = enc[f"service_{precision}"]
-            lines.append(f"encode service {precision}: {s['items']} items in {s['seconds']} s = {s['items_per_s']} "
-                         f"items/s (read, encode, write vectors + statuses, batches of {s['batch']})")
+            lines.append(
+                f"encode service {precision}: {s['items']} items in {s['seconds']} s = {s['items_per_s']} "
+                f"items/s (read, encode, write vectors + statuses, batches of {s['batch']})"
+            )
     for kind, rec in result["recall"].items():
-        lines += ["", f"HNSW recall@10, {kind}: {rec['vectors']} vectors, {rec['queries']} queries, "
-                      f"loaded + indexed in {rec['load_and_index_s']} s",
-                  f"{'ef_search':>10}{'recall@10':>11}{'p50 ms':>9}{'p95 ms':>9}"]
-        lines += [f"{r['ef_search']:>10}{r['recall_at_10']:>11.4f}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
-                  + ("" if r["hnsw_index_used"] else "  (planner chose an exact scan)") for r in rec["sweep"]]
+        lines += [
+            "",
+            f"HNSW recall@10, {kind}: {rec['vectors']} vectors, {rec['queries']} queries, "
+            f"loaded + indexed in {rec['load_and_index_s']} s",
+            f"{'ef_search':>10}{'recall@10':>11}{'p50 ms':>9}{'p95 ms':>9}",
+        ]
+        lines += [
+            f"{r['ef_search']:>10}{r['recall_at_10']:>11.4f}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
+            + ("" if r["hnsw_index_used"] else "  (planner chose an exact scan)")
+            for r in rec["sweep"]
+        ]
         f = rec["filtered_10pct"]
-        lines.append(f"filtered (10 % category, ef_search {f['ef_search']}, iterative scan): recall@10 "
-                     f"{f['recall_at_10']:.4f}, p50 {f['p50_ms']} ms, always {K} results: {f['full_results']}")
+        lines.append(
+            f"filtered (10 % category, ef_search {f['ef_search']}, iterative scan): recall@10 "
+            f"{f['recall_at_10']:.4f}, p50 {f['p50_ms']} ms, always {K} results: {f['full_results']}"
+        )
     real = result.get("real")
     if real and "sweep" in real:
-        lines += ["", f"HNSW recall@10, real vectors of tenant {real['tenant']} ({real['vectors']} items), "
-                      f"{real['queries']} similar-items queries (self excluded, iterative scan)",
-                  f"{'ef_search':>10}{'recall@10':>11}{'p50 ms':>9}{'p95 ms':>9}"]
-        lines += [f"{r['ef_search']:>10}{r['recall_at_10']:>11.4f}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
-                  + ("" if r["hnsw_index_used"] else "  (planner chose an exact scan)") for r in real["sweep"]]
+        lines += [
+            "",
+            f"HNSW recall@10, real vectors of tenant {real['tenant']} ({real['vectors']} items), "
+            f"{real['queries']} similar-items queries (self excluded, iterative scan)",
+            f"{'ef_search':>10}{'recall@10':>11}{'p50 ms':>9}{'p95 ms':>9}",
+        ]
+        lines += [
+            f"{r['ef_search']:>10}{r['recall_at_10']:>11.4f}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
+            + ("" if r["hnsw_index_used"] else "  (planner chose an exact scan)")
+            for r in real["sweep"]
+        ]
     return "\n".join(lines)
 
 
@@ -326,8 +424,11 @@ def main(out_dir: Path | str | None = None, argv: Sequence[str] | None = None) -
     parser.add_argument("--kinds", default="clustered,uniform")
     parser.add_argument("--skip-encoding", action="store_true", help="only the recall part")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--real-tenant", default="movielens-full",
-                        help="also measure recall on this tenant's real vectors when it exists (import_movielens)")
+    parser.add_argument(
+        "--real-tenant",
+        default="movielens-full",
+        help="also measure recall on this tenant's real vectors when it exists (import_movielens)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else [])
     out = Path(args.out or out_dir or ROOT / "var" / "bench")
     _setup_django()
@@ -338,13 +439,18 @@ def main(out_dir: Path | str | None = None, argv: Sequence[str] | None = None) -
     texts = [content_text(title, genres, tags) for _, title, genres, tags in movies]
     started = time.perf_counter()
     result: dict[str, Any] = {
-        "encoding": None if args.skip_encoding else {
+        "encoding": None
+        if args.skip_encoding
+        else {
             "encoder": bench_encoder(texts, args.repeats),
             "service_fp32": bench_encode_service(tenant_id, movies, "fp32"),
             "service_int8": bench_encode_service(tenant_id, movies, "int8"),
         },
-        "recall": {kind: bench_recall(tenant_id, kind, args.n_vectors, args.queries)
-                   for kind in args.kinds.split(",") if kind},
+        "recall": {
+            kind: bench_recall(tenant_id, kind, args.n_vectors, args.queries)
+            for kind in args.kinds.split(",")
+            if kind
+        },
         "real": bench_real_recall(args.real_tenant, args.queries) if args.real_tenant else None,
         "cpu_count": os.cpu_count(),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),

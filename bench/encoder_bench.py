@@ -54,8 +54,11 @@ def find_movies(explicit: str | None) -> Path:
     for p in MOVIES_CANDIDATES:
         if p.is_file():
             return p
-    raise SystemExit("movies.csv not found; pass --movies (looked in: "
-                     + ", ".join(str(p) for p in MOVIES_CANDIDATES) + ")")
+    raise SystemExit(
+        "movies.csv not found; pass --movies (looked in: "
+        + ", ".join(str(p) for p in MOVIES_CANDIDATES)
+        + ")"
+    )
 
 
 def item_texts(path: Path, n: int) -> list[str]:
@@ -91,10 +94,16 @@ def machine() -> dict[str, Any]:
     import transformers
 
     u = os.uname()
-    return {"cpu": cpu, "cores": cores, "os": f"{u.sysname} {u.release} {u.machine}",
-            "python": sys.version.split()[0], "torch": torch.__version__,
-            "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__,
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "os": f"{u.sysname} {u.release} {u.machine}",
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def _time(enc: TextEncoder, texts: Sequence[str], bs: int, sort: bool = True) -> float:
@@ -103,8 +112,14 @@ def _time(enc: TextEncoder, texts: Sequence[str], bs: int, sort: bool = True) ->
     return time.perf_counter() - t
 
 
-def run(texts: list[str], batch_sizes: Sequence[int], repeats: int, threads: int | None,
-        cache_dir: str | None, impls: Sequence[str]) -> dict[str, Any]:
+def run(
+    texts: list[str],
+    batch_sizes: Sequence[int],
+    repeats: int,
+    threads: int | None,
+    cache_dir: str | None,
+    impls: Sequence[str],
+) -> dict[str, Any]:
     n = len(texts)
     best_int8 = TextEncoder(precision="int8", num_threads=threads, cache_dir=cache_dir).precision
     impls = list(dict.fromkeys(["fp32", *impls, best_int8]))
@@ -169,20 +184,26 @@ def run(texts: list[str], batch_sizes: Sequence[int], repeats: int, threads: int
         "n_items": n,
         "texts": {"source": "MovieLens title + genres", "chars_mean": round(float(np.mean(chars)), 1)},
         "method": f"best of {repeats} interleaved rounds after a warm-up pass; threads="
-                  f"{threads or 'all cores'}; items sorted by token length within encode()",
+        f"{threads or 'all cores'}; items sorted by token length within encode()",
         "fp32": {"items_per_s": fp32["items_per_s"], "impl": "fp32", "batch_size": fp32["batch_size"]},
         "int8": {"items_per_s": int8["items_per_s"], "impl": best_int8, "batch_size": int8["batch_size"]},
         "speedup": round(int8["items_per_s"] / fp32["items_per_s"], 2),
         "cosine_mean": int8["cosine_mean"],
         "cosine_min": int8["cosine_min"],
-        "speedup_vs_fp32_onnx": (round(int8["items_per_s"] / cands["fp32-onnx"]["items_per_s"], 2)
-                                 if "fp32-onnx" in cands else None),
-        "goals": {"cosine_mean>=0.99": int8["cosine_mean"] >= 0.99, "speedup>=3": int8["items_per_s"]
-                  >= 3 * fp32["items_per_s"]},
+        "speedup_vs_fp32_onnx": (
+            round(int8["items_per_s"] / cands["fp32-onnx"]["items_per_s"], 2)
+            if "fp32-onnx" in cands
+            else None
+        ),
+        "goals": {
+            "cosine_mean>=0.99": int8["cosine_mean"] >= 0.99,
+            "speedup>=3": int8["items_per_s"] >= 3 * fp32["items_per_s"],
+        },
         "fastest_int8_at_quality": fastest_good,
         "int8_choice_confirmed": fastest_good in (None, best_int8) and best_int8 == BEST_INT8,
         "length_bucketing": {
-            "impl": best_int8, "batch_size": batch_sizes[0],
+            "impl": best_int8,
+            "batch_size": batch_sizes[0],
             "sorted_items_per_s": cands[best_int8]["items_per_s_by_batch_size"][str(batch_sizes[0])],
             "unsorted_items_per_s": round(n / min(unsorted), 1),
         },
@@ -192,21 +213,30 @@ def run(texts: list[str], batch_sizes: Sequence[int], repeats: int, threads: int
 
 
 def table(res: dict[str, Any]) -> str:
-    rows = [f"encoder bench: {res['n_items']} items on {res['machine']['cpu']} "
-            f"({res['machine']['cores']} cores, load {res['machine']['load_avg_1m']})",
-            f"{'impl':<12}{'items/s':>10}{'bs':>5}{'median':>10}{'cos mean':>10}{'cos min':>9}{'query ms':>9}"
-            "  items/s by batch size"]
+    rows = [
+        f"encoder bench: {res['n_items']} items on {res['machine']['cpu']} "
+        f"({res['machine']['cores']} cores, load {res['machine']['load_avg_1m']})",
+        f"{'impl':<12}{'items/s':>10}{'bs':>5}{'median':>10}{'cos mean':>10}{'cos min':>9}{'query ms':>9}"
+        "  items/s by batch size",
+    ]
     for impl, c in res["candidates"].items():
         mark = " <- int8" if impl == res["int8"]["impl"] else ""
-        rows.append(f"{impl:<12}{c['items_per_s']:>10.1f}{c['batch_size']:>5}{c['items_per_s_median']:>10.1f}"
-                    f"{c['cosine_mean']:>10.4f}{c['cosine_min']:>9.4f}{c['query_ms_p50']:>9.2f}  "
-                    + " ".join(f"{b}:{v:.0f}" for b, v in c["items_per_s_by_batch_size"].items()) + mark)
+        rows.append(
+            f"{impl:<12}{c['items_per_s']:>10.1f}{c['batch_size']:>5}{c['items_per_s_median']:>10.1f}"
+            f"{c['cosine_mean']:>10.4f}{c['cosine_min']:>9.4f}{c['query_ms_p50']:>9.2f}  "
+            + " ".join(f"{b}:{v:.0f}" for b, v in c["items_per_s_by_batch_size"].items())
+            + mark
+        )
     lb = res["length_bucketing"]
-    rows.append(f"speed-up int8/fp32: {res['speedup']:.2f}x (goal 3x: {res['goals']['speedup>=3']}), "
-                f"vs fp32-onnx {res['speedup_vs_fp32_onnx']}x; cosine mean {res['cosine_mean']:.4f} "
-                f"min {res['cosine_min']:.4f} (goal mean 0.99: {res['goals']['cosine_mean>=0.99']})")
-    rows.append(f"length bucketing ({lb['impl']}, bs {lb['batch_size']}): sorted {lb['sorted_items_per_s']} "
-                f"vs unsorted {lb['unsorted_items_per_s']} items/s")
+    rows.append(
+        f"speed-up int8/fp32: {res['speedup']:.2f}x (goal 3x: {res['goals']['speedup>=3']}), "
+        f"vs fp32-onnx {res['speedup_vs_fp32_onnx']}x; cosine mean {res['cosine_mean']:.4f} "
+        f"min {res['cosine_min']:.4f} (goal mean 0.99: {res['goals']['cosine_mean>=0.99']})"
+    )
+    rows.append(
+        f"length bucketing ({lb['impl']}, bs {lb['batch_size']}): sorted {lb['sorted_items_per_s']} "
+        f"vs unsorted {lb['unsorted_items_per_s']} items/s"
+    )
     for impl, why in res["skipped"].items():
         rows.append(f"skipped {impl}: {why}")
     return "\n".join(rows)
@@ -215,8 +245,11 @@ def table(res: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--n", type=int, default=512, help="number of item texts")
-    ap.add_argument("--movies", default=None, help="movies.csv (default data/ml-latest-small/movies.csv, "
-                                                     "else the shared dataset)")
+    ap.add_argument(
+        "--movies",
+        default=None,
+        help="movies.csv (default data/ml-latest-small/movies.csv, else the shared dataset)",
+    )
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="JSON result path")
     ap.add_argument("--batch-sizes", default="32,64,128")
     ap.add_argument("--repeats", type=int, default=3)

@@ -87,8 +87,12 @@ class Answer:
             body = self.json()
         except ValueError:
             return False
-        return (isinstance(body, dict) and isinstance(body.get("error"), dict) and b"Traceback" not in self.body
-                and {"code", "message"} <= set(body["error"]))
+        return (
+            isinstance(body, dict)
+            and isinstance(body.get("error"), dict)
+            and b"Traceback" not in self.body
+            and {"code", "message"} <= set(body["error"])
+        )
 
 
 def call(base: str, method: str, path: str, key: str, body: Any = None, timeout: float = 30.0) -> Answer:
@@ -100,7 +104,9 @@ def call(base: str, method: str, path: str, key: str, body: Any = None, timeout:
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 # nosec B310 - our own 127.0.0.1 server
-            return Answer(response.status, response.read(), dict(response.headers), time.perf_counter() - started)
+            return Answer(
+                response.status, response.read(), dict(response.headers), time.perf_counter() - started
+            )
     except urllib.error.HTTPError as exc:
         return Answer(exc.code, exc.read(), dict(exc.headers), time.perf_counter() - started)
     except (OSError, urllib.error.URLError):
@@ -145,8 +151,9 @@ class Stack:
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
         self.log(name).parent.mkdir(parents=True, exist_ok=True)
         handle = self.log(name).open("ab")
-        proc = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
         handle.close()
         self.procs[name] = proc
         return proc
@@ -156,8 +163,20 @@ class Stack:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: the fault suite needs its own broker to stop")
-        self._spawn("redis", [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no"])
+        self._spawn(
+            "redis",
+            [
+                binary,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+        )
         wait_until("redis", lambda: _port_open(self.redis_port), 20, 0.1)
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
@@ -176,23 +195,83 @@ class Stack:
     # web, worker, beat
     def start_web(self) -> None:
         self.web_port = self.web_port or free_port()
-        self._spawn("web", [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--pythonpath", "platform",
-                            "--bind", f"127.0.0.1:{self.web_port}", "--workers", "2", "--threads", "4",
-                            "--worker-class", "gthread", "--graceful-timeout", "5", "--timeout", "60"])
-        wait_until("gunicorn ready", lambda: call(self.base, "GET", "/health/ready", "-").status == 200, 120, 0.5)
+        self._spawn(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "--pythonpath",
+                "platform",
+                "--bind",
+                f"127.0.0.1:{self.web_port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--worker-class",
+                "gthread",
+                "--graceful-timeout",
+                "5",
+                "--timeout",
+                "60",
+            ],
+        )
+        wait_until(
+            "gunicorn ready", lambda: call(self.base, "GET", "/health/ready", "-").status == 200, 120, 0.5
+        )
 
     def start_worker(self) -> None:
-        self._spawn("worker", [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,encode,train",
-                               "--concurrency", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-                               "-n", f"faults-{uuid.uuid4().hex[:6]}@%h"])
+        self._spawn(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                "default,encode,train",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"faults-{uuid.uuid4().hex[:6]}@%h",
+            ],
+        )
 
     def start_beat(self) -> None:
-        self._spawn("beat", [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
-                             "--schedule", str(self.var_dir / "celerybeat-schedule")])
+        self._spawn(
+            "beat",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.var_dir / "celerybeat-schedule"),
+            ],
+        )
 
     def manage(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def close(self) -> None:
         for name in list(self.procs):
@@ -210,19 +289,35 @@ def stack(keep: bool) -> Iterator[Stack]:
     run_dir = ROOT / "var" / "faults" / time.strftime("%Y%m%d-%H%M%S")
     redis_port = free_port()
     env = dict(os.environ)
-    env.update({
-        "SOTTO_VAR_DIR": str(run_dir), "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'platform'}", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
-        # a killed worker's encoding batch is redelivered after this long (the setting's minimum)
-        "SOTTO_VISIBILITY_TIMEOUT_S": "60",
-        # the trainer beats every second; the reaper (beat, every minute) fails a run silent for 8 s
-        "SOTTO_MODELING_HEARTBEAT_S": "1", "SOTTO_MODELING_STALE_AFTER_S": "8",
-        "SOTTO_RATE_LIMIT_PER_S": "100000",
-    })
+    env.update(
+        {
+            "SOTTO_VAR_DIR": str(run_dir),
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'platform'}",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+            # a killed worker's encoding batch is redelivered after this long (the setting's minimum)
+            "SOTTO_VISIBILITY_TIMEOUT_S": "60",
+            # the trainer beats every second; the reaper (beat, every minute) fails a run silent for 8 s
+            "SOTTO_MODELING_HEARTBEAT_S": "1",
+            "SOTTO_MODELING_STALE_AFTER_S": "8",
+            "SOTTO_RATE_LIMIT_PER_S": "100000",
+        }
+    )
     env.pop("DATABASE_URL", None)
-    os.environ.update({k: env[k] for k in ("SOTTO_VAR_DIR", "DJANGO_SETTINGS_MODULE", "HF_HUB_OFFLINE",
-                                           "CELERY_BROKER_URL", "SOTTO_VISIBILITY_TIMEOUT_S")})
+    os.environ.update(
+        {
+            k: env[k]
+            for k in (
+                "SOTTO_VAR_DIR",
+                "DJANGO_SETTINGS_MODULE",
+                "HF_HUB_OFFLINE",
+                "CELERY_BROKER_URL",
+                "SOTTO_VISIBILITY_TIMEOUT_S",
+            )
+        }
+    )
     os.environ.pop("DATABASE_URL", None)
     sys.path[:0] = [str(ROOT), str(ROOT / "platform")]
     st = Stack(run_dir, env, redis_port)
@@ -264,15 +359,20 @@ def make_tenant(prefix: str) -> Tenant:
 
 
 def items_payload(n: int, prefix: str = "it") -> list[Json]:
-    return [{"id": f"{prefix}{i}", "title": f"{GENRES[i % len(GENRES)].title()} story number {i}",
-             "categories": [GENRES[i % len(GENRES)]],
-             "description": f"A {GENRES[i % len(GENRES)]} item, variant {i // len(GENRES)}, for the fault suite."}
-            for i in range(n)]
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "title": f"{GENRES[i % len(GENRES)].title()} story number {i}",
+            "categories": [GENRES[i % len(GENRES)]],
+            "description": f"A {GENRES[i % len(GENRES)]} item, variant {i // len(GENRES)}, for the fault suite.",
+        }
+        for i in range(n)
+    ]
 
 
 def post_items(st: Stack, t: Tenant, items: list[Json]) -> None:
     for start in range(0, len(items), 500):
-        answer = call(st.base, "POST", "/api/v1/items", t.key, {"items": items[start:start + 500]})
+        answer = call(st.base, "POST", "/api/v1/items", t.key, {"items": items[start : start + 500]})
         if answer.status != 201 and answer.status != 200:
             raise RuntimeError(f"items upsert answered {answer.status}: {answer.body[:300]!r}")
 
@@ -294,14 +394,21 @@ def events_payload(users: int, items: int, per_user: int, seed: int = 0) -> list
         mine = [i for i in range(items) if i % len(GENRES) == genre]
         for k in range(per_user):
             item = rng.choice(mine) if rng.random() < 0.8 else rng.randrange(items)
-            out.append({"event_id": f"e{u}-{k}-{seed}", "user": f"u{u}", "item": f"it{item}", "type": "view",
-                        "timestamp": (start + timedelta(minutes=u * per_user + k)).isoformat()})
+            out.append(
+                {
+                    "event_id": f"e{u}-{k}-{seed}",
+                    "user": f"u{u}",
+                    "item": f"it{item}",
+                    "type": "view",
+                    "timestamp": (start + timedelta(minutes=u * per_user + k)).isoformat(),
+                }
+            )
     return out
 
 
 def post_events(st: Stack, t: Tenant, events: list[Json]) -> None:
     for start in range(0, len(events), 1000):
-        answer = call(st.base, "POST", "/api/v1/events", t.key, {"events": events[start:start + 1000]})
+        answer = call(st.base, "POST", "/api/v1/events", t.key, {"events": events[start : start + 1000]})
         if answer.status != 201:
             raise RuntimeError(f"events answered {answer.status}: {answer.body[:300]!r}")
 
@@ -363,37 +470,68 @@ def worker_kill(st: Stack) -> Outcome:
     ready_at_kill = catalog_status(st, encoder).get("ready", 0)
     st.stop("worker", signal.SIGKILL)
     killed_at = time.monotonic()
-    say(f"worker killed: {ready_at_kill}/{n_items} encoded, run {run_id} at epoch "
-        f"{run_status(st, trainer, run_id).get('epoch')}; starting a new worker")
+    say(
+        f"worker killed: {ready_at_kill}/{n_items} encoded, run {run_id} at epoch "
+        f"{run_status(st, trainer, run_id).get('epoch')}; starting a new worker"
+    )
     st.start_worker()
     # Then: the new worker finishes the catalogue (redelivered batches), and the reaper fails the run.
-    final = wait_until("catalogue finished after the kill",
-                       lambda: (s := catalog_status(st, encoder)) and s.get("pending") == 0 and s, 420, 2)
+    final = wait_until(
+        "catalogue finished after the kill",
+        lambda: (s := catalog_status(st, encoder)) and s.get("pending") == 0 and s,
+        420,
+        2,
+    )
     encode_recovered_s = time.monotonic() - killed_at
-    run = wait_until("run reaped", lambda: (r := run_status(st, trainer, run_id)).get("status") == "failed" and r,
-                     240, 1)
+    run = wait_until(
+        "run reaped", lambda: (r := run_status(st, trainer, run_id)).get("status") == "failed" and r, 240, 1
+    )
     reaped_s = time.monotonic() - killed_at
     with tenant_context(encoder.id), connection.cursor() as cursor:  # RLS: the tenant's rows only
-        cursor.execute("SELECT count(*), count(DISTINCT item_id) FROM catalog_itemvector WHERE tenant_id = %s",
-                       [encoder.id])
+        cursor.execute(
+            "SELECT count(*), count(DISTINCT item_id) FROM catalog_itemvector WHERE tenant_id = %s",
+            [encoder.id],
+        )
         vectors, distinct = cursor.fetchone()
     after = spent(st, trainer)
     figures = {
-        "items": n_items, "encoded_before_kill": ready_at_kill, "encoded": final.get("ready"),
-        "failed": final.get("failed"), "lost": n_items - int(distinct), "duplicated": int(vectors) - int(distinct),
-        "encoding_done_after_kill_s": round(encode_recovered_s, 1), "run_status": run.get("status"),
-        "run_error": str(run.get("error", ""))[:60], "run_reaped_after_kill_s": round(reaped_s, 1),
-        "epsilon_charged": charged, "epsilon_after_refund": after,
+        "items": n_items,
+        "encoded_before_kill": ready_at_kill,
+        "encoded": final.get("ready"),
+        "failed": final.get("failed"),
+        "lost": n_items - int(distinct),
+        "duplicated": int(vectors) - int(distinct),
+        "encoding_done_after_kill_s": round(encode_recovered_s, 1),
+        "run_status": run.get("status"),
+        "run_error": str(run.get("error", ""))[:60],
+        "run_reaped_after_kill_s": round(reaped_s, 1),
+        "epsilon_charged": charged,
+        "epsilon_after_refund": after,
     }
-    passed = (final.get("ready") == n_items and final.get("failed") == 0 and vectors == distinct == n_items
-              and run.get("status") == "failed" and str(run.get("error", "")).startswith("worker lost")
-              and abs(after - (charged - 1.0)) < 1e-9)
-    return Outcome("worker_kill", passed, figures,
-                   "all items encoded once (0 lost, 0 duplicated, 0 failed); run failed by the reaper, ε refunded")
+    passed = (
+        final.get("ready") == n_items
+        and final.get("failed") == 0
+        and vectors == distinct == n_items
+        and run.get("status") == "failed"
+        and str(run.get("error", "")).startswith("worker lost")
+        and abs(after - (charged - 1.0)) < 1e-9
+    )
+    return Outcome(
+        "worker_kill",
+        passed,
+        figures,
+        "all items encoded once (0 lost, 0 duplicated, 0 failed); run failed by the reaper, ε refunded",
+    )
 
 
-def _traffic(st: Stack, t: Tenant, seconds: float, threads: int, answers: list[tuple[float, Answer]],
-             stop: threading.Event | None = None) -> list[threading.Thread]:
+def _traffic(
+    st: Stack,
+    t: Tenant,
+    seconds: float,
+    threads: int,
+    answers: list[tuple[float, Answer]],
+    stop: threading.Event | None = None,
+) -> list[threading.Thread]:
     """Closed-loop clients: events (1 in 3) and recommendations; answers collected with their time."""
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -403,8 +541,11 @@ def _traffic(st: Stack, t: Tenant, seconds: float, threads: int, answers: list[t
         while time.monotonic() < deadline and not (stop and stop.is_set()):
             k += 1
             if k % 3 == 0:
-                body = {"events": [{"event_id": uuid.uuid4().hex, "user": f"u{n}", "item": f"it{k % 40}",
-                                    "type": "view"}]}
+                body = {
+                    "events": [
+                        {"event_id": uuid.uuid4().hex, "user": f"u{n}", "item": f"it{k % 40}", "type": "view"}
+                    ]
+                }
                 answer = call(st.base, "POST", "/api/v1/events", t.key, body, timeout=15)
             else:
                 answer = call(st.base, "GET", f"/api/v1/recommendations?user=u{n}&k=5", t.key, timeout=15)
@@ -464,48 +605,87 @@ def postgres_down(st: Stack) -> Outcome:
     no_json = [a for a in during if a.status == 503 and not a.json_error]
     after = [a for ts, a in answers if ts > up_at + recovered_s + 0.5]
     figures = {
-        "requests_during_outage": len(during), "answered_503_json": sum(1 for a in during if a.status == 503 and a.json_error),
-        "other_5xx": len(bad_5xx), "no_answer": sum(1 for a in during if a.status == 0),
-        "503_without_json_error": len(no_json), "recovered_after_s": round(recovered_s, 2),
+        "requests_during_outage": len(during),
+        "answered_503_json": sum(1 for a in during if a.status == 503 and a.json_error),
+        "other_5xx": len(bad_5xx),
+        "no_answer": sum(1 for a in during if a.status == 0),
+        "503_without_json_error": len(no_json),
+        "recovered_after_s": round(recovered_s, 2),
         "errors_after_recovery": sum(1 for a in after if not 200 <= a.status < 300),
     }
-    passed = (bool(during) and not bad_5xx and not no_json and figures["no_answer"] == 0
-              and recovered_s <= 30 and figures["errors_after_recovery"] == 0)
-    return Outcome("postgres_down", passed, figures,
-                   "503 + JSON error for every request during the outage, 2xx again within 30 s, no restart")
+    passed = (
+        bool(during)
+        and not bad_5xx
+        and not no_json
+        and figures["no_answer"] == 0
+        and recovered_s <= 30
+        and figures["errors_after_recovery"] == 0
+    )
+    return Outcome(
+        "postgres_down",
+        passed,
+        figures,
+        "503 + JSON error for every request during the outage, 2xx again within 30 s, no restart",
+    )
 
 
 def broker_down(st: Stack) -> Outcome:
     t = _serving_tenant(st, items=40)
     st.stop("redis", signal.SIGKILL)
     say("broker stopped")
-    events = [call(st.base, "POST", "/api/v1/events", t.key,
-                   {"events": [{"event_id": uuid.uuid4().hex, "user": f"u{n}", "item": f"it{n % 40}", "type": "view"}]})
-              for n in range(20)]
+    events = [
+        call(
+            st.base,
+            "POST",
+            "/api/v1/events",
+            t.key,
+            {
+                "events": [
+                    {"event_id": uuid.uuid4().hex, "user": f"u{n}", "item": f"it{n % 40}", "type": "view"}
+                ]
+            },
+        )
+        for n in range(20)
+    ]
     upsert = call(st.base, "POST", "/api/v1/items", t.key, {"items": items_payload(10, prefix="late")})
     pending = catalog_status(st, t).get("pending")
     st.start_redis()
     say("broker back; requeueing what it missed")
     requeue = st.manage("encode_status", "--tenant", t.slug, "--requeue")
-    final = wait_until("late items encoded", lambda: (s := catalog_status(st, t)) and s.get("pending") == 0 and s,
-                       180, 1)
+    final = wait_until(
+        "late items encoded", lambda: (s := catalog_status(st, t)) and s.get("pending") == 0 and s, 180, 1
+    )
     figures = {
-        "events_201": sum(1 for a in events if a.status == 201), "events_sent": len(events),
+        "events_201": sum(1 for a in events if a.status == 201),
+        "events_sent": len(events),
         "event_p50_ms": round(sorted(a.seconds for a in events)[len(events) // 2] * 1000, 1),
-        "items_upsert_status": upsert.status, "pending_while_down": pending, "requeue_exit": requeue.returncode,
+        "items_upsert_status": upsert.status,
+        "pending_while_down": pending,
+        "requeue_exit": requeue.returncode,
         "encoded_after_requeue": final.get("ready"),
     }
-    passed = (figures["events_201"] == len(events) and upsert.status in (200, 201) and pending == 10
-              and requeue.returncode == 0 and final.get("ready") == 50)
+    passed = (
+        figures["events_201"] == len(events)
+        and upsert.status in (200, 201)
+        and pending == 10
+        and requeue.returncode == 0
+        and final.get("ready") == 50
+    )
     if requeue.returncode != 0:
         say(requeue.stdout[-500:] + requeue.stderr[-500:])
-    return Outcome("broker_down", passed, figures,
-                   "ingest answers 201; items kept pending and encoded after `encode_status --requeue`")
+    return Outcome(
+        "broker_down",
+        passed,
+        figures,
+        "ingest answers 201; items kept pending and encoded after `encode_status --requeue`",
+    )
 
 
 def _web_worker_pids(st: Stack) -> list[int]:
     master = st.procs["web"].pid
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True, check=False)  # nosec B607
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True, check=False
+    )  # nosec B607
     return [int(p) for p in out.stdout.split()]
 
 
@@ -528,14 +708,23 @@ def web_worker_kill(st: Stack) -> Outcome:
     failed = [(ts, a) for ts, a in answers if not 200 <= a.status < 300]
     late = [a for ts, a in failed if ts > killed_at + respawned_s + 1.0]
     clients_n = 8
-    figures = {"requests": len(answers), "failed": len(failed), "failed_after_respawn": len(late),
-               "respawned_after_s": round(respawned_s, 2), "clients": clients_n}
+    figures = {
+        "requests": len(answers),
+        "failed": len(failed),
+        "failed_after_respawn": len(late),
+        "respawned_after_s": round(respawned_s, 2),
+        "clients": clients_n,
+    }
     # each client has one request in flight at a time, and the killed worker may also hold accepted
     # connections it had not started yet: at most one lost request per client, none after the respawn
     passed = len(failed) <= clients_n and not late
-    return Outcome("web_worker_kill", passed, figures,
-                   "at most the requests in flight on that worker fail (one per client at most); all succeed "
-                   "after the respawn")
+    return Outcome(
+        "web_worker_kill",
+        passed,
+        figures,
+        "at most the requests in flight on that worker fail (one per client at most); all succeed "
+        "after the respawn",
+    )
 
 
 def load(st: Stack, seconds: float, clients: int) -> Outcome:
@@ -544,13 +733,23 @@ def load(st: Stack, seconds: float, clients: int) -> Outcome:
     started = call(st.base, "POST", "/api/v1/training-runs", t.key, {"epsilon": 4.0})
     assert started.status == 202, started.body
     run_id = int(started.json()["id"])
-    run = wait_until("model trained", lambda: (r := run_status(st, t, run_id)).get("status") in
-                     ("succeeded", "rejected", "failed") and r, 300, 1)
+    run = wait_until(
+        "model trained",
+        lambda: (r := run_status(st, t, run_id)).get("status") in ("succeeded", "rejected", "failed") and r,
+        300,
+        1,
+    )
     say(f"load tenant's run: {run.get('status')} (model version {run.get('model_version')})")
     per_op: dict[str, list[Answer]] = {"events": [], "recommendations": [], "search": []}
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
-    queries = ["space adventure", "jazz evening", "football history", "cooking for friends", "poetry and drama"]
+    queries = [
+        "space adventure",
+        "jazz evening",
+        "football history",
+        "cooking for friends",
+        "poetry and drama",
+    ]
 
     def client(n: int) -> None:
         k = 0
@@ -558,8 +757,17 @@ def load(st: Stack, seconds: float, clients: int) -> Outcome:
             k += 1
             op = ("events", "recommendations", "search")[(n + k) % 3]
             if op == "events":
-                body = {"events": [{"event_id": uuid.uuid4().hex, "user": f"u{(n * 7 + j) % 60}",
-                                    "item": f"it{(n * 13 + k * 5 + j) % 200}", "type": "click"} for j in range(10)]}
+                body = {
+                    "events": [
+                        {
+                            "event_id": uuid.uuid4().hex,
+                            "user": f"u{(n * 7 + j) % 60}",
+                            "item": f"it{(n * 13 + k * 5 + j) % 200}",
+                            "type": "click",
+                        }
+                        for j in range(10)
+                    ]
+                }
                 answer = call(st.base, "POST", "/api/v1/events", t.key, body)
             elif op == "recommendations":
                 answer = call(st.base, "GET", f"/api/v1/recommendations?user=u{(n + k) % 60}&k=10", t.key)
@@ -582,9 +790,13 @@ def load(st: Stack, seconds: float, clients: int) -> Outcome:
         lat = sorted(a.seconds for a in answers) or [0.0]
         bad = sum(1 for a in answers if not 200 <= a.status < 300)
         total, errors = total + len(answers), errors + bad
-        figures[op] = {"requests": len(answers), "req_s": round(len(answers) / elapsed, 1), "errors": bad,
-                       "p50_ms": round(lat[len(lat) // 2] * 1000, 1),
-                       "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 1)}
+        figures[op] = {
+            "requests": len(answers),
+            "req_s": round(len(answers) / elapsed, 1),
+            "errors": bad,
+            "p50_ms": round(lat[len(lat) // 2] * 1000, 1),
+            "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 1),
+        }
     figures["req_s"] = round(total / elapsed, 1)
     figures["error_rate"] = round(errors / total, 5) if total else 1.0
     passed = total > 0 and errors == 0
@@ -595,12 +807,16 @@ def load(st: Stack, seconds: float, clients: int) -> Outcome:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=None)
     parser.add_argument("--load-seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=30)
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "faults.json")
-    parser.add_argument("--keep", action="store_true", help="keep var/faults/<run>/ (logs, database) afterwards")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep var/faults/<run>/ (logs, database) afterwards"
+    )
     args = parser.parse_args(argv)
     chosen = args.only or SCENARIOS
     outcomes: list[Outcome] = []
@@ -612,17 +828,26 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "load":
                     outcome = load(st, args.load_seconds, args.clients)
                 else:
-                    outcome = {"worker_kill": worker_kill, "postgres_down": postgres_down, "broker_down": broker_down,
-                               "web_worker_kill": web_worker_kill}[name](st)
+                    outcome = {
+                        "worker_kill": worker_kill,
+                        "postgres_down": postgres_down,
+                        "broker_down": broker_down,
+                        "web_worker_kill": web_worker_kill,
+                    }[name](st)
             except Exception as exc:  # one broken scenario must not hide the others' figures
-                outcome = Outcome(name, False, {"error": f"{type(exc).__name__}: {exc}"[:500]}, "ran to the end")
+                outcome = Outcome(
+                    name, False, {"error": f"{type(exc).__name__}: {exc}"[:500]}, "ran to the end"
+                )
                 for proc_name in ("web", "worker"):
                     with suppress(OSError):
                         say(f"{proc_name} log tail:\n" + st.log(proc_name).read_text()[-1500:])
             say(outcome.line())
             outcomes.append(outcome)
-    summary = {"scenarios": {o.name: {"passed": o.passed, "goal": o.goal, **o.figures} for o in outcomes},
-               "passed": all(o.passed for o in outcomes), "seconds": round(time.monotonic() - began, 1)}
+    summary = {
+        "scenarios": {o.name: {"passed": o.passed, "goal": o.goal, **o.figures} for o in outcomes},
+        "passed": all(o.passed for o in outcomes),
+        "seconds": round(time.monotonic() - began, 1),
+    }
     print("\nfault suite summary")
     for o in outcomes:
         print("  " + o.line())
@@ -630,7 +855,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(json.dumps(summary, default=str))
     passed = sum(1 for o in outcomes if o.passed)
-    print(f"faults: {passed} passed, {len(outcomes) - passed} failed", flush=True)  # the closing line CI reads
+    print(
+        f"faults: {passed} passed, {len(outcomes) - passed} failed", flush=True
+    )  # the closing line CI reads
     return 0 if summary["passed"] else 1
 
 

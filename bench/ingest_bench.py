@@ -88,14 +88,28 @@ def _prepare(n_users: int) -> tuple[int, str, list[str], list[str]]:
     from apps.tenancy.selectors import tenant_get
     from apps.tenancy.services import api_key_create, tenant_create
 
-    tenant = tenant_get(slug=BENCH_SLUG) or tenant_create(slug=BENCH_SLUG, name="ingest benchmark", actor="bench")
-    key = api_key_create(tenant=tenant, name=f"bench-{uuid.uuid4().hex[:6]}", scopes=["ingest"], actor="bench").raw
+    tenant = tenant_get(slug=BENCH_SLUG) or tenant_create(
+        slug=BENCH_SLUG, name="ingest benchmark", actor="bench"
+    )
+    key = api_key_create(
+        tenant=tenant, name=f"bench-{uuid.uuid4().hex[:6]}", scopes=["ingest"], actor="bench"
+    ).raw
     items = [f"item-{n}" for n in range(N_ITEMS)]
     with mock.patch("apps.catalog.services.encoding_enqueue"):
-        items_upsert(tenant_id=tenant.id, items=[
-            ItemInput(external_id=i, title=f"Bench item {i}", description="", categories=("bench",), attributes={},
-                      available=True) for i in items
-        ])
+        items_upsert(
+            tenant_id=tenant.id,
+            items=[
+                ItemInput(
+                    external_id=i,
+                    title=f"Bench item {i}",
+                    description="",
+                    categories=("bench",),
+                    attributes={},
+                    available=True,
+                )
+                for i in items
+            ],
+        )
     pks = list(item_pks_by_external_ids(tenant.id, items).values())
     with mock.patch("apps.catalog.encoding.encoder_for_tenant", return_value=_FakeEncoder()):
         items_encode(tenant_id=tenant.id, item_pks=pks)
@@ -110,11 +124,21 @@ def _prepare(n_users: int) -> tuple[int, str, list[str], list[str]]:
 
 def _event(user: str, item: str) -> dict[str, Any]:
     ts = datetime.now(tz=UTC) - timedelta(seconds=1)
-    return {"event_id": uuid.uuid4().hex, "user": user, "item": item, "type": "view", "timestamp": ts.isoformat()}
+    return {
+        "event_id": uuid.uuid4().hex,
+        "user": user,
+        "item": item,
+        "type": "view",
+        "timestamp": ts.isoformat(),
+    }
 
 
 def _batch(size: int, rng: np.random.Generator, users: list[str], items: list[str]) -> dict[str, Any]:
-    return {"events": [_event(users[rng.integers(len(users))], items[rng.integers(len(items))]) for _ in range(size)]}
+    return {
+        "events": [
+            _event(users[rng.integers(len(users))], items[rng.integers(len(items))]) for _ in range(size)
+        ]
+    }
 
 
 def _stats(samples_s: list[float], batch: int) -> dict[str, float]:
@@ -220,7 +244,7 @@ def run(*, reps: int = 300, n_users: int = 200, seed: int = 0) -> dict[str, Any]
             ]
             if size == 1:
                 calls.append(("select1", bare_insert.round_trip))
-            for name, call in calls[n % len(calls):] + calls[: n % len(calls)]:
+            for name, call in calls[n % len(calls) :] + calls[: n % len(calls)]:
                 started = time.perf_counter()
                 call()
                 if n >= warmup:
@@ -232,17 +256,22 @@ def run(*, reps: int = 300, n_users: int = 200, seed: int = 0) -> dict[str, Any]
             bare.extend(timings["bare"])
         select1.extend(timings["select1"])
     bare_insert.conn.close()
-    statements = {str(size): _statement_counts(tenant_id, auth, client, rng, users, items, size) for size in (1, 1000)}
+    statements = {
+        str(size): _statement_counts(tenant_id, auth, client, rng, users, items, size) for size in (1, 1000)
+    }
     _revoke(tenant_id, key)
     connection.close()
     bare_stats = _stats(bare, 1)
     batch_rate = http[GOAL_BATCH_SIZE]["events_per_s"]
     p99_ratio = round(http[1]["p99_ms"] / bare_stats["p99_ms"], 2)
     return {
-        "machine": {"cpu_count": os.cpu_count(), "python": stdlib_platform.python_version(),
-                    "processor": stdlib_platform.processor() or stdlib_platform.machine(),
-                    "load_average_1m_at_start": load_at_start,
-                    "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": stdlib_platform.python_version(),
+            "processor": stdlib_platform.processor() or stdlib_platform.machine(),
+            "load_average_1m_at_start": load_at_start,
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        },
         "users": n_users,
         "items": N_ITEMS,
         "bare_insert": bare_stats,
@@ -270,7 +299,12 @@ def run(*, reps: int = 300, n_users: int = 200, seed: int = 0) -> dict[str, Any]
 
 
 def _statement_counts(
-    tenant_id: int, auth: dict[str, str], client: Any, rng: np.random.Generator, users: list[str], items: list[str],
+    tenant_id: int,
+    auth: dict[str, str],
+    client: Any,
+    rng: np.random.Generator,
+    users: list[str],
+    items: list[str],
     size: int,
 ) -> dict[str, int]:
     """SQL statements one ingest of ``size`` events sends, ``BEGIN`` and ``COMMIT`` included, by path."""
@@ -285,8 +319,12 @@ def _statement_counts(
         activate_tenant(tenant_id)
         events_ingest(tenant_id=tenant_id, events=validate_events(_batch(size, rng, users, items)))
     with CaptureQueriesContext(connection) as http:
-        client.post("/api/v1/events", json.dumps(_batch(size, rng, users, items)), content_type="application/json",
-                    headers=auth)
+        client.post(
+            "/api/v1/events",
+            json.dumps(_batch(size, rng, users, items)),
+            content_type="application/json",
+            headers=auth,
+        )
     return {"service": len(service.captured_queries), "http": len(http.captured_queries), "bare": 1}
 
 
@@ -319,24 +357,34 @@ def _table(result: dict[str, Any]) -> str:
             f"{h['p50_ms']:>6.3f} ms {h['p99_ms']:>6.3f} ms {h['events_per_s']:>8.0f}"
         )
     counts = result["statements"]
-    lines.append("SQL statements per request (BEGIN and COMMIT included): "
-                 + ", ".join(f"{size} event(s): http {c['http']}, service {c['service']}" for size, c in counts.items())
-                 + "; bare insert 1")
+    lines.append(
+        "SQL statements per request (BEGIN and COMMIT included): "
+        + ", ".join(
+            f"{size} event(s): http {c['http']}, service {c['service']}" for size, c in counts.items()
+        )
+        + "; bare insert 1"
+    )
     goals = result["goals"]
     ratio = result["single_event_p99_vs_bare"]["http"]
     p50 = result["single_event_p50_vs_bare"]["http"]
-    lines.append(f"single event over HTTP: p50 {http1['p50_ms']:.3f} ms vs floor {bare['p50_ms']:.3f} ms = {p50}x; "
-                 f"p99 {http1['p99_ms']:.3f} ms vs floor {bare['p99_ms']:.3f} ms = {ratio}x "
-                 f"(goal <= {goals['single_event_http_p99_at_most_x_bare']}x: {'met' if goals['single_event_met'] else 'not met'}; "
-                 f"service alone {result['single_event_p99_vs_bare']['service']}x)")
+    lines.append(
+        f"single event over HTTP: p50 {http1['p50_ms']:.3f} ms vs floor {bare['p50_ms']:.3f} ms = {p50}x; "
+        f"p99 {http1['p99_ms']:.3f} ms vs floor {bare['p99_ms']:.3f} ms = {ratio}x "
+        f"(goal <= {goals['single_event_http_p99_at_most_x_bare']}x: {'met' if goals['single_event_met'] else 'not met'}; "
+        f"service alone {result['single_event_p99_vs_bare']['service']}x)"
+    )
     batch = result["http"][str(goals["batch_size"])]["events_per_s"]
     floor = result["bare"][str(goals["batch_size"])]["events_per_s"]
-    lines.append(f"batches of {goals['batch_size']} over HTTP: {batch:.0f} events/s "
-                 f"(goal >= {goals['batch_http_events_per_s_at_least']:.0f}: {'met' if goals['batch_met'] else 'not met'}; "
-                 f"the same rows in one bare INSERT: {floor:.0f} rows/s)")
+    lines.append(
+        f"batches of {goals['batch_size']} over HTTP: {batch:.0f} events/s "
+        f"(goal >= {goals['batch_http_events_per_s_at_least']:.0f}: {'met' if goals['batch_met'] else 'not met'}; "
+        f"the same rows in one bare INSERT: {floor:.0f} rows/s)"
+    )
     machine = result["machine"]
-    lines.append(f"load average (1 min) at start {machine['load_average_1m_at_start']}, at end {machine['load_average_1m_at_end']} "
-                 f"on {machine['cpu_count']} cores")
+    lines.append(
+        f"load average (1 min) at start {machine['load_average_1m_at_start']}, at end {machine['load_average_1m_at_end']} "
+        f"on {machine['cpu_count']} cores"
+    )
     return "\n".join(lines)
 
 
@@ -351,9 +399,13 @@ def main(out_dir: Path | str = ROOT / "var" / "bench", reps: int = 300, n_users:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench")
-    parser.add_argument("--reps", type=int, default=300, help="single-event repetitions (larger batches fewer)")
+    parser.add_argument(
+        "--reps", type=int, default=300, help="single-event repetitions (larger batches fewer)"
+    )
     parser.add_argument("--users", type=int, default=200)
     args = parser.parse_args()
     main(args.out, reps=args.reps, n_users=args.users)

@@ -55,40 +55,65 @@ def run(users: int, items: int, events: int, epsilon: float, design: str, seed: 
 
     t0 = time.perf_counter()
     st = synthetic_tenant(users, items, events, seed=seed)
-    data = TenantData(item_pks=st.item_ids, content=st.content, user=st.user, item=st.item, value=st.value, ts=st.ts)
+    data = TenantData(
+        item_pks=st.item_ids, content=st.content, user=st.user, item=st.item, value=st.value, ts=st.ts
+    )
     n_users = len(np.unique(st.user))
     settings = {} if design == "auto" else {"dp_design": design}
     config = run_config(settings, epsilon if math.isfinite(epsilon) else None, n_users)
     config["holdout_fraction"] = 0.1
     t_data = time.perf_counter() - t0
-    print(f"data: {n_users} users, {items} items, {len(st.user)} events in {t_data:.1f}s; design {config['dp_design']}",
-          flush=True)
+    print(
+        f"data: {n_users} users, {items} items, {len(st.user)} events in {t_data:.1f}s; design {config['dp_design']}",
+        flush=True,
+    )
     t1 = time.perf_counter()
 
     def progress(epoch: int, epochs: int, loss: float) -> None:
         print(f"  epoch {epoch}/{epochs} loss {loss:.4f} at {time.perf_counter() - t1:.0f}s", flush=True)
 
-    trained = training.train_tenant(data=data, config=config, epsilon=epsilon, delta=1.0 / n_users, seed=seed,
-                                    features=feature_config(), on_epoch=progress)
+    trained = training.train_tenant(
+        data=data,
+        config=config,
+        epsilon=epsilon,
+        delta=1.0 / n_users,
+        seed=seed,
+        features=feature_config(),
+        on_epoch=progress,
+    )
     seconds = time.perf_counter() - t1
     m = trained.metrics
     rel = trained.released.record
     return {
-        "users": n_users, "items": items, "events": len(st.user), "epsilon": epsilon,
-        "epsilon_spent": trained.released.epsilon_spent, "delta": trained.delta, "design": trained.design,
-        "mechanism": rel.get("mechanism"), "accountant": rel.get("accountant"),
-        "noise_multiplier": rel.get("noise_multiplier"), "sample_rate": rel.get("sample_rate"),
-        "steps": rel.get("steps"), "epochs": rel.get("epochs"),
-        "seconds": round(seconds, 1), "data_seconds": round(t_data, 1),
+        "users": n_users,
+        "items": items,
+        "events": len(st.user),
+        "epsilon": epsilon,
+        "epsilon_spent": trained.released.epsilon_spent,
+        "delta": trained.delta,
+        "design": trained.design,
+        "mechanism": rel.get("mechanism"),
+        "accountant": rel.get("accountant"),
+        "noise_multiplier": rel.get("noise_multiplier"),
+        "sample_rate": rel.get("sample_rate"),
+        "steps": rel.get("steps"),
+        "epochs": rel.get("epochs"),
+        "seconds": round(seconds, 1),
+        "data_seconds": round(t_data, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         # the largest training process when DP-SGD ran on several (each holds the rows)
         "peak_rss_mib_rank": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-        "processes": rel.get("processes", 1), "engine": rel.get("engine"),
-        "recall@20_capped": m.get("recall@20_capped"), "ndcg@10": m.get("ndcg@10"),
+        "processes": rel.get("processes", 1),
+        "engine": rel.get("engine"),
+        "recall@20_capped": m.get("recall@20_capped"),
+        "ndcg@10": m.get("ndcg@10"),
         "dp_popularity_recall@20_capped": m.get("dp_popularity_recall@20_capped"),
         "users_evaluated": m.get("users_evaluated"),
-        "ratio_to_dp_popularity": (m["recall@20_capped"] / m["dp_popularity_recall@20_capped"]
-                                   if m.get("dp_popularity_recall@20_capped") else None),
+        "ratio_to_dp_popularity": (
+            m["recall@20_capped"] / m["dp_popularity_recall@20_capped"]
+            if m.get("dp_popularity_recall@20_capped")
+            else None
+        ),
         "gate": training.gate_decision(m, 0.0)["reason"],
         "threads": int(__import__("torch").get_num_threads()),
     }
@@ -102,8 +127,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epsilon", type=float, default=8.0)
     parser.add_argument("--design", choices=["auto", "tower", "factors"], default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--processes", type=int, default=1,
-                        help="DP-SGD on this many torch.distributed (gloo) processes (SOTTO_MODELING_TRAIN_PROCESSES)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="DP-SGD on this many torch.distributed (gloo) processes (SOTTO_MODELING_TRAIN_PROCESSES)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "model_scale.json")
     args = parser.parse_args(argv)
     if args.users < 2 or args.items < 2 or args.events < args.users:

@@ -70,8 +70,13 @@ def load_data(quick: bool) -> Any:
         n_users, n_items = 200, 600
         users = np.repeat(np.arange(n_users), 20)
         items = rng.integers(0, n_items, size=len(users))
-        data = from_arrays(users, items, rng.integers(1, 6, size=len(users)).astype(float),
-                           np.arange(len(users), dtype=float), np.arange(n_items))
+        data = from_arrays(
+            users,
+            items,
+            rng.integers(1, 6, size=len(users)).astype(float),
+            np.arange(len(users), dtype=float),
+            np.arange(n_items),
+        )
         label = f"synthetic {n_users} users x {n_items} items"
     else:
         data = load_movielens(str(ROOT / "data" / "ml-latest-small"))
@@ -89,8 +94,13 @@ def epoch_times(config: Any, data: Any, epsilon: float | None, epochs: int) -> l
     from apps.modeling.ml.train import train_model
 
     ends: list[float] = []
-    train_model(replace(config, epochs=epochs), data, seed=0, epsilon=epsilon,
-                on_progress=lambda e, n, loss: ends.append(time.perf_counter()))
+    train_model(
+        replace(config, epochs=epochs),
+        data,
+        seed=0,
+        epsilon=epsilon,
+        on_progress=lambda e, n, loss: ends.append(time.perf_counter()),
+    )
     return [b - a for a, b in itertools.pairwise(ends)]
 
 
@@ -104,8 +114,10 @@ def main(out_dir: Path, repeats: int = 3, epochs: int = 3, quick: bool = False) 
     data, label = load_data(quick)
     n_users = data.train.n_users
     chosen = ModelConfig(epochs=10, sample_rate=0.5, hidden=16, freeze_skip=True)
-    models = {"chosen DP config (hidden 16, frozen skip)": chosen, "full tower (hidden 256)": replace(chosen, hidden=256,
-                                                                                                       freeze_skip=False)}
+    models = {
+        "chosen DP config (hidden 16, frozen skip)": chosen,
+        "full tower (hidden 256)": replace(chosen, hidden=256, freeze_skip=False),
+    }
     batch = max(1, round(chosen.sample_rate * n_users))
     results: dict[str, Any] = {}
     for name, cfg in models.items():
@@ -130,10 +142,19 @@ def main(out_dir: Path, repeats: int = 3, epochs: int = 3, quick: bool = False) 
         }
     out = {
         "benchmark": "modeling: DP-SGD vs non-private epoch time",
-        "data": label, "rows_per_epoch": n_users, "expected_batch": batch, "sample_rate": chosen.sample_rate,
-        "repeats": repeats, "epochs_timed_per_run": epochs - 1, "torch_threads": 1, "goal_ratio": GOAL,
-        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "data": label,
+        "rows_per_epoch": n_users,
+        "expected_batch": batch,
+        "sample_rate": chosen.sample_rate,
+        "repeats": repeats,
+        "epochs_timed_per_run": epochs - 1,
+        "torch_threads": 1,
+        "goal_ratio": GOAL,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        },
         "results": results,
     }
     print(table(out))
@@ -144,16 +165,20 @@ def main(out_dir: Path, repeats: int = 3, epochs: int = 3, quick: bool = False) 
 
 
 def table(out: dict[str, Any]) -> str:
-    lines = [f"{out['data']}, {out['rows_per_epoch']} rows/epoch, expected batch {out['expected_batch']}, "
-             f"median of {out['repeats']} runs x {out['epochs_timed_per_run']} epochs, 1 thread",
-             "| model | non-private s/epoch | DP ghost s/epoch | DP hooks s/epoch | ghost / non-private | hooks / non-private |"
-             " ghost / np (best-of) | hooks / np (best-of) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{out['data']}, {out['rows_per_epoch']} rows/epoch, expected batch {out['expected_batch']}, "
+        f"median of {out['repeats']} runs x {out['epochs_timed_per_run']} epochs, 1 thread",
+        "| model | non-private s/epoch | DP ghost s/epoch | DP hooks s/epoch | ghost / non-private | hooks / non-private |"
+        " ghost / np (best-of) | hooks / np (best-of) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in out["results"].items():
         s = r["seconds_per_epoch"]
-        lines.append(f"| {name} | {s['non-private']:.3f} | {s['dp ghost']:.3f} | {s['dp hooks']:.3f} | "
-                     f"{r['ratio_ghost']:.2f}x | {r['ratio_hooks']:.2f}x | {r.get('ratio_ghost_best', 0):.2f}x | "
-                     f"{r.get('ratio_hooks_best', 0):.2f}x |")
+        lines.append(
+            f"| {name} | {s['non-private']:.3f} | {s['dp ghost']:.3f} | {s['dp hooks']:.3f} | "
+            f"{r['ratio_ghost']:.2f}x | {r['ratio_hooks']:.2f}x | {r.get('ratio_ghost_best', 0):.2f}x | "
+            f"{r.get('ratio_hooks_best', 0):.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -174,8 +199,14 @@ def synthetic_tenant(n_users: int, n_items: int, per_user: int, seed: int = 0) -
     ts = 1.7e9 + np.arange(len(user), dtype=np.float64)
     content = rng.normal(size=(n_items, 384)).astype(np.float32)
     content /= np.linalg.norm(content, axis=1, keepdims=True)
-    return TenantData(item_pks=item_pks, content=content, user=user, item=item,
-                      value=np.ones(len(user), dtype=np.float32), ts=ts)
+    return TenantData(
+        item_pks=item_pks,
+        content=content,
+        user=user,
+        item=item,
+        value=np.ones(len(user), dtype=np.float32),
+        ts=ts,
+    )
 
 
 def _rss_mb() -> float:
@@ -203,24 +234,57 @@ def t10_child(design: str, users: int, items: int, per_user: int, epsilon: float
     rss_before = _rss_mb()
     ends: list[float] = []
     start = time.perf_counter()
-    trained = train_tenant(data=data, config=config, epsilon=epsilon, delta=delta, seed=0, features=feature_config(),
-                           on_epoch=lambda e, n, loss: ends.append(time.perf_counter()))
+    trained = train_tenant(
+        data=data,
+        config=config,
+        epsilon=epsilon,
+        delta=delta,
+        seed=0,
+        features=feature_config(),
+        on_epoch=lambda e, n, loss: ends.append(time.perf_counter()),
+    )
     seconds = time.perf_counter() - start
     return {
-        "design": trained.design, "seconds": round(seconds, 2), "peak_rss_mb": _rss_mb(),
-        "rss_before_training_mb": rss_before, "epochs": trained.released.epochs, "steps": trained.released.steps,
+        "design": trained.design,
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": _rss_mb(),
+        "rss_before_training_mb": rss_before,
+        "epochs": trained.released.epochs,
+        "steps": trained.released.steps,
         "epoch_seconds": [round(b - a, 2) for a, b in itertools.pairwise([start, *ends])],
-        "torch_threads": torch.get_num_threads(), "events": len(data.user), "users": data.n_users,
-        "items": len(data.item_pks), "epsilon": epsilon, "delta": delta,
-        "epsilon_spent": trained.released.epsilon_spent, "mechanisms": trained.released.record.get("mechanisms"),
+        "torch_threads": torch.get_num_threads(),
+        "events": len(data.user),
+        "users": data.n_users,
+        "items": len(data.item_pks),
+        "epsilon": epsilon,
+        "delta": delta,
+        "epsilon_spent": trained.released.epsilon_spent,
+        "mechanisms": trained.released.record.get("mechanisms"),
         "metrics": {k: v for k, v in trained.metrics.items() if k != "protocol"},
-        "config": {k: config[k] for k in ("epochs", "hidden", "expected_batch", "factor_rank", "factor_items",
-                                          "proj_rank", "negatives", "grad_sample_mode")},
+        "config": {
+            k: config[k]
+            for k in (
+                "epochs",
+                "hidden",
+                "expected_batch",
+                "factor_rank",
+                "factor_items",
+                "proj_rank",
+                "negatives",
+                "grad_sample_mode",
+            )
+        },
     }
 
 
-def t10(out_dir: Path, users: int = 10_000, items: int = 2_000, per_user: int = 50, threads: int = 2,
-        epsilon: float = 4.0) -> dict[str, Any]:
+def t10(
+    out_dir: Path,
+    users: int = 10_000,
+    items: int = 2_000,
+    per_user: int = 50,
+    threads: int = 2,
+    epsilon: float = 4.0,
+) -> dict[str, Any]:
     """Time one run of each private design, each in a child process; write ``modeling-t10.json``."""
     import subprocess
 
@@ -228,8 +292,23 @@ def t10(out_dir: Path, users: int = 10_000, items: int = 2_000, per_user: int = 
     runs: dict[str, Any] = {}
     load_start = round(os.getloadavg()[0], 2)
     for design in ("factors", "tower"):
-        cmd = [sys.executable, "-W", "ignore", "-m", "bench.modeling_bench", "--t10-child", design,
-               "--users", str(users), "--items", str(items), "--per-user", str(per_user), "--epsilon", str(epsilon)]
+        cmd = [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "bench.modeling_bench",
+            "--t10-child",
+            design,
+            "--users",
+            str(users),
+            "--items",
+            str(items),
+            "--per-user",
+            str(per_user),
+            "--epsilon",
+            str(epsilon),
+        ]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"t10 child {design} failed:\n{proc.stderr[-4000:]}")
@@ -238,9 +317,15 @@ def t10(out_dir: Path, users: int = 10_000, items: int = 2_000, per_user: int = 
         "benchmark": "modeling T10: one private training run (train_tenant) on a synthetic tenant",
         "data": f"synthetic {users} users x {items} items x ~{per_user} events/user (Poisson), Zipf-like items",
         "scaled_to_10k_users_s": {d: round(r["seconds"] * 10_000 / users, 1) for d, r in runs.items()},
-        "machine": {"cpu_count": os.cpu_count(), "processor": _cpu_model(), "python": platform.python_version(),
-                    "load_avg_1m_start": load_start, "load_avg_1m_end": round(os.getloadavg()[0], 2)},
-        "torch_threads": threads, "runs": runs,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": _cpu_model(),
+            "python": platform.python_version(),
+            "load_avg_1m_start": load_start,
+            "load_avg_1m_end": round(os.getloadavg()[0], 2),
+        },
+        "torch_threads": threads,
+        "runs": runs,
     }
     print(t10_table(out))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -261,20 +346,26 @@ def _cpu_model() -> str:
 
 def t10_table(out: dict[str, Any]) -> str:
     m = out["machine"]
-    lines = [f"{out['data']}, {out['torch_threads']} torch threads, load {m['load_avg_1m_start']} -> "
-             f"{m['load_avg_1m_end']}",
-             "| design | epochs | seconds | peak RSS MB | RSS before training MB | recall@20 | DP pop recall@20 |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{out['data']}, {out['torch_threads']} torch threads, load {m['load_avg_1m_start']} -> "
+        f"{m['load_avg_1m_end']}",
+        "| design | epochs | seconds | peak RSS MB | RSS before training MB | recall@20 | DP pop recall@20 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in out["runs"].items():
         met = r["metrics"]
-        lines.append(f"| {name} | {r['epochs']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['rss_before_training_mb']:.0f} | {met.get('recall@20', float('nan')):.4f} | "
-                     f"{met.get('dp_popularity_recall@20', float('nan')):.4f} |")
+        lines.append(
+            f"| {name} | {r['epochs']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['rss_before_training_mb']:.0f} | {met.get('recall@20', float('nan')):.4f} | "
+            f"{met.get('dp_popularity_recall@20', float('nan')):.4f} |"
+        )
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per run; the first is not timed")
@@ -282,14 +373,22 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=0, help="T10 mode: synthetic tenant of this many users")
     parser.add_argument("--items", type=int, default=2_000, help="T10 mode: items")
     parser.add_argument("--per-user", type=int, default=50, help="T10 mode: mean events per user")
-    parser.add_argument("--threads", type=int, default=2, help="T10 mode: torch threads (MODELING_TORCH_THREADS)")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="T10 mode: torch threads (MODELING_TORCH_THREADS)"
+    )
     parser.add_argument("--epsilon", type=float, default=4.0, help="T10 mode: ε of each run")
     parser.add_argument("--t10-child", choices=["factors", "tower"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.t10_child:
         print(json.dumps(t10_child(args.t10_child, args.users, args.items, args.per_user, args.epsilon)))
     elif args.users:
-        t10(args.out, users=args.users, items=args.items, per_user=args.per_user, threads=args.threads,
-            epsilon=args.epsilon)
+        t10(
+            args.out,
+            users=args.users,
+            items=args.items,
+            per_user=args.per_user,
+            threads=args.threads,
+            epsilon=args.epsilon,
+        )
     else:
         main(args.out, repeats=args.repeats, epochs=args.epochs, quick=args.quick)

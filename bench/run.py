@@ -39,11 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     sys.path[:0] = [str(ROOT), str(ROOT / "platform")]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     args.out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, object] = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    summary: dict[str, object] = {
+        "machine": machine(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     failures = 0
     for name in args.only or ORDER:
         module_name = f"bench.{name}_bench"
-        if importlib.util.find_spec(module_name) is None and importlib.util.find_spec(f"bench.{name}") is not None:
+        if (
+            importlib.util.find_spec(module_name) is None
+            and importlib.util.find_spec(f"bench.{name}") is not None
+        ):
             module_name = f"bench.{name}"  # e.g. bench.model_scale, named as its issue asks
         if importlib.util.find_spec(module_name) is None:
             print(f"-- {name}: no benchmark module yet, skipped")

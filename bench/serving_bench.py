@@ -90,8 +90,13 @@ SAMPLE_USERS = 2_000  # users the loads draw from (their vectors are read once f
 
 
 def _child_env() -> dict[str, str]:
-    return {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "SOTTO_DB_NAME": BENCH_DB,
-            "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'platform'}"}
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "SOTTO_DB_NAME": BENCH_DB,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'platform'}",
+    }
 
 
 def _setup_django() -> None:
@@ -144,7 +149,9 @@ def seed_vectors() -> tuple[np.ndarray, list[list[str]]]:
     return seeds, genres
 
 
-def synthetic_items(seeds: np.ndarray, genres: list[list[str]]) -> tuple[np.ndarray, list[list[str]], np.ndarray]:
+def synthetic_items(
+    seeds: np.ndarray, genres: list[list[str]]
+) -> tuple[np.ndarray, list[list[str]], np.ndarray]:
     """(vectors, categories, available) for N_ITEMS items; deterministic.
 
     Item i varies seed movie ``i % n_seeds`` (about 10 items per movie): the seed's real content
@@ -186,8 +193,17 @@ def user_histories(categories: list[list[str]]) -> list[list[tuple[int, float]]]
 def _binary_vectors(vectors: np.ndarray) -> bytes:
     """A ``COPY ... (FORMAT binary)`` stream of (int4 index, vector) rows: pgvector's binary form is
     int16 dim, int16 unused, then big-endian float4s."""
-    row = np.dtype([("fields", ">i2"), ("len1", ">i4"), ("idx", ">i4"), ("len2", ">i4"), ("dim", ">i2"),
-                    ("unused", ">i2"), ("v", ">f4", (DIM,))])
+    row = np.dtype(
+        [
+            ("fields", ">i2"),
+            ("len1", ">i4"),
+            ("idx", ">i4"),
+            ("len2", ">i4"),
+            ("dim", ">i2"),
+            ("unused", ">i2"),
+            ("v", ">f4", (DIM,)),
+        ]
+    )
     rows = np.zeros(len(vectors), dtype=row)
     rows["fields"], rows["len1"], rows["idx"] = 2, 4, np.arange(len(vectors))
     rows["len2"], rows["dim"], rows["v"] = 4 + 4 * DIM, DIM, vectors
@@ -201,8 +217,12 @@ def _owner_connection() -> Any:
 
     db = settings.DATABASES["default"]
     return psycopg.connect(
-        dbname=db["NAME"], host=db["HOST"], port=db["PORT"], user=settings.DATABASE_OWNER["USER"],
-        password=settings.DATABASE_OWNER["PASSWORD"] or None, autocommit=True,
+        dbname=db["NAME"],
+        host=db["HOST"],
+        port=db["PORT"],
+        user=settings.DATABASE_OWNER["USER"],
+        password=settings.DATABASE_OWNER["PASSWORD"] or None,
+        autocommit=True,
     )
 
 
@@ -214,12 +234,20 @@ def runtime_connection(tenant_id: int, ef_search: int, iterative: bool = False) 
     from pgvector.psycopg import register_vector
 
     db = settings.DATABASES["default"]
-    conn = psycopg.connect(dbname=db["NAME"], host=db["HOST"], port=db["PORT"], user=db["USER"],
-                           password=db["PASSWORD"] or None, autocommit=True)
+    conn = psycopg.connect(
+        dbname=db["NAME"],
+        host=db["HOST"],
+        port=db["PORT"],
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        autocommit=True,
+    )
     register_vector(conn)
-    conn.execute("SELECT set_config('app.tenant_id', %s, false), set_config('hnsw.ef_search', %s, false), "
-                 "set_config('hnsw.iterative_scan', %s, false)",
-                 [str(tenant_id), str(ef_search), "relaxed_order" if iterative else "off"])
+    conn.execute(
+        "SELECT set_config('app.tenant_id', %s, false), set_config('hnsw.ef_search', %s, false), "
+        "set_config('hnsw.iterative_scan', %s, false)",
+        [str(tenant_id), str(ef_search), "relaxed_order" if iterative else "off"],
+    )
     return conn
 
 
@@ -233,15 +261,21 @@ def _loaded(tenant_id: int) -> bool:
     from apps.core.tenant_db import tenant_context
 
     with tenant_context(tenant_id), connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM catalog_itemvector WHERE tenant_id = %s AND model = %s",
-                       [tenant_id, DATA_VERSION])
+        cursor.execute(
+            "SELECT count(*) FROM catalog_itemvector WHERE tenant_id = %s AND model = %s",
+            [tenant_id, DATA_VERSION],
+        )
         vectors = cursor.fetchone()
-        cursor.execute("SELECT count(*) FROM profiles_userstate WHERE tenant_id = %s AND data IS NOT NULL", [tenant_id])
+        cursor.execute(
+            "SELECT count(*) FROM profiles_userstate WHERE tenant_id = %s AND data IS NOT NULL", [tenant_id]
+        )
         users = cursor.fetchone()
     return bool(vectors and users and vectors[0] == N_ITEMS and users[0] >= N_USERS)
 
 
-def load(tenant_id: int, vectors: np.ndarray, categories: list[list[str]], available: np.ndarray) -> dict[str, float]:
+def load(
+    tenant_id: int, vectors: np.ndarray, categories: list[list[str]], available: np.ndarray
+) -> dict[str, float]:
     """Items and vectors by COPY, the HNSW index rebuilt after the load; returns timings."""
     from apps.catalog.partitions import partition_name
 
@@ -250,15 +284,24 @@ def load(tenant_id: int, vectors: np.ndarray, categories: list[list[str]], avail
     started = time.perf_counter()
     with _owner_connection() as conn:
         conn.execute("SELECT set_config('app.tenant_id', %s, false)", [str(tenant_id)])
-        for table in ("profiles_userevent", "profiles_userstate", "profiles_userattribute", "profiles_enduser",
-                      "catalog_item"):  # the vectors go with their items (ON DELETE CASCADE)
+        for table in (
+            "profiles_userevent",
+            "profiles_userstate",
+            "profiles_userattribute",
+            "profiles_enduser",
+            "catalog_item",
+        ):  # the vectors go with their items (ON DELETE CASCADE)
             conn.execute(f"DELETE FROM {table} WHERE tenant_id = %s", [tenant_id])  # noqa: S608 # nosec B608 - fixed names
-        row = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [f"{part}_hnsw"]).fetchone()
+        row = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s", [f"{part}_hnsw"]
+        ).fetchone()
         if row is None:
             raise RuntimeError(f"{part}_hnsw not found: is the catalogue migrated?")
         indexdef = str(row[0])
         conn.execute(f'DROP INDEX "{part}_hnsw"')
-        conn.execute("CREATE TEMP TABLE bench_items (external_id text, title text, categories text, available boolean)")
+        conn.execute(
+            "CREATE TEMP TABLE bench_items (external_id text, title text, categories text, available boolean)"
+        )
         with conn.cursor().copy("COPY bench_items FROM STDIN") as copy:
             for i in range(N_ITEMS):
                 cats = "{" + ",".join(f'"{c}"' for c in categories[i]) + "}"
@@ -316,8 +359,16 @@ def ingest_histories(tenant_id: int, histories: list[list[tuple[int, float]]]) -
 
     for u, history in enumerate(histories):
         for n, (item, rating) in enumerate(history):
-            batch.append({"event_id": f"h-{u}-{n}", "user": f"bu{u}", "item": f"b{item}", "type": "rating",
-                          "value": rating, "timestamp": ts + n * 60})
+            batch.append(
+                {
+                    "event_id": f"h-{u}-{n}",
+                    "user": f"bu{u}",
+                    "item": f"b{item}",
+                    "type": "rating",
+                    "value": rating,
+                    "timestamp": ts + n * 60,
+                }
+            )
         if len(batch) >= 1000:
             flush()
         if u % 2000 == 1999:
@@ -363,14 +414,21 @@ def ensure_model(tenant_id: int) -> dict[str, Any]:
     clear_pointer_cache()
     version = active_version(tenant_id)
     if version is not None and _served_count(tenant_id, version) == N_ITEMS:
-        design = next((v["design"] for v in model_versions(tenant_id=tenant_id) if v["version"] == version), None)
+        design = next(
+            (v["design"] for v in model_versions(tenant_id=tenant_id) if v["version"] == version), None
+        )
         if design == MODEL_DESIGN:
             return {"reused": True, "version": version, "design": design}
     tenant = Tenant.objects.get(pk=tenant_id)
-    tenant_update_settings(tenant=tenant, actor="bench", changes={
-        "dp_design": MODEL_DESIGN, "modeling": {"holdout_fraction": 0.0, "seed": SEED}})
-    _say(f"training a private model ({MODEL_DESIGN}, epsilon {MODEL_EPSILON}) through training_run_start, "
-         "run in process; then its served vectors and their HNSW index")
+    tenant_update_settings(
+        tenant=tenant,
+        actor="bench",
+        changes={"dp_design": MODEL_DESIGN, "modeling": {"holdout_fraction": 0.0, "seed": SEED}},
+    )
+    _say(
+        f"training a private model ({MODEL_DESIGN}, epsilon {MODEL_EPSILON}) through training_run_start, "
+        "run in process; then its served vectors and their HNSW index"
+    )
     started = time.perf_counter()
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
@@ -382,9 +440,15 @@ def ensure_model(tenant_id: int) -> dict[str, Any]:
     version = active_version(tenant_id)
     if version is None:
         raise RuntimeError(f"training run {run['id']} did not activate a model; see the run's error")
-    return {"reused": False, "version": version, "run": int(run["id"]), "design": MODEL_DESIGN,
-            "epsilon": MODEL_EPSILON, "train_s": round(time.perf_counter() - started, 1),
-            "served_vectors": _served_count(tenant_id, version)}
+    return {
+        "reused": False,
+        "version": version,
+        "run": int(run["id"]),
+        "design": MODEL_DESIGN,
+        "epsilon": MODEL_EPSILON,
+        "train_s": round(time.perf_counter() - started, 1),
+        "served_vectors": _served_count(tenant_id, version),
+    }
 
 
 @dataclass
@@ -413,7 +477,9 @@ def user_inputs(tenant_id: int, users: list[int]) -> Inputs:
     model = serving_model(tenant_id)
     if model is None:
         raise RuntimeError("the bench tenant has no active model")
-    out = Inputs(version=int(model.version), dim=int(model.item_dim), personal={}, content={}, seen_pks={}, seen={})
+    out = Inputs(
+        version=int(model.version), dim=int(model.item_dim), personal={}, content={}, seen_pks={}, seen={}
+    )
     with tenant_context(tenant_id):
         for u in users:
             state, pks = user_state_and_seen(tenant_id, f"bu{u}")
@@ -440,10 +506,28 @@ class Server:
         env = {**_child_env(), "SOTTO_RATE_LIMIT_PER_S": "0"}
         handle = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--pythonpath", "platform",
-             "--bind", f"127.0.0.1:{self.port}", "--workers", str(WORKERS), "--threads", str(THREADS),
-             "--worker-class", "gthread", "--keep-alive", "30"],
-            cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "--pythonpath",
+                "platform",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(WORKERS),
+                "--threads",
+                str(THREADS),
+                "--worker-class",
+                "gthread",
+                "--keep-alive",
+                "30",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
         handle.close()
         deadline = time.monotonic() + 90
@@ -496,8 +580,14 @@ class Samples:
         }
 
 
-def _closed_loop(threads: int, seconds: float, one: Callable[[Any, random.Random], int], connect: Callable[[], Any],
-                 close: Callable[[Any], None], samples: Samples | None = None) -> Samples:
+def _closed_loop(
+    threads: int,
+    seconds: float,
+    one: Callable[[Any, random.Random], int],
+    connect: Callable[[], Any],
+    close: Callable[[Any], None],
+    samples: Samples | None = None,
+) -> Samples:
     """``threads`` clients, each calling ``one(conn, rng)`` back to back until the deadline (adds to ``samples``)."""
     samples = samples if samples is not None else Samples()
     barrier = threading.Barrier(threads + 1)
@@ -538,7 +628,9 @@ def _closed_loop(threads: int, seconds: float, one: Callable[[Any, random.Random
     return samples
 
 
-def http_load(port: int, request: Request, threads: int, seconds: float, samples: Samples | None = None) -> Samples:
+def http_load(
+    port: int, request: Request, threads: int, seconds: float, samples: Samples | None = None
+) -> Samples:
     def connect() -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
@@ -611,8 +703,10 @@ def floor_sql(table: str, *, cast: str = "vector", version: bool = False, exclud
     the exclusions, ordered by cosine distance, LIMIT k."""
     where = ["tenant_id = %s"] + (["version = %s"] if version else []) + ["available"]
     where += ["item_id <> ALL(%s::bigint[])"] if exclude else []
-    return (f"SELECT item_id, external_id, embedding::{cast} <=> %b::{cast} AS distance FROM {table} "  # noqa: S608 # nosec B608 - code constants only; values are parameters
-            f"WHERE {' AND '.join(where)} ORDER BY distance LIMIT %s")
+    return (
+        f"SELECT item_id, external_id, embedding::{cast} <=> %b::{cast} AS distance FROM {table} "  # noqa: S608 # nosec B608 - code constants only; values are parameters
+        f"WHERE {' AND '.join(where)} ORDER BY distance LIMIT %s"
+    )
 
 
 def warm_search_lru(port: int, queries: list[str], passes: int = 4) -> None:
@@ -651,28 +745,58 @@ def search_queries() -> list[str]:
                 if len(titles) >= 380:
                     break
     titles += [f"bench query {n}" for n in range(380 - len(titles))]
-    mixed = ["玩具总动员", "星球大战", "爱情 喜剧", "功夫熊猫", "Toy Story 玩具总动员", "Star Wars 星球大战",
-                     "黑客帝国 The Matrix", "泰坦尼克号 Titanic", "动画 animation", "科幻 sci-fi movie",
-                     "shoes 鞋子", "红色 red dress", "咖啡 coffee", "旅行 travel guide", "音乐 music", "足球 football",
-                     "猫 cat", "狗 dog", "书 book", "电影 film"]
+    mixed = [
+        "玩具总动员",
+        "星球大战",
+        "爱情 喜剧",
+        "功夫熊猫",
+        "Toy Story 玩具总动员",
+        "Star Wars 星球大战",
+        "黑客帝国 The Matrix",
+        "泰坦尼克号 Titanic",
+        "动画 animation",
+        "科幻 sci-fi movie",
+        "shoes 鞋子",
+        "红色 red dress",
+        "咖啡 coffee",
+        "旅行 travel guide",
+        "音乐 music",
+        "足球 football",
+        "猫 cat",
+        "狗 dog",
+        "书 book",
+        "电影 film",
+    ]
     return [*titles, *mixed]
 
 
 # --- recall ------------------------------------------------------------------------------------------
 
+
 def _served_matrix(tenant_id: int, version: int, dim: int, pk_index: dict[int, int]) -> np.ndarray:
     """Every served vector of the version, in item-index order (read once, in binary)."""
     matrix = np.zeros((N_ITEMS, dim), dtype=np.float32)
     with runtime_connection(tenant_id, 40) as db, db.cursor(binary=True) as cur:
-        cur.execute(f"SELECT item_id, embedding::vector({dim}) FROM modeling_served_vector "  # noqa: S608 # nosec B608 - the dimension is an int
-                    "WHERE tenant_id = %s AND version = %s", [tenant_id, version])
+        cur.execute(
+            f"SELECT item_id, embedding::vector({dim}) FROM modeling_served_vector "  # noqa: S608 # nosec B608 - the dimension is an int
+            "WHERE tenant_id = %s AND version = %s",
+            [tenant_id, version],
+        )
         for pk, vec in cur:
             matrix[pk_index[int(pk)]] = vec.to_numpy()
     return matrix
 
 
-def recall(port: int, tenant_id: int, inputs: Inputs, served: np.ndarray, vectors: np.ndarray,
-           available: np.ndarray, ef_personal: int, ef_content: int) -> dict[str, Any]:
+def recall(
+    port: int,
+    tenant_id: int,
+    inputs: Inputs,
+    served: np.ndarray,
+    vectors: np.ndarray,
+    available: np.ndarray,
+    ef_personal: int,
+    ef_content: int,
+) -> dict[str, Any]:
     """Recall@10 against exact brute force (numpy over all 100k vectors, the same rules):
 
     - ``personal_api``: the API's ``personal`` answers (seen and unavailable items excluded) against
@@ -686,8 +810,10 @@ def recall(port: int, tenant_id: int, inputs: Inputs, served: np.ndarray, vector
     sweep: dict[int, list[float]] = {ef: [] for ef in sorted({100, 200, 400, ef_personal})}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     strategies: dict[str, int] = {}
-    served_sql = (f"SELECT external_id FROM modeling_served_vector WHERE tenant_id = %s AND version = %s "  # noqa: S608 # nosec B608 - the dimension is an int
-                  f"ORDER BY embedding::vector({inputs.dim}) <=> %b::vector({inputs.dim}) LIMIT 10")
+    served_sql = (
+        f"SELECT external_id FROM modeling_served_vector WHERE tenant_id = %s AND version = %s "  # noqa: S608 # nosec B608 - the dimension is an int
+        f"ORDER BY embedding::vector({inputs.dim}) <=> %b::vector({inputs.dim}) LIMIT 10"
+    )
     dbs = {ef: runtime_connection(tenant_id, ef) for ef in sweep}
     with runtime_connection(tenant_id, ef_content) as content_db:
         for u in chosen:
@@ -706,17 +832,24 @@ def recall(port: int, tenant_id: int, inputs: Inputs, served: np.ndarray, vector
                 sweep[ef].append(len(plain & {r[0] for r in rows}) / 10)
             content = vectors @ inputs.content[u]
             plain = {f"b{i}" for i in np.argpartition(-content, 10)[:10]}
-            rows = content_db.execute("SELECT external_id FROM catalog_itemvector WHERE tenant_id = %s "
-                                      "ORDER BY embedding <=> %b LIMIT 10", [tenant_id, inputs.content[u]]).fetchall()
+            rows = content_db.execute(
+                "SELECT external_id FROM catalog_itemvector WHERE tenant_id = %s "
+                "ORDER BY embedding <=> %b LIMIT 10",
+                [tenant_id, inputs.content[u]],
+            ).fetchall()
             content_hits.append(len(plain & {r[0] for r in rows}) / 10)
     for db in dbs.values():
         db.close()
     conn.close()
-    return {"users": len(chosen), "personal_api": round(float(np.mean(api_hits)), 4),
-            "served_index": round(float(np.mean(sweep[ef_personal])), 4),
-            "served_index_by_ef_search": {str(ef): round(float(np.mean(h)), 4) for ef, h in sweep.items()},
-            "content_index": round(float(np.mean(content_hits)), 4),
-            "ef_search": {"personal": ef_personal, "content": ef_content}, "api_strategies": strategies}
+    return {
+        "users": len(chosen),
+        "personal_api": round(float(np.mean(api_hits)), 4),
+        "served_index": round(float(np.mean(sweep[ef_personal])), 4),
+        "served_index_by_ef_search": {str(ef): round(float(np.mean(h)), 4) for ef, h in sweep.items()},
+        "content_index": round(float(np.mean(content_hits)), 4),
+        "ef_search": {"personal": ef_personal, "content": ef_content},
+        "api_strategies": strategies,
+    }
 
 
 def cold_encode_ms(n: int = 30) -> dict[str, Any]:
@@ -724,19 +857,24 @@ def cold_encode_ms(n: int = 30) -> dict[str, Any]:
     from apps.catalog.encoder import get_encoder
     from apps.core.conf import sotto
 
-    encoder = get_encoder(None, sotto().encoder_precision,
-                          num_threads=sotto().serving_encoder_threads, query_cache_size=0)
+    encoder = get_encoder(
+        None, sotto().encoder_precision, num_threads=sotto().serving_encoder_threads, query_cache_size=0
+    )
     encoder.encode_query("warm up")
     times = []
     for i in range(n):
         started = time.perf_counter()
         encoder.encode_query(f"a fresh query about movies number {i}")
         times.append((time.perf_counter() - started) * 1000)
-    return {"precision": encoder.precision, "p50_ms": round(float(np.percentile(times, 50)), 2),
-            "p99_ms": round(float(np.percentile(times, 99)), 2)}
+    return {
+        "precision": encoder.precision,
+        "p50_ms": round(float(np.percentile(times, 50)), 2),
+        "p99_ms": round(float(np.percentile(times, 99)), 2),
+    }
 
 
 # --- main --------------------------------------------------------------------------------------------
+
 
 def machine() -> dict[str, Any]:
     cpu = "unknown"
@@ -747,22 +885,31 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu_count": os.cpu_count(), "cpu": cpu, "python": stdlib_platform.python_version(),
-            "load_average_1m_at_start": round(os.getloadavg()[0], 2)}
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu,
+        "python": stdlib_platform.python_version(),
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+    }
 
 
 STRATEGIES = ("personal", "search", "similar")
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = ["| strategy | concurrency | path | p50 ms | p95 ms | p99 ms | req/s |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| strategy | concurrency | path | p50 ms | p95 ms | p99 ms | req/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in STRATEGIES:
         for level, row in result["strategies"][name].items():
             for path in ("floor", "api"):
                 r = row[path]
                 label = "bare HNSW floor" if path == "floor" else "API"
-                lines.append(f"| {name} | {level[1:]} | {label} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
-                             f"{r['rps']} |")
+                lines.append(
+                    f"| {name} | {level[1:]} | {label} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
+                    f"{r['rps']} |"
+                )
     return "\n".join(lines)
 
 
@@ -771,13 +918,17 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
     out = []
     for name in STRATEGIES:
         c1 = result["strategies"][name]["c1"]
-        out.append(f"{name} c1: p99 {c1['api']['p99_ms']} ms vs floor {c1['floor']['p99_ms']} ms = "
-                   f"{c1['p99_over_floor']}×")
+        out.append(
+            f"{name} c1: p99 {c1['api']['p99_ms']} ms vs floor {c1['floor']['p99_ms']} ms = "
+            f"{c1['p99_over_floor']}×"
+        )
     for name in STRATEGIES:
         c8 = result["strategies"][name].get("c8")
         if c8 is not None:
-            out.append(f"{name} c8: {c8['api']['rps']} req/s vs floor {c8['floor']['rps']} req/s = "
-                       f"{c8['rps_over_floor']}× throughput")
+            out.append(
+                f"{name} c8: {c8['api']['rps']} req/s vs floor {c8['floor']['rps']} req/s = "
+                f"{c8['rps_over_floor']}× throughput"
+            )
     return out
 
 
@@ -795,7 +946,12 @@ def run(seconds: float) -> dict[str, Any]:
     from apps.tenancy.services import api_key_create, api_key_revoke, tenant_create
 
     started = time.perf_counter()
-    result: dict[str, Any] = {"machine": machine(), "items": N_ITEMS, "users": N_USERS, "history_per_user": HISTORY}
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "items": N_ITEMS,
+        "users": N_USERS,
+        "history_per_user": HISTORY,
+    }
     tenant = tenant_get(slug=SLUG) or tenant_create(slug=SLUG, name="serving benchmark", actor="bench")
     tenant_id = int(tenant.id)
     seeds, genres = seed_vectors()
@@ -817,15 +973,25 @@ def run(seconds: float) -> dict[str, Any]:
     inputs = user_inputs(tenant_id, sample)
     user_ids = sorted(inputs.personal)
     with runtime_connection(tenant_id, 40) as db:
-        pk_index = {int(pk): int(ext[1:]) for pk, ext in db.execute(
-            "SELECT id, external_id FROM catalog_item WHERE tenant_id = %s", [tenant_id]).fetchall()}
+        pk_index = {
+            int(pk): int(ext[1:])
+            for pk, ext in db.execute(
+                "SELECT id, external_id FROM catalog_item WHERE tenant_id = %s", [tenant_id]
+            ).fetchall()
+        }
     item_pk = np.zeros(N_ITEMS, dtype=np.int64)
     for pk, i in pk_index.items():
         item_pk[i] = pk
     # each strategy's ef_search as the product sets it: serving's own for content vectors (search),
     # modeling's for a version's served vectors (personal), the catalogue's for similar items
-    ef_serving, ef_personal, ef_catalog = ef_search(10), sotto().modeling_hnsw_ef_search, sotto().catalog_hnsw_ef_search
-    issued = api_key_create(tenant=tenant, name=f"bench {time.strftime('%H:%M:%S')}", scopes=["serve"], actor="bench")
+    ef_serving, ef_personal, ef_catalog = (
+        ef_search(10),
+        sotto().modeling_hnsw_ef_search,
+        sotto().catalog_hnsw_ef_search,
+    )
+    issued = api_key_create(
+        tenant=tenant, name=f"bench {time.strftime('%H:%M:%S')}", scopes=["serve"], actor="bench"
+    )
     HEADERS["Authorization"] = f"Bearer {issued.raw}"
     queries = search_queries()
     result["search_cold_encode"] = cold_encode_ms()
@@ -837,7 +1003,9 @@ def run(seconds: float) -> dict[str, Any]:
     def personal(r: random.Random) -> tuple[str, str, bytes | None]:
         return "GET", f"/api/v1/recommendations?user=bu{user_ids[r.randrange(len(user_ids))]}&k=10", None
 
-    personal_sql = floor_sql("modeling_served_vector", cast=f"vector({inputs.dim})", version=True, exclude=True)
+    personal_sql = floor_sql(
+        "modeling_served_vector", cast=f"vector({inputs.dim})", version=True, exclude=True
+    )
 
     def personal_floor(r: random.Random) -> tuple[str, list[Any]]:
         u = user_ids[r.randrange(len(user_ids))]
@@ -871,21 +1039,26 @@ def run(seconds: float) -> dict[str, Any]:
         "similar": (similar, similar_floor, ef_catalog),
     }
     with Server(ROOT / "var" / "log" / "serving-bench-gunicorn.log") as server:
-        _say(f"gunicorn on 127.0.0.1:{server.port}; warming up (every search query reaches both workers' LRU)")
+        _say(
+            f"gunicorn on 127.0.0.1:{server.port}; warming up (every search query reaches both workers' LRU)"
+        )
         warm_search_lru(server.port, queries)
         for request, _, _ in loads.values():
             http_load(server.port, request, WORKERS * THREADS, 2.0)
             http_load(server.port, request, 1, 1.0)
         _say("recall@10 (API personal answers and the bare indexes against numpy brute force)")
         served = _served_matrix(tenant_id, inputs.version, inputs.dim, pk_index)
-        result["recall_at_10_detail"] = recall(server.port, tenant_id, inputs, served, vectors, available, ef_personal,
-                                               ef_serving)
+        result["recall_at_10_detail"] = recall(
+            server.port, tenant_id, inputs, served, vectors, available, ef_personal, ef_serving
+        )
         result["recall_at_10"] = result["recall_at_10_detail"]["personal_api"]
         result["strategies"] = {name: {} for name in STRATEGIES}
         for threads in CONCURRENCY:
             level = f"c{threads}"
-            _say(f"concurrency {threads}: {', '.join(STRATEGIES)}, each beside its floor ({seconds:g} s each, "
-                 f"in {ROUNDS} interleaved rounds)")
+            _say(
+                f"concurrency {threads}: {', '.join(STRATEGIES)}, each beside its floor ({seconds:g} s each, "
+                f"in {ROUNDS} interleaved rounds)"
+            )
             got = {(name, path): Samples() for name in STRATEGIES for path in ("floor", "api")}
             pools = {name: FloorPool(tenant_id, ef, query) for name, (_, query, ef) in loads.items()}
             for _ in range(ROUNDS):  # a load spike from elsewhere on the box hits every path alike
@@ -897,7 +1070,9 @@ def run(seconds: float) -> dict[str, Any]:
             for name in STRATEGIES:
                 api, floor = got[(name, "api")].summary(seconds), got[(name, "floor")].summary(seconds)
                 result["strategies"][name][level] = {
-                    "api": api, "floor": floor, "p99_over_floor": _ratio(api["p99_ms"], floor["p99_ms"]),
+                    "api": api,
+                    "floor": floor,
+                    "p99_over_floor": _ratio(api["p99_ms"], floor["p99_ms"]),
                     "p50_over_floor": _ratio(api["p50_ms"], floor["p50_ms"]),
                     "rps_over_floor": _ratio(api["rps"], floor["rps"]),
                 }
@@ -905,13 +1080,18 @@ def run(seconds: float) -> dict[str, Any]:
     goals: dict[str, Any] = {}
     for name in STRATEGIES:
         c1, c8 = result["strategies"][name]["c1"], result["strategies"][name].get("c8")
-        goals[name] = {"p99_over_floor_c1": c1["p99_over_floor"],
-                       "p99_goal_met": bool(c1["p99_over_floor"] is not None and c1["p99_over_floor"] <= 1.5),
-                       "rps_over_floor_c8": None if c8 is None else c8["rps_over_floor"],
-                       "throughput_goal_met": bool(c8 and c8["rps_over_floor"] is not None
-                                                   and c8["rps_over_floor"] >= 0.7)}
+        goals[name] = {
+            "p99_over_floor_c1": c1["p99_over_floor"],
+            "p99_goal_met": bool(c1["p99_over_floor"] is not None and c1["p99_over_floor"] <= 1.5),
+            "rps_over_floor_c8": None if c8 is None else c8["rps_over_floor"],
+            "throughput_goal_met": bool(
+                c8 and c8["rps_over_floor"] is not None and c8["rps_over_floor"] >= 0.7
+            ),
+        }
     detail = result["recall_at_10_detail"]
-    goals["recall_goal_met"] = min(detail["personal_api"], detail["served_index"], detail["content_index"]) >= 0.95
+    goals["recall_goal_met"] = (
+        min(detail["personal_api"], detail["served_index"], detail["content_index"]) >= 0.95
+    )
     result["goals"] = goals
     result["ef_search"] = {"personal": ef_personal, "search": ef_serving, "similar": ef_catalog}
     result["seconds_per_load"] = seconds
@@ -933,26 +1113,43 @@ def main(out_dir: Path | str = ROOT / "var" / "bench", seconds: float = 10.0) ->
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "bench.serving_bench", "--child", "--out", str(out), "--seconds", str(seconds)],
-        cwd=ROOT, env=_child_env(), check=True,
+        [
+            sys.executable,
+            "-m",
+            "bench.serving_bench",
+            "--child",
+            "--out",
+            str(out),
+            "--seconds",
+            str(seconds),
+        ],
+        cwd=ROOT,
+        env=_child_env(),
+        check=True,
     )
     result: dict[str, Any] = json.loads((out / "serving.json").read_text())
     print(table(result))
     detail = result["recall_at_10_detail"]
-    print(f"recall@10: personal API {detail['personal_api']}, served-vector index {detail['served_index']} "
-          f"(by ef_search: {detail['served_index_by_ef_search']}), content index {detail['content_index']} "
-          f"(ef_search {detail['ef_search']})")
+    print(
+        f"recall@10: personal API {detail['personal_api']}, served-vector index {detail['served_index']} "
+        f"(by ef_search: {detail['served_index_by_ef_search']}), content index {detail['content_index']} "
+        f"(ef_search {detail['ef_search']})"
+    )
     for line in verdict_lines(result):
         print(line)
     load = result["machine"]
-    print(f"load average (1 min) {load['load_average_1m_at_start']} at start, {load['load_average_1m_at_end']} at end "
-          f"on {load['cpu_count']} cores")
+    print(
+        f"load average (1 min) {load['load_average_1m_at_start']} at start, {load['load_average_1m_at_end']} at end "
+        f"on {load['cpu_count']} cores"
+    )
     print(f"wrote {out / 'serving.json'} in {result['total_s']} s")
     return result
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load (default 10)")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -76,6 +76,7 @@ def _django() -> None:
 
 # --- 1. middleware overhead ------------------------------------------------------------------
 
+
 def measure_overhead(rounds: int = 7, n: int = 20_000) -> dict[str, float]:
     import logging
 
@@ -142,6 +143,7 @@ def measure_overhead(rounds: int = 7, n: int = 20_000) -> dict[str, float]:
 
 # --- 2. noisy neighbour ----------------------------------------------------------------------
 
+
 def ensure_database() -> None:
     """Create (first run) and migrate the bench's own database, as the owner role."""
     ensure_bench_database(BENCH_DB)
@@ -166,10 +168,15 @@ def make_persona(role: str, limit: float) -> Persona:
     if role.startswith("quiet"):
         from apps.slo.services import slo_objective_set
 
-        slo_objective_set(tenant_id=tenant.id, endpoint_class="other", latency_threshold_ms=QUIET_THRESHOLD_MS,
-                          latency_target=QUIET_TARGET, availability_target=0.999, actor="bench")
+        slo_objective_set(
+            tenant_id=tenant.id,
+            endpoint_class="other",
+            latency_threshold_ms=QUIET_THRESHOLD_MS,
+            latency_target=QUIET_TARGET,
+            availability_target=0.999,
+            actor="bench",
+        )
     return Persona(slug=tenant.slug, tenant_id=tenant.id, key=issued.raw)
-
 
 
 class Server:
@@ -182,10 +189,28 @@ class Server:
     def __enter__(self) -> Server:
         handle = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi:application", "--pythonpath", "platform",
-             "--bind", f"127.0.0.1:{self.port}", "--workers", str(WORKERS), "--threads", str(THREADS),
-             "--worker-class", "gthread", "--keep-alive", "10", "--graceful-timeout", "20"],
-            cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
+            [
+                str(ROOT / ".venv" / "bin" / "gunicorn"),
+                "config.wsgi:application",
+                "--pythonpath",
+                "platform",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(WORKERS),
+                "--threads",
+                str(THREADS),
+                "--worker-class",
+                "gthread",
+                "--keep-alive",
+                "10",
+                "--graceful-timeout",
+                "20",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
         handle.close()
         deadline = time.monotonic() + 90
@@ -206,6 +231,7 @@ class Server:
     def warm(self, key: str) -> None:
         """Authenticated requests from as many connections as the server has threads, so every worker
         thread has imported the API path and opened its database connection before anything is measured."""
+
         def run() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
             for _ in range(40):
@@ -262,7 +288,9 @@ class Load:
         }
 
 
-def drive(port: int, key: str, rate: float, threads: int, seconds: float, load: Load) -> list[threading.Thread]:
+def drive(
+    port: int, key: str, rate: float, threads: int, seconds: float, load: Load
+) -> list[threading.Thread]:
     """Open-loop: each thread sends at rate/threads on its own keep-alive connection until the deadline."""
     deadline = time.monotonic() + seconds
     interval = threads / rate
@@ -293,13 +321,17 @@ def drive(port: int, key: str, rate: float, threads: int, seconds: float, load: 
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.close()
 
-    workers = [threading.Thread(target=run, args=(i * interval / threads,), daemon=True) for i in range(threads)]
+    workers = [
+        threading.Thread(target=run, args=(i * interval / threads,), daemon=True) for i in range(threads)
+    ]
     for worker in workers:
         worker.start()
     return workers
 
 
-def run_phase(port: int, quiet: Persona, quiet_load: Load, noisy: Persona | None, noisy_load: Load, seconds: float) -> None:
+def run_phase(
+    port: int, quiet: Persona, quiet_load: Load, noisy: Persona | None, noisy_load: Load, seconds: float
+) -> None:
     threads = drive(port, quiet.key, QUIET_RATE, QUIET_THREADS, seconds, quiet_load)
     if noisy is not None:
         threads += drive(port, noisy.key, NOISY_RATE, NOISY_THREADS, seconds, noisy_load)
@@ -362,13 +394,17 @@ def noisy_neighbour(out_dir: Path, seconds: float, redis_url: str | None) -> dic
         "seconds_per_phase": seconds,
         "rounds": ROUNDS,
         "noisy": {"limit_per_s": NOISY_LIMIT, "offered_per_s": NOISY_RATE},
-        "quiet": {"limit_per_s": QUIET_LIMIT, "offered_per_s": QUIET_RATE,
-                  "objective": f"{QUIET_TARGET:.0%} within {QUIET_THRESHOLD_MS:g} ms"},
+        "quiet": {
+            "limit_per_s": QUIET_LIMIT,
+            "offered_per_s": QUIET_RATE,
+            "objective": f"{QUIET_TARGET:.0%} within {QUIET_THRESHOLD_MS:g} ms",
+        },
         "rows": phases,
     }
 
 
 # --- 3. read costs ---------------------------------------------------------------------------
+
 
 def read_costs() -> dict[str, Any]:
     """Status, alert evaluation and a dashboard series for one busy tenant: 28 days of synthetic
@@ -401,7 +437,9 @@ def read_costs() -> dict[str, Any]:
         for status_class in ("2xx", "4xx"):
             for m in range(8 * 60):
                 c = counts()
-                rows.append((tenant.id, cls, status_class, 60, now - timedelta(minutes=m + 1), c, sum(c), 1.0))
+                rows.append(
+                    (tenant.id, cls, status_class, 60, now - timedelta(minutes=m + 1), c, sum(c), 1.0)
+                )
             for h in range(8, 28 * 24):
                 c = counts()
                 start = (now - timedelta(hours=h + 1)).replace(minute=0)
@@ -417,7 +455,11 @@ def read_costs() -> dict[str, Any]:
         "status_1h_24h_28d_ms": lambda: slo_status_for_tenant(tenant_id=tenant.id),
         "alert_evaluation_ms": lambda: slo_alerts_evaluate(tenant_ids=[tenant.id]),
         "series_24h_hourly_ms": lambda: slo_timeseries(
-            tenant_id=tenant.id, endpoint_class="recommend", start=now - timedelta(hours=24), end=now, step_s=3600
+            tenant_id=tenant.id,
+            endpoint_class="recommend",
+            start=now - timedelta(hours=24),
+            end=now,
+            step_s=3600,
         ),
     }
     out: dict[str, Any] = {"rows": len(rows)}
@@ -433,6 +475,7 @@ def read_costs() -> dict[str, Any]:
 
 
 # --- driver ----------------------------------------------------------------------------------
+
 
 def redis_take_us(url: str, n: int = 2000) -> float:
     """One shared-bucket decision: a Lua script round trip to a local Redis."""
@@ -453,7 +496,8 @@ def child(out_file: Path, seconds: float) -> None:
         port = free_port()
         redis_proc = subprocess.Popen(  # nosec B607 - the redis-server that shutil.which just found
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         redis_url = f"redis://127.0.0.1:{port}/0"
         time.sleep(0.5)
@@ -477,24 +521,32 @@ def machine() -> dict[str, Any]:
 
 def print_table(result: dict[str, Any]) -> None:
     r = result["reads"]
-    print(f"reads for a busy tenant ({r['rows']} histogram rows over 28 d): status {r['status_1h_24h_28d_ms']} ms, "
-          f"alert evaluation {r['alert_evaluation_ms']} ms, 24 h hourly series {r['series_24h_hourly_ms']} ms")
+    print(
+        f"reads for a busy tenant ({r['rows']} histogram rows over 28 d): status {r['status_1h_24h_28d_ms']} ms, "
+        f"alert evaluation {r['alert_evaluation_ms']} ms, 24 h hourly series {r['series_24h_hourly_ms']} ms"
+    )
     o = result["overhead"]
-    print(f"middleware overhead per request: {o['measure_us']} µs measuring, "
-          f"{o['measure_and_access_log_us']} µs with the access log (record() alone {o['recorder_record_us']} µs); "
-          f"a Redis-shared bucket adds {o['redis_bucket_take_us']} µs")
+    print(
+        f"middleware overhead per request: {o['measure_us']} µs measuring, "
+        f"{o['measure_and_access_log_us']} µs with the access log (record() alone {o['recorder_record_us']} µs); "
+        f"a Redis-shared bucket adds {o['redis_bucket_take_us']} µs"
+    )
     n = result["neighbour"]
-    print(f"noisy neighbour: {n['gunicorn']}, {n['seconds_per_phase']:g} s per condition in {ROUNDS} interleaved rounds, "
-          f"GET {n['path']}; quiet objective {n['quiet']['objective']}; load average {n['load_average_before']} -> "
-          f"{n['load_average_after']} on {os.cpu_count()} CPUs")
+    print(
+        f"noisy neighbour: {n['gunicorn']}, {n['seconds_per_phase']:g} s per condition in {ROUNDS} interleaved rounds, "
+        f"GET {n['path']}; quiet objective {n['quiet']['objective']}; load average {n['load_average_before']} -> "
+        f"{n['load_average_after']} on {os.cpu_count()} CPUs"
+    )
     head = f"{'buckets':<22}{'tenant':<24}{'sent/s':>8}{'200/s':>8}{'429':>7}{'cli p50':>9}{'cli p99':>9}{'srv p99':>9}{'good':>8}{'SLO':>5}{'count':>7}"
     print(head)
     print("-" * len(head))
     for r in n["rows"]:
-        print(f"{r['buckets']:<22}{r['tenant']:<24}{r['sent_per_s']:>8}{r['ok_per_s']:>8}{r['statuses'].get('429', 0):>7}"
-              f"{r['client_p50_ms'] or '-':>9}{r['client_p99_ms'] or '-':>9}{r['server_p99_ms'] or '-':>9}"
-              f"{r['server_share_within_objective'] or '-':>8}{'ok' if r['meets_objective'] else 'MISS':>5}"
-              f"{'ok' if r['server_counted_every_request'] else 'OFF':>7}")
+        print(
+            f"{r['buckets']:<22}{r['tenant']:<24}{r['sent_per_s']:>8}{r['ok_per_s']:>8}{r['statuses'].get('429', 0):>7}"
+            f"{r['client_p50_ms'] or '-':>9}{r['client_p99_ms'] or '-':>9}{r['server_p99_ms'] or '-':>9}"
+            f"{r['server_share_within_objective'] or '-':>8}{'ok' if r['meets_objective'] else 'MISS':>5}"
+            f"{'ok' if r['server_counted_every_request'] else 'OFF':>7}"
+        )
 
 
 def main(out_dir: Path, seconds: float = 20.0) -> dict[str, Any]:
@@ -503,7 +555,9 @@ def main(out_dir: Path, seconds: float = 20.0) -> dict[str, Any]:
     raw = out_dir / "slo.child.json"
     subprocess.run(
         [sys.executable, "-m", "bench.slo_bench", "--child", str(raw), "--seconds", str(seconds)],
-        cwd=ROOT, env=_child_env(), check=True,
+        cwd=ROOT,
+        env=_child_env(),
+        check=True,
     )
     result = {"machine": machine(), **json.loads(raw.read_text())}
     raw.unlink()
@@ -514,7 +568,9 @@ def main(out_dir: Path, seconds: float = 20.0) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)

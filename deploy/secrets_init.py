@@ -45,8 +45,15 @@ DATABASE = "sotto"
 #: folder -> (files, uid of the reader). tests/deploy checks compose mounts against this.
 LAYOUT: dict[str, tuple[tuple[str, ...], int]] = {
     "app": (
-        ("django_secret_key", "master_key", "audit_signing_key", "metrics_token", "database_url",
-         "celery_broker_url", "rate_limit_redis_url"),
+        (
+            "django_secret_key",
+            "master_key",
+            "audit_signing_key",
+            "metrics_token",
+            "database_url",
+            "celery_broker_url",
+            "rate_limit_redis_url",
+        ),
         APP_UID,
     ),
     "migrate": (("database_owner_url",), APP_UID),
@@ -67,9 +74,13 @@ def _ed25519_pem() -> str:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    return Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
 
 
 def _read(path: Path) -> str | None:
@@ -90,9 +101,11 @@ def _write(path: Path, value: str, uid: int) -> bool:
     return True
 
 
-def ensure(out: Path, *, db_host: str = "db", db_port: int = 5432, redis_host: str = "redis",
-           redis_port: int = 6379) -> list[str]:
+def ensure(
+    out: Path, *, db_host: str = "db", db_port: int = 5432, redis_host: str = "redis", redis_port: int = 6379
+) -> list[str]:
     """Create every missing file under ``out``; return the relative paths created (never values)."""
+
     def existing_or_new(folder: str, name: str, make: Callable[[], str]) -> str:
         return _read(out / folder / name) or make()
 
@@ -112,7 +125,9 @@ def ensure(out: Path, *, db_host: str = "db", db_port: int = 5432, redis_host: s
             "database_url": lambda: pg_url(RUNTIME_ROLE, app_pw),
             "celery_broker_url": lambda: f"redis://:{quote(redis_pw, safe='')}@{redis_host}:{redis_port}/0",
             # API rate-limit buckets: the same Redis, another database than the broker's.
-            "rate_limit_redis_url": lambda: f"redis://:{quote(redis_pw, safe='')}@{redis_host}:{redis_port}/1",
+            "rate_limit_redis_url": lambda: (
+                f"redis://:{quote(redis_pw, safe='')}@{redis_host}:{redis_port}/1"
+            ),
         },
         "migrate": {"database_owner_url": lambda: pg_url(OWNER_ROLE, owner_pw)},
         "db": {
@@ -150,8 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-host", default="redis")
     parser.add_argument("--redis-port", type=int, default=6379)
     args = parser.parse_args(argv)
-    created = ensure(args.out, db_host=args.db_host, db_port=args.db_port, redis_host=args.redis_host,
-                     redis_port=args.redis_port)
+    created = ensure(
+        args.out,
+        db_host=args.db_host,
+        db_port=args.db_port,
+        redis_host=args.redis_host,
+        redis_port=args.redis_port,
+    )
     sys.stdout.write(f"secrets: created {', '.join(created)}\n" if created else "secrets: all present\n")
     return 0
 

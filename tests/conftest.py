@@ -114,6 +114,7 @@ def anon() -> Any:
 
 # --- a real HTTP server -----------------------------------------------------------------------
 
+
 @pytest.fixture
 def live_url(live_db: None) -> Iterator[str]:
     """The Django app behind a real threaded HTTP server on a free 127.0.0.1 port, on the test DB.
@@ -149,6 +150,7 @@ def live_url(live_db: None) -> Iterator[str]:
 
 # --- the real Celery worker -------------------------------------------------------------------
 
+
 def _worker_env() -> dict[str, str]:
     from django.conf import settings
 
@@ -165,7 +167,9 @@ def _worker_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_proc(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker_proc(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real ``celery worker`` process consuming this session's queues."""
     from django.conf import settings
 
@@ -174,9 +178,30 @@ def celery_worker_proc(django_db_setup: None, tmp_path_factory: pytest.TempPathF
     queues = ",".join(f"{prefix}{q}" for q in ("default", "encode", "train"))
     handle = log.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", "solo",
-         "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-n", f"test-{_SESSION}@%h"],
-        cwd=ROOT, env=_worker_env(), stdout=handle, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queues,
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"test-{_SESSION}@%h",
+        ],
+        cwd=ROOT,
+        env=_worker_env(),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
     )
     proc.log_path = log  # type: ignore[attr-defined]
     deadline = time.monotonic() + 120

@@ -50,7 +50,9 @@ def make_user(tenant: Any, role: str, password: str = "correct-horse-battery-9")
     return user
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2, message: str = "") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2, message: str = ""
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()

@@ -71,19 +71,32 @@ class TenantAPIView(APIView):
                 return super(TenantAPIView, self).dispatch(request, *args, **kwargs)
 
         def retried(n: int, exc: BaseException) -> None:
-            logger.warning("write conflict on %s %s (attempt %d), rerunning: %s", request.method, request.path, n,
-                           type(exc).__name__)
+            logger.warning(
+                "write conflict on %s %s (attempt %d), rerunning: %s",
+                request.method,
+                request.path,
+                n,
+                type(exc).__name__,
+            )
 
         attempts = CONFLICT_ATTEMPTS if _replayable(request) else 1
         try:
             return run_with_conflict_retry(attempt, attempts=attempts, on_retry=retried)
         except (OperationalError, InterfaceError) as exc:
             if is_transient_conflict(exc):
-                logger.warning("write conflict on %s %s persisted after %d attempts", request.method, request.path,
-                               attempts)
-                return _unavailable("write_conflict", "concurrent writes kept conflicting; nothing was stored, retry")
+                logger.warning(
+                    "write conflict on %s %s persisted after %d attempts",
+                    request.method,
+                    request.path,
+                    attempts,
+                )
+                return _unavailable(
+                    "write_conflict", "concurrent writes kept conflicting; nothing was stored, retry"
+                )
             logger.exception("database unavailable for %s %s", request.method, request.path)
-            return _unavailable("database_unavailable", "the database is unavailable; nothing was stored, retry")
+            return _unavailable(
+                "database_unavailable", "the database is unavailable; nothing was stored, retry"
+            )
 
     def perform_authentication(self, request: Request) -> None:
         super().perform_authentication(request)

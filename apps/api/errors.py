@@ -50,7 +50,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         return Response(
-            error_body(ErrorCode.PAYLOAD_TOO_LARGE, f"the request body is larger than {limit} bytes", {"limit_bytes": limit}),
+            error_body(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"the request body is larger than {limit} bytes",
+                {"limit_bytes": limit},
+            ),
             status=413,
         )
     if isinstance(exc, Http404):
@@ -62,7 +66,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     code = _CODES.get(response.status_code, ErrorCode.ERROR)
     if isinstance(exc, exceptions.ValidationError):
-        response.data = error_body(ErrorCode.INVALID, "the request is invalid: " + _message(exc.detail), exc.detail)
+        response.data = error_body(
+            ErrorCode.INVALID, "the request is invalid: " + _message(exc.detail), exc.detail
+        )
     elif isinstance(exc, exceptions.APIException):
         response.data = error_body(code, _message(exc.detail))
     if response.status_code == status.HTTP_401_UNAUTHORIZED:
@@ -75,4 +81,7 @@ def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonRe
 
 
 def json_500(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(error_body(ErrorCode.SERVER_ERROR, "internal error; quote the X-Request-ID when reporting"), status=500)
+    return JsonResponse(
+        error_body(ErrorCode.SERVER_ERROR, "internal error; quote the X-Request-ID when reporting"),
+        status=500,
+    )

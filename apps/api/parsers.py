@@ -43,7 +43,9 @@ def _valid_unicode(data: Any) -> bool:
 
 
 class JSONParser(parsers.JSONParser):
-    def parse(self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+    def parse(
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         raw = stream.read()
         try:
             data = super().parse(io.BytesIO(raw), media_type, parser_context)

@@ -21,8 +21,12 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[misc,no-unty
     name = "apiKey"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "sotto_<prefix>_<secret>",
-                "description": "A tenant API key: `Authorization: Bearer <api key>`. Scopes are listed per operation."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "sotto_<prefix>_<secret>",
+            "description": "A tenant API key: `Authorization: Bearer <api key>`. Scopes are listed per operation.",
+        }
 
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -32,7 +36,10 @@ ERROR_SCHEMA: dict[str, Any] = {
         "error": {
             "type": "object",
             "properties": {
-                "code": {"type": "string", "description": "machine-readable: invalid, not_found, conflict, ..."},
+                "code": {
+                    "type": "string",
+                    "description": "machine-readable: invalid, not_found, conflict, ...",
+                },
                 "message": {"type": "string", "description": "for a human: what is wrong and what to do"},
                 # free-form on purpose: field -> problem, a list of per-index problems, or limits
                 "details": {"description": "what the error is about (its shape depends on the code)"},
@@ -56,11 +63,15 @@ KEY_ERRORS = {
     "429": "The key is over its rate limit (see Retry-After)",
 }
 BODY_TOO_LARGE = "The request body is larger than the server's limit (SOTTO_MAX_BODY_BYTES)"
-UNAVAILABLE_WRITE = ("Nothing was stored, send the same request again after Retry-After: concurrent writes kept "
-                     "conflicting (write_conflict) or the database is unavailable (database_unavailable)")
+UNAVAILABLE_WRITE = (
+    "Nothing was stored, send the same request again after Retry-After: concurrent writes kept "
+    "conflicting (write_conflict) or the database is unavailable (database_unavailable)"
+)
 UNAVAILABLE_READ = "The database is unavailable (database_unavailable); retry after Retry-After"
 _WRITES = frozenset({"post", "put", "patch", "delete"})
-_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait before retrying"}}
+_RETRY_AFTER = {
+    "Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait before retrying"}
+}
 
 
 def errors(*codes: int, described: dict[int, str] | None = None) -> dict[int, OpenApiResponse]:
@@ -70,11 +81,17 @@ def errors(*codes: int, described: dict[int, str] | None = None) -> dict[int, Op
     the hook below), so the answers views declare and the ones the hook adds cannot drift apart.
     """
     wording = {**ERROR_DESCRIPTIONS, **(described or {})}
-    return {code: OpenApiResponse(response=ERROR_REF, description=wording[code]) for code in (*codes, *(described or {}))}
+    return {
+        code: OpenApiResponse(response=ERROR_REF, description=wording[code])
+        for code in (*codes, *(described or {}))
+    }
 
 
 def _error(description: str, *, retry_after: bool = False) -> dict[str, Any]:
-    answer: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": ERROR_REF}},
+    }
     if retry_after:
         answer["headers"] = _RETRY_AFTER
     return answer
@@ -88,14 +105,17 @@ def document_key_errors(result: dict[str, Any], generator: Any, **kwargs: Any) -
     """
     for operations in result.get("paths", {}).values():
         for method, operation in operations.items():
-            if not isinstance(operation, dict) or not any("apiKey" in s for s in operation.get("security", [])):
+            if not isinstance(operation, dict) or not any(
+                "apiKey" in s for s in operation.get("security", [])
+            ):
                 continue
             responses = operation.setdefault("responses", {})
             for code, description in KEY_ERRORS.items():
                 responses.setdefault(code, _error(description, retry_after=code == "429"))
             if "requestBody" in operation:
                 responses.setdefault("413", _error(BODY_TOO_LARGE))
-            responses.setdefault("503", _error(UNAVAILABLE_WRITE if method in _WRITES else UNAVAILABLE_READ,
-                                               retry_after=True))
+            responses.setdefault(
+                "503", _error(UNAVAILABLE_WRITE if method in _WRITES else UNAVAILABLE_READ, retry_after=True)
+            )
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     return result

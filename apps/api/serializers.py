@@ -59,8 +59,11 @@ class TenantOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class ModelSettings(Strict):
-    dp_design = serializers.ChoiceField(choices=list(DP_DESIGNS), required=False,
-                                        help_text='"auto": the Opacus tower from 5,000 users, the factor design below')
+    dp_design = serializers.ChoiceField(
+        choices=list(DP_DESIGNS),
+        required=False,
+        help_text='"auto": the Opacus tower from 5,000 users, the factor design below',
+    )
 
 
 class LastRun(serializers.Serializer):  # type: ignore[type-arg]
@@ -77,8 +80,12 @@ class Alert(serializers.Serializer):  # type: ignore[type-arg]
 class RetrainingSettings(Strict):
     cadence = serializers.ChoiceField(choices=list(Cadence.values), required=False)
     epsilon_per_run = Number(required=False, help_text="ε charged by each scheduled run")
-    min_new_events = serializers.IntegerField(required=False, allow_null=True, min_value=1,
-                                              help_text='cadence "events": new events that make a run due')
+    min_new_events = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text='cadence "events": new events that make a run due',
+    )
     last_attempt_at = serializers.DateTimeField(read_only=True, allow_null=True)
     last_run = LastRun(read_only=True, allow_null=True)
     alert = Alert(read_only=True, allow_null=True)
@@ -92,8 +99,11 @@ class OperatorCap(serializers.Serializer):  # type: ignore[type-arg]
 class BudgetPolicy(Strict):
     epsilon_total = Number(required=False, help_text="lifetime ε, or ε per renewal window")
     delta = Number(required=False, help_text="per-release δ cap (each release uses min(δ, 1/N))")
-    renewal_days = serializers.IntegerField(required=False, allow_null=True,
-                                            help_text="null: a lifetime budget; N: what any N-day window may spend")
+    renewal_days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="null: a lifetime budget; N: what any N-day window may spend",
+    )
     operator_cap = OperatorCap(read_only=True)
 
 
@@ -112,7 +122,8 @@ class TenantSettings(Strict):
     retraining = RetrainingSettings(required=False)
     privacy_budget = BudgetPolicy(required=False)
     retention = RetentionSettings(required=False)
-    rate_limit_per_s = Number(required=False, allow_null=True,
-                                              help_text="requests/s per API key unless the key sets its own")
+    rate_limit_per_s = Number(
+        required=False, allow_null=True, help_text="requests/s per API key unless the key sets its own"
+    )
     rate_limit_default_per_s = serializers.FloatField(read_only=True)
     slo_objectives = serializers.DictField(child=Objective(), required=False)

@@ -35,14 +35,21 @@ def tenant_settings_get(*, tenant_id: int) -> dict[str, Any]:
     return {
         "model": {"dp_design": str(settings.get("dp_design") or "auto")},
         "retraining": lifecycle.retrain_schedule_get(tenant_id=tenant_id),
-        "privacy_budget": {"epsilon_total": budget["epsilon_total"], "delta": budget["delta"],
-                           "renewal_days": budget["renewal_days"], "operator_cap": budget["operator_cap"]},
+        "privacy_budget": {
+            "epsilon_total": budget["epsilon_total"],
+            "delta": budget["delta"],
+            "renewal_days": budget["renewal_days"],
+            "operator_cap": budget["operator_cap"],
+        },
         "retention": {"event_retention_days": retention_days(settings)},
         "rate_limit_per_s": rate if isinstance(rate, int | float) and not isinstance(rate, bool) else None,
         "rate_limit_default_per_s": sotto().rate_limit_per_s,
         "slo_objectives": {
-            cls: {"latency_threshold_ms": o.latency_threshold_ms, "latency_target": o.latency_target,
-                  "availability_target": o.availability_target}
+            cls: {
+                "latency_threshold_ms": o.latency_threshold_ms,
+                "latency_target": o.latency_target,
+                "availability_target": o.availability_target,
+            }
             for cls, o in slo_objectives_for_tenant(tenant_id=tenant_id).items()
         },
     }
@@ -50,7 +57,9 @@ def tenant_settings_get(*, tenant_id: int) -> dict[str, Any]:
 
 def _positive_number(raw: Any, name: str, *, upper: float) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < float(raw) <= upper:
-        raise DomainError(f"{name} must be a number in (0, {upper:g}]", details={name: f"a number in (0, {upper:g}]"})
+        raise DomainError(
+            f"{name} must be a number in (0, {upper:g}]", details={name: f"a number in (0, {upper:g}]"}
+        )
     return float(raw)
 
 
@@ -64,31 +73,41 @@ def tenant_settings_update(*, tenant_id: int, changes: dict[str, Any], actor: st
         if "model" in changes and "dp_design" in changes["model"]:
             design = changes["model"]["dp_design"]
             if design not in DP_DESIGNS:
-                raise DomainError(f"dp_design must be one of {DP_DESIGNS}", details={"dp_design": f"one of {DP_DESIGNS}"})
+                raise DomainError(
+                    f"dp_design must be one of {DP_DESIGNS}", details={"dp_design": f"one of {DP_DESIGNS}"}
+                )
             plain["dp_design"] = design
         if "retention" in changes and "event_retention_days" in changes["retention"]:
             days = changes["retention"]["event_retention_days"]
             if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36500:
-                raise DomainError("event_retention_days must be a whole number of days in [1, 36500]",
-                                  details={"event_retention_days": "an integer in [1, 36500]"})
+                raise DomainError(
+                    "event_retention_days must be a whole number of days in [1, 36500]",
+                    details={"event_retention_days": "an integer in [1, 36500]"},
+                )
             plain["event_retention_days"] = days
         if "rate_limit_per_s" in changes:
             raw = changes["rate_limit_per_s"]
             # a tenant may lower its limit, never raise it above the operator's (it protects other tenants)
             cap = sotto().rate_limit_per_s
-            plain["rate_limit_per_s"] = None if raw is None else _positive_number(raw, "rate_limit_per_s", upper=cap)
+            plain["rate_limit_per_s"] = (
+                None if raw is None else _positive_number(raw, "rate_limit_per_s", upper=cap)
+            )
         # The budget first, then the schedule: a PATCH that changes both is checked once, on the
         # final pair (by retrain_schedule_set); a budget alone is checked against the schedule in place.
         budget = changes.get("privacy_budget") or {}
         schedule = changes.get("retraining") or {}
         if budget:
             modeling_budget.privacy_budget_set(
-                tenant=tenant, actor=actor, check=None if schedule else lifecycle.schedule_check(tenant_id),
+                tenant=tenant,
+                actor=actor,
+                check=None if schedule else lifecycle.schedule_check(tenant_id),
                 **{k: budget[k] for k in ("epsilon_total", "delta", "renewal_days") if k in budget},
             )
         if schedule:
             lifecycle.retrain_schedule_set(
-                tenant_id=tenant_id, actor=actor, cadence=schedule.get("cadence"),
+                tenant_id=tenant_id,
+                actor=actor,
+                cadence=schedule.get("cadence"),
                 epsilon_per_run=schedule.get("epsilon_per_run"),
                 min_new_events=schedule.get("min_new_events", ...),
             )
@@ -97,7 +116,9 @@ def tenant_settings_update(*, tenant_id: int, changes: dict[str, Any], actor: st
             if current is None:
                 raise DomainError(f"unknown endpoint class {cls!r}", details={"slo_objectives": cls})
             slo_objective_set(
-                tenant_id=tenant_id, endpoint_class=cls, actor=actor,
+                tenant_id=tenant_id,
+                endpoint_class=cls,
+                actor=actor,
                 latency_threshold_ms=objective.get("latency_threshold_ms", current.latency_threshold_ms),
                 latency_target=objective.get("latency_target", current.latency_target),
                 availability_target=objective.get("availability_target", current.availability_target),

@@ -92,7 +92,9 @@ class RedisBuckets:
         self._script: Any = self._client.register_script(_LUA)
 
     def take(self, key_id: int, rate: float, capacity: float, now: float) -> tuple[bool, float]:
-        allowed, wait = self._script(keys=[f"sotto:ratelimit:key:{key_id}"], args=[repr(rate), repr(capacity)])
+        allowed, wait = self._script(
+            keys=[f"sotto:ratelimit:key:{key_id}"], args=[repr(rate), repr(capacity)]
+        )
         return bool(int(allowed)), float(wait)
 
 
@@ -126,7 +128,9 @@ def take_token(key_id: int, rate: float) -> tuple[bool, float]:
         except Exception as exc:  # Redis down or slow: fall back to this process's bucket
             if now - _last_redis_warning > 60.0:
                 _last_redis_warning = now
-                logger.warning("rate limit: Redis unavailable (%s); using per-process buckets", type(exc).__name__)
+                logger.warning(
+                    "rate limit: Redis unavailable (%s); using per-process buckets", type(exc).__name__
+                )
     return _local.take(key_id, rate, capacity, now)
 
 

@@ -7,7 +7,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from apps.api.views import TenantSettingsView, TenantView
 
-_APP_URLS = ["apps.profiles.urls", "apps.catalog.urls", "apps.modeling.urls", "apps.serving.urls", "apps.slo.urls", "apps.audit.urls"]
+_APP_URLS = [
+    "apps.profiles.urls",
+    "apps.catalog.urls",
+    "apps.modeling.urls",
+    "apps.serving.urls",
+    "apps.slo.urls",
+    "apps.audit.urls",
+]
 
 v1: list[URLPattern | URLResolver] = [
     path("tenant", TenantView.as_view(), name="tenant"),
@@ -20,5 +27,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # our template: drf-spectacular's, without the Google Fonts links (offline, like /api/docs/)
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="redoc"),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
+        name="redoc",
+    ),
 ]

@@ -19,7 +19,11 @@ class TenantView(TenantAPIView):
     def get(self, request: Request) -> Response:
         principal = self.principal
         return Response(
-            {"tenant": principal.tenant_slug, "key_prefix": principal.prefix, "scopes": sorted(principal.scopes)}
+            {
+                "tenant": principal.tenant_slug,
+                "key_prefix": principal.prefix,
+                "scopes": sorted(principal.scopes),
+            }
         )
 
 
@@ -31,13 +35,17 @@ class TenantSettingsView(TenantAPIView):
 
     @extend_schema(responses={200: serializers.TenantSettings})
     def get(self, request: Request) -> Response:
-        return Response(serializers.TenantSettings(tenant_settings.tenant_settings_get(tenant_id=self.tenant_id)).data)
+        return Response(
+            serializers.TenantSettings(tenant_settings.tenant_settings_get(tenant_id=self.tenant_id)).data
+        )
 
-    @extend_schema(request=serializers.TenantSettings,
-                   responses={200: serializers.TenantSettings, **errors(400)})
+    @extend_schema(
+        request=serializers.TenantSettings, responses={200: serializers.TenantSettings, **errors(400)}
+    )
     def patch(self, request: Request) -> Response:
         body = serializers.TenantSettings(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
-        after = tenant_settings.tenant_settings_update(tenant_id=self.tenant_id, changes=dict(body.validated_data),
-                                                       actor=self.principal.actor)
+        after = tenant_settings.tenant_settings_update(
+            tenant_id=self.tenant_id, changes=dict(body.validated_data), actor=self.principal.actor
+        )
         return Response(serializers.TenantSettings(after).data)

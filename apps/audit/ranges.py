@@ -35,4 +35,7 @@ def check_range(since: datetime | None, until: datetime | None) -> None:
         if value is not None and (value.tzinfo is None or value.utcoffset() is None):
             raise DomainError(f"{name} must be timezone-aware")
     if since is not None and until is not None and since >= until:
-        raise DomainError("since must be earlier than until", details={"since": since.isoformat(), "until": until.isoformat()})
+        raise DomainError(
+            "since must be earlier than until",
+            details={"since": since.isoformat(), "until": until.isoformat()},
+        )

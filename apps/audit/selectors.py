@@ -36,7 +36,11 @@ def audit_events(
 
     ``action_prefix="api_key."`` matches every API-key action. Slice it for paging.
     """
-    qs = AuditEvent.objects.filter(tenant__isnull=True) if tenant_id is None else AuditEvent.objects.filter(tenant_id=tenant_id)
+    qs = (
+        AuditEvent.objects.filter(tenant__isnull=True)
+        if tenant_id is None
+        else AuditEvent.objects.filter(tenant_id=tenant_id)
+    )
     if since is not None:
         qs = qs.filter(time__gte=since)
     if until is not None:
@@ -82,7 +86,11 @@ def audit_chain_head(tenant_id: int | None) -> ChainHead:
 
     ``audit_verify_live`` walks the whole chain: run that on demand, not on every page view.
     """
-    events = AuditEvent.objects.filter(tenant__isnull=True) if tenant_id is None else AuditEvent.objects.filter(tenant_id=tenant_id)
+    events = (
+        AuditEvent.objects.filter(tenant__isnull=True)
+        if tenant_id is None
+        else AuditEvent.objects.filter(tenant_id=tenant_id)
+    )
     head = events.order_by("-sequence").values_list("sequence", "hash", "time").first()
     latest = audit_checkpoints(tenant_id).values_list("sequence", "signed_at").first()
     return ChainHead(

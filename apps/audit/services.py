@@ -126,7 +126,8 @@ def _lock_chain(tenant_id: int | None) -> int:
     """Serialise writers of this chain until the transaction ends; returns the transaction id."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), txid_current()", [_chain_lock_key(tenant_id)]
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), txid_current()",
+            [_chain_lock_key(tenant_id)],
         )
         row = cursor.fetchone()
     assert row is not None
@@ -242,7 +243,12 @@ def audit_append(
     details = dict(details or {})
     _check_details(details)
     actor, action = str(actor), str(action)  # an enum member (apps.core.audit) is stored as its plain string
-    for name, value in (("actor", actor), ("action", action), ("target_type", target_type), ("target_id", target_id)):
+    for name, value in (
+        ("actor", actor),
+        ("action", action),
+        ("target_type", target_type),
+        ("target_id", target_id),
+    ):
         if "\x00" in value:
             raise ValueError(f"{name}: NUL characters cannot be stored")
     with transaction.atomic(savepoint=False), _chain_scope(tenant_id):
@@ -346,9 +352,16 @@ def audit_checkpoint(*, tenant_id: int | None, force: bool = False) -> dict[str,
                     details={"sequence": head_seq + 1},
                 )
             start_seq, start_hash = last.sequence, last.head_hash
-        newer = [row_to_event(r) for r in _chain_rows(tenant_id).filter(sequence__gt=start_seq).order_by("sequence")]
+        newer = [
+            row_to_event(r)
+            for r in _chain_rows(tenant_id).filter(sequence__gt=start_seq).order_by("sequence")
+        ]
         result = verify_chain(newer, tenant=slug, start_sequence=start_seq + 1, start_prev_hash=start_hash)
-        if not result.ok or (newer and newer[-1]["sequence"] != head_seq) or (not newer and start_seq != head_seq):
+        if (
+            not result.ok
+            or (newer and newer[-1]["sequence"] != head_seq)
+            or (not newer and start_seq != head_seq)
+        ):
             raise AuditChainBroken(
                 f"audit chain broken at sequence {result.bad_sequence}: {result.reason}",
                 details={"sequence": result.bad_sequence},
@@ -411,7 +424,9 @@ def _verify_live(tenant_id: int | None, slug: str | None) -> LiveVerifyResult:
     database and from the external sink; the caller has entered the chain's scope."""
     trusted = trusted_public_keys()
     current_kid = key_id(signing_key().public_key())
-    checkpoints = [row_to_checkpoint(r) for r in _checkpoint_rows(tenant_id).order_by("sequence", "signed_at")]
+    checkpoints = [
+        row_to_checkpoint(r) for r in _checkpoint_rows(tenant_id).order_by("sequence", "signed_at")
+    ]
     try:
         checkpoints += checkpoint_sink().read(slug)
     except SinkError as exc:
@@ -439,7 +454,9 @@ def _verify_live(tenant_id: int | None, slug: str | None) -> LiveVerifyResult:
             pins.append((cp["first_sequence"] - 1, cp["first_prev_hash"]))
         for pin_seq, pin_hash in pins:
             if signed.setdefault(pin_seq, pin_hash) != pin_hash:
-                return _fail(pin_seq, "two signed checkpoints disagree on the head hash (chain was rewritten)")
+                return _fail(
+                    pin_seq, "two signed checkpoints disagree on the head hash (chain was rewritten)"
+                )
     if signed.get(0, genesis) != genesis:
         return _fail(0, "a signed checkpoint at sequence 0 is not this chain's genesis")
 
@@ -506,7 +523,11 @@ def _select_range(tenant_id: int, slug: str, since: datetime | None, until: date
         if last - first + 1 != len(events):
             raise AuditChainBroken(f"events between sequences {first} and {last} are not contiguous in time")
         return _Range(events, None, first, last)
-    before = rows.filter(time__lt=since).order_by("-sequence").values_list("sequence", "hash").first() if since else None
+    before = (
+        rows.filter(time__lt=since).order_by("-sequence").values_list("sequence", "hash").first()
+        if since
+        else None
+    )
     anchor = (int(before[0]), str(before[1])) if before is not None else (0, genesis_hash(slug))
     return _Range([], anchor, anchor[0] + 1, anchor[0])
 
@@ -558,7 +579,9 @@ def _export(*, tenant: Tenant, since: datetime | None, until: datetime | None, a
                     sequence__lte=selected.last_sequence,
                 )
             ]
-            export_cp = make_export_checkpoint(key, slug, selected.events, signed_at=now, anchor=selected.anchor)
+            export_cp = make_export_checkpoint(
+                key, slug, selected.events, signed_at=now, anchor=selected.anchor
+            )
             _store_checkpoint(export_cp, tenant_id)
             data = build_bundle(
                 slug,
@@ -573,12 +596,19 @@ def _export(*, tenant: Tenant, since: datetime | None, until: datetime | None, a
         else:
             data = events_to_csv(selected.events)
         audit_append(
-            tenant_id=tenant_id, actor=actor, action=AuditAction.AUDIT_EXPORT, target_type="tenant", target_id=slug, details=details
+            tenant_id=tenant_id,
+            actor=actor,
+            action=AuditAction.AUDIT_EXPORT,
+            target_type="tenant",
+            target_id=slug,
+            details=details,
         )
     return data
 
 
-def audit_export_bundle(*, tenant: Tenant, since: datetime | None, until: datetime | None, actor: str) -> bytes:
+def audit_export_bundle(
+    *, tenant: Tenant, since: datetime | None, until: datetime | None, actor: str
+) -> bytes:
     """The reviewer's zip for events with ``since <= time < until`` (open ends allowed).
 
     Verifies the whole chain first (:class:`AuditChainBroken`, 409, if it does not), signs an
@@ -606,12 +636,21 @@ def audit_record_login(*, user: AbstractBaseUser, via: str, platform: bool = Tru
     with transaction.atomic():
         if platform:
             audit_append(
-                tenant_id=None, actor=actor, action=AuditAction.AUTH_LOGIN, target_type="user", target_id=str(user.pk), details=details
+                tenant_id=None,
+                actor=actor,
+                action=AuditAction.AUTH_LOGIN,
+                target_type="user",
+                target_id=str(user.pk),
+                details=details,
             )
         tenant_ids = sorted({int(m.tenant_id) for m in memberships_for_user(user=user)})
         for tenant_id in tenant_ids:
             audit_append(
-                tenant_id=tenant_id, actor=actor, action=AuditAction.AUTH_LOGIN, target_type="user", target_id=str(user.pk),
+                tenant_id=tenant_id,
+                actor=actor,
+                action=AuditAction.AUTH_LOGIN,
+                target_type="user",
+                target_id=str(user.pk),
                 details=details,
             )
 

@@ -34,12 +34,18 @@ def _on_logged_in(sender: Any, request: HttpRequest | None, user: AbstractBaseUs
 
 
 @receiver(user_login_failed, dispatch_uid="audit.signals.login_failed")
-def _on_login_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any) -> None:
+def _on_login_failed(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
     if _platform_written_elsewhere():
         return
     model = get_user_model()
     typed = credentials.get(model.USERNAME_FIELD) or credentials.get("username")
     user_id = None
     if isinstance(typed, str) and typed:
-        user_id = model._default_manager.filter(**{model.USERNAME_FIELD: typed}).values_list("pk", flat=True).first()
+        user_id = (
+            model._default_manager.filter(**{model.USERNAME_FIELD: typed})
+            .values_list("pk", flat=True)
+            .first()
+        )
     audit_record_login_failed(user_id=user_id, via=_via(request))

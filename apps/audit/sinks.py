@@ -53,7 +53,9 @@ class DirectorySink:
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         configured = root if root is not None else sotto().audit_checkpoint_dir
         if not configured or str(configured) in {"", "."}:
-            raise SinkError("SOTTO_AUDIT_CHECKPOINT_DIR is empty: the audit checkpoint sink needs a directory")
+            raise SinkError(
+                "SOTTO_AUDIT_CHECKPOINT_DIR is empty: the audit checkpoint sink needs a directory"
+            )
         self.root = Path(configured)
 
     def chain_dir(self, tenant: str | None) -> Path:
@@ -109,7 +111,9 @@ class DirectorySink:
             try:
                 value = json.loads(path.read_bytes().decode("utf-8"))
             except (OSError, UnicodeDecodeError, ValueError) as exc:
-                raise SinkError(f"checkpoint file {path.name} is unreadable ({exc.__class__.__name__})") from exc
+                raise SinkError(
+                    f"checkpoint file {path.name} is unreadable ({exc.__class__.__name__})"
+                ) from exc
             if not isinstance(value, dict):
                 raise SinkError(f"checkpoint file {path.name} is not a JSON object")
             out.append(value)

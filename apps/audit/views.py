@@ -46,15 +46,24 @@ class AuditExportView(TenantAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", OpenApiTypes.STR, description="ISO 8601 date or time (UTC if no zone), inclusive"),
+            OpenApiParameter(
+                "since", OpenApiTypes.STR, description="ISO 8601 date or time (UTC if no zone), inclusive"
+            ),
             OpenApiParameter("until", OpenApiTypes.STR, description="ISO 8601 date or time, exclusive"),
-            OpenApiParameter("format", OpenApiTypes.STR, enum=["zip", "csv"], description="zip (signed bundle) or csv"),
+            OpenApiParameter(
+                "format", OpenApiTypes.STR, enum=["zip", "csv"], description="zip (signed bundle) or csv"
+            ),
         ],
         responses={
             (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="signed bundle"),
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="spreadsheet view"),
-            **errors(described={400: "bad since/until/format", 404: "the key's tenant is gone",
-                                409: "the stored chain fails verification"}),
+            **errors(
+                described={
+                    400: "bad since/until/format",
+                    404: "the key's tenant is gone",
+                    409: "the stored chain fails verification",
+                }
+            ),
         },
     )
     def get(self, request: Request) -> HttpResponse:

@@ -29,15 +29,19 @@ def check_encoder_settings(app_configs: Sequence[Any] | None = None, **kwargs: A
     try:
         check_model_path(path)
     except EncoderConfigError as exc:
-        errors.append(Error(
-            str(exc),
-            hint="Set SOTTO_ENCODER_MODEL_PATH to a sentence-transformers folder with config.json, a tokenizer "
-                 "and weights (384-d, e.g. all-MiniLM-L6-v2), or unset it to use the packaged model.",
-            id="catalog.E001",
-        ))
+        errors.append(
+            Error(
+                str(exc),
+                hint="Set SOTTO_ENCODER_MODEL_PATH to a sentence-transformers folder with config.json, a tokenizer "
+                "and weights (384-d, e.g. all-MiniLM-L6-v2), or unset it to use the packaged model.",
+                id="catalog.E001",
+            )
+        )
     precision = sotto().encoder_precision
     if precision not in PRECISIONS:
-        errors.append(Error(f"SOTTO['ENCODER_PRECISION'] is {precision!r}", hint="use fp32 or int8", id="catalog.E002"))
+        errors.append(
+            Error(f"SOTTO['ENCODER_PRECISION'] is {precision!r}", hint="use fp32 or int8", id="catalog.E002")
+        )
     return errors
 
 
@@ -65,6 +69,11 @@ def check_tenant_encoder_overrides(
         try:
             check_model_path(str(path))
         except EncoderConfigError as exc:
-            errors.append(Error(f"tenant {slug}: {exc}", hint=f"fix or remove settings[{TENANT_MODEL_KEY!r}]",
-                                id="catalog.E003"))
+            errors.append(
+                Error(
+                    f"tenant {slug}: {exc}",
+                    hint=f"fix or remove settings[{TENANT_MODEL_KEY!r}]",
+                    id="catalog.E003",
+                )
+            )
     return errors

@@ -104,7 +104,9 @@ def _csv_items(handle: TextIO, parsed: ParsedFile, *, stop: bool) -> None:
         parsed.errors.append(LineError(1, f"unreadable header ({exc})"))
         return
     if not header or "title" not in header or "id" not in header:
-        parsed.errors.append(LineError(1, f"the header must name at least id and title columns, got {header}"))
+        parsed.errors.append(
+            LineError(1, f"the header must name at least id and title columns, got {header}")
+        )
         return
     width = len(header)
     start = reader.line_num + 1
@@ -153,7 +155,9 @@ def _jsonl_items(handle: TextIO, parsed: ParsedFile, *, stop: bool) -> None:
             return
 
 
-def parse_catalog_file(path: Path, *, file_format: str | None = None, stop_at_first_error: bool = False) -> ParsedFile:
+def parse_catalog_file(
+    path: Path, *, file_format: str | None = None, stop_at_first_error: bool = False
+) -> ParsedFile:
     """Read and validate the whole file first; nothing is written here."""
     kind = detect_format(path, file_format)
     parsed = ParsedFile()
@@ -196,10 +200,16 @@ def movielens_items(directory: Path, *, max_tags: int = 50) -> list[ItemInput]:
     with movies.open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             genres = [g for g in row["genres"].split("|") if g and g != NO_GENRES]
-            items.append(parse_item({
-                "id": row["movieId"], "title": row["title"], "categories": genres,
-                "description": ", ".join(tags.get(row["movieId"], [])),
-            }))
+            items.append(
+                parse_item(
+                    {
+                        "id": row["movieId"],
+                        "title": row["title"],
+                        "categories": genres,
+                        "description": ", ".join(tags.get(row["movieId"], [])),
+                    }
+                )
+            )
     return items
 
 
@@ -224,13 +234,20 @@ def movielens_ratings(directory: Path, *, max_users: int | None = None) -> Itera
                 if max_users is not None and len(users) >= max_users:
                     continue
                 users.add(user)
-            yield Rating(user=user, item=row["movieId"], value=float(row["rating"]), timestamp=int(row["timestamp"]))
+            yield Rating(
+                user=user, item=row["movieId"], value=float(row["rating"]), timestamp=int(row["timestamp"])
+            )
 
 
 # --- waiting for the encoder ------------------------------------------------------------------
 
+
 def wait_for_encoding(
-    *, tenant_id: int, timeout_s: float, progress: bool = True, poll_s: float = 1.0,
+    *,
+    tenant_id: int,
+    timeout_s: float,
+    progress: bool = True,
+    poll_s: float = 1.0,
     status: Callable[[], dict[str, int]] | None = None,
 ) -> dict[str, int]:
     """Block until no item of the tenant is pending (or the timeout), showing a tqdm bar."""

@@ -46,7 +46,10 @@ def items_by_external_ids(tenant_id: int, ids: Iterable[str]) -> dict[str, Item]
     if not wanted:
         return {}
     with tenant_context(tenant_id):
-        return {item.external_id: item for item in Item.objects.filter(tenant_id=tenant_id, external_id__in=wanted)}
+        return {
+            item.external_id: item
+            for item in Item.objects.filter(tenant_id=tenant_id, external_id__in=wanted)
+        }
 
 
 def external_ids_by_pks(tenant_id: int, item_pks: Iterable[int]) -> dict[int, str]:
@@ -72,7 +75,11 @@ def knn_content(
     """
     with tenant_context(tenant_id):
         found = vectors_knn(
-            tenant_id=tenant_id, vector=vector, k=k, exclude_pks=exclude_pks, category=category,
+            tenant_id=tenant_id,
+            vector=vector,
+            k=k,
+            exclude_pks=exclude_pks,
+            category=category,
             available_only=available_only,
         )
     return found
@@ -102,13 +109,18 @@ def similar_items(
     with tenant_scope(tenant_id):
         found = vectors_knn_of_item(tenant_id=tenant_id, external_id=external_id, k=k, category=category)
         if not found:
-            item = Item.objects.filter(tenant_id=tenant_id, external_id=external_id).values("pk", "encoding_status").first()
+            item = (
+                Item.objects.filter(tenant_id=tenant_id, external_id=external_id)
+                .values("pk", "encoding_status")
+                .first()
+            )
             if item is None:
                 raise NotFound(f"no item with id {external_id!r}")
             if not vectors_fetch(tenant_id=tenant_id, item_pks=[item["pk"]]):
                 raise Conflict(
                     f"item {external_id!r} has no content vector yet (encoding {item['encoding_status']})",
-                    code=ErrorCode.NOT_ENCODED, details={"encoding_status": item["encoding_status"]},
+                    code=ErrorCode.NOT_ENCODED,
+                    details={"encoding_status": item["encoding_status"]},
                 )
     return [{"id": n.external_id, "score": round(n.score, 6)} for n in found]
 
@@ -128,7 +140,12 @@ def item_get(*, tenant_id: int, external_id: str) -> Item:
 
 
 def items_page(
-    *, tenant_id: int, after_pk: int | None, limit: int, status: str | None = None, category: str | None = None
+    *,
+    tenant_id: int,
+    after_pk: int | None,
+    limit: int,
+    status: str | None = None,
+    category: str | None = None,
 ) -> ItemPage:
     """Items in creation order (keyset pagination on the pk), ``limit`` at most ``MAX_PAGE``."""
     limit = max(1, min(limit, MAX_PAGE))

@@ -24,27 +24,43 @@ class AttributeValue(serializers.Field):  # type: ignore[type-arg]
     """One value of an item's flat ``attributes`` object: a string, number, boolean or null."""
 
 
-@extend_schema_field({"type": "object", "additionalProperties": SCALAR_SCHEMA,
-                      "description": f"flat: keys 1-{validation.MAX_ATTRIBUTE_KEY} characters, values string, "
-                                     f"number, boolean or null; at most {validation.MAX_ATTRIBUTES_BYTES} bytes as JSON"})
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": SCALAR_SCHEMA,
+        "description": f"flat: keys 1-{validation.MAX_ATTRIBUTE_KEY} characters, values string, "
+        f"number, boolean or null; at most {validation.MAX_ATTRIBUTES_BYTES} bytes as JSON",
+    }
+)
 class ItemAttributes(serializers.DictField):  # type: ignore[type-arg]
     """The item's own flat attribute object (stored as sent, never interpreted)."""
 
 
 class ItemInSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    id = StringOrInteger(help_text=f"your id, 1-{validation.MAX_ID} characters (an integer means its decimal string)")
+    id = StringOrInteger(
+        help_text=f"your id, 1-{validation.MAX_ID} characters (an integer means its decimal string)"
+    )
     title = serializers.CharField(max_length=validation.MAX_TITLE)
-    description = serializers.CharField(max_length=validation.MAX_DESCRIPTION, required=False, allow_blank=True,
-                                        allow_null=True)
-    categories = serializers.ListField(child=serializers.CharField(max_length=validation.MAX_CATEGORY),
-                                       max_length=validation.MAX_CATEGORIES, required=False, allow_null=True)
+    description = serializers.CharField(
+        max_length=validation.MAX_DESCRIPTION, required=False, allow_blank=True, allow_null=True
+    )
+    categories = serializers.ListField(
+        child=serializers.CharField(max_length=validation.MAX_CATEGORY),
+        max_length=validation.MAX_CATEGORIES,
+        required=False,
+        allow_null=True,
+    )
     attributes = ItemAttributes(required=False, allow_null=True)
     available = serializers.BooleanField(required=False, allow_null=True, help_text="default true")
 
 
 class ItemsUpsertInSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    items = serializers.ListField(child=ItemInSerializer(), min_length=1, max_length=validation.MAX_BATCH,
-                                 help_text=f"1-{validation.MAX_BATCH} items (more: 413), all valid or none written")
+    items = serializers.ListField(
+        child=ItemInSerializer(),
+        min_length=1,
+        max_length=validation.MAX_BATCH,
+        help_text=f"1-{validation.MAX_BATCH} items (more: 413), all valid or none written",
+    )
 
 
 class ItemsUpsertOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -59,7 +75,9 @@ class ItemEncodingOutSerializer(serializers.Serializer):  # type: ignore[type-ar
     status = serializers.ChoiceField(choices=EncodingStatus.choices)
     model = serializers.CharField(allow_null=True, help_text="the encoder of the stored vector")
     updated_at = serializers.DateTimeField(allow_null=True)
-    truncated = serializers.BooleanField(allow_null=True, help_text="null unless ready: whether the encoder cut the text")
+    truncated = serializers.BooleanField(
+        allow_null=True, help_text="null unless ready: whether the encoder cut the text"
+    )
     error = serializers.CharField(required=False, help_text="only when the status is failed")
 
 
@@ -77,7 +95,9 @@ class ItemOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 class ItemsPageOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
     items = ItemOutSerializer(many=True)
-    next_cursor = serializers.CharField(allow_null=True, help_text="pass as cursor for the next page; null on the last")
+    next_cursor = serializers.CharField(
+        allow_null=True, help_text="pass as cursor for the next page; null on the last"
+    )
 
 
 class ScoredItemOutSerializer(serializers.Serializer):  # type: ignore[type-arg]

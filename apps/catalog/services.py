@@ -31,8 +31,15 @@ from apps.core.tenant_db import tenant_context
 log = logging.getLogger(__name__)
 
 _UPDATE_FIELDS = [
-    "title", "description", "categories", "attributes", "available", "content_hash",
-    "encoding_status", "encoding_error", "updated_at",
+    "title",
+    "description",
+    "categories",
+    "attributes",
+    "available",
+    "content_hash",
+    "encoding_status",
+    "encoding_error",
+    "updated_at",
 ]
 
 
@@ -45,8 +52,13 @@ class UpsertResult:
     queued: int
 
     def as_dict(self) -> dict[str, int]:
-        return {"received": self.received, "created": self.created, "updated": self.updated,
-                "unchanged": self.unchanged, "queued_for_encoding": self.queued}
+        return {
+            "received": self.received,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "queued_for_encoding": self.queued,
+        }
 
 
 @dataclass(frozen=True)
@@ -71,7 +83,9 @@ def items_upsert(*, tenant_id: int, items: Sequence[ItemInput]) -> UpsertResult:
                 if attempt == 2:
                     raise Conflict("another request is writing the same items; retry") from exc
         if to_encode:
-            transaction.on_commit(lambda: encoding_enqueue(tenant_id=tenant_id, item_pks=to_encode), robust=True)
+            transaction.on_commit(
+                lambda: encoding_enqueue(tenant_id=tenant_id, item_pks=to_encode), robust=True
+            )
     return result
 
 
@@ -86,9 +100,15 @@ def _upsert(tenant_id: int, items: Sequence[ItemInput]) -> tuple[UpsertResult, l
     now = timezone.now()
     new_rows = [
         Item(
-            tenant_id=tenant_id, external_id=item.external_id, title=item.title, description=item.description,
-            categories=list(item.categories), attributes=item.attributes, available=item.available,
-            content_hash=item.content_hash, encoding_status=EncodingStatus.PENDING,
+            tenant_id=tenant_id,
+            external_id=item.external_id,
+            title=item.title,
+            description=item.description,
+            categories=list(item.categories),
+            attributes=item.attributes,
+            available=item.available,
+            content_hash=item.content_hash,
+            encoding_status=EncodingStatus.PENDING,
         )
         for ext, item in by_id.items()
         if ext not in existing
@@ -101,8 +121,10 @@ def _upsert(tenant_id: int, items: Sequence[ItemInput]) -> tuple[UpsertResult, l
         item = by_id[ext]
         new_hash = item.content_hash
         same = (
-            row.title == item.title and row.description == item.description
-            and list(row.categories) == list(item.categories) and row.attributes == item.attributes
+            row.title == item.title
+            and row.description == item.description
+            and list(row.categories) == list(item.categories)
+            and row.attributes == item.attributes
             and row.available == item.available
         )
         if same and row.encoding_status != EncodingStatus.FAILED:
@@ -160,7 +182,9 @@ def encoding_requeue(*, tenant_id: int, include_failed: bool = True) -> int:
     statuses = [EncodingStatus.PENDING] + ([EncodingStatus.FAILED] if include_failed else [])
     with tenant_context(tenant_id):
         pks = list(
-            Item.objects.filter(tenant_id=tenant_id, encoding_status__in=statuses).order_by("pk").values_list("pk", flat=True)
+            Item.objects.filter(tenant_id=tenant_id, encoding_status__in=statuses)
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
         if include_failed:
             Item.objects.filter(pk__in=pks, encoding_status=EncodingStatus.FAILED).update(
@@ -182,12 +206,19 @@ def items_encode(*, tenant_id: int, item_pks: Sequence[int]) -> EncodeOutcome:
     with tenant_context(tenant_id):
         rows = list(
             Item.objects.filter(tenant_id=tenant_id, pk__in=list(item_pks)).values(
-                "pk", "external_id", "title", "description", "categories", "content_hash",
-                "encoded_hash", "encoding_status",
+                "pk",
+                "external_id",
+                "title",
+                "description",
+                "categories",
+                "content_hash",
+                "encoded_hash",
+                "encoding_status",
             )
         )
     todo = [
-        r for r in rows
+        r
+        for r in rows
         if not (r["encoding_status"] == EncodingStatus.READY and r["encoded_hash"] == r["content_hash"])
     ]
     if not todo:
@@ -210,10 +241,17 @@ def items_encode(*, tenant_id: int, item_pks: Sequence[int]) -> EncodeOutcome:
             now_row = current.get(row["pk"])
             if now_row is None or now_row["content_hash"] != row["content_hash"]:
                 continue  # deleted, or edited since: the edit queued its own task
-            vector_rows.append(VectorRow(
-                item_pk=row["pk"], external_id=row["external_id"], vector=vector, available=now_row["available"],
-                categories=now_row["categories"], model=model_id, content_hash=content_hash(text),
-            ))
+            vector_rows.append(
+                VectorRow(
+                    item_pk=row["pk"],
+                    external_id=row["external_id"],
+                    vector=vector,
+                    available=now_row["available"],
+                    categories=now_row["categories"],
+                    model=model_id,
+                    content_hash=content_hash(text),
+                )
+            )
             if cut:
                 truncated.append(row["pk"])
         if vector_rows:
@@ -224,8 +262,12 @@ def items_encode(*, tenant_id: int, item_pks: Sequence[int]) -> EncodeOutcome:
             for pks, cut_flag in (([p for p in done if p not in set(truncated)], False), (truncated, True)):
                 if pks:
                     Item.objects.filter(pk__in=pks).update(
-                        encoding_status=EncodingStatus.READY, encoding_model=model_id, encoding_truncated=cut_flag,
-                        encoding_error="", encoding_updated_at=now, encoded_hash=F("content_hash"),
+                        encoding_status=EncodingStatus.READY,
+                        encoding_model=model_id,
+                        encoding_truncated=cut_flag,
+                        encoding_error="",
+                        encoding_updated_at=now,
+                        encoded_hash=F("content_hash"),
                     )
             run_item_vectors_ready(tenant_id, done)
     return EncodeOutcome(encoded=len(vector_rows), skipped=len(item_pks) - len(vector_rows))
@@ -234,6 +276,12 @@ def items_encode(*, tenant_id: int, item_pks: Sequence[int]) -> EncodeOutcome:
 def items_mark_failed(*, tenant_id: int, item_pks: Sequence[int], error: str) -> int:
     """Record that encoding these items failed for good (after retries); items already ready stay ready."""
     with tenant_context(tenant_id):
-        return Item.objects.filter(tenant_id=tenant_id, pk__in=list(item_pks)).exclude(
-            encoding_status=EncodingStatus.READY
-        ).update(encoding_status=EncodingStatus.FAILED, encoding_error=error[:500], encoding_updated_at=timezone.now())
+        return (
+            Item.objects.filter(tenant_id=tenant_id, pk__in=list(item_pks))
+            .exclude(encoding_status=EncodingStatus.READY)
+            .update(
+                encoding_status=EncodingStatus.FAILED,
+                encoding_error=error[:500],
+                encoding_updated_at=timezone.now(),
+            )
+        )

@@ -16,8 +16,13 @@ MAX_RETRIES = 3
 
 
 @shared_task(
-    name="sotto.catalog.encode_items", bind=True, acks_late=True, reject_on_worker_lost=True,
-    max_retries=MAX_RETRIES, soft_time_limit=600, time_limit=660,
+    name="sotto.catalog.encode_items",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=600,
+    time_limit=660,
 )
 def encode_items(self: Any, tenant_id: int, item_pks: list[int]) -> dict[str, int]:
     """Encode one batch of a tenant's items; safe to run twice (see ``services.items_encode``).

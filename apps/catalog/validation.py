@@ -134,7 +134,9 @@ def _categories(value: Any, errors: dict[str, str]) -> tuple[str, ...]:
             return ()
         entry = entry.strip()
         if not entry or len(entry) > MAX_CATEGORY or not _is_text(entry):
-            errors["categories"] = f"entry {i} must be 1-{MAX_CATEGORY} characters without NUL or unpaired surrogates"
+            errors["categories"] = (
+                f"entry {i} must be 1-{MAX_CATEGORY} characters without NUL or unpaired surrogates"
+            )
             return ()
         if entry not in out:
             out.append(entry)
@@ -149,7 +151,9 @@ def _attributes(value: Any, errors: dict[str, str]) -> dict[str, Any]:
         return {}
     for key, entry in value.items():
         if not isinstance(key, str) or not key or len(key) > MAX_ATTRIBUTE_KEY or not _is_text(key):
-            errors["attributes"] = f"keys must be 1-{MAX_ATTRIBUTE_KEY} character strings without NUL or unpaired surrogates"
+            errors["attributes"] = (
+                f"keys must be 1-{MAX_ATTRIBUTE_KEY} character strings without NUL or unpaired surrogates"
+            )
             return {}
         if isinstance(entry, dict | list):
             errors["attributes"] = f"must be flat: {key!r} holds {_kind(entry)}"
@@ -191,8 +195,12 @@ def parse_item(raw: Any) -> ItemInput:
     if errors:
         raise ItemInputError(errors)
     return ItemInput(
-        external_id=external_id, title=title, description=description, categories=categories,
-        attributes=attributes, available=bool(available),
+        external_id=external_id,
+        title=title,
+        description=description,
+        categories=categories,
+        attributes=attributes,
+        available=bool(available),
     )
 
 
@@ -202,7 +210,9 @@ def parse_items(raw_items: Any) -> list[ItemInput]:
     More than ``MAX_BATCH`` items raise ``PayloadTooLarge`` (413); an id sent twice is an error.
     """
     if not isinstance(raw_items, list):
-        raise DomainError('expected {"items": [...]} with a list of items', details={"items": "must be a list"})
+        raise DomainError(
+            'expected {"items": [...]} with a list of items', details={"items": "must be a list"}
+        )
     if not raw_items:
         raise DomainError("the items list is empty", details={"items": "must hold 1 to 1000 items"})
     if len(raw_items) > MAX_BATCH:
@@ -218,18 +228,30 @@ def parse_items(raw_items: Any) -> list[ItemInput]:
             item = parse_item(raw)
         except ItemInputError as exc:
             raw_id = raw.get("id") if isinstance(raw, Mapping) else None
-            problems.append({"index": index, "id": raw_id if isinstance(raw_id, str | int) else None,
-                             "errors": exc.errors})
+            problems.append(
+                {
+                    "index": index,
+                    "id": raw_id if isinstance(raw_id, str | int) else None,
+                    "errors": exc.errors,
+                }
+            )
             continue
         if item.external_id in first_index:
-            problems.append({"index": index, "id": item.external_id,
-                             "errors": {"id": f"duplicates item {first_index[item.external_id]} of this batch"}})
+            problems.append(
+                {
+                    "index": index,
+                    "id": item.external_id,
+                    "errors": {"id": f"duplicates item {first_index[item.external_id]} of this batch"},
+                }
+            )
             continue
         first_index[item.external_id] = index
         parsed.append(item)
     if problems:
         head = "; ".join(
-            f"item {p['index']}" + (f" (id {p['id']!r})" if p["id"] is not None else "") + ": "
+            f"item {p['index']}"
+            + (f" (id {p['id']!r})" if p["id"] is not None else "")
+            + ": "
             + "; ".join(f"{k} {v}" for k, v in p["errors"].items())
             for p in problems[:3]
         )

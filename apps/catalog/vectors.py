@@ -69,8 +69,16 @@ def vectors_write(*, tenant_id: int, rows: Sequence[VectorRow]) -> None:
     if not rows:
         return
     params: list[list[Any]] = [
-        [int(tenant_id), r.item_pk, r.external_id, content_vector(r.vector), r.available, list(r.categories),
-         r.model, r.content_hash]
+        [
+            int(tenant_id),
+            r.item_pk,
+            r.external_id,
+            content_vector(r.vector),
+            r.available,
+            list(r.categories),
+            r.model,
+            r.content_hash,
+        ]
         for r in rows
     ]
     with connection.cursor() as cursor:
@@ -91,7 +99,9 @@ def vectors_write(*, tenant_id: int, rows: Sequence[VectorRow]) -> None:
 
 def vectors_sync_metadata(*, tenant_id: int, rows: Iterable[tuple[int, bool, Sequence[str]]]) -> None:
     """Keep the filter columns (available, categories) of existing vectors in step with their items."""
-    params: list[list[Any]] = [[available, list(categories), int(tenant_id), pk] for pk, available, categories in rows]
+    params: list[list[Any]] = [
+        [available, list(categories), int(tenant_id), pk] for pk, available, categories in rows
+    ]
     if not params:
         return
     with connection.cursor() as cursor:
@@ -139,9 +149,14 @@ def vectors_knn(
     starves the result; relaxed order is restored by the outer ``ORDER BY``.
     """
     found = hnsw_top_k(
-        table="catalog_itemvector", tenant_id=tenant_id, vector=content_vector(vector), k=k,
-        ef_search=ef_search if ef_search is not None else ef_search_default(), exclude_pks=exclude_pks,
-        category=category, available_only=available_only,
+        table="catalog_itemvector",
+        tenant_id=tenant_id,
+        vector=content_vector(vector),
+        k=k,
+        ef_search=ef_search if ef_search is not None else ef_search_default(),
+        exclude_pks=exclude_pks,
+        category=category,
+        available_only=available_only,
     )
     return found
 
@@ -163,7 +178,12 @@ SELECT item_id, external_id, 1 - distance FROM nearest ORDER BY distance, item_i
 
 
 def vectors_knn_of_item(
-    *, tenant_id: int, external_id: str, k: int, category: str | None = None, ef_search: int | None = None,
+    *,
+    tenant_id: int,
+    external_id: str,
+    k: int,
+    category: str | None = None,
+    ef_search: int | None = None,
 ) -> list[Neighbour]:
     """:func:`vectors_knn` around one item's own content vector, the item itself excluded, available
     items only: the item lookup, its vector and the scan are ONE statement (one round trip).
@@ -175,8 +195,13 @@ def vectors_knn_of_item(
         return []
     where, params, _ = filters(tenant_id=tenant_id, category=category)
     sql = _NEAR_ITEM.format(where=" AND ".join(where))
-    return knn_rows(sql=sql, params=[int(tenant_id), external_id, *params, int(k)], k=k,
-                    ef_search=ef_search if ef_search is not None else ef_search_default(), filtered=True)
+    return knn_rows(
+        sql=sql,
+        params=[int(tenant_id), external_id, *params, int(k)],
+        k=k,
+        ef_search=ef_search if ef_search is not None else ef_search_default(),
+        filtered=True,
+    )
 
 
 def vectors_exact(

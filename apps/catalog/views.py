@@ -61,8 +61,10 @@ class ItemsView(TenantAPIView):
     @extend_schema(
         summary="Upsert up to 1000 items by your id; encoding is queued for new or changed text",
         request=serializers.ItemsUpsertInSerializer,
-        responses={200: serializers.ItemsUpsertOutSerializer,
-                   **errors(400, described={413: f"more than {MAX_BATCH} items, or a body over the size limit"})},
+        responses={
+            200: serializers.ItemsUpsertOutSerializer,
+            **errors(400, described={413: f"more than {MAX_BATCH} items, or a body over the size limit"}),
+        },
     )
     def post(self, request: Request) -> Response:
         body = request.data
@@ -91,13 +93,18 @@ class ItemsView(TenantAPIView):
         if status is not None and status not in _STATUSES:
             raise DomainError(f"status must be one of {_STATUSES}", details={"status": status})
         page = selectors.items_page(
-            tenant_id=self.tenant_id, after_pk=after, limit=limit or 50, status=status,
+            tenant_id=self.tenant_id,
+            after_pk=after,
+            limit=limit or 50,
+            status=status,
             category=parse_category_param(request.query_params.get("category")),
         )
-        return Response({
-            "items": [item_repr(item) for item in page.items],
-            "next_cursor": str(page.next_cursor) if page.next_cursor is not None else None,
-        })
+        return Response(
+            {
+                "items": [item_repr(item) for item in page.items],
+                "next_cursor": str(page.next_cursor) if page.next_cursor is not None else None,
+            }
+        )
 
 
 class ItemView(TenantAPIView):
@@ -105,13 +112,18 @@ class ItemView(TenantAPIView):
 
     scope = {"GET": "serve", "DELETE": "ingest"}
 
-    @extend_schema(summary="One item with its encoding state",
-                   responses={200: serializers.ItemOutSerializer, **errors(400, 404)})
+    @extend_schema(
+        summary="One item with its encoding state",
+        responses={200: serializers.ItemOutSerializer, **errors(400, 404)},
+    )
     def get(self, request: Request, external_id: str) -> Response:
-        return Response(item_repr(selectors.item_get(tenant_id=self.tenant_id, external_id=parse_id_param(external_id))))
+        return Response(
+            item_repr(selectors.item_get(tenant_id=self.tenant_id, external_id=parse_id_param(external_id)))
+        )
 
-    @extend_schema(summary="Delete the item and its content vector",
-                   responses={204: None, **errors(400, 404)})
+    @extend_schema(
+        summary="Delete the item and its content vector", responses={204: None, **errors(400, 404)}
+    )
     def delete(self, request: Request, external_id: str) -> Response:
         services.item_delete(tenant_id=self.tenant_id, external_id=parse_id_param(external_id))
         return Response(status=204)
@@ -128,13 +140,17 @@ class SimilarItemsView(TenantAPIView):
             OpenApiParameter("k", int, description="how many, 1-100 (default 10)"),
             OpenApiParameter("category", str, description="only items in this category"),
         ],
-        responses={200: serializers.SimilarItemsOutSerializer,
-                   **errors(400, 404, described={409: "the item has no content vector yet (not_encoded)"})},
+        responses={
+            200: serializers.SimilarItemsOutSerializer,
+            **errors(400, 404, described={409: "the item has no content vector yet (not_encoded)"}),
+        },
     )
     def get(self, request: Request, external_id: str) -> Response:
         k = selectors.parse_k(request.query_params.get("k"))
         found = selectors.similar_items(
-            tenant_id=self.tenant_id, external_id=parse_id_param(external_id), k=k,
+            tenant_id=self.tenant_id,
+            external_id=parse_id_param(external_id),
+            k=k,
             category=parse_category_param(request.query_params.get("category")),
         )
         return Response({"id": external_id, "k": k, "items": found})
@@ -145,7 +161,9 @@ class CatalogStatusView(TenantAPIView):
 
     scope = "serve"
 
-    @extend_schema(summary="Encoding progress: items pending, ready, failed",
-                   responses={200: serializers.CatalogStatusOutSerializer})
+    @extend_schema(
+        summary="Encoding progress: items pending, ready, failed",
+        responses={200: serializers.CatalogStatusOutSerializer},
+    )
     def get(self, request: Request) -> Response:
         return Response(selectors.catalog_status(tenant_id=self.tenant_id))

@@ -33,7 +33,10 @@ def is_transient_conflict(exc: BaseException) -> bool:
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if getattr(cur, "sqlstate", None) in TRANSIENT_SQLSTATES or getattr(cur, "pgcode", None) in TRANSIENT_SQLSTATES:
+        if (
+            getattr(cur, "sqlstate", None) in TRANSIENT_SQLSTATES
+            or getattr(cur, "pgcode", None) in TRANSIENT_SQLSTATES
+        ):
             return True
         cur = cur.__cause__ or cur.__context__
     return False

@@ -40,7 +40,14 @@ class DomainError(Exception):
     status = 400
     code: str = ErrorCode.INVALID
 
-    def __init__(self, message: str, *, details: Any = None, code: ErrorCode | str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        code: ErrorCode | str | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details if details is not None else {}

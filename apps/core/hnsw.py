@@ -52,8 +52,9 @@ class BoundCursor(psycopg.Cursor[Any]):
     path, whose shapes are few (one per table, filter combination and cast).
     """
 
-    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None,
-                binary: bool | None = None) -> BoundCursor:
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> BoundCursor:
         super().execute(query, params, prepare=True, binary=True)
         return self
 
@@ -67,13 +68,21 @@ def bound_cursor() -> Iterator[Any]:
     raw = BoundCursor(connection.connection)
     adapt_vectors(raw)
     wrapped: Any = raw  # Django's wrappers take any DB-API cursor (the stubs say CursorWrapper)
-    cursor = connection.make_debug_cursor(wrapped) if connection.queries_logged else connection.make_cursor(wrapped)
+    cursor = (
+        connection.make_debug_cursor(wrapped)
+        if connection.queries_logged
+        else connection.make_cursor(wrapped)
+    )
     with cursor:
         yield cursor
 
 
 def filters(
-    *, tenant_id: int, exclude_pks: Iterable[int] = (), category: str | None = None, available_only: bool = True,
+    *,
+    tenant_id: int,
+    exclude_pks: Iterable[int] = (),
+    category: str | None = None,
+    available_only: bool = True,
     equals: Sequence[tuple[str, Any]] = (),
 ) -> tuple[list[str], list[Any], bool]:
     """``(where clauses, their parameters, whether any filter applies)`` for a tenant's vector table."""
@@ -124,8 +133,13 @@ def hnsw_top_k(
     (float32, already validated by the caller) in pgvector's binary form."""
     if k < 1:
         return []
-    where, params, filtered = filters(tenant_id=tenant_id, exclude_pks=exclude_pks, category=category,
-                                      available_only=available_only, equals=equals)
+    where, params, filtered = filters(
+        tenant_id=tenant_id,
+        exclude_pks=exclude_pks,
+        category=category,
+        available_only=available_only,
+        equals=equals,
+    )
     sql = f"""
         WITH nearest AS MATERIALIZED (
             SELECT item_id, external_id, embedding::{cast} <=> %s::{cast} AS distance

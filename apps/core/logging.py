@@ -17,7 +17,12 @@ class RequestContextFilter(logging.Filter):
 
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is emitted as a field.
-_STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime", "request_id", "tenant"}
+_STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {
+    "message",
+    "asctime",
+    "request_id",
+    "tenant",
+}
 
 
 _PLAIN = (dict, list, int, float, bool, type(None))

@@ -24,7 +24,9 @@ def grant_runtime_privileges(connection: BaseDatabaseWrapper, owner_user: str) -
     qn = connection.ops.quote_name
     with connection.cursor() as cursor:
         cursor.execute(f"GRANT USAGE ON SCHEMA public TO {qn(runtime)}")
-        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {qn(runtime)}")
+        cursor.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {qn(runtime)}"
+        )
         cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {qn(runtime)}")
         cursor.execute(f"REVOKE TRUNCATE ON ALL TABLES IN SCHEMA public FROM {qn(runtime)}")
         for table in sorted(APPEND_ONLY_TABLES):

@@ -63,7 +63,9 @@ def vector_oid(conn: psycopg.Connection[Any]) -> int:
     if info is None:
         info = TypeInfo.fetch(conn, "vector")
         if info is None:
-            raise psycopg.ProgrammingError("the vector type is not installed in this database (CREATE EXTENSION vector)")
+            raise psycopg.ProgrammingError(
+                "the vector type is not installed in this database (CREATE EXTENSION vector)"
+            )
         info.register(conn)  # the name and OID only: no dumper or loader on the connection
     return int(info.oid)
 

@@ -27,4 +27,6 @@ def ready(request: HttpRequest) -> JsonResponse:
     except Exception as exc:  # same: a 503 with the reason, never a 500
         checks["broker"] = f"error: {type(exc).__name__}"
     ok = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    return JsonResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+    )

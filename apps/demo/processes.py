@@ -55,6 +55,7 @@ class Terminated(SystemExit):
 
 # --- processes by pid and group ------------------------------------------------------------------
 
+
 def _stat(pid: int) -> list[str] | None:
     """Fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, ...), or None."""
     try:
@@ -133,6 +134,7 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
 
 # --- the supervisor ------------------------------------------------------------------------------
 
+
 @dataclass
 class Child:
     name: str
@@ -169,7 +171,9 @@ class Supervisor:
         atexit.register(self.stop)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             self.stop()
         finally:
@@ -188,8 +192,9 @@ class Supervisor:
                 signal.signal(signum, handler)
         self._previous.clear()
 
-    def start(self, name: str, command: list[str], *, cwd: Path, env: Mapping[str, str],
-              log: Path | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, command: list[str], *, cwd: Path, env: Mapping[str, str], log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start ``command`` in a process group of its own, output to ``log`` (else this terminal)."""
         if self._stopped:
             raise RuntimeError("the supervisor has stopped")
@@ -202,8 +207,13 @@ class Supervisor:
         try:
             # preexec_fn only calls prctl, resolved before the fork (no import, no lock in the child)
             proc = subprocess.Popen(  # noqa: S603 - our own command lines, no shell
-                command, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=handle,
-                stderr=subprocess.STDOUT if handle else None, start_new_session=True,
+                command,
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT if handle else None,
+                start_new_session=True,
                 preexec_fn=_die_with_parent(os.getpid()),
             )
             self.children.append(Child(name=name, proc=proc, log=log, started=start_time(proc.pid)))
@@ -268,8 +278,10 @@ class Supervisor:
             return
         state = {
             "supervisor": {"pid": os.getpid(), "started": start_time(os.getpid())},
-            "children": [{"name": c.name, "pid": c.pid, "started": c.started, "log": str(c.log) if c.log else None}
-                         for c in self.children],
+            "children": [
+                {"name": c.name, "pid": c.pid, "started": c.started, "log": str(c.log) if c.log else None}
+                for c in self.children
+            ],
         }
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
@@ -279,23 +291,65 @@ class Supervisor:
 
 # --- the demo's command lines ----------------------------------------------------------------------
 
-def demo_commands(*, python: str, platform_dir: Path, var_dir: Path, queue_prefix: str, host: str,
-                  port: int) -> dict[str, list[str]]:
+
+def demo_commands(
+    *, python: str, platform_dir: Path, var_dir: Path, queue_prefix: str, host: str, port: int
+) -> dict[str, list[str]]:
     """Web, worker and beat as the demo runs them (the Makefile's serve/worker/beat, sized for one machine)."""
     queues = ",".join(f"{queue_prefix}{q}" for q in ("default", "encode", "train"))
     return {
-        "worker": [python, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", "solo",
-                   "--loglevel", "INFO", "-n", "demo@%h"],
+        "worker": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queues,
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "-n",
+            "demo@%h",
+        ],
         # beat: audit checkpoints, SLO burn-rate alerts, retention, the stale-run reaper, scheduled retraining
-        "beat": [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
-                 "--schedule", str(var_dir / "celerybeat-schedule")],
-        "web": [python, "-m", "gunicorn", "config.wsgi:application", "--pythonpath", str(platform_dir),
-                "--bind", f"{host}:{port}", "--workers", "2", "--threads", "4", "--graceful-timeout", "5",
-                "--access-logfile", "-"],
+        "beat": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(var_dir / "celerybeat-schedule"),
+        ],
+        "web": [
+            python,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--pythonpath",
+            str(platform_dir),
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--graceful-timeout",
+            "5",
+            "--access-logfile",
+            "-",
+        ],
     }
 
 
 # --- make stop ---------------------------------------------------------------------------------------
+
 
 def _say(line: str) -> None:
     sys.stdout.write(f"{line}\n")

@@ -32,7 +32,9 @@ def default_dataset() -> Path:
     return Path(settings.BASE_DIR) / "data" / "ml-latest-small"
 
 
-def run_extra_steps(*, tenant: Tenant, step: Callable[[str], None], stdout: Any, dataset: Path | None = None) -> None:
+def run_extra_steps(
+    *, tenant: Tenant, step: Callable[[str], None], stdout: Any, dataset: Path | None = None
+) -> None:
     """Load data and train; each step says what it does. ``dataset``: a MovieLens-format folder."""
     directory = Path(dataset) if dataset is not None else default_dataset()
     catalogue_step(tenant=tenant, directory=directory, step=step, stdout=stdout)
@@ -42,6 +44,7 @@ def run_extra_steps(*, tenant: Tenant, step: Callable[[str], None], stdout: Any,
 
 
 # --- 1. catalogue, encoding, ratings -----------------------------------------------------------------
+
 
 def _dataset_size(directory: Path) -> tuple[int, int]:
     """(movies, users with ratings) in a MovieLens folder."""
@@ -75,19 +78,32 @@ def catalogue_step(*, tenant: Tenant, directory: Path, step: Callable[[str], Non
     movies, users = _dataset_size(directory)
     if _loaded(tenant.id, movies, users):
         counts = catalog_status(tenant_id=tenant.id)
-        step(f"Catalogue: already loaded ({counts['items']} items, {counts['ready']} encoded, ratings of "
-             f"{users} users): import skipped")
+        step(
+            f"Catalogue: already loaded ({counts['items']} items, {counts['ready']} encoded, ratings of "
+            f"{users} users): import skipped"
+        )
         return
-    step(f"Catalogue: {directory.name} ({movies} movies, ratings of {users} users) through the catalogue and "
-         f"events services; the worker encodes every movie with BERT "
-         f"({sotto().encoder_precision}), progress below")
+    step(
+        f"Catalogue: {directory.name} ({movies} movies, ratings of {users} users) through the catalogue and "
+        f"events services; the worker encodes every movie with BERT "
+        f"({sotto().encoder_precision}), progress below"
+    )
     started = time.monotonic()
-    call_command("import_movielens", str(directory), "--tenant", tenant.slug, "--wait",
-                 "--wait-timeout", str(ENCODING_TIMEOUT_S), stdout=stdout)
+    call_command(
+        "import_movielens",
+        str(directory),
+        "--tenant",
+        tenant.slug,
+        "--wait",
+        "--wait-timeout",
+        str(ENCODING_TIMEOUT_S),
+        stdout=stdout,
+    )
     step(f"Catalogue loaded in {time.monotonic() - started:.0f} s")
 
 
 # --- 2. DP training ----------------------------------------------------------------------------------
+
 
 def _active_version(tenant_id: int) -> int | None:
     from apps.modeling.selectors import active_model_info
@@ -107,18 +123,28 @@ def training_step(*, tenant: Tenant, step: Callable[[str], None], stdout: Any) -
         step(f"Training: model version {version} already serves this tenant; no new run (no budget spent)")
         runs = [r for r in training_runs_for_tenant(tenant_id=tenant.id) if r["model_version"] == version]
         return runs[0] if runs else None
-    earlier = next((r for r in training_runs_for_tenant(tenant_id=tenant.id)
-                    if r["status"] in ("queued", "running", "rejected")), None)
+    earlier = next(
+        (
+            r
+            for r in training_runs_for_tenant(tenant_id=tenant.id)
+            if r["status"] in ("queued", "running", "rejected")
+        ),
+        None,
+    )
     if earlier is not None and earlier["status"] == "rejected":
-        step(f"Training: run {earlier['id']} already trained and was kept inactive ({earlier.get('error')}); "
-             "no new run (no budget spent)")
+        step(
+            f"Training: run {earlier['id']} already trained and was kept inactive ({earlier.get('error')}); "
+            "no new run (no budget spent)"
+        )
         return earlier
     if earlier is not None:
         step(f"Training: run {earlier['id']} is already {earlier['status']}; waiting for it (no new charge)")
         run = earlier
     else:
-        step(f"Training: a user-level DP run with epsilon = {DEMO_EPSILON:g} on the worker; the budget ledger "
-             "is charged first")
+        step(
+            f"Training: a user-level DP run with epsilon = {DEMO_EPSILON:g} on the worker; the budget ledger "
+            "is charged first"
+        )
         try:
             run = training_run_start(tenant_id=tenant.id, epsilon=DEMO_EPSILON, actor="demo")
         except DomainError as exc:
@@ -129,19 +155,27 @@ def training_step(*, tenant: Tenant, step: Callable[[str], None], stdout: Any) -
     if run.get("release"):
         step(f"What ran: {run['mechanism']}; accountant {run['release'].get('accountant')}")
     if run["status"] == "rejected":
-        step(f"Training run {run['id']} was trained and charged but kept inactive: {run.get('error')} "
-             "(the activation gate; recommendations use the content strategy meanwhile)")
+        step(
+            f"Training run {run['id']} was trained and charged but kept inactive: {run.get('error')} "
+            "(the activation gate; recommendations use the content strategy meanwhile)"
+        )
         return run
     if run["status"] != "succeeded":
-        step(f"Training run {run['id']} ended {run['status']}: {run.get('error') or 'timed out'} "
-             "(recommendations use the content strategy meanwhile)")
+        step(
+            f"Training run {run['id']} ended {run['status']}: {run.get('error') or 'timed out'} "
+            "(recommendations use the content strategy meanwhile)"
+        )
         return run
-    step(f"Training run {run['id']} succeeded: model version {run['model_version']} is live "
-         f"(epsilon spent {run['epsilon_spent']:.2f} of {run['epsilon']:g}, {run['users']} users)")
+    step(
+        f"Training run {run['id']} succeeded: model version {run['model_version']} is live "
+        f"(epsilon spent {run['epsilon_spent']:.2f} of {run['epsilon']:g}, {run['users']} users)"
+    )
     return run
 
 
-def _wait_for_run(tenant_id: int, run_id: int, get: Callable[..., dict[str, Any]], stdout: Any) -> dict[str, Any]:
+def _wait_for_run(
+    tenant_id: int, run_id: int, get: Callable[..., dict[str, Any]], stdout: Any
+) -> dict[str, Any]:
     from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no stubs
 
     deadline = time.monotonic() + TRAINING_TIMEOUT_S
@@ -151,8 +185,12 @@ def _wait_for_run(tenant_id: int, run_id: int, get: Callable[..., dict[str, Any]
         while True:
             bar.n = round(100 * float(run.get("progress") or 0.0))
             loss = run.get("loss")
-            bar.set_postfix(status=run["status"], stage=run.get("stage") or "-",
-                            loss=f"{loss:.3f}" if loss is not None else "-", refresh=False)
+            bar.set_postfix(
+                status=run["status"],
+                stage=run.get("stage") or "-",
+                loss=f"{loss:.3f}" if loss is not None else "-",
+                refresh=False,
+            )
             bar.refresh()
             if run["status"] in FINISHED or time.monotonic() > deadline:
                 return run
@@ -162,7 +200,10 @@ def _wait_for_run(tenant_id: int, run_id: int, get: Callable[..., dict[str, Any]
 
 # --- 3. evaluation -----------------------------------------------------------------------------------
 
-def evaluation_step(*, tenant: Tenant, run: dict[str, Any] | None, step: Callable[[str], None], stdout: Any) -> None:
+
+def evaluation_step(
+    *, tenant: Tenant, run: dict[str, Any] | None, step: Callable[[str], None], stdout: Any
+) -> None:
     """The live model's holdout metrics beside the DP popularity ranking on the same holdout."""
     from apps.modeling.selectors import latest_evaluation
 
@@ -173,24 +214,32 @@ def evaluation_step(*, tenant: Tenant, run: dict[str, Any] | None, step: Callabl
     m = evaluation["metrics"]
     eps = f"{run['epsilon']:g}" if run else "?"
     state = "live" if evaluation["status"] == "active" else evaluation["status"]
-    step(f"Evaluation: model version {evaluation['model_version']} ({state}) on its holdout "
-         f"({m.get('protocol', '')})")
+    step(
+        f"Evaluation: model version {evaluation['model_version']} ({state}) on its holdout "
+        f"({m.get('protocol', '')})"
+    )
     design = (run or {}).get("design") or "DP"
     rows = [
         ("ranking", "Recall@20", "NDCG@10"),
         (f"Sotto {design} model, DP epsilon={eps}", f"{m['recall@20']:.4f}", f"{m['ndcg@10']:.4f}"),
-        ("DP popularity (cold-start fallback)", f"{m['dp_popularity_recall@20']:.4f}",
-         f"{m['dp_popularity_ndcg@10']:.4f}"),
+        (
+            "DP popularity (cold-start fallback)",
+            f"{m['dp_popularity_recall@20']:.4f}",
+            f"{m['dp_popularity_ndcg@10']:.4f}",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     stdout.write(f"    {rows[0][0]:<{width}}  {rows[0][1]:>9}  {rows[0][2]:>8}\n")
     for name, recall, ndcg in rows[1:]:
         stdout.write(f"    {name:<{width}}  {recall:>9}  {ndcg:>8}\n")
-    stdout.write(f"    ({m.get('users_evaluated', '?')} users; the full P1 comparison across epsilons is "
-                 "`manage.py evaluate`, docs/results/p1-experiments.md)\n")
+    stdout.write(
+        f"    ({m.get('users_evaluated', '?')} users; the full P1 comparison across epsilons is "
+        "`manage.py evaluate`, docs/results/p1-experiments.md)\n"
+    )
 
 
 # --- 4. serving check --------------------------------------------------------------------------------
+
 
 def serving_check_step(*, tenant: Tenant, directory: Path, step: Callable[[str], None], stdout: Any) -> None:
     """One recommendation and one search in process, through the same selectors the API calls."""
@@ -199,7 +248,9 @@ def serving_check_step(*, tenant: Tenant, directory: Path, step: Callable[[str],
     from apps.serving.selectors import recommendations_for_user, search_items
 
     user = first_user(directory)
-    step(f"Serving check: recommendations for MovieLens user {user} and a search, as the API will answer them")
+    step(
+        f"Serving check: recommendations for MovieLens user {user} and a search, as the API will answer them"
+    )
     try:
         recs = recommendations_for_user(tenant_id=tenant.id, user_ref=user, k=5)
         found = search_items(tenant_id=tenant.id, query="toy story", k=3, user_ref=user)
@@ -241,7 +292,10 @@ def first_movie(directory: Path) -> str:
 
 # --- 5. over HTTP, with the Python client --------------------------------------------------------
 
-def client_check_step(*, base: str, key: str, directory: Path, step: Callable[[str], None], stdout: Any) -> bool:
+
+def client_check_step(
+    *, base: str, key: str, directory: Path, step: Callable[[str], None], stdout: Any
+) -> bool:
     """The running web server through ``sotto_client`` (clients/python), as a client app would call it.
 
     Returns whether every call answered; a failure is printed, never raised: the demo keeps
@@ -250,7 +304,9 @@ def client_check_step(*, base: str, key: str, directory: Path, step: Callable[[s
     try:
         from sotto_client import SottoClient, SottoError
     except ImportError:
-        step("Python client not installed (`make install` or `pip install -e clients/python`): HTTP check skipped")
+        step(
+            "Python client not installed (`make install` or `pip install -e clients/python`): HTTP check skipped"
+        )
         return False
     user, movie = first_user(directory), first_movie(directory)
     step(f"Over HTTP with the Python client (sotto_client, clients/python) at {base}")
@@ -264,8 +320,10 @@ def client_check_step(*, base: str, key: str, directory: Path, step: Callable[[s
         return False
     rows = [
         ("client.catalog_status()", f"{status['items']} items, {status['ready']} encoded"),
-        (f"client.recommendations({user!r}, k=3)",
-         f"{recs['strategy']}: " + ", ".join(item["id"] for item in recs["items"])),
+        (
+            f"client.recommendations({user!r}, k=3)",
+            f"{recs['strategy']}: " + ", ".join(item["id"] for item in recs["items"]),
+        ),
         (f"client.similar_items({movie!r}, k=3)", ", ".join(item["id"] for item in similar["items"])),
     ]
     width = max(len(call) for call, _ in rows)
@@ -275,6 +333,7 @@ def client_check_step(*, base: str, key: str, directory: Path, step: Callable[[s
 
 
 # --- the credentials block ---------------------------------------------------------------------------
+
 
 def python_examples(*, base: str, key: str) -> list[str]:
     """The same calls from Python (``sotto_client``, installed by ``make install``)."""
@@ -298,7 +357,7 @@ def curl_examples(*, base: str, key: str) -> list[str]:
         f"curl -s '{base}/api/v1/search?q=toy+story&user=1&k=5' {auth}   # personalised",
         f"curl -s -G '{base}/api/v1/search' --data-urlencode 'q=Toy Story 玩具总动员' {auth}   # mixed query",
         f"curl -s -X POST {base}/api/v1/events {auth} -H 'Content-Type: application/json' "
-        "-d '{\"events\":[{\"event_id\":\"demo-1\",\"user\":\"1\",\"item\":\"2571\",\"type\":\"rating\",\"value\":5}]}'",
+        '-d \'{"events":[{"event_id":"demo-1","user":"1","item":"2571","type":"rating","value":5}]}\'',
         f"curl -s '{base}/api/v1/items/1/similar?k=5' {auth}   # Toy Story (1995)",
         f"curl -s {base}/api/v1/catalog/status {auth}",
         f"curl -s {base}/api/v1/privacy-budget {auth}",

@@ -73,8 +73,12 @@ class VersionArtifacts:
         return out
 
 
-def pack(weights: dict[str, np.ndarray], item_pks: np.ndarray, extras: np.ndarray,
-         cold_extras: np.ndarray | None = None) -> tuple[bytes, str]:
+def pack(
+    weights: dict[str, np.ndarray],
+    item_pks: np.ndarray,
+    extras: np.ndarray,
+    cold_extras: np.ndarray | None = None,
+) -> tuple[bytes, str]:
     """(blob, sha256 hex) of a version's arrays (``cold_extras``: optional row for unknown items)."""
     buf = io.BytesIO()
     arrays = {f"w:{name}": np.ascontiguousarray(value) for name, value in weights.items()}
@@ -87,7 +91,9 @@ def pack(weights: dict[str, np.ndarray], item_pks: np.ndarray, extras: np.ndarra
     return blob, hashlib.sha256(blob).hexdigest()
 
 
-def unpack(blob: bytes, checksum: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray | None]:
+def unpack(
+    blob: bytes, checksum: str
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray | None]:
     if hashlib.sha256(blob).hexdigest() != checksum:
         raise ArtifactCorrupt("model weights do not match their SHA-256 checksum")
     try:
@@ -149,9 +155,16 @@ def load_artifacts(tenant_id: int, version: int) -> VersionArtifacts:
     weights, item_pks, extras, cold = unpack(bytes(blob), str(checksum))
     cfg_json = cfg if isinstance(cfg, dict) else json.loads(cfg)
     art = VersionArtifacts(
-        model=ServingModel(version=int(version), weights=weights, feature_config=feature_config_from_json(cfg_json),
-                           item_dim=int(item_dim), checksum=str(checksum)),
-        item_pks=item_pks, extras=extras, cold_extras=cold,
+        model=ServingModel(
+            version=int(version),
+            weights=weights,
+            feature_config=feature_config_from_json(cfg_json),
+            item_dim=int(item_dim),
+            checksum=str(checksum),
+        ),
+        item_pks=item_pks,
+        extras=extras,
+        cold_extras=cold,
     )
     with _lock:
         _cache[key] = art

@@ -57,8 +57,10 @@ def parse_epsilon(raw: Any, *, name: str = "epsilon") -> float:
         raise DomainError(f"{name} must be a number", details={name: "must be a positive finite number"})
     value = float(raw)
     if not math.isfinite(value) or value <= 0:
-        raise DomainError(f"{name} must be positive and finite, got {raw!r}",
-                          details={name: "must be a positive finite number"})
+        raise DomainError(
+            f"{name} must be positive and finite, got {raw!r}",
+            details={name: "must be a positive finite number"},
+        )
     return value
 
 
@@ -67,8 +69,10 @@ def parse_budget_total(raw: Any) -> float:
     eps = parse_epsilon(raw, name="epsilon_total")
     cap = sotto().max_epsilon_total
     if eps > cap:
-        raise DomainError(f"epsilon_total {eps:g} is above the operator's cap of {cap:g}",
-                          details={"epsilon_total": f"must be at most {cap:g}"})
+        raise DomainError(
+            f"epsilon_total {eps:g} is above the operator's cap of {cap:g}",
+            details={"epsilon_total": f"must be at most {cap:g}"},
+        )
     return eps
 
 
@@ -84,8 +88,10 @@ def parse_renewal_days(raw: Any) -> int | None:
         return None
     low, high = sotto().min_renewal_days, 3650
     if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
-        raise DomainError(f"renewal_days must be null (a lifetime budget) or a whole number of days in [{low}, {high}]",
-                          details={"renewal_days": f"null or an integer in [{low}, {high}]"})
+        raise DomainError(
+            f"renewal_days must be null (a lifetime budget) or a whole number of days in [{low}, {high}]",
+            details={"renewal_days": f"null or an integer in [{low}, {high}]"},
+        )
     return int(raw)
 
 
@@ -122,7 +128,12 @@ def _carry(budget: PrivacyBudget, new_days: int | None) -> None:
 
 
 def privacy_budget_set(
-    *, tenant: Tenant, actor: str, epsilon_total: Any = KEEP, delta: Any = KEEP, renewal_days: Any = KEEP,
+    *,
+    tenant: Tenant,
+    actor: str,
+    epsilon_total: Any = KEEP,
+    delta: Any = KEEP,
+    renewal_days: Any = KEEP,
     check: Callable[[PrivacyBudget], None] | None = None,
 ) -> PrivacyBudget:
     """Set the tenant's budget policy (audited); fields left as ``KEEP`` stay as they are.
@@ -137,8 +148,11 @@ def privacy_budget_set(
     days = KEEP if renewal_days is KEEP else parse_renewal_days(renewal_days)
     with tenant_context(tenant.pk):
         budget = budget_locked(tenant.pk)
-        before = {"epsilon_total": repr(budget.epsilon_total), "delta": repr(budget.delta),
-                  "renewal_days": budget.renewal_days}
+        before = {
+            "epsilon_total": repr(budget.epsilon_total),
+            "delta": repr(budget.delta),
+            "renewal_days": budget.renewal_days,
+        }
         if eps is not None:
             budget.epsilon_total = eps
         if dlt is not None:
@@ -149,10 +163,27 @@ def privacy_budget_set(
         if check is not None:
             check(budget)
         budget.updated_at = timezone.now()
-        budget.save(update_fields=["epsilon_total", "delta", "renewal_days", "carry_before", "carry_days", "updated_at"])
+        budget.save(
+            update_fields=[
+                "epsilon_total",
+                "delta",
+                "renewal_days",
+                "carry_before",
+                "carry_days",
+                "updated_at",
+            ]
+        )
         audit.record(
-            tenant_id=tenant.pk, actor=actor, action=AuditAction.PRIVACY_BUDGET_SET, target_type="tenant", target_id=str(tenant.pk),
-            details={"epsilon_total": repr(budget.epsilon_total), "delta": repr(budget.delta),
-                     "renewal_days": budget.renewal_days, "previous": before},
+            tenant_id=tenant.pk,
+            actor=actor,
+            action=AuditAction.PRIVACY_BUDGET_SET,
+            target_type="tenant",
+            target_id=str(tenant.pk),
+            details={
+                "epsilon_total": repr(budget.epsilon_total),
+                "delta": repr(budget.delta),
+                "renewal_days": budget.renewal_days,
+                "previous": before,
+            },
         )
     return budget

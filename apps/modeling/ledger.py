@@ -67,16 +67,42 @@ class Charge:
 
     def record(self, *, details: dict[str, Any], run: TrainingRun | None = None) -> LedgerEntry:
         """The ledger entry of this charge (the caller's transaction, still holding the budget lock)."""
-        return _entry_create(tenant_id=self.tenant_id, kind=self.kind, run_id=run.pk if run else None,
-                             epsilon=self.epsilon, delta=self.delta, users=self.users, actor=self.actor,
-                             details=details)
+        return _entry_create(
+            tenant_id=self.tenant_id,
+            kind=self.kind,
+            run_id=run.pk if run else None,
+            epsilon=self.epsilon,
+            delta=self.delta,
+            users=self.users,
+            actor=self.actor,
+            details=details,
+        )
 
 
-def _entry_create(*, tenant_id: int, kind: str, run_id: int | None, epsilon: float, delta: float, users: int,
-                  actor: str, details: dict[str, Any], created_at: datetime | None = None) -> LedgerEntry:
+def _entry_create(
+    *,
+    tenant_id: int,
+    kind: str,
+    run_id: int | None,
+    epsilon: float,
+    delta: float,
+    users: int,
+    actor: str,
+    details: dict[str, Any],
+    created_at: datetime | None = None,
+) -> LedgerEntry:
     dated = {} if created_at is None else {"created_at": created_at}
-    return LedgerEntry.objects.create(tenant_id=tenant_id, kind=kind, run_id=run_id, epsilon=epsilon, delta=delta,
-                                      users=users, actor=actor[:200], details=details, **dated)
+    return LedgerEntry.objects.create(
+        tenant_id=tenant_id,
+        kind=kind,
+        run_id=run_id,
+        epsilon=epsilon,
+        delta=delta,
+        users=users,
+        actor=actor[:200],
+        details=details,
+        **dated,
+    )
 
 
 def ledger_charge(*, tenant_id: int, epsilon: float, kind: str, actor: str, min_users: int) -> Charge:
@@ -86,8 +112,10 @@ def ledger_charge(*, tenant_id: int, epsilon: float, kind: str, actor: str, min_
     (``budget_exceeded``) or with fewer than ``min_users`` users (trainable users for a training
     run, users with events for a popularity release)."""
     if epsilon < MIN_RELEASE_EPSILON:
-        raise DomainError(f"ε {epsilon:g} is below the smallest release of {MIN_RELEASE_EPSILON:g}",
-                          details={"epsilon": f"at least {MIN_RELEASE_EPSILON:g}"})
+        raise DomainError(
+            f"ε {epsilon:g} is below the smallest release of {MIN_RELEASE_EPSILON:g}",
+            details={"epsilon": f"at least {MIN_RELEASE_EPSILON:g}"},
+        )
     budget = budget_locked(tenant_id)
     spent = budget_spent(tenant_id, budget)
     remaining = max(0.0, budget.epsilon_total - spent)
@@ -97,9 +125,13 @@ def ledger_charge(*, tenant_id: int, epsilon: float, kind: str, actor: str, min_
             f"ε {epsilon:g} exceeds the remaining privacy budget {remaining:g} "
             f"(total {budget.epsilon_total:g}, spent {spent:g}{window}); nothing was released",
             code=ErrorCode.BUDGET_EXCEEDED,
-            details={"epsilon_requested": epsilon, "epsilon_remaining": remaining,
-                     "epsilon_total": budget.epsilon_total, "epsilon_spent": spent,
-                     "renewal_days": budget.renewal_days},
+            details={
+                "epsilon_requested": epsilon,
+                "epsilon_remaining": remaining,
+                "epsilon_total": budget.epsilon_total,
+                "epsilon_spent": spent,
+                "renewal_days": budget.renewal_days,
+            },
         )
     if kind == ReleaseKind.TRAINING:
         users = tenant_data.trainable_users(tenant_id)
@@ -108,23 +140,49 @@ def ledger_charge(*, tenant_id: int, epsilon: float, kind: str, actor: str, min_
     if users < min_users:
         raise Conflict(
             f"{users} users have usable events; a {kind} release needs at least {min_users}",
-            code=ErrorCode.NOT_ENOUGH_USERS, details={"users": users, "minimum": min_users},
+            code=ErrorCode.NOT_ENOUGH_USERS,
+            details={"users": users, "minimum": min_users},
         )
-    return Charge(tenant_id=tenant_id, kind=kind, epsilon=epsilon, delta=min(budget.delta, 1.0 / users), users=users,
-                  remaining=remaining, actor=actor)
+    return Charge(
+        tenant_id=tenant_id,
+        kind=kind,
+        epsilon=epsilon,
+        delta=min(budget.delta, 1.0 / users),
+        users=users,
+        remaining=remaining,
+        actor=actor,
+    )
 
 
 def ledger_mechanism_record(
-    *, entry: LedgerEntry, epsilon: float, delta: float, users: int, accountant: str, details: dict[str, Any],
-    noise_multiplier: float | None = None, sample_rate: float | None = None, epochs: int | None = None,
-    steps: int | None = None, clip_norm: float | None = None,
+    *,
+    entry: LedgerEntry,
+    epsilon: float,
+    delta: float,
+    users: int,
+    accountant: str,
+    details: dict[str, Any],
+    noise_multiplier: float | None = None,
+    sample_rate: float | None = None,
+    epochs: int | None = None,
+    steps: int | None = None,
+    clip_norm: float | None = None,
 ) -> LedgerMechanism:
     """What a charged release actually ran (caller's transaction); a second record of one entry is
     refused by the database (one-to-one)."""
     return LedgerMechanism.objects.create(
-        tenant_id=entry.tenant_id, entry=entry, epsilon=epsilon, delta=delta, noise_multiplier=noise_multiplier,
-        sample_rate=sample_rate, epochs=epochs, steps=steps, clip_norm=clip_norm, users=users,
-        accountant=accountant[:64], details=details,
+        tenant_id=entry.tenant_id,
+        entry=entry,
+        epsilon=epsilon,
+        delta=delta,
+        noise_multiplier=noise_multiplier,
+        sample_rate=sample_rate,
+        epochs=epochs,
+        steps=steps,
+        clip_norm=clip_norm,
+        users=users,
+        accountant=accountant[:64],
+        details=details,
     )
 
 
@@ -153,17 +211,35 @@ def ledger_refund_unreleased(*, tenant_id: int, run_id: int, reason: str, actor:
         return 0.0
     if LedgerMechanism.objects.filter(tenant_id=tenant_id, entry=charge).exists():
         return 0.0
-    if ModelVersion.objects.filter(tenant_id=tenant_id, run_id=run_id).exclude(status__in=_UNRELEASED_VERSIONS).exists():
+    if (
+        ModelVersion.objects.filter(tenant_id=tenant_id, run_id=run_id)
+        .exclude(status__in=_UNRELEASED_VERSIONS)
+        .exists()
+    ):
         return 0.0
     _entry_create(
-        tenant_id=tenant_id, kind=ReleaseKind.REFUND, run_id=run_id, epsilon=-charge.epsilon, delta=-charge.delta,
-        users=charge.users, created_at=charge.created_at, actor=actor,
-        details={"refund_of": charge.pk, "reason": reason[:200],
-                 "why": "the run failed before releasing anything computed from the tenant's data"},
+        tenant_id=tenant_id,
+        kind=ReleaseKind.REFUND,
+        run_id=run_id,
+        epsilon=-charge.epsilon,
+        delta=-charge.delta,
+        users=charge.users,
+        created_at=charge.created_at,
+        actor=actor,
+        details={
+            "refund_of": charge.pk,
+            "reason": reason[:200],
+            "why": "the run failed before releasing anything computed from the tenant's data",
+        },
     )
-    audit.record(tenant_id=tenant_id, actor=actor, action=AuditAction.PRIVACY_BUDGET_REFUND, target_type="training_run",
-                 target_id=str(run_id), details={"epsilon": repr(charge.epsilon), "delta": repr(charge.delta),
-                                                 "reason": reason[:200]})
+    audit.record(
+        tenant_id=tenant_id,
+        actor=actor,
+        action=AuditAction.PRIVACY_BUDGET_REFUND,
+        target_type="training_run",
+        target_id=str(run_id),
+        details={"epsilon": repr(charge.epsilon), "delta": repr(charge.delta), "reason": reason[:200]},
+    )
     return float(charge.epsilon)
 
 
@@ -171,6 +247,12 @@ def training_run_failed_record(*, tenant_id: int, run_id: int, reason: str, acto
     """What every failure path owes once it has marked the run failed, in the same transaction: the
     ``training_run.failed`` audit row and the refund of a run that released nothing. Returns the ε
     given back."""
-    audit.record(tenant_id=tenant_id, actor=actor, action=AuditAction.TRAINING_RUN_FAILED, target_type="training_run",
-                 target_id=str(run_id), details={"reason": reason[:200]})
+    audit.record(
+        tenant_id=tenant_id,
+        actor=actor,
+        action=AuditAction.TRAINING_RUN_FAILED,
+        target_type="training_run",
+        target_id=str(run_id),
+        details={"reason": reason[:200]},
+    )
     return ledger_refund_unreleased(tenant_id=tenant_id, run_id=run_id, reason=reason, actor=actor)

@@ -53,7 +53,9 @@ class RunStatus(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
-    REJECTED = "rejected"  # trained and charged, kept inactive: it did not beat DP popularity / the active version
+    REJECTED = (
+        "rejected"  # trained and charged, kept inactive: it did not beat DP popularity / the active version
+    )
     FAILED = "failed"
 
 
@@ -69,7 +71,9 @@ class TrainingRun(TenantOwned):
     epochs = models.PositiveIntegerField(default=0)
     loss = models.FloatField(null=True, blank=True)
     loss_history = models.JSONField(default=list, blank=True)
-    stage = models.CharField(max_length=64, blank=True)  # what the worker is doing now (apps.modeling.progress)
+    stage = models.CharField(
+        max_length=64, blank=True
+    )  # what the worker is doing now (apps.modeling.progress)
     claim_token = models.CharField(max_length=32, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=255, blank=True)
@@ -94,8 +98,11 @@ class TrainingRun(TenantOwned):
     class Meta:
         indexes = [
             models.Index(fields=["tenant", "-created_at"], name="modeling_run_tenant_created"),
-            models.Index(fields=["status", "heartbeat_at"], name="modeling_run_status_hb",
-                         condition=models.Q(status__in=["queued", "running"])),
+            models.Index(
+                fields=["status", "heartbeat_at"],
+                name="modeling_run_status_hb",
+                condition=models.Q(status__in=["queued", "running"]),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -128,7 +135,9 @@ class LedgerMechanism(TenantOwned):
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
     entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="mechanism")
     created_at = models.DateTimeField(default=timezone.now)
-    epsilon = models.FloatField()  # what the release costs: "factors" GDP-composed ε; "dpsgd" accountant ε + popularity ε
+    epsilon = (
+        models.FloatField()
+    )  # what the release costs: "factors" GDP-composed ε; "dpsgd" accountant ε + popularity ε
     delta = models.FloatField()
     noise_multiplier = models.FloatField(null=True, blank=True)
     sample_rate = models.FloatField(null=True, blank=True)
@@ -156,7 +165,9 @@ class VersionStatus(models.TextChoices):
 class ModelVersion(TenantOwned):
     version = models.PositiveIntegerField()
     run = models.ForeignKey(TrainingRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    status = models.CharField(max_length=14, choices=VersionStatus.choices, default=VersionStatus.MATERIALISING)
+    status = models.CharField(
+        max_length=14, choices=VersionStatus.choices, default=VersionStatus.MATERIALISING
+    )
     blob = models.BinaryField()  # npz: weights ("w:" + name), item_pks, extras
     checksum = models.CharField(max_length=64)  # SHA-256 of blob
     feature_config = models.JSONField()
@@ -240,7 +251,9 @@ class RetrainSchedule(TenantOwned):
     updated_at = models.DateTimeField(default=timezone.now)
     last_attempt_at = models.DateTimeField(null=True, blank=True)  # a run started, or a start refused
     last_event_id = models.BigIntegerField(default=0)  # newest profiles_userevent id at that attempt
-    last_run = models.ForeignKey(TrainingRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    last_run = models.ForeignKey(
+        TrainingRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     last_error = models.TextField(blank=True, default="")
     last_error_at = models.DateTimeField(null=True, blank=True)
 

@@ -15,16 +15,30 @@ from apps.core.conf import sotto
 from apps.core.errors import Conflict, ErrorCode
 from apps.modeling.ml.config import TOWER_DEFAULTS, ModelConfig
 
-__all__ = ["DESIGN_ALIASES", "DP_DEFAULTS", "DP_DESIGNS", "TOWER_MIN_USERS", "dp_design", "run_config",
-           "training_queue"]
+__all__ = [
+    "DESIGN_ALIASES",
+    "DP_DEFAULTS",
+    "DP_DESIGNS",
+    "TOWER_MIN_USERS",
+    "dp_design",
+    "run_config",
+    "training_queue",
+]
 
 # The DP configuration chosen in docs/results/p1-experiments.md (round 2) for every finite ε:
 # DP popularity + DP item-item Gram factors ("DP PureSVD", ``ml.dp_factors``), composed exactly as
 # Gaussian mechanisms (GDP), no DP-SGD (epochs=0: the tower is its initialisation). Same as
 # ``ml.evaluate.default_p1_config().private``; rank, M and the popularity weight then follow the run's ε
 # (``ml.dp_factors.scheduled_config``, applied by :func:`run_config`), as in the evaluation.
-DP_DEFAULTS = ModelConfig(epochs=0, hidden=16, freeze_skip=True, factor_rank=16, factor_items=300,
-                          init_content_weights=(0.25, 0.25), init_pop_weight=0.3)
+DP_DEFAULTS = ModelConfig(
+    epochs=0,
+    hidden=16,
+    freeze_skip=True,
+    factor_rank=16,
+    factor_items=300,
+    init_content_weights=(0.25, 0.25),
+    init_pop_weight=0.3,
+)
 # The public-feature two-tower trained with DP-SGD through Opacus (``ml.tower``; decision 0003):
 # DP popularity (a fifth of ε alone) and DP-SGD of a low-rank item projection of the BERT vectors plus
 # the user MLP, composed by Opacus' RDP accountant. Every item gets collaborative signal.
@@ -44,8 +58,11 @@ def dp_design(tenant_settings: dict[str, Any] | None, n_users: int | None = None
     raw = (tenant_settings or {}).get("dp_design") or "auto"
     design = DESIGN_ALIASES.get(str(raw), raw)
     if design not in DP_DESIGNS:
-        raise Conflict(f"Tenant.settings['dp_design'] must be one of {list(DP_DESIGNS)}, got {raw!r}",
-                       code=ErrorCode.MISCONFIGURED, details={"dp_design": raw})
+        raise Conflict(
+            f"Tenant.settings['dp_design'] must be one of {list(DP_DESIGNS)}, got {raw!r}",
+            code=ErrorCode.MISCONFIGURED,
+            details={"dp_design": raw},
+        )
     if design == "auto":
         return "tower" if n_users is not None and n_users >= TOWER_MIN_USERS else "factors"
     return str(design)
@@ -66,8 +83,11 @@ def run_config(
     known = {f.name for f in fields(ModelConfig)}
     bad = sorted(k for k in overrides if (k not in known and k not in _RUN_EXTRA_KEYS) or k in _DP_FORBIDDEN)
     if bad:
-        raise Conflict(f"Tenant.settings['modeling'] has keys DP training cannot use: {bad}",
-                       code=ErrorCode.MISCONFIGURED, details={"keys": bad})
+        raise Conflict(
+            f"Tenant.settings['modeling'] has keys DP training cannot use: {bad}",
+            code=ErrorCode.MISCONFIGURED,
+            details={"keys": bad},
+        )
     if design == "factors":
         from apps.modeling.ml.dp_factors import scheduled_config
 
@@ -89,17 +109,37 @@ def run_config(
     try:
         cfg = ModelConfig(**base)
     except (TypeError, ValueError) as exc:
-        raise Conflict(f"Tenant.settings['modeling'] is invalid: {exc}", code=ErrorCode.MISCONFIGURED) from exc
+        raise Conflict(
+            f"Tenant.settings['modeling'] is invalid: {exc}", code=ErrorCode.MISCONFIGURED
+        ) from exc
     if design == "factors":
-        if cfg.epochs != 0 or cfg.factor_rank < 1 or cfg.factor_items < 1 or not (0 < cfg.factor_share < 1) \
-                or cfg.factor_ridge <= 0:
-            raise Conflict("dp_design 'factors' needs epochs = 0 (no DP-SGD), factor_rank >= 1, factor_items >= 1, "
-                           "0 < factor_share < 1, factor_ridge > 0", code=ErrorCode.MISCONFIGURED)
-    elif cfg.epochs < 1 or cfg.expected_batch < 1 or cfg.max_grad_norm <= 0 or cfg.negatives < 1 \
-            or cfg.max_targets < 1 or cfg.proj_rank < 0 or not (0 < cfg.pop_epsilon_share < 1) or cfg.factor_rank != 0:
-        raise Conflict("dp_design 'tower' needs epochs >= 1, expected_batch >= 1, max_grad_norm > 0, negatives >= 1, "
-                       "max_targets >= 1, proj_rank >= 0, 0 < pop_epsilon_share < 1, factor_rank = 0",
-                       code=ErrorCode.MISCONFIGURED)
+        if (
+            cfg.epochs != 0
+            or cfg.factor_rank < 1
+            or cfg.factor_items < 1
+            or not (0 < cfg.factor_share < 1)
+            or cfg.factor_ridge <= 0
+        ):
+            raise Conflict(
+                "dp_design 'factors' needs epochs = 0 (no DP-SGD), factor_rank >= 1, factor_items >= 1, "
+                "0 < factor_share < 1, factor_ridge > 0",
+                code=ErrorCode.MISCONFIGURED,
+            )
+    elif (
+        cfg.epochs < 1
+        or cfg.expected_batch < 1
+        or cfg.max_grad_norm <= 0
+        or cfg.negatives < 1
+        or cfg.max_targets < 1
+        or cfg.proj_rank < 0
+        or not (0 < cfg.pop_epsilon_share < 1)
+        or cfg.factor_rank != 0
+    ):
+        raise Conflict(
+            "dp_design 'tower' needs epochs >= 1, expected_batch >= 1, max_grad_norm > 0, negatives >= 1, "
+            "max_targets >= 1, proj_rank >= 0, 0 < pop_epsilon_share < 1, factor_rank = 0",
+            code=ErrorCode.MISCONFIGURED,
+        )
     out: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     out["dp_design"] = design
     out["holdout_fraction"] = float(overrides.get("holdout_fraction", 0.1))

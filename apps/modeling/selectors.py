@@ -59,7 +59,6 @@ __all__ = [
 ]
 
 
-
 # --- serving -----------------------------------------------------------------------------------
 
 _pointer_lock = threading.Lock()
@@ -113,8 +112,13 @@ def served_knn(
     tenant's partition; iterative scan when filters apply. [] if the version has no vectors."""
     with tenant_scope(tenant_id):
         return served.vectors_knn(
-            tenant_id=tenant_id, version=version, vector=vector, k=k, exclude_pks=exclude_pks,
-            category=category, available_only=available_only,
+            tenant_id=tenant_id,
+            version=version,
+            vector=vector,
+            k=k,
+            exclude_pks=exclude_pks,
+            category=category,
+            available_only=available_only,
         )
 
 
@@ -157,7 +161,11 @@ def popular_items(
 def active_model_info(*, tenant_id: int) -> dict[str, Any] | None:
     """Pointer row: active and previous version, when it switched (None before the first model)."""
     with tenant_scope(tenant_id):
-        row = ActiveModel.objects.filter(tenant_id=tenant_id).values("version", "previous_version", "switched_at").first()
+        row = (
+            ActiveModel.objects.filter(tenant_id=tenant_id)
+            .values("version", "previous_version", "switched_at")
+            .first()
+        )
     return dict(row) if row else None
 
 
@@ -200,8 +208,14 @@ def _entry_repr(entry: LedgerEntry, mech: LedgerMechanism | None, refunded: bool
     }
 
 
-def charge_counts(created_at: datetime, *, now: datetime, renewal_days: int | None,
-                  carry_before: datetime | None = None, carry_days: int | None = None) -> bool:
+def charge_counts(
+    created_at: datetime,
+    *,
+    now: datetime,
+    renewal_days: int | None,
+    carry_before: datetime | None = None,
+    carry_days: int | None = None,
+) -> bool:
     """Whether a charge made at ``created_at`` still counts against the budget at ``now``.
 
     Lifetime budget: always. Renewal window D: while it is younger than D days, or, if it was made
@@ -219,8 +233,17 @@ def counting_entries(entries: list[Any], budget: Any, now: datetime) -> list[Any
     """The ledger entries (with ``created_at``) that count against ``budget`` (a ``PrivacyBudget`` or None)."""
     if budget is None:
         return list(entries)
-    return [e for e in entries if charge_counts(e.created_at, now=now, renewal_days=budget.renewal_days,
-                                                 carry_before=budget.carry_before, carry_days=budget.carry_days)]
+    return [
+        e
+        for e in entries
+        if charge_counts(
+            e.created_at,
+            now=now,
+            renewal_days=budget.renewal_days,
+            carry_before=budget.carry_before,
+            carry_days=budget.carry_days,
+        )
+    ]
 
 
 def privacy_budget(*, tenant_id: int, now: datetime | None = None) -> dict[str, Any]:
@@ -244,7 +267,11 @@ def privacy_budget(*, tenant_id: int, now: datetime | None = None) -> dict[str, 
     leaves = []
     if budget is not None and days is not None:
         for e in counting:
-            held = days if budget.carry_before is None or e.created_at > budget.carry_before else budget.carry_days
+            held = (
+                days
+                if budget.carry_before is None or e.created_at > budget.carry_before
+                else budget.carry_days
+            )
             if held is not None:
                 leaves.append((e.created_at + timedelta(days=max(days, held)), e.epsilon))
     # a refund is dated like its charge, so the two leave the window together and net out
@@ -256,8 +283,10 @@ def privacy_budget(*, tenant_id: int, now: datetime | None = None) -> dict[str, 
     if days is None:
         composition = "basic (sums of ε and δ over releases); a lifetime budget that never renews"
     else:
-        composition = (f"basic composition within any {days}-day window (at most ε_total); a user present for "
-                       f"T days is covered by (⌊T/{days}⌋ + 1)·ε_total")
+        composition = (
+            f"basic composition within any {days}-day window (at most ε_total); a user present for "
+            f"T days is covered by (⌊T/{days}⌋ + 1)·ε_total"
+        )
     return {
         "policy": "lifetime" if days is None else "rolling",
         "renewal_days": days,
@@ -268,8 +297,10 @@ def privacy_budget(*, tenant_id: int, now: datetime | None = None) -> dict[str, 
         "epsilon_spent_lifetime": float(sum(e.epsilon for e in entries)),
         "next_renewal_at": next_at,
         "epsilon_renewed_then": returning,
-        "operator_cap": {"epsilon_total_max": sotto().max_epsilon_total,
-                         "renewal_days_min": sotto().min_renewal_days},
+        "operator_cap": {
+            "epsilon_total_max": sotto().max_epsilon_total,
+            "renewal_days_min": sotto().min_renewal_days,
+        },
         "delta": delta,
         "delta_spent": float(sum(e.delta for e in entries)),
         "composition": composition,
@@ -281,14 +312,23 @@ def privacy_spend_series(tenant_id: int) -> list[dict[str, Any]]:
     """Cumulative ε spent, one point per charged release (for the dashboard chart)."""
     with tenant_scope(tenant_id):
         rows = list(
-            LedgerEntry.objects.filter(tenant_id=tenant_id).order_by("created_at", "id")
+            LedgerEntry.objects.filter(tenant_id=tenant_id)
+            .order_by("created_at", "id")
             .values_list("created_at", "epsilon", "kind", "run_id")
         )
     out: list[dict[str, Any]] = []
     total = 0.0
     for created, eps, kind, run_id in rows:
         total += float(eps)
-        out.append({"created_at": created, "epsilon": float(eps), "cumulative": total, "kind": kind, "run_id": run_id})
+        out.append(
+            {
+                "created_at": created,
+                "epsilon": float(eps),
+                "cumulative": total,
+                "kind": kind,
+                "run_id": run_id,
+            }
+        )
     return out
 
 
@@ -352,7 +392,9 @@ def _versions(tenant_id: int, runs: list[TrainingRun]) -> dict[int, int]:
 def training_runs_for_tenant(*, tenant_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """The tenant's runs, newest first."""
     with tenant_scope(tenant_id):
-        runs = list(TrainingRun.objects.filter(tenant_id=tenant_id).order_by("-created_at", "-id")[: max(1, limit)])
+        runs = list(
+            TrainingRun.objects.filter(tenant_id=tenant_id).order_by("-created_at", "-id")[: max(1, limit)]
+        )
         versions = _versions(tenant_id, runs)
     return [run_repr(r, versions.get(r.model_version_id or -1)) for r in runs]
 
@@ -371,14 +413,22 @@ def latest_evaluation(tenant_id: int) -> dict[str, Any] | None:
     """Offline metrics of the newest model version that has any (holdout of its own data)."""
     with tenant_scope(tenant_id):
         row = (
-            ModelVersion.objects.filter(tenant_id=tenant_id).exclude(metrics={})
-            .order_by("-version").values("version", "run_id", "created_at", "metrics", "status").first()
+            ModelVersion.objects.filter(tenant_id=tenant_id)
+            .exclude(metrics={})
+            .order_by("-version")
+            .values("version", "run_id", "created_at", "metrics", "status")
+            .first()
         )
     if row is None:
         return None
     created: datetime = row["created_at"]
-    return {"model_version": row["version"], "run_id": row["run_id"], "created_at": created,
-            "status": row["status"], "metrics": row["metrics"]}
+    return {
+        "model_version": row["version"],
+        "run_id": row["run_id"],
+        "created_at": created,
+        "status": row["status"],
+        "metrics": row["metrics"],
+    }
 
 
 # --- model versions ------------------------------------------------------------------------------
@@ -388,31 +438,50 @@ def model_versions(*, tenant_id: int, limit: int = 50) -> list[dict[str, Any]]:
     """The tenant's stored versions, newest first: status, what ran, its ε, holdout metrics, the gate's
     verdict, and whether serving can switch to it at once (its served vectors exist)."""
     with tenant_scope(tenant_id):
-        versions = list(ModelVersion.objects.filter(tenant_id=tenant_id).order_by("-version")
-                        .defer("blob")[: max(1, limit)])
-        runs = {r.pk: r for r in TrainingRun.objects.filter(
-            tenant_id=tenant_id, pk__in=[v.run_id for v in versions if v.run_id is not None])}
+        versions = list(
+            ModelVersion.objects.filter(tenant_id=tenant_id)
+            .order_by("-version")
+            .defer("blob")[: max(1, limit)]
+        )
+        runs = {
+            r.pk: r
+            for r in TrainingRun.objects.filter(
+                tenant_id=tenant_id, pk__in=[v.run_id for v in versions if v.run_id is not None]
+            )
+        }
     out: list[dict[str, Any]] = []
     for v in versions:
         run = runs.get(v.run_id) if v.run_id is not None else None
         release = (run.release or {}) if run else {}
         metrics = v.metrics or {}
-        out.append({
-            "version": v.version,
-            "status": str(v.status),
-            "created_at": v.created_at,
-            "activated_at": v.activated_at,
-            "run_id": v.run_id,
-            "design": release.get("design") or (v.model_config or {}).get("dp_design"),
-            "mechanism": release.get("mechanism"),
-            "mechanisms": release.get("mechanisms", []),
-            "epsilon_spent": run.epsilon_spent if run else None,
-            "metrics": {k: metrics[k] for k in ("recall@20_capped", "ndcg@10", "dp_popularity_recall@20_capped",
-                                                "active_recall@20_capped", "users_evaluated") if k in metrics},
-            "gate": (run.gate or {}) if run else {},
-            "n_items": v.n_items,
-            "item_dim": v.item_dim,
-            "switch": "instant" if v.status in ("active", "previous") else (
-                "rematerialise" if v.status in ("retired", "rejected") else "no"),
-        })
+        out.append(
+            {
+                "version": v.version,
+                "status": str(v.status),
+                "created_at": v.created_at,
+                "activated_at": v.activated_at,
+                "run_id": v.run_id,
+                "design": release.get("design") or (v.model_config or {}).get("dp_design"),
+                "mechanism": release.get("mechanism"),
+                "mechanisms": release.get("mechanisms", []),
+                "epsilon_spent": run.epsilon_spent if run else None,
+                "metrics": {
+                    k: metrics[k]
+                    for k in (
+                        "recall@20_capped",
+                        "ndcg@10",
+                        "dp_popularity_recall@20_capped",
+                        "active_recall@20_capped",
+                        "users_evaluated",
+                    )
+                    if k in metrics
+                },
+                "gate": (run.gate or {}) if run else {},
+                "n_items": v.n_items,
+                "item_dim": v.item_dim,
+                "switch": "instant"
+                if v.status in ("active", "previous")
+                else ("rematerialise" if v.status in ("retired", "rejected") else "no"),
+            }
+        )
     return out

@@ -78,7 +78,9 @@ class LedgerEntryOutSerializer(serializers.Serializer):  # type: ignore[type-arg
     delta_used = serializers.FloatField(allow_null=True)
     mechanism = serializers.CharField()
     refunded = serializers.BooleanField()
-    details = serializers.DictField(help_text=f"{FREE_FORM}: the planned and the released mechanism's parameters")
+    details = serializers.DictField(
+        help_text=f"{FREE_FORM}: the planned and the released mechanism's parameters"
+    )
 
 
 class PrivacyBudgetOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -106,11 +108,13 @@ class ModelVersionOutSerializer(serializers.Serializer):  # type: ignore[type-ar
     run_id = serializers.IntegerField(allow_null=True)
     design = serializers.CharField(allow_null=True)
     mechanism = serializers.CharField(allow_null=True)
-    mechanisms = serializers.ListField(child=serializers.DictField(),
-                                       help_text=f"{FREE_FORM} records: name, σ, sensitivity, ε alone, ...")
+    mechanisms = serializers.ListField(
+        child=serializers.DictField(), help_text=f"{FREE_FORM} records: name, σ, sensitivity, ε alone, ..."
+    )
     epsilon_spent = serializers.FloatField(allow_null=True)
-    metrics = serializers.DictField(child=serializers.FloatField(),
-                                    help_text="holdout metrics (recall@20_capped, ndcg@10, ...); not DP")
+    metrics = serializers.DictField(
+        child=serializers.FloatField(), help_text="holdout metrics (recall@20_capped, ndcg@10, ...); not DP"
+    )
     gate = serializers.DictField(help_text=f"{FREE_FORM}: the activation gate's verdict and reason")
     n_items = serializers.IntegerField()
     item_dim = serializers.IntegerField()

@@ -52,7 +52,10 @@ def version_create(*, tenant_id: int, version: int) -> None:
 
 def version_index(*, tenant_id: int, version: int, dim: int) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT modeling_served_vector_version_index(%s, %s, %s)", [int(tenant_id), int(version), int(dim)])
+        cursor.execute(
+            "SELECT modeling_served_vector_version_index(%s, %s, %s)",
+            [int(tenant_id), int(version), int(dim)],
+        )
 
 
 def version_drop(*, tenant_id: int, version: int) -> None:
@@ -78,8 +81,9 @@ ON CONFLICT (tenant_id, version, item_id) DO UPDATE SET
 """
 
 
-def vectors_upsert(*, tenant_id: int, version: int, item_pks: Sequence[int], vectors: np.ndarray,
-                   chunk: int = 500) -> int:
+def vectors_upsert(
+    *, tenant_id: int, version: int, item_pks: Sequence[int], vectors: np.ndarray, chunk: int = 500
+) -> int:
     """Write (or replace) served vectors; ``available``/``categories`` are copied from the item row.
 
     Items deleted meanwhile are skipped (the join finds no row). Returns rows written.
@@ -90,8 +94,8 @@ def vectors_upsert(*, tenant_id: int, version: int, item_pks: Sequence[int], vec
     with connection.cursor() as cursor:
         adapt_vectors(cursor)
         for start in range(0, len(item_pks), chunk):
-            pks = [int(pk) for pk in item_pks[start:start + chunk]]
-            arrays = [served_vector(v) for v in vectors[start:start + chunk]]
+            pks = [int(pk) for pk in item_pks[start : start + chunk]]
+            arrays = [served_vector(v) for v in vectors[start : start + chunk]]
             cursor.execute(_UPSERT, [int(tenant_id), int(version), pks, arrays, int(tenant_id)])
             written += max(cursor.rowcount, 0)
     return written
@@ -145,9 +149,15 @@ def vectors_knn(
     """
     dim = int(np.asarray(vector).size)
     return hnsw_top_k(
-        table="modeling_served_vector", tenant_id=tenant_id, vector=served_vector(vector), k=k,
-        ef_search=ef_search if ef_search is not None else ef_search_default(), exclude_pks=exclude_pks,
-        category=category, available_only=available_only, equals=[("version", int(version))],
+        table="modeling_served_vector",
+        tenant_id=tenant_id,
+        vector=served_vector(vector),
+        k=k,
+        ef_search=ef_search if ef_search is not None else ef_search_default(),
+        exclude_pks=exclude_pks,
+        category=category,
+        available_only=available_only,
+        equals=[("version", int(version))],
         cast=f"vector({dim})",
     )
 
@@ -180,6 +190,9 @@ def served_vectors_refresh_items(*, tenant_id: int, item_pks: Sequence[int]) -> 
         art = load_artifacts(tenant_id, version)
         extras = art.extras_for(pks)
         written += vectors_upsert(
-            tenant_id=tenant_id, version=version, item_pks=pks, vectors=item_vectors(art.weights, content, extras)
+            tenant_id=tenant_id,
+            version=version,
+            item_pks=pks,
+            vectors=item_vectors(art.weights, content, extras),
         )
     return written

@@ -63,21 +63,40 @@ def training_run_start(*, tenant_id: int, epsilon: Any, actor: str) -> dict[str,
     with tenant_context(tenant_id):
         tenant_settings = Tenant.objects.filter(pk=tenant_id).values_list("settings", flat=True).first()
         config = run_config(tenant_settings, eps, tenant_data.trainable_users(tenant_id))
-        charge = ledger_charge(tenant_id=tenant_id, epsilon=eps, kind=ReleaseKind.TRAINING, actor=actor,
-                               min_users=sotto().modeling_min_users)
+        charge = ledger_charge(
+            tenant_id=tenant_id,
+            epsilon=eps,
+            kind=ReleaseKind.TRAINING,
+            actor=actor,
+            min_users=sotto().modeling_min_users,
+        )
         users, delta = charge.users, charge.delta
         fixed_seed = (tenant_settings or {}).get("modeling", {}).get("seed")
         seed = int(fixed_seed) if fixed_seed is not None else secrets.randbits(31)
         run = TrainingRun.objects.create(
-            tenant_id=tenant_id, status=RunStatus.QUEUED, epsilon=eps, delta=delta, n_users=users, config=config,
-            seed=seed, actor=actor[:200], epochs=int(config["epochs"]),
+            tenant_id=tenant_id,
+            status=RunStatus.QUEUED,
+            epsilon=eps,
+            delta=delta,
+            n_users=users,
+            config=config,
+            seed=seed,
+            actor=actor[:200],
+            epochs=int(config["epochs"]),
         )
         charge.record(run=run, details=release_design(config["dp_design"]).plan(config, eps, delta, users))
         audit.record(
-            tenant_id=tenant_id, actor=actor, action=AuditAction.TRAINING_RUN_START, target_type="training_run",
+            tenant_id=tenant_id,
+            actor=actor,
+            action=AuditAction.TRAINING_RUN_START,
+            target_type="training_run",
             target_id=str(run.pk),
-            details={"epsilon": repr(eps), "delta": repr(delta), "users": users,
-                     "epsilon_remaining_before": repr(charge.remaining)},
+            details={
+                "epsilon": repr(eps),
+                "delta": repr(delta),
+                "users": users,
+                "epsilon_remaining_before": repr(charge.remaining),
+            },
         )
         transaction.on_commit(lambda: _enqueue(tenant_id, run.pk), robust=True)
     return run_repr(run)
@@ -95,37 +114,54 @@ def _mark_failed(tenant_id: int, run_id: int, reason: str, *, only_if: tuple[str
             status=RunStatus.FAILED, error=reason[:1000], finished_at=timezone.now()
         )
         if changed:
-            training_run_failed_record(tenant_id=tenant_id, run_id=run_id, reason=reason, actor=SystemActor.TASK_MODELING)
+            training_run_failed_record(
+                tenant_id=tenant_id, run_id=run_id, reason=reason, actor=SystemActor.TASK_MODELING
+            )
     if changed:
         discard_versions_of_run(tenant_id=tenant_id, run_id=run_id)
     return bool(changed)
 
 
-def training_runs_reap(*, now: datetime | None = None, stale_after_s: float | None = None,
-                       requeue_after_s: float | None = None) -> dict[str, int]:
+def training_runs_reap(
+    *, now: datetime | None = None, stale_after_s: float | None = None, requeue_after_s: float | None = None
+) -> dict[str, int]:
     """Fail runs whose worker died (no heartbeat for ``MODELING_STALE_AFTER_S``: "worker lost");
     re-send runs still queued after ``MODELING_REQUEUE_AFTER_S`` (a lost message; the task is
     idempotent, so a duplicate is harmless). A failed run's charge is refunded: it released nothing."""
     now = now or timezone.now()
-    stale = timedelta(seconds=float(stale_after_s if stale_after_s is not None else sotto().modeling_stale_after_s))
-    requeue = timedelta(seconds=float(requeue_after_s if requeue_after_s is not None
-                                      else sotto().modeling_requeue_after_s))
+    stale = timedelta(
+        seconds=float(stale_after_s if stale_after_s is not None else sotto().modeling_stale_after_s)
+    )
+    requeue = timedelta(
+        seconds=float(requeue_after_s if requeue_after_s is not None else sotto().modeling_requeue_after_s)
+    )
     with dangerously_as_platform():
-        running = list(TrainingRun.objects.filter(status=RunStatus.RUNNING).values_list("tenant_id", "pk", "heartbeat_at",
-                                                                                       "started_at"))
+        running = list(
+            TrainingRun.objects.filter(status=RunStatus.RUNNING).values_list(
+                "tenant_id", "pk", "heartbeat_at", "started_at"
+            )
+        )
         # heartbeat_at of a queued run = when it was last re-sent
-        queued = [(t, pk) for t, pk, sent, created in TrainingRun.objects.filter(status=RunStatus.QUEUED)
-                  .values_list("tenant_id", "pk", "heartbeat_at", "created_at") if (sent or created) < now - requeue]
+        queued = [
+            (t, pk)
+            for t, pk, sent, created in TrainingRun.objects.filter(status=RunStatus.QUEUED).values_list(
+                "tenant_id", "pk", "heartbeat_at", "created_at"
+            )
+            if (sent or created) < now - requeue
+        ]
     failed = 0
     for tenant_id, run_id, beat, started in running:
         last = beat or started
         if last is None or last < now - stale:
             seen = "never" if last is None else last.isoformat()
-            failed += _mark_failed(tenant_id, run_id, f"worker lost: no heartbeat since {seen}",
-                                   only_if=(RunStatus.RUNNING,))
+            failed += _mark_failed(
+                tenant_id, run_id, f"worker lost: no heartbeat since {seen}", only_if=(RunStatus.RUNNING,)
+            )
     for tenant_id, run_id in queued:
         with tenant_context(tenant_id):
-            if TrainingRun.objects.filter(tenant_id=tenant_id, pk=run_id, status=RunStatus.QUEUED).update(heartbeat_at=now):
+            if TrainingRun.objects.filter(tenant_id=tenant_id, pk=run_id, status=RunStatus.QUEUED).update(
+                heartbeat_at=now
+            ):
                 transaction.on_commit(functools.partial(_enqueue, tenant_id, run_id), robust=True)
     return {"failed": failed, "requeued": len(queued)}
 

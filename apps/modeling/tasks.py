@@ -12,8 +12,12 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(
-    name="sotto.modeling.train", bind=True, acks_late=True, reject_on_worker_lost=True,
-    soft_time_limit=3 * 3600, time_limit=3 * 3600 + 120,
+    name="sotto.modeling.train",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=3 * 3600,
+    time_limit=3 * 3600 + 120,
 )
 def train(self: Any, tenant_id: int, run_id: int) -> str:
     """Train one charged run (``apps.modeling.training.training_run_execute``).
@@ -46,7 +50,9 @@ def activate_version(tenant_id: int, version: int, actor: str, restore: str) -> 
     """Re-materialise a stored version's served vectors and switch to it (``lifecycle``)."""
     from apps.modeling.lifecycle import model_version_materialise_and_activate
 
-    return model_version_materialise_and_activate(tenant_id=tenant_id, version=version, actor=actor, restore=restore)
+    return model_version_materialise_and_activate(
+        tenant_id=tenant_id, version=version, actor=actor, restore=restore
+    )
 
 
 @shared_task(name="sotto.modeling.retrain_due", acks_late=True, soft_time_limit=300, time_limit=360)

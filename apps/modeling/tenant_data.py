@@ -51,7 +51,9 @@ def trainable_users(tenant_id: int) -> int:
 def event_users(tenant_id: int) -> int:
     """Users with at least one event, on any item (the unit of a popularity release)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(DISTINCT user_id) FROM profiles_userevent WHERE tenant_id = %s", [int(tenant_id)])
+        cursor.execute(
+            "SELECT count(DISTINCT user_id) FROM profiles_userevent WHERE tenant_id = %s", [int(tenant_id)]
+        )
         row = cursor.fetchone()
     return int(row[0]) if row else 0
 
@@ -65,8 +67,11 @@ def items(tenant_id: int) -> tuple[np.ndarray, np.ndarray]:
         )
         rows = cursor.fetchall()
     item_pks = np.array([int(r[0]) for r in rows], dtype=np.int64)
-    content = (np.stack([parse_vector(r[1]) for r in rows]).astype(np.float32) if rows
-               else np.zeros((0, 384), dtype=np.float32))
+    content = (
+        np.stack([parse_vector(r[1]) for r in rows]).astype(np.float32)
+        if rows
+        else np.zeros((0, 384), dtype=np.float32)
+    )
     return item_pks, content
 
 
@@ -87,9 +92,12 @@ def load(tenant_id: int) -> TenantData:
         events = cursor.fetchall()
     arr = np.array(events, dtype=np.float64).reshape(-1, 4)
     return TenantData(
-        item_pks=item_pks, content=content,
-        user=arr[:, 0].astype(np.int64), item=arr[:, 1].astype(np.int64),
-        value=arr[:, 2].astype(np.float32), ts=arr[:, 3],
+        item_pks=item_pks,
+        content=content,
+        user=arr[:, 0].astype(np.int64),
+        item=arr[:, 1].astype(np.int64),
+        value=arr[:, 2].astype(np.float32),
+        ts=arr[:, 3],
     )
 
 

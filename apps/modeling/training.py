@@ -109,12 +109,19 @@ def claim(*, tenant_id: int, run_id: int, redelivered: bool) -> Claim | None:
             if last is None or (now - last).total_seconds() > stale_s:
                 run.status, run.error, run.finished_at = RunStatus.FAILED, "worker lost", now
                 run.save(update_fields=["status", "error", "finished_at"])
-                training_run_failed_record(tenant_id=tenant_id, run_id=run_id, reason="worker lost",
-                                           actor=SystemActor.TASK_MODELING_TRAIN)
+                training_run_failed_record(
+                    tenant_id=tenant_id,
+                    run_id=run_id,
+                    reason="worker lost",
+                    actor=SystemActor.TASK_MODELING_TRAIN,
+                )
                 transaction.on_commit(lambda: discard_versions_of_run(tenant_id=tenant_id, run_id=run_id))
             else:
-                log.info("training run %s is alive elsewhere (%s message ignored)", run_id,
-                         "redelivered" if redelivered else "duplicate")
+                log.info(
+                    "training run %s is alive elsewhere (%s message ignored)",
+                    run_id,
+                    "redelivered" if redelivered else "duplicate",
+                )
             return None
         if run.status != RunStatus.QUEUED:
             return None
@@ -123,13 +130,24 @@ def claim(*, tenant_id: int, run_id: int, redelivered: bool) -> Claim | None:
         run.attempts += 1
         run.worker = f"{socket.gethostname()}"[:255]
         run.stage = progress.LOADING
-        run.save(update_fields=["status", "claim_token", "started_at", "heartbeat_at", "attempts", "worker", "stage"])
+        run.save(
+            update_fields=[
+                "status",
+                "claim_token",
+                "started_at",
+                "heartbeat_at",
+                "attempts",
+                "worker",
+                "stage",
+            ]
+        )
     return Claim(run_id=run_id, token=token)
 
 
 def _ours(tenant_id: int, claim_: Claim) -> Any:
-    return TrainingRun.objects.filter(tenant_id=tenant_id, pk=claim_.run_id, claim_token=claim_.token,
-                                      status=RunStatus.RUNNING)
+    return TrainingRun.objects.filter(
+        tenant_id=tenant_id, pk=claim_.run_id, claim_token=claim_.token, status=RunStatus.RUNNING
+    )
 
 
 def _beat(tenant_id: int, claim_: Claim, **fields: Any) -> None:
@@ -154,8 +172,12 @@ class Heartbeat:
     def __init__(self, tenant_id: int, claim_: Claim, every_s: float) -> None:
         self._stop = threading.Event()
         self.lost = False
-        self._thread = threading.Thread(target=self._loop, args=(tenant_id, claim_, every_s), daemon=True,
-                                        name=f"heartbeat-run-{claim_.run_id}")
+        self._thread = threading.Thread(
+            target=self._loop,
+            args=(tenant_id, claim_, every_s),
+            daemon=True,
+            name=f"heartbeat-run-{claim_.run_id}",
+        )
 
     def _loop(self, tenant_id: int, claim_: Claim, every_s: float) -> None:
         try:
@@ -215,14 +237,23 @@ def _model_config(config: dict[str, Any]) -> ModelConfig:
     from dataclasses import fields
 
     known = {f.name for f in fields(ModelConfig)}
-    values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items() if k in known}
+    values: dict[str, Any] = {
+        k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items() if k in known
+    }
     return ModelConfig(**values)
 
 
 def train_tenant(
-    *, data: tenant_data.TenantData, config: dict[str, Any], epsilon: float, delta: float, seed: int,
-    features: FeatureConfig, on_epoch: Callable[[int, int, float], None] | None = None,
-    incumbent: Incumbent | None = None, on_stage: Callable[[str], None] | None = None,
+    *,
+    data: tenant_data.TenantData,
+    config: dict[str, Any],
+    epsilon: float,
+    delta: float,
+    seed: int,
+    features: FeatureConfig,
+    on_epoch: Callable[[int, int, float], None] | None = None,
+    incumbent: Incumbent | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> Trained:
     """Pure part of a run (no database): holdout split, DP releases of ``config["dp_design"]``, metrics.
 
@@ -247,8 +278,19 @@ def train_tenant(
     split = p1_split(interactions, holdout) if holdout > 0 else None
     train = split.train if split is not None else interactions
     design = release_design(str(config.get("dp_design", "tower")))
-    released = design.release(train, data.content, mc, features, epsilon, delta, seed, on_stage=on_stage,
-                              on_epoch=on_epoch, max_processes=sotto().modeling_train_processes, threads=threads)
+    released = design.release(
+        train,
+        data.content,
+        mc,
+        features,
+        epsilon,
+        delta,
+        seed,
+        on_stage=on_stage,
+        on_epoch=on_epoch,
+        max_processes=sotto().modeling_train_processes,
+        threads=threads,
+    )
     released = replace(released, record={**released.record, "users": interactions.n_users})
     eps_total = released.epsilon_spent
     if math.isfinite(epsilon) and eps_total > epsilon + 1e-9:  # never release more than was charged
@@ -259,16 +301,41 @@ def train_tenant(
     if split is not None:
         if on_stage is not None:
             on_stage("evaluation")
-        metrics = holdout_metrics(split=split, content=data.content, weights=released.weights,
-                                  extras=released.extras, features=features, pop_counts=released.pop_counts,
-                                  incumbent=incumbent, seed=seed, holdout=holdout)
-    return Trained(released=released, item_pks=data.item_pks, content=data.content, features=features,
-                   config=config, n_users=interactions.n_users, delta=delta, epsilon_pop=eps_pop, metrics=metrics)
+        metrics = holdout_metrics(
+            split=split,
+            content=data.content,
+            weights=released.weights,
+            extras=released.extras,
+            features=features,
+            pop_counts=released.pop_counts,
+            incumbent=incumbent,
+            seed=seed,
+            holdout=holdout,
+        )
+    return Trained(
+        released=released,
+        item_pks=data.item_pks,
+        content=data.content,
+        features=features,
+        config=config,
+        n_users=interactions.n_users,
+        delta=delta,
+        epsilon_pop=eps_pop,
+        metrics=metrics,
+    )
 
 
 def holdout_metrics(
-    *, split: Any, content: np.ndarray, weights: dict[str, np.ndarray], extras: np.ndarray, features: FeatureConfig,
-    pop_counts: np.ndarray, incumbent: Incumbent | None, seed: int, holdout: float,
+    *,
+    split: Any,
+    content: np.ndarray,
+    weights: dict[str, np.ndarray],
+    extras: np.ndarray,
+    features: FeatureConfig,
+    pop_counts: np.ndarray,
+    incumbent: Incumbent | None,
+    seed: int,
+    holdout: float,
 ) -> dict[str, Any]:
     """Capped Recall@20 / NDCG@10 on the holdout of (a seeded sample of) users: candidate, DP popularity,
     incumbent. Users are scored in batches; the tower inputs come from the training part (sparse)."""
@@ -301,9 +368,12 @@ def holdout_metrics(
     pop = evaluate_scores(lambda u: np.tile(pop_counts, (len(u), 1)), seen, test, n_items)
     out: dict[str, Any] = {
         "protocol": f"last {holdout:.0%} of each user's events held out (P1); not differentially private",
-        "recall@20": cand["recall@20"], "recall@20_capped": cand["recall@20_capped"], "ndcg@10": cand["ndcg@10"],
+        "recall@20": cand["recall@20"],
+        "recall@20_capped": cand["recall@20_capped"],
+        "ndcg@10": cand["ndcg@10"],
         "users_evaluated": int(cand["n_users"]),
-        "dp_popularity_recall@20": pop["recall@20"], "dp_popularity_recall@20_capped": pop["recall@20_capped"],
+        "dp_popularity_recall@20": pop["recall@20"],
+        "dp_popularity_recall@20_capped": pop["recall@20_capped"],
         "dp_popularity_ndcg@10": pop["ndcg@10"],
     }
     if incumbent is not None:
@@ -312,8 +382,13 @@ def holdout_metrics(
         except ValueError as exc:  # another feature layout than the states can give: not comparable
             out["active_error"] = str(exc)[:200]
         else:
-            out.update({"active_version": incumbent.version, "active_recall@20_capped": inc["recall@20_capped"],
-                        "active_ndcg@10": inc["ndcg@10"]})
+            out.update(
+                {
+                    "active_version": incumbent.version,
+                    "active_recall@20_capped": inc["recall@20_capped"],
+                    "active_ndcg@10": inc["ndcg@10"],
+                }
+            )
     return out
 
 
@@ -325,24 +400,38 @@ def gate_decision(metrics: dict[str, Any], margin: float) -> dict[str, Any]:
     the decision says so.
     """
     if "recall@20_capped" not in metrics:
-        return {"passed": True, "measured": False, "reason": "not measured (no holdout): activated ungated",
-                "margin": margin}
+        return {
+            "passed": True,
+            "measured": False,
+            "reason": "not measured (no holdout): activated ungated",
+            "margin": margin,
+        }
     cand = float(metrics["recall@20_capped"])
     pop = float(metrics["dp_popularity_recall@20_capped"])
     out: dict[str, Any] = {"measured": True, "margin": margin, "candidate": cand, "dp_popularity": pop}
     if not cand > pop * (1.0 + margin):
-        return {**out, "passed": False,
-                "reason": f"holdout capped Recall@20 {cand:.4f} does not beat DP popularity {pop:.4f}"
-                          + (f" by {margin:.0%}" if margin else "")}
+        return {
+            **out,
+            "passed": False,
+            "reason": f"holdout capped Recall@20 {cand:.4f} does not beat DP popularity {pop:.4f}"
+            + (f" by {margin:.0%}" if margin else ""),
+        }
     if "active_recall@20_capped" in metrics:
         act = float(metrics["active_recall@20_capped"])
         out["active"] = act
         if cand < act * (1.0 + margin):
-            return {**out, "passed": False,
-                    "reason": f"holdout capped Recall@20 {cand:.4f} is below the active version "
-                              f"v{metrics['active_version']}'s {act:.4f} on the same users"}
-    return {**out, "passed": True, "reason": "beats DP popularity" + (
-        " and the active version" if "active_recall@20_capped" in metrics else "")}
+            return {
+                **out,
+                "passed": False,
+                "reason": f"holdout capped Recall@20 {cand:.4f} is below the active version "
+                f"v{metrics['active_version']}'s {act:.4f} on the same users",
+            }
+    return {
+        **out,
+        "passed": True,
+        "reason": "beats DP popularity"
+        + (" and the active version" if "active_recall@20_capped" in metrics else ""),
+    }
 
 
 def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = False) -> str:
@@ -382,12 +471,27 @@ def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = Fal
                     return  # fast epochs: a later one (the last one always) reports
                 written[0] = now
                 value = None if math.isnan(loss) else float(loss)
-                _stage(tenant_id, claim_, progress.sgd_stage(epoch, epochs), epoch=epoch, epochs=epochs, loss=value)
+                _stage(
+                    tenant_id,
+                    claim_,
+                    progress.sgd_stage(epoch, epochs),
+                    epoch=epoch,
+                    epochs=epochs,
+                    loss=value,
+                )
 
             _beat(tenant_id, claim_, n_users_trained=n_users)
-            trained = train_tenant(data=data, config=run.config, epsilon=run.epsilon, delta=delta, seed=run.seed,
-                                   features=feature_config(), on_epoch=on_epoch, incumbent=incumbent,
-                                   on_stage=on_stage)
+            trained = train_tenant(
+                data=data,
+                config=run.config,
+                epsilon=run.epsilon,
+                delta=delta,
+                seed=run.seed,
+                features=feature_config(),
+                on_epoch=on_epoch,
+                incumbent=incumbent,
+                on_stage=on_stage,
+            )
             gate = gate_decision(trained.metrics, sotto().modeling_gate_margin)
             if gate["passed"]:
                 version = _materialise(tenant_id, claim_, trained)
@@ -407,7 +511,9 @@ def training_run_execute(*, tenant_id: int, run_id: int, redelivered: bool = Fal
     if version is None:
         return "rejected"
     _retire_old_versions(tenant_id)
-    if previous_features is not None and previous_features != artifacts.feature_config_to_json(trained.features):
+    if previous_features is not None and previous_features != artifacts.feature_config_to_json(
+        trained.features
+    ):
         rebuild_user_states(tenant_id)
     return "succeeded"
 
@@ -419,33 +525,67 @@ def _incumbent(tenant_id: int, item_pks: np.ndarray) -> Incumbent | None:
         return None
     try:
         art = artifacts.load_artifacts(tenant_id, int(pointer))
-    except (LookupError, ValueError, TypeError, artifacts.ArtifactCorrupt):  # corrupt, or an old feature layout
+    except (
+        LookupError,
+        ValueError,
+        TypeError,
+        artifacts.ArtifactCorrupt,
+    ):  # corrupt, or an old feature layout
         log.warning("active version %s of tenant %s cannot be loaded for the gate", pointer, tenant_id)
         return None
-    return Incumbent(version=int(pointer), weights=art.weights, features=art.model.feature_config,
-                     extras=art.extras_for(item_pks.tolist()))
+    return Incumbent(
+        version=int(pointer),
+        weights=art.weights,
+        features=art.model.feature_config,
+        extras=art.extras_for(item_pks.tolist()),
+    )
 
 
 def _fail(tenant_id: int, claim_: Claim, reason: str) -> None:
     with tenant_context(tenant_id):
-        if _ours(tenant_id, claim_).update(status=RunStatus.FAILED, error=reason[:1000], finished_at=timezone.now()):
-            training_run_failed_record(tenant_id=tenant_id, run_id=claim_.run_id, reason=reason,
-                                       actor=SystemActor.TASK_MODELING_TRAIN)
+        if _ours(tenant_id, claim_).update(
+            status=RunStatus.FAILED, error=reason[:1000], finished_at=timezone.now()
+        ):
+            training_run_failed_record(
+                tenant_id=tenant_id,
+                run_id=claim_.run_id,
+                reason=reason,
+                actor=SystemActor.TASK_MODELING_TRAIN,
+            )
 
 
 def _version_row(tenant_id: int, claim_: Claim, trained: Trained, status: str) -> ModelVersion:
     """A new version number (one allocator per tenant at a time) and its stored arrays."""
-    blob, checksum = artifacts.pack(trained.released.weights, trained.item_pks, trained.released.extras,
-                                     trained.released.cold_extras)
-    dim = int(trained.content.shape[1] + trained.released.extras.shape[1]
-              + int("item.radius" in trained.released.weights))
+    blob, checksum = artifacts.pack(
+        trained.released.weights, trained.item_pks, trained.released.extras, trained.released.cold_extras
+    )
+    dim = int(
+        trained.content.shape[1]
+        + trained.released.extras.shape[1]
+        + int("item.radius" in trained.released.weights)
+    )
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"modeling_version:{tenant_id}"])
-    last = ModelVersion.objects.filter(tenant_id=tenant_id).order_by("-version").values_list("version", flat=True).first()
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"modeling_version:{tenant_id}"]
+        )
+    last = (
+        ModelVersion.objects.filter(tenant_id=tenant_id)
+        .order_by("-version")
+        .values_list("version", flat=True)
+        .first()
+    )
     return ModelVersion.objects.create(
-        tenant_id=tenant_id, version=int(last or 0) + 1, run_id=claim_.run_id, status=status,
-        blob=blob, checksum=checksum, feature_config=artifacts.feature_config_to_json(trained.features),
-        model_config=trained.config, item_dim=dim, n_items=len(trained.item_pks), metrics=trained.metrics,
+        tenant_id=tenant_id,
+        version=int(last or 0) + 1,
+        run_id=claim_.run_id,
+        status=status,
+        blob=blob,
+        checksum=checksum,
+        feature_config=artifacts.feature_config_to_json(trained.features),
+        model_config=trained.config,
+        item_dim=dim,
+        n_items=len(trained.item_pks),
+        metrics=trained.metrics,
     )
 
 
@@ -460,7 +600,9 @@ def _materialise(tenant_id: int, claim_: Claim, trained: Trained) -> int:
     with tenant_context(tenant_id):
         served.version_create(tenant_id=tenant_id, version=version)  # short DDL transaction
     with tenant_context(tenant_id):
-        served.vectors_upsert(tenant_id=tenant_id, version=version, item_pks=trained.item_pks.tolist(), vectors=vectors)
+        served.vectors_upsert(
+            tenant_id=tenant_id, version=version, item_pks=trained.item_pks.tolist(), vectors=vectors
+        )
     _stage(tenant_id, claim_, progress.INDEXING)
     with tenant_context(tenant_id):
         served.version_index(tenant_id=tenant_id, version=version, dim=dim)
@@ -468,8 +610,9 @@ def _materialise(tenant_id: int, claim_: Claim, trained: Trained) -> int:
     return version
 
 
-def _record_release(tenant_id: int, run: TrainingRun, trained: Trained, gate: dict[str, Any],
-                    mv: ModelVersion, status: str) -> None:
+def _record_release(
+    tenant_id: int, run: TrainingRun, trained: Trained, gate: dict[str, Any], mv: ModelVersion, status: str
+) -> None:
     """What ran (ledger mechanism), the run's popularity release and the run's outcome, in the
     caller's transaction. The budget was charged at request time; this records the realised spend."""
     entry = run_charge(tenant_id=tenant_id, run_id=run.pk)
@@ -478,17 +621,29 @@ def _record_release(tenant_id: int, run: TrainingRun, trained: Trained, gate: di
     rel = trained.released.record
     sgd = next((m for m in rel.get("mechanisms", []) if str(m["name"]).startswith("DP-SGD")), None)
     ledger_mechanism_record(
-        entry=entry, epsilon=trained.released.epsilon_spent, delta=trained.delta,
+        entry=entry,
+        epsilon=trained.released.epsilon_spent,
+        delta=trained.delta,
         noise_multiplier=float(sgd["noise_multiplier"]) if sgd else float(rel.get("sigma_total", 0.0)),
-        sample_rate=float(sgd["sample_rate"]) if sgd else None, epochs=trained.released.epochs,
+        sample_rate=float(sgd["sample_rate"]) if sgd else None,
+        epochs=trained.released.epochs,
         steps=trained.released.steps,
-        clip_norm=float(sgd["clip_norm"]) if sgd else None, users=trained.n_users,
-        accountant=str(rel.get("accountant", "")), details=rel,
+        clip_norm=float(sgd["clip_norm"]) if sgd else None,
+        users=trained.n_users,
+        accountant=str(rel.get("accountant", "")),
+        details=rel,
     )
     popularity_release_store(
-        tenant_id=tenant_id, entry=entry, run=run, item_pks=trained.item_pks, counts=trained.released.pop_counts,
-        epsilon=trained.epsilon_pop, delta=trained.delta, sigma=trained.released.sigma_pop,
-        cap=int(trained.config["pop_cap"]), n_users=trained.n_users,
+        tenant_id=tenant_id,
+        entry=entry,
+        run=run,
+        item_pks=trained.item_pks,
+        counts=trained.released.pop_counts,
+        epsilon=trained.epsilon_pop,
+        delta=trained.delta,
+        sigma=trained.released.sigma_pop,
+        cap=int(trained.config["pop_cap"]),
+        n_users=trained.n_users,
     )
     now = timezone.now()
     run.status, run.finished_at, run.heartbeat_at = status, now, now
@@ -525,10 +680,17 @@ def _reject(tenant_id: int, claim_: Claim, run_id: int, trained: Trained, gate: 
         mv = _version_row(tenant_id, claim_, trained, VersionStatus.REJECTED)
         _record_release(tenant_id, run, trained, gate, mv, RunStatus.REJECTED)
         audit.record(
-            tenant_id=tenant_id, actor=SystemActor.TASK_MODELING_TRAIN, action=AuditAction.MODEL_REJECT, target_type="model_version",
+            tenant_id=tenant_id,
+            actor=SystemActor.TASK_MODELING_TRAIN,
+            action=AuditAction.MODEL_REJECT,
+            target_type="model_version",
             target_id=str(mv.version),
-            details={"run": run_id, "reason": gate["reason"], "epsilon_spent": repr(trained.released.epsilon_spent),
-                     "design": trained.design},
+            details={
+                "run": run_id,
+                "reason": gate["reason"],
+                "epsilon_spent": repr(trained.released.epsilon_spent),
+                "design": trained.design,
+            },
         )
 
 
@@ -548,26 +710,45 @@ def _switch(
         old = ActiveModel.objects.filter(tenant_id=tenant_id).values_list("version", flat=True).first()
         previous_features: dict[str, Any] | None = None
         if old is not None:
-            previous_features = (ModelVersion.objects.filter(tenant_id=tenant_id, version=old)
-                                 .values_list("feature_config", flat=True).first())
+            previous_features = (
+                ModelVersion.objects.filter(tenant_id=tenant_id, version=old)
+                .values_list("feature_config", flat=True)
+                .first()
+            )
         mv = ModelVersion.objects.get(tenant_id=tenant_id, version=version)
         _record_release(tenant_id, run, trained, gate, mv, RunStatus.SUCCEEDED)
-        point_at(tenant_id, version, actor=SystemActor.TASK_MODELING_TRAIN, action=AuditAction.MODEL_ACTIVATE,
-                 details={"run": run_id, "checksum": mv.checksum, "epsilon_spent": repr(run.epsilon_spent),
-                          "design": trained.design, "gate": gate["reason"]})
+        point_at(
+            tenant_id,
+            version,
+            actor=SystemActor.TASK_MODELING_TRAIN,
+            action=AuditAction.MODEL_ACTIVATE,
+            details={
+                "run": run_id,
+                "checksum": mv.checksum,
+                "epsilon_spent": repr(run.epsilon_spent),
+                "design": trained.design,
+                "gate": gate["reason"],
+            },
+        )
     return previous_features
 
 
 def discard_versions_of_run(*, tenant_id: int, run_id: int) -> None:
     """Drop served vectors of a failed run's versions that never became active."""
     with tenant_context(tenant_id):
-        versions = list(ModelVersion.objects.filter(
-            tenant_id=tenant_id, run_id=run_id, status__in=[VersionStatus.MATERIALISING, VersionStatus.READY]
-        ).values_list("version", flat=True))
+        versions = list(
+            ModelVersion.objects.filter(
+                tenant_id=tenant_id,
+                run_id=run_id,
+                status__in=[VersionStatus.MATERIALISING, VersionStatus.READY],
+            ).values_list("version", flat=True)
+        )
     for version in versions:
         with tenant_context(tenant_id):
             served.version_drop(tenant_id=tenant_id, version=version)
-            ModelVersion.objects.filter(tenant_id=tenant_id, version=version).update(status=VersionStatus.FAILED)
+            ModelVersion.objects.filter(tenant_id=tenant_id, version=version).update(
+                status=VersionStatus.FAILED
+            )
 
 
 def _retire_old_versions(tenant_id: int) -> None:

@@ -24,7 +24,9 @@ from apps.tenancy.models import Tenant
 def _epsilon(request: Request) -> Any:
     body = request.data
     if not isinstance(body, dict) or "epsilon" not in body:
-        raise DomainError('expected a JSON object {"epsilon": <positive number>}', details={"epsilon": "is required"})
+        raise DomainError(
+            'expected a JSON object {"epsilon": <positive number>}', details={"epsilon": "is required"}
+        )
     return body["epsilon"]
 
 
@@ -33,15 +35,27 @@ class TrainingRunsView(TenantAPIView):
 
     scope = "train"
 
-    @extend_schema(request=serializers.EpsilonInSerializer,
-                   responses={202: serializers.TrainingRunOutSerializer,
-                              **errors(400, described={409: "over the remaining budget, too few users with events, "
-                                                            "or a misconfigured tenant"})})
+    @extend_schema(
+        request=serializers.EpsilonInSerializer,
+        responses={
+            202: serializers.TrainingRunOutSerializer,
+            **errors(
+                400,
+                described={
+                    409: "over the remaining budget, too few users with events, or a misconfigured tenant"
+                },
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
-        run = services.training_run_start(tenant_id=self.tenant_id, epsilon=_epsilon(request), actor=self.principal.actor)
+        run = services.training_run_start(
+            tenant_id=self.tenant_id, epsilon=_epsilon(request), actor=self.principal.actor
+        )
         return Response(run, status=202)
 
-    @extend_schema(operation_id="v1_training_runs_list", responses={200: serializers.TrainingRunsOutSerializer})
+    @extend_schema(
+        operation_id="v1_training_runs_list", responses={200: serializers.TrainingRunsOutSerializer}
+    )
     def get(self, request: Request) -> Response:
         return Response({"runs": selectors.training_runs_for_tenant(tenant_id=self.tenant_id, limit=50)})
 
@@ -67,12 +81,18 @@ class PrivacyBudgetView(TenantAPIView):
     def get(self, request: Request) -> Response:
         return Response(selectors.privacy_budget(tenant_id=self.tenant_id))
 
-    @extend_schema(request=BudgetPolicy, responses={200: serializers.PrivacyBudgetOutSerializer, **errors(400)})
+    @extend_schema(
+        request=BudgetPolicy, responses={200: serializers.PrivacyBudgetOutSerializer, **errors(400)}
+    )
     def patch(self, request: Request) -> Response:
         body = BudgetPolicy(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
-        budget.privacy_budget_set(tenant=Tenant.objects.get(pk=self.tenant_id), actor=self.principal.actor,
-                                    check=lifecycle.schedule_check(self.tenant_id), **body.validated_data)
+        budget.privacy_budget_set(
+            tenant=Tenant.objects.get(pk=self.tenant_id),
+            actor=self.principal.actor,
+            check=lifecycle.schedule_check(self.tenant_id),
+            **body.validated_data,
+        )
         return Response(selectors.privacy_budget(tenant_id=self.tenant_id))
 
 
@@ -92,14 +112,24 @@ class ModelVersionActivateView(TenantAPIView):
 
     scope = "admin"
 
-    @extend_schema(request=None, responses={
-        200: serializers.ModelActivatedOutSerializer, 202: serializers.ModelActivationQueuedOutSerializer,
-        **errors(404, described={400: "the version is not a positive integer",
-                                 409: "already active, or not activatable (already_active, not_activatable)"}),
-    })
+    @extend_schema(
+        request=None,
+        responses={
+            200: serializers.ModelActivatedOutSerializer,
+            202: serializers.ModelActivationQueuedOutSerializer,
+            **errors(
+                404,
+                described={
+                    400: "the version is not a positive integer",
+                    409: "already active, or not activatable (already_active, not_activatable)",
+                },
+            ),
+        },
+    )
     def post(self, request: Request, version: int) -> Response:
-        state, done = lifecycle.model_version_activate(tenant_id=self.tenant_id, version=version,
-                                                       actor=self.principal.actor)
+        state, done = lifecycle.model_version_activate(
+            tenant_id=self.tenant_id, version=version, actor=self.principal.actor
+        )
         return Response(state, status=200 if done else 202)
 
 
@@ -108,9 +138,13 @@ class PopularityReleaseView(TenantAPIView):
 
     scope = "train"
 
-    @extend_schema(request=serializers.EpsilonInSerializer,
-                   responses={201: serializers.PopularityReleaseOutSerializer,
-                              **errors(400, described={409: "over the remaining budget, or no user has events"})})
+    @extend_schema(
+        request=serializers.EpsilonInSerializer,
+        responses={
+            201: serializers.PopularityReleaseOutSerializer,
+            **errors(400, described={409: "over the remaining budget, or no user has events"}),
+        },
+    )
     def post(self, request: Request) -> Response:
         release = popularity_release.popularity_release_create(
             tenant_id=self.tenant_id, epsilon=_epsilon(request), actor=self.principal.actor

@@ -100,7 +100,10 @@ def states_fold_events(
     added = np.empty((n_users, cfg.n_channels, dim), dtype=np.float64)
     for u in range(n_users):
         np.matmul(weights[:, starts[u] : ends[u]], content[starts[u] : ends[u]], out=added[u])
-    stored = [s if not fresh[u] and s is not None and s["content_sum"].shape[1] == dim else None for u, s in enumerate(states)]
+    stored = [
+        s if not fresh[u] and s is not None and s["content_sum"].shape[1] == dim else None
+        for u, s in enumerate(states)
+    ]
     old_content = np.zeros((n_users, cfg.n_channels, dim), dtype=np.float64)
     old_weight = np.zeros((n_users, cfg.n_channels), dtype=np.float64)
     for u, state in enumerate(stored):
@@ -117,13 +120,15 @@ def states_fold_events(
             out.append(None)  # stored with another dimension
             continue
         items = [int(pk) for pk in item_sorted[starts[u] : ends[u]]]
-        out.append({
-            "anchor_time": float(anchor[u]),
-            "n_events": (0 if base is None else int(base["n_events"])) + int(counts[u]),
-            "rating_sum": (0.0 if base is None else float(base["rating_sum"])) + float(rating_sums[u]),
-            "content_sum": content_sums[u],
-            "weight_sum": weight_sums[u],
-            "emb_sum": None,
-            "last_items": [*([] if base is None else base["last_items"]), *items][-cfg.last_n:],
-        })
+        out.append(
+            {
+                "anchor_time": float(anchor[u]),
+                "n_events": (0 if base is None else int(base["n_events"])) + int(counts[u]),
+                "rating_sum": (0.0 if base is None else float(base["rating_sum"])) + float(rating_sums[u]),
+                "content_sum": content_sums[u],
+                "weight_sum": weight_sums[u],
+                "emb_sum": None,
+                "last_items": [*([] if base is None else base["last_items"]), *items][-cfg.last_n :],
+            }
+        )
     return out

@@ -32,7 +32,12 @@ class EndUserKeyStore:
                 "UPDATE profiles_enduser AS u SET wrapped_key = v.blob, key_version = v.version "
                 "FROM unnest(%s::bigint[], %s::int[], %s::bytea[]) AS v(id, version, blob) "
                 "WHERE u.id = v.id AND u.tenant_id = %s",
-                [[r.row_id for r in rows], [r.key.version for r in rows], [r.key.blob for r in rows], tenant_id],
+                [
+                    [r.row_id for r in rows],
+                    [r.key.version for r in rows],
+                    [r.key.blob for r in rows],
+                    tenant_id,
+                ],
             )
 
     def count_wrapped(self, *, tenant_id: int, versions: Sequence[int]) -> int:

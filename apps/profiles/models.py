@@ -29,10 +29,15 @@ class EndUser(TenantOwned):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "pseudonym"], name="profiles_enduser_pseudonym_uniq")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "pseudonym"], name="profiles_enduser_pseudonym_uniq")
+        ]
         indexes = [
-            models.Index(fields=["tenant", "key_version"], name="profiles_enduser_keyver_idx",
-                         condition=models.Q(key_version__isnull=False)),
+            models.Index(
+                fields=["tenant", "key_version"],
+                name="profiles_enduser_keyver_idx",
+                condition=models.Q(key_version__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -46,7 +51,9 @@ class UserAttribute(TenantOwned):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user", "name_tag"], name="profiles_attribute_name_uniq")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name_tag"], name="profiles_attribute_name_uniq")
+        ]
 
     def __str__(self) -> str:
         return f"attribute {self.pk} of user {self.user_id}"
@@ -72,11 +79,15 @@ class UserEvent(TenantOwned):
     folded = models.BooleanField(default=False)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "event_key"], name="profiles_event_idempotency")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "event_key"], name="profiles_event_idempotency")
+        ]
         indexes = [
             models.Index(fields=["user", "ts"], name="profiles_event_user_ts_idx"),
             models.Index(fields=["tenant", "ts"], name="profiles_event_tenant_ts_idx"),
-            models.Index(fields=["tenant"], name="profiles_event_pending_idx", condition=models.Q(folded=False)),
+            models.Index(
+                fields=["tenant"], name="profiles_event_pending_idx", condition=models.Q(folded=False)
+            ),
         ]
 
     def __str__(self) -> str:

@@ -78,6 +78,9 @@ def user_pseudonym_id(tenant_id: int, user_ref: str) -> int | None:
     with tenant_scope(tenant_id):
         pseudonym = pseudonymise(tenant_id=tenant_id, user_ref=user_ref)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT id FROM profiles_enduser WHERE tenant_id = %s AND pseudonym = %s", [tenant_id, pseudonym])
+            cursor.execute(
+                "SELECT id FROM profiles_enduser WHERE tenant_id = %s AND pseudonym = %s",
+                [tenant_id, pseudonym],
+            )
             row = cursor.fetchone()
     return None if row is None else int(row[0])

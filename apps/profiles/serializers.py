@@ -15,43 +15,67 @@ from apps.api.serializers import StringOrInteger
 from apps.profiles import validation
 from apps.profiles.models import EventType
 
-ATTRIBUTE_VALUE_SCHEMA = {"oneOf": [{"type": "string", "maxLength": validation.MAX_ATTRIBUTE_STRING_LENGTH},
-                                    {"type": "number"}, {"type": "boolean"}]}
+ATTRIBUTE_VALUE_SCHEMA = {
+    "oneOf": [
+        {"type": "string", "maxLength": validation.MAX_ATTRIBUTE_STRING_LENGTH},
+        {"type": "number"},
+        {"type": "boolean"},
+    ]
+}
 
 
-@extend_schema_field({
-    "type": "object", "additionalProperties": ATTRIBUTE_VALUE_SCHEMA, "maxProperties": validation.MAX_ATTRIBUTES,
-    "description": f"flat: names 1-{validation.MAX_ATTRIBUTE_NAME_LENGTH} characters without control characters; "
-                   f"values strings, booleans, 64-bit integers or finite numbers (no null, lists or objects); "
-                   f"at most {validation.MAX_ATTRIBUTES_BYTES} bytes as compact JSON",
-})
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": ATTRIBUTE_VALUE_SCHEMA,
+        "maxProperties": validation.MAX_ATTRIBUTES,
+        "description": f"flat: names 1-{validation.MAX_ATTRIBUTE_NAME_LENGTH} characters without control characters; "
+        f"values strings, booleans, 64-bit integers or finite numbers (no null, lists or objects); "
+        f"at most {validation.MAX_ATTRIBUTES_BYTES} bytes as compact JSON",
+    }
+)
 class UserAttributes(serializers.DictField):  # type: ignore[type-arg]
     """An end user's attributes: what ``PUT`` stores (each encrypted) and the export decrypts."""
 
 
-@extend_schema_field({"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
-                      "nullable": True,
-                      "description": "ISO 8601 with a UTC offset, or Unix seconds; not before 1990, at most a day "
-                                     "ahead; default now"})
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+        "nullable": True,
+        "description": "ISO 8601 with a UTC offset, or Unix seconds; not before 1990, at most a day "
+        "ahead; default now",
+    }
+)
 class Timestamp(serializers.Field):  # type: ignore[type-arg]
     """When an event happened, as the client may send it."""
 
 
 class EventInSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    event_id = StringOrInteger(help_text=f"your idempotency key, 1-{validation.MAX_EVENT_ID_LENGTH} characters, "
-                                         "unique in the batch")
+    event_id = StringOrInteger(
+        help_text=f"your idempotency key, 1-{validation.MAX_EVENT_ID_LENGTH} characters, unique in the batch"
+    )
     user = StringOrInteger(help_text="your user id, 1-256 characters")
-    item = StringOrInteger(help_text=f"your item id, 1-{validation.MAX_ITEM_ID_LENGTH} characters (must exist)")
+    item = StringOrInteger(
+        help_text=f"your item id, 1-{validation.MAX_ITEM_ID_LENGTH} characters (must exist)"
+    )
     type = serializers.ChoiceField(choices=EventType.choices)
-    value = serializers.FloatField(min_value=validation.VALUE_MIN, max_value=validation.VALUE_MAX, required=False,
-                                   allow_null=True, help_text="required for rating; else a default per type")
+    value = serializers.FloatField(
+        min_value=validation.VALUE_MIN,
+        max_value=validation.VALUE_MAX,
+        required=False,
+        allow_null=True,
+        help_text="required for rating; else a default per type",
+    )
     timestamp = Timestamp(required=False)
 
 
 class EventsInSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    events = serializers.ListField(child=EventInSerializer(), min_length=1, max_length=validation.MAX_EVENTS_PER_BATCH,
-                                   help_text=f"1-{validation.MAX_EVENTS_PER_BATCH} events (more: 413), all valid or "
-                                             "none written")
+    events = serializers.ListField(
+        child=EventInSerializer(),
+        min_length=1,
+        max_length=validation.MAX_EVENTS_PER_BATCH,
+        help_text=f"1-{validation.MAX_EVENTS_PER_BATCH} events (more: 413), all valid or none written",
+    )
 
 
 class EventsIngestOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -72,7 +96,9 @@ class UserAttributesOutSerializer(serializers.Serializer):  # type: ignore[type-
 
 
 class ExportEventOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    event_id_hash = serializers.CharField(help_text="keyed hash of your event id (the id itself is not stored)")
+    event_id_hash = serializers.CharField(
+        help_text="keyed hash of your event id (the id itself is not stored)"
+    )
     item = serializers.CharField(allow_null=True)
     type = serializers.ChoiceField(choices=EventType.choices)
     value = serializers.FloatField()

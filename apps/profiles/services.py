@@ -116,7 +116,9 @@ WHERE s.user_id = v.user_id AND s.tenant_id = %s
 class _BinaryCursor(psycopg.Cursor[Any]):
     """Server-side binding, and results in binary: bytea arrives as bytes, not as hex text to decode."""
 
-    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None) -> Self:
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Self:
         return super().execute(query, params, prepare=prepare, binary=True if binary is None else binary)
 
 
@@ -168,13 +170,17 @@ def _create_users(tenant_id: int, pseudonyms: Sequence[bytes]) -> dict[bytes, in
         return {bytes(pseudonym): int(user_id) for pseudonym, user_id in cursor.fetchall()}
 
 
-def _create_or_lock_users(tenant_id: int, pseudonyms: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
+def _create_or_lock_users(
+    tenant_id: int, pseudonyms: Iterable[bytes]
+) -> dict[bytes, tuple[int, bytes | None]]:
     """``pseudonym -> (user id, state bytes)`` for users the ingest read did not find, every state row
     locked: created here, or (created by a concurrent transaction meanwhile) locked."""
     wanted = sorted(set(pseudonyms))
     found: dict[bytes, tuple[int, bytes | None]] = {}
     for _ in range(3):
-        found.update({pseudonym: (user_id, None) for pseudonym, user_id in _create_users(tenant_id, wanted).items()})
+        found.update(
+            {pseudonym: (user_id, None) for pseudonym, user_id in _create_users(tenant_id, wanted).items()}
+        )
         wanted = [p for p in wanted if p not in found]
         if not wanted:
             return found
@@ -241,7 +247,9 @@ class _Folds:
     seq: np.ndarray
 
     def where(self, mask: np.ndarray) -> _Folds:
-        return _Folds(self.user_ids[mask], self.item_pks[mask], self.values[mask], self.ts[mask], self.seq[mask])
+        return _Folds(
+            self.user_ids[mask], self.item_pks[mask], self.values[mask], self.ts[mask], self.seq[mask]
+        )
 
 
 def _fold_states(
@@ -256,7 +264,13 @@ def _fold_states(
     matrix = np.stack([vectors[int(pk)] for pk in item_pks])
     new = states_fold_events(
         [load_state(stored.get(int(user_id))) for user_id in user_ids],
-        user_index, folds.seq, folds.item_pks, folds.values, folds.ts, matrix[item_index], _FEATURES,
+        user_index,
+        folds.seq,
+        folds.item_pks,
+        folds.values,
+        folds.ts,
+        matrix[item_index],
+        _FEATURES,
     )
     states: dict[int, dict[str, Any] | None] = {}
     rebuild: list[int] = []
@@ -344,7 +358,13 @@ def _ingest_read(
     with _bound_cursor() as cursor:
         cursor.execute(
             _INGEST_READ,
-            [tenant_id, _pack32(sorted(set(pseudonyms))), tenant_id, tenant_id, _ID_SEPARATOR.join(sorted(set(external_ids)))],
+            [
+                tenant_id,
+                _pack32(sorted(set(pseudonyms))),
+                tenant_id,
+                tenant_id,
+                _ID_SEPARATOR.join(sorted(set(external_ids))),
+            ],
         )
         for external_id, pseudonym, pk, data in cursor.fetchall():
             if external_id is None:
@@ -355,18 +375,35 @@ def _ingest_read(
 
 
 def _ingest_write(
-    tenant_id: int, events: Sequence[EventIn], keys: Sequence[bytes], user_ids: Sequence[int], item_pks: Sequence[int],
-    folded: Sequence[bool], states: dict[int, dict[str, Any] | None],
+    tenant_id: int,
+    events: Sequence[EventIn],
+    keys: Sequence[bytes],
+    user_ids: Sequence[int],
+    item_pks: Sequence[int],
+    folded: Sequence[bool],
+    states: dict[int, dict[str, Any] | None],
 ) -> set[bytes]:
     """Insert the events; write ``states`` only if every event was new. Returns the keys inserted."""
     blob, state_ids, starts, lengths = _pack_states(states)
     with _bound_cursor() as cursor:
         cursor.execute(
             _INGEST_WRITE,
-            [tenant_id, _pack32(keys), _csv(user_ids), _csv(item_pks), ",".join(e.type for e in events),
-             _csv(e.value for e in events), _csv((e.ts - _EPOCH) // _MICROSECOND for e in events),
-             ",".join("t" if f else "f" for f in folded), blob, _csv(state_ids), _csv(starts), _csv(lengths), tenant_id,
-             len(events)],
+            [
+                tenant_id,
+                _pack32(keys),
+                _csv(user_ids),
+                _csv(item_pks),
+                ",".join(e.type for e in events),
+                _csv(e.value for e in events),
+                _csv((e.ts - _EPOCH) // _MICROSECOND for e in events),
+                ",".join("t" if f else "f" for f in folded),
+                blob,
+                _csv(state_ids),
+                _csv(starts),
+                _csv(lengths),
+                tenant_id,
+                len(events),
+            ],
         )
         return {bytes(row[0]) for row in cursor.fetchall()}
 
@@ -388,10 +425,14 @@ def events_ingest(*, tenant_id: int, events: Sequence[EventIn], total: int | Non
         keys = event_keys(tenant_id=tenant_id, event_ids=(e.event_id for e in events))
         items, users = _ingest_read(tenant_id, pseudonyms.values(), (e.item for e in events))
         unknown = [
-            {"index": e.index, "errors": {"item": "no such item in the catalogue"}} for e in events if e.item not in items
+            {"index": e.index, "errors": {"item": "no such item in the catalogue"}}
+            for e in events
+            if e.item not in items
         ]
         if unknown:
-            raise invalid_events(unknown, total or len(events))  # nothing written (the rollback frees the locks)
+            raise invalid_events(
+                unknown, total or len(events)
+            )  # nothing written (the rollback frees the locks)
         missing = [p for p in set(pseudonyms.values()) if p not in users]
         if missing:
             users.update(_create_or_lock_users(tenant_id, missing))
@@ -404,20 +445,27 @@ def events_ingest(*, tenant_id: int, events: Sequence[EventIn], total: int | Non
         n = len(events)
         with_vector = np.fromiter(folded, dtype=bool, count=n)
         batch = _Folds(
-            np.fromiter(user_ids, dtype=np.int64, count=n), np.fromiter(item_pks, dtype=np.int64, count=n),
+            np.fromiter(user_ids, dtype=np.int64, count=n),
+            np.fromiter(item_pks, dtype=np.int64, count=n),
             np.fromiter((e.value for e in events), dtype=np.float64, count=n),
             np.fromiter((e.ts.timestamp() for e in events), dtype=np.float64, count=n),
             np.fromiter((e.index for e in events), dtype=np.int64, count=n),
         )
         states, rebuild = _fold_states(batch.where(with_vector), stored, vectors)
-        new_keys = _ingest_write(tenant_id, events, [keys[e.event_id] for e in events], user_ids, item_pks, folded, states)
+        new_keys = _ingest_write(
+            tenant_id, events, [keys[e.event_id] for e in events], user_ids, item_pks, folded, states
+        )
         if len(new_keys) != n:  # a resend: fold only what is new (the state rows are still locked)
             is_new = np.fromiter((keys[e.event_id] in new_keys for e in events), dtype=bool, count=n)
             states, rebuild = _fold_states(batch.where(with_vector & is_new), stored, vectors)
             _save_states(tenant_id, states)
         if rebuild:
             _rebuild_locked(tenant_id, rebuild)
-        pending = sum(1 for e, has_vector in zip(events, folded, strict=True) if not has_vector and keys[e.event_id] in new_keys)
+        pending = sum(
+            1
+            for e, has_vector in zip(events, folded, strict=True)
+            if not has_vector and keys[e.event_id] in new_keys
+        )
         return IngestResult(len(events), len(new_keys), len(events) - len(new_keys), pending)
 
 
@@ -448,8 +496,10 @@ def events_fold_pending(*, tenant_id: int, item_pks: Sequence[int]) -> int:
             )
             rows = cursor.fetchall()
         folds = _Folds(
-            np.array([int(r[1]) for r in rows], dtype=np.int64), np.array([int(r[2]) for r in rows], dtype=np.int64),
-            np.array([float(r[3]) for r in rows], dtype=np.float64), np.array([r[4].timestamp() for r in rows], dtype=np.float64),
+            np.array([int(r[1]) for r in rows], dtype=np.int64),
+            np.array([int(r[2]) for r in rows], dtype=np.int64),
+            np.array([float(r[3]) for r in rows], dtype=np.float64),
+            np.array([r[4].timestamp() for r in rows], dtype=np.float64),
             np.array([int(r[0]) for r in rows], dtype=np.int64),
         )
         states, rebuild = _fold_states(folds, stored, vectors)
@@ -464,7 +514,8 @@ def events_fold_stale_pending(*, tenant_id: int) -> int:
     with tenant_context(tenant_id):
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT DISTINCT item_id FROM profiles_userevent WHERE tenant_id = %s AND NOT folded", [tenant_id]
+                "SELECT DISTINCT item_id FROM profiles_userevent WHERE tenant_id = %s AND NOT folded",
+                [tenant_id],
             )
             pending_items = [int(row[0]) for row in cursor.fetchall()]
         if not pending_items:
@@ -523,7 +574,9 @@ def user_states_rebuild_all(tenant_id: int) -> int:
     """Recompute every user's state of the tenant from its events (after a feature layout change);
     one short transaction per user. Returns how many states were rebuilt."""
     with tenant_context(tenant_id), connection.cursor() as cursor:
-        cursor.execute("SELECT user_id FROM profiles_userstate WHERE tenant_id = %s ORDER BY user_id", [tenant_id])
+        cursor.execute(
+            "SELECT user_id FROM profiles_userstate WHERE tenant_id = %s ORDER BY user_id", [tenant_id]
+        )
         user_ids = [int(row[0]) for row in cursor.fetchall()]
     for user_id in user_ids:
         user_state_rebuild(tenant_id, user_id)
@@ -564,15 +617,23 @@ class AttributesResult:
     stored: int
 
 
-def user_attributes_put(*, tenant_id: int, user_ref: str, attributes: dict[str, Any], actor: str) -> AttributesResult:
+def user_attributes_put(
+    *, tenant_id: int, user_ref: str, attributes: dict[str, Any], actor: str
+) -> AttributesResult:
     """Replace the user's attributes (validated by ``validate_attributes``), each sealed on its own."""
     with tenant_context(tenant_id):
         pseudonym = pseudonymise(tenant_id=tenant_id, user_ref=user_ref)
-        user = EndUser.objects.select_for_update(no_key=True).filter(tenant_id=tenant_id, pseudonym=pseudonym).first()
+        user = (
+            EndUser.objects.select_for_update(no_key=True)
+            .filter(tenant_id=tenant_id, pseudonym=pseudonym)
+            .first()
+        )
         created = user is None
         if user is None:
             _create_users(tenant_id, [pseudonym])
-            user = EndUser.objects.select_for_update(no_key=True).get(tenant_id=tenant_id, pseudonym=pseudonym)
+            user = EndUser.objects.select_for_update(no_key=True).get(
+                tenant_id=tenant_id, pseudonym=pseudonym
+            )
         key = _user_key(tenant_id, user, create=True)
         assert key is not None
         sealer = AttributeSealer(tenant_id=tenant_id, pseudonym=pseudonym, user_key=key)
@@ -581,11 +642,17 @@ def user_attributes_put(*, tenant_id: int, user_ref: str, attributes: dict[str, 
         rows = []
         for name, value in attributes.items():
             tag, blob = sealer.seal(name, value)
-            rows.append(UserAttribute(tenant_id=tenant_id, user=user, name_tag=tag, ciphertext=blob, updated_at=now))
+            rows.append(
+                UserAttribute(tenant_id=tenant_id, user=user, name_tag=tag, ciphertext=blob, updated_at=now)
+            )
         UserAttribute.objects.bulk_create(rows)
         audit.record(
-            tenant_id=tenant_id, actor=actor, action=AuditAction.END_USER_ATTRIBUTES_REPLACE, target_type="end_user",
-            target_id=pseudonym.hex(), details={"attributes": len(rows), "created_user": created},
+            tenant_id=tenant_id,
+            actor=actor,
+            action=AuditAction.END_USER_ATTRIBUTES_REPLACE,
+            target_type="end_user",
+            target_id=pseudonym.hex(),
+            details={"attributes": len(rows), "created_user": created},
         )
     return AttributesResult(created_user=created, stored=len(rows))
 
@@ -610,10 +677,16 @@ def user_export(
             raise NotFound("no data is held about this user")
         attributes: dict[str, Any] = {}
         failures = 0
-        stored = list(UserAttribute.objects.filter(tenant_id=tenant_id, user=user).values_list("name_tag", "ciphertext"))
+        stored = list(
+            UserAttribute.objects.filter(tenant_id=tenant_id, user=user).values_list("name_tag", "ciphertext")
+        )
         if stored:
             key = _user_key(tenant_id, user, create=False)
-            sealer = None if key is None else AttributeSealer(tenant_id=tenant_id, pseudonym=pseudonym, user_key=key)
+            sealer = (
+                None
+                if key is None
+                else AttributeSealer(tenant_id=tenant_id, pseudonym=pseudonym, user_key=key)
+            )
             for tag, blob in stored:
                 try:
                     if sealer is None:
@@ -625,21 +698,32 @@ def user_export(
                 attributes[name] = value
             attributes = dict(sorted(attributes.items()))
         if failures:
-            logger.error("access export: %d attribute(s) failed authentication (moved or altered ciphertext)", failures)
+            logger.error(
+                "access export: %d attribute(s) failed authentication (moved or altered ciphertext)", failures
+            )
         events_total = UserEvent.objects.filter(tenant_id=tenant_id, user=user).count()
         page = list(
             UserEvent.objects.filter(tenant_id=tenant_id, user=user)
             .order_by("ts", "id")
-            .values_list("event_key", "item_id", "type", "value", "ts", "folded")[events_offset : events_offset + events_limit]
+            .values_list("event_key", "item_id", "type", "value", "ts", "folded")[
+                events_offset : events_offset + events_limit
+            ]
         )
         state_row = getattr(user, "state", None)
         state = load_state(None if state_row is None else state_row.data)
         item_ids = {int(row[1]) for row in page} | set((state or {}).get("last_items", []))
         external = catalog.external_ids_by_pks(tenant_id, item_ids)
         audit.record(
-            tenant_id=tenant_id, actor=actor, action=AuditAction.END_USER_EXPORT, target_type="end_user",
+            tenant_id=tenant_id,
+            actor=actor,
+            action=AuditAction.END_USER_EXPORT,
+            target_type="end_user",
             target_id=pseudonym.hex(),
-            details={"attributes_decrypted": len(attributes), "attribute_failures": failures, "events": len(page)},
+            details={
+                "attributes_decrypted": len(attributes),
+                "attribute_failures": failures,
+                "events": len(page),
+            },
         )
     next_offset = events_offset + len(page)
     return {
@@ -688,7 +772,9 @@ def user_erase(*, tenant_id: int, user_ref: str, actor: str) -> dict[str, Any]:
     with tenant_context(tenant_id):
         pseudonym = pseudonymise(tenant_id=tenant_id, user_ref=user_ref)
         user_id = (
-            EndUser.objects.filter(tenant_id=tenant_id, pseudonym=pseudonym).values_list("pk", flat=True).first()
+            EndUser.objects.filter(tenant_id=tenant_id, pseudonym=pseudonym)
+            .values_list("pk", flat=True)
+            .first()
         )
         if user_id is None:
             raise NotFound("no data is held about this user")
@@ -710,7 +796,10 @@ def user_erase(*, tenant_id: int, user_ref: str, actor: str) -> dict[str, Any]:
         receipt_id = uuid.uuid4().hex
         erased_at = timezone.now()
         audit.record(
-            tenant_id=tenant_id, actor=actor, action=AuditAction.END_USER_ERASE, target_type="end_user",
+            tenant_id=tenant_id,
+            actor=actor,
+            action=AuditAction.END_USER_ERASE,
+            target_type="end_user",
             target_id=pseudonym.hex(),
             details={"receipt_id": receipt_id, "deleted": deleted, "key_destroyed": True, "had_key": had_key},
         )
@@ -745,7 +834,9 @@ class RetentionResult:
     users_rebuilt: int
 
 
-def events_apply_retention(*, tenant_id: int, now: datetime | None = None, batch_events: int = 10_000) -> RetentionResult:
+def events_apply_retention(
+    *, tenant_id: int, now: datetime | None = None, batch_events: int = 10_000
+) -> RetentionResult:
     """Delete the tenant's events older than its retention and rebuild the affected users' states.
 
     Works in batches (one transaction each: pick users with old events, lock their states, delete,
@@ -778,8 +869,16 @@ def events_apply_retention(*, tenant_id: int, now: datetime | None = None, batch
     if deleted:
         with tenant_context(tenant_id):
             audit.record(
-                tenant_id=tenant_id, actor=SystemActor.TASK_APPLY_RETENTION, action=AuditAction.EVENTS_RETENTION, target_type="tenant",
+                tenant_id=tenant_id,
+                actor=SystemActor.TASK_APPLY_RETENTION,
+                action=AuditAction.EVENTS_RETENTION,
+                target_type="tenant",
                 target_id=str(tenant_id),
-                details={"days": days, "cutoff": cutoff.isoformat(), "deleted": deleted, "users_rebuilt": rebuilt},
+                details={
+                    "days": days,
+                    "cutoff": cutoff.isoformat(),
+                    "deleted": deleted,
+                    "users_rebuilt": rebuilt,
+                },
             )
     return RetentionResult(days=days, deleted=deleted, users_rebuilt=rebuilt)

@@ -30,8 +30,14 @@ def encode_state(state: dict[str, Any]) -> bytes:
     channels, dim = content.shape
     last = np.asarray(state["last_items"], dtype="<i8")
     header = _HEADER.pack(
-        _MAGIC, channels, dim, 0 if emb_arr is None else emb_arr.shape[1], len(last),
-        float(state["anchor_time"]), float(state["rating_sum"]), int(state["n_events"]),
+        _MAGIC,
+        channels,
+        dim,
+        0 if emb_arr is None else emb_arr.shape[1],
+        len(last),
+        float(state["anchor_time"]),
+        float(state["rating_sum"]),
+        int(state["n_events"]),
     )
     parts = [header, last.tobytes(), weights.tobytes(), content.tobytes()]
     if emb_arr is not None:
@@ -61,7 +67,11 @@ def decode_state(data: bytes | memoryview) -> dict[str, Any]:
     last_items = [int(x) for x in take(n_last, "<i8")]
     weight_sum = take(channels, "<f8").astype(np.float64, copy=False)
     content_sum = take(channels * dim, "<f8").astype(np.float64, copy=False).reshape(channels, dim)
-    emb_sum = take(channels * emb_dim, "<f8").astype(np.float64, copy=False).reshape(channels, emb_dim) if emb_dim else None
+    emb_sum = (
+        take(channels * emb_dim, "<f8").astype(np.float64, copy=False).reshape(channels, emb_dim)
+        if emb_dim
+        else None
+    )
     return {
         "anchor_time": anchor,
         "n_events": int(n_events),

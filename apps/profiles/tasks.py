@@ -21,7 +21,12 @@ def apply_retention() -> int:
     return len(tenant_ids)
 
 
-@shared_task(name="sotto.profiles.apply_retention_tenant", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
+@shared_task(
+    name="sotto.profiles.apply_retention_tenant",
+    acks_late=True,
+    soft_time_limit=3 * 3600,
+    time_limit=3 * 3600 + 300,
+)
 def apply_retention_tenant(tenant_id: int) -> dict[str, int]:
     """Delete the tenant's events past retention, rebuild the affected states, fold stale pending events.
 
@@ -29,6 +34,11 @@ def apply_retention_tenant(tenant_id: int) -> dict[str, int]:
     """
     result = services.events_apply_retention(tenant_id=tenant_id)
     folded = services.events_fold_stale_pending(tenant_id=tenant_id)
-    logger.info("retention for tenant %s: %d events deleted, %d states rebuilt, %d pending folded",
-                tenant_id, result.deleted, result.users_rebuilt, folded)
+    logger.info(
+        "retention for tenant %s: %d events deleted, %d states rebuilt, %d pending folded",
+        tenant_id,
+        result.deleted,
+        result.users_rebuilt,
+        folded,
+    )
     return {"deleted": result.deleted, "users_rebuilt": result.users_rebuilt, "pending_folded": folded}

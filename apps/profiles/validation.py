@@ -103,7 +103,9 @@ def _ref(raw: Any, limit: int, seen: dict[tuple[str, int], str]) -> str:
     return text
 
 
-def _event(index: int, raw: Any, now: datetime, errors: dict[str, str], seen: dict[tuple[str, int], str]) -> EventIn | None:
+def _event(
+    index: int, raw: Any, now: datetime, errors: dict[str, str], seen: dict[tuple[str, int], str]
+) -> EventIn | None:
     if not isinstance(raw, dict):
         errors["event"] = "must be an object"
         return None
@@ -168,7 +170,9 @@ def validate_events(payload: Any, *, now: datetime | None = None) -> list[EventI
         event = _event(index, raw, now, errors, seen)
         if event is not None:
             if event.event_id in first_index:
-                errors["event_id"] = f"repeats the event_id of event {first_index[event.event_id]} in this batch"
+                errors["event_id"] = (
+                    f"repeats the event_id of event {first_index[event.event_id]} in this batch"
+                )
             else:
                 first_index[event.event_id] = index
                 valid.append(event)

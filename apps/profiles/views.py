@@ -47,10 +47,14 @@ class UserView(TenantAPIView):
         summary="Access export: everything held about the user (audited)",
         parameters=[
             OpenApiParameter("events_offset", int, description="first event of the page (default 0)"),
-            OpenApiParameter("events_limit", int, description="events per page (default 1000, at most 10000)"),
+            OpenApiParameter(
+                "events_limit", int, description="events per page (default 1000, at most 10000)"
+            ),
         ],
-        responses={200: serializers.UserExportOutSerializer,
-                   **errors(400, described={404: "no data is held about this user (or it was erased)"})},
+        responses={
+            200: serializers.UserExportOutSerializer,
+            **errors(400, described={404: "no data is held about this user (or it was erased)"}),
+        },
     )
     def get(self, request: Request, user_ref: str) -> Response:
         export = services.user_export(
@@ -66,8 +70,11 @@ class UserView(TenantAPIView):
         summary="Replace the user's attributes (each encrypted under the user's key)",
         request=serializers.UserAttributesInSerializer,
         # 404: an id the URL route cannot carry (a line break) reaches no endpoint
-        responses={200: serializers.UserAttributesOutSerializer, 201: serializers.UserAttributesOutSerializer,
-                   **errors(400, 404, described={413: "over the attribute limits, or a body over the size limit"})},
+        responses={
+            200: serializers.UserAttributesOutSerializer,
+            201: serializers.UserAttributesOutSerializer,
+            **errors(400, 404, described={413: "over the attribute limits, or a body over the size limit"}),
+        },
     )
     def put(self, request: Request, user_ref: str) -> Response:
         ref = _user_ref(user_ref)
@@ -80,11 +87,17 @@ class UserView(TenantAPIView):
             status=201 if result.created_user else 200,
         )
 
-    @extend_schema(summary="Erase the user: events, state, attributes and key; returns a receipt",
-                   responses={200: serializers.ErasureReceiptOutSerializer,
-                              **errors(400, described={404: "no data is held about this user (or it was erased)"})})
+    @extend_schema(
+        summary="Erase the user: events, state, attributes and key; returns a receipt",
+        responses={
+            200: serializers.ErasureReceiptOutSerializer,
+            **errors(400, described={404: "no data is held about this user (or it was erased)"}),
+        },
+    )
     def delete(self, request: Request, user_ref: str) -> Response:
-        receipt = services.user_erase(tenant_id=self.tenant_id, user_ref=_user_ref(user_ref), actor=self.principal.actor)
+        receipt = services.user_erase(
+            tenant_id=self.tenant_id, user_ref=_user_ref(user_ref), actor=self.principal.actor
+        )
         return Response(receipt)
 
 
@@ -96,9 +109,15 @@ class EventsView(TenantAPIView):
     @extend_schema(
         summary="Ingest up to 1000 events; 201 once committed (the next request sees them)",
         request=serializers.EventsInSerializer,
-        responses={201: serializers.EventsIngestOutSerializer,
-                   **errors(described={400: "invalid events (listed by index), or unknown items; nothing was written",
-                                       413: f"more than {MAX_EVENTS_PER_BATCH} events, or a body over the size limit"})},
+        responses={
+            201: serializers.EventsIngestOutSerializer,
+            **errors(
+                described={
+                    400: "invalid events (listed by index), or unknown items; nothing was written",
+                    413: f"more than {MAX_EVENTS_PER_BATCH} events, or a body over the size limit",
+                }
+            ),
+        },
     )
     def post(self, request: Request) -> Response:
         payload = request.data

@@ -37,11 +37,22 @@ def ef_search(k: int) -> int:
 
 
 def content_knn(
-    *, tenant_id: int, vector: np.ndarray, k: int, exclude_pks: Iterable[int] = (), category: str | None = None,
+    *,
+    tenant_id: int,
+    vector: np.ndarray,
+    k: int,
+    exclude_pks: Iterable[int] = (),
+    category: str | None = None,
     available_only: bool = True,
 ) -> list[Neighbour]:
     """``[(item_pk, external_id, cosine)]`` best first (ties by pk); call inside a tenant-scoped transaction."""
     return hnsw_top_k(
-        table="catalog_itemvector", tenant_id=tenant_id, vector=content_vector(vector), k=k,
-        ef_search=ef_search(k), exclude_pks=exclude_pks, category=category, available_only=available_only,
+        table="catalog_itemvector",
+        tenant_id=tenant_id,
+        vector=content_vector(vector),
+        k=k,
+        ef_search=ef_search(k),
+        exclude_pks=exclude_pks,
+        category=category,
+        available_only=available_only,
     )

@@ -44,13 +44,23 @@ def interest(model: ServingModel, state: dict[str, Any]) -> np.ndarray:
 
 
 def personal_knn(
-    *, tenant_id: int, model: ServingModel, vector: np.ndarray, k: int, exclude_pks: Iterable[int],
-    category: str | None
+    *,
+    tenant_id: int,
+    model: ServingModel,
+    vector: np.ndarray,
+    k: int,
+    exclude_pks: Iterable[int],
+    category: str | None,
 ) -> list[Neighbour]:
     """Top-k over the item vectors of exactly ``model``'s version (never another version's)."""
     return modeling_selectors.served_knn(
-        tenant_id=tenant_id, version=model.version, vector=vector, k=k, exclude_pks=tuple(exclude_pks),
-        category=category, available_only=True,
+        tenant_id=tenant_id,
+        version=model.version,
+        vector=vector,
+        k=k,
+        exclude_pks=tuple(exclude_pks),
+        category=category,
+        available_only=True,
     )
 
 

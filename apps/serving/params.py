@@ -80,7 +80,9 @@ def parse_query(raw: str | None) -> str:
     if raw is None or not raw.strip():
         raise DomainError("q is required: the search text", details={"q": "is required"})
     if len(raw) > MAX_QUERY:
-        raise DomainError(f"q must be at most {MAX_QUERY} characters, got {len(raw)}", details={"q": "too long"})
+        raise DomainError(
+            f"q must be at most {MAX_QUERY} characters, got {len(raw)}", details={"q": "too long"}
+        )
     if _QUERY_CONTROL.search(raw) or not is_valid_text(raw):
         raise DomainError("q must be text without control characters", details={"q": "invalid"})
     return " ".join(raw.split())

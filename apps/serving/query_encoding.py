@@ -44,7 +44,8 @@ def _encoder(tenant_id: int) -> TextEncoder:
     path = model_path_for(tenant_settings)
     check_model_path(path)
     encoder = get_encoder(
-        path, sotto().encoder_precision,
+        path,
+        sotto().encoder_precision,
         num_threads=sotto().serving_encoder_threads,
         query_cache_size=sotto().serving_query_cache_size,
     )

@@ -55,14 +55,16 @@ def blend_vector(query: np.ndarray, user: np.ndarray | None, user_weight: float)
     q = np.asarray(query, dtype=np.float32)
     if user is None or user_weight <= 0.0:
         return q, 1.0
-    w = ((1.0 - user_weight) * q.astype(np.float64) + user_weight * np.asarray(user, dtype=np.float64))
+    w = (1.0 - user_weight) * q.astype(np.float64) + user_weight * np.asarray(user, dtype=np.float64)
     norm = float(np.linalg.norm(w))
     if norm < 1e-9:  # the user points exactly away from the query: fall back to the query
         return q, 1.0
     return w.astype(np.float32), norm
 
 
-def mmr_order(relevance: Sequence[float] | np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> list[int]:
+def mmr_order(
+    relevance: Sequence[float] | np.ndarray, vectors: np.ndarray, k: int, diversity: float
+) -> list[int]:
     """Maximal marginal relevance: indices of ``k`` candidates, picked greedily.
 
     Each pick maximises ``(1-d)·relevance[i] - d·max_j cos(vectors[i], vectors[j])`` over the

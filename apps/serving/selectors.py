@@ -76,13 +76,14 @@ NO_POPULAR_MATCH_NOTE = (
     "no popular item passes the filters (or there is no DP popularity release yet): these are the "
     "catalogue's newest items"
 )
-TOPPED_UP_NOTE = "fewer than k popular items pass the filters: the rest are the catalogue's newest items (score 0)"
+TOPPED_UP_NOTE = (
+    "fewer than k popular items pass the filters: the rest are the catalogue's newest items (score 0)"
+)
 EMPTY_NOTE = "no available item passes the filters"
 CJK_NOTE = (
     "the search encoder is English-trained: most CJK characters are unknown to it, so results for "
     "this query are unreliable (mixed queries work through their English words)"
 )
-
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,6 @@ class Ranked:
     model_version: int | None = None
     note: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
 
 
 def pool_size(k: int, diversity: float) -> int:
@@ -133,8 +133,12 @@ def _cold_start(
     found = model_access.popular(tenant_id=tenant_id, k=pool, exclude_pks=exclude, category=category)
     if len(found) >= k:
         return found, POPULAR, None
-    newest = newest_items(tenant_id=tenant_id, k=pool - len(found), exclude_pks=exclude | {pk for pk, _, _ in found},
-                          category=category)
+    newest = newest_items(
+        tenant_id=tenant_id,
+        k=pool - len(found),
+        exclude_pks=exclude | {pk for pk, _, _ in found},
+        category=category,
+    )
     if found:
         return found + newest, POPULAR, TOPPED_UP_NOTE if newest else None
     if newest:
@@ -143,7 +147,12 @@ def _cold_start(
 
 
 def recommendations_for_user(
-    *, tenant_id: int, user_ref: str, k: int, category: str | None = None, exclude_seen: bool = True,
+    *,
+    tenant_id: int,
+    user_ref: str,
+    k: int,
+    category: str | None = None,
+    exclude_seen: bool = True,
     diversity: float = 0.0,
 ) -> Ranked:
     """Top-k items for one end user (see the module docstring for strategies, fallbacks and rules)."""
@@ -158,18 +167,25 @@ def recommendations_for_user(
             if model is not None:
                 vector = model_access.interest(model, state)
                 found = model_access.personal_knn(
-                    tenant_id=tenant_id, model=model, vector=vector, k=pool, exclude_pks=exclude, category=category
+                    tenant_id=tenant_id,
+                    model=model,
+                    vector=vector,
+                    k=pool,
+                    exclude_pks=exclude,
+                    category=category,
                 )
                 strategy, version = PERSONAL, model_access.model_version(model)
             else:
                 interest = content_interest(state)
                 if interest is not None:
-                    found = content_knn(tenant_id=tenant_id, vector=interest, k=pool, exclude_pks=exclude,
-                                        category=category)
+                    found = content_knn(
+                        tenant_id=tenant_id, vector=interest, k=pool, exclude_pks=exclude, category=category
+                    )
                     strategy = CONTENT
         if not found:
-            found, fallback, note = _cold_start(tenant_id=tenant_id, k=k, pool=pool, exclude=exclude,
-                                                category=category)
+            found, fallback, note = _cold_start(
+                tenant_id=tenant_id, k=k, pool=pool, exclude=exclude, category=category
+            )
             if fallback is not None:
                 strategy, version = fallback, None
         ranked = _diversify(tenant_id, found, k, diversity)
@@ -185,13 +201,17 @@ def search_items(*, tenant_id: int, query: str, k: int, user_ref: str | None = N
     try:
         q = query_vector(tenant_id, query)
     except EncoderConfigError as exc:
-        raise DomainError(f"search is unavailable: {exc}", code=ErrorCode.SEARCH_UNAVAILABLE, status=503) from None
+        raise DomainError(
+            f"search is unavailable: {exc}", code=ErrorCode.SEARCH_UNAVAILABLE, status=503
+        ) from None
     with tenant_scope(tenant_id):
         user = content_interest(user_state(tenant_id, user_ref)) if user_ref is not None else None
         alpha = search_user_weight() if user is not None else 0.0
         vector, scale = blend_vector(q, user, alpha)
         found = content_knn(tenant_id=tenant_id, vector=vector, k=k)
     return Ranked(
-        items=_items(found, scale), strategy="search", note=CJK_NOTE if mostly_cjk(query) else None,
+        items=_items(found, scale),
+        strategy="search",
+        note=CJK_NOTE if mostly_cjk(query) else None,
         extra={"personalised": user is not None, "user_weight": alpha},
     )

@@ -30,9 +30,16 @@ def recommendations_preview(*, tenant_id: int, user_ref: str, actor: str, k: int
     with tenant_context(tenant_id):
         ranked = recommendations_for_user(tenant_id=tenant_id, user_ref=user, k=k)
         audit.record(
-            tenant_id=tenant_id, actor=actor, action=AuditAction.END_USER_RECOMMENDATIONS_VIEW, target_type="end_user",
+            tenant_id=tenant_id,
+            actor=actor,
+            action=AuditAction.END_USER_RECOMMENDATIONS_VIEW,
+            target_type="end_user",
             target_id=pseudonymise(tenant_id=tenant_id, user_ref=user).hex(),
-            details={"k": k, "strategy": ranked.strategy, "model_version": ranked.model_version,
-                     "items": len(ranked.items)},
+            details={
+                "k": k,
+                "strategy": ranked.strategy,
+                "model_version": ranked.model_version,
+                "items": len(ranked.items),
+            },
         )
     return ranked

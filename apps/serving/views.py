@@ -26,8 +26,12 @@ class RecommendationsView(TenantAPIView):
             OpenApiParameter("user", str, required=True, description="the client's own user id"),
             OpenApiParameter("k", int, description=f"1-{params.MAX_K} (default {params.DEFAULT_K})"),
             OpenApiParameter("category", str, description="only items of this category"),
-            OpenApiParameter("exclude_seen", bool, description="drop items the user has an event for (default true)"),
-            OpenApiParameter("diversity", float, description="0-1: maximal marginal relevance weight (default 0)"),
+            OpenApiParameter(
+                "exclude_seen", bool, description="drop items the user has an event for (default true)"
+            ),
+            OpenApiParameter(
+                "diversity", float, description="0-1: maximal marginal relevance weight (default 0)"
+            ),
         ],
         responses={200: serializers.RecommendationsOutSerializer, **errors(400)},
     )
@@ -43,14 +47,16 @@ class RecommendationsView(TenantAPIView):
             exclude_seen=params.parse_bool("exclude_seen", query.get("exclude_seen"), default=True),
             diversity=params.parse_diversity(query.get("diversity")),
         )
-        return Response({
-            "user": user,
-            "items": ranked.items,
-            "model_version": ranked.model_version,
-            "strategy": ranked.strategy,
-            "note": ranked.note,
-            "request_id": _request_id(request),
-        })
+        return Response(
+            {
+                "user": user,
+                "items": ranked.items,
+                "model_version": ranked.model_version,
+                "strategy": ranked.strategy,
+                "note": ranked.note,
+                "request_id": _request_id(request),
+            }
+        )
 
 
 class SearchView(TenantAPIView):
@@ -61,8 +67,12 @@ class SearchView(TenantAPIView):
     @extend_schema(
         summary="Search items by text (Chinese, English or mixed), optionally personalised",
         parameters=[
-            OpenApiParameter("q", str, required=True, description=f"the query, 1-{params.MAX_QUERY} characters"),
-            OpenApiParameter("user", str, description="blend in this user's interest (weight 0.3 by default)"),
+            OpenApiParameter(
+                "q", str, required=True, description=f"the query, 1-{params.MAX_QUERY} characters"
+            ),
+            OpenApiParameter(
+                "user", str, description="blend in this user's interest (weight 0.3 by default)"
+            ),
             OpenApiParameter("k", int, description=f"1-{params.MAX_K} (default {params.DEFAULT_K})"),
         ],
         # 503 search_unavailable (the encoder is misconfigured) is the Error the hook adds to every operation
@@ -75,12 +85,14 @@ class SearchView(TenantAPIView):
         ranked = selectors.search_items(
             tenant_id=self.tenant_id, query=text, k=params.parse_k(query.get("k")), user_ref=user
         )
-        return Response({
-            "query": text,
-            "user": user,
-            "items": ranked.items,
-            "personalised": ranked.extra["personalised"],
-            "user_weight": ranked.extra["user_weight"],
-            "note": ranked.note,
-            "request_id": _request_id(request),
-        })
+        return Response(
+            {
+                "query": text,
+                "user": user,
+                "items": ranked.items,
+                "personalised": ranked.extra["personalised"],
+                "user_weight": ranked.extra["user_weight"],
+                "note": ranked.note,
+                "request_id": _request_id(request),
+            }
+        )

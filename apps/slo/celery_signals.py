@@ -24,7 +24,7 @@ def queue_of(task: Any) -> str:
     info = getattr(getattr(task, "request", None), "delivery_info", None) or {}
     queue = str(info.get("routing_key") or info.get("queue") or "unknown")
     prefix = sotto().queue_prefix
-    return queue[len(prefix):] if prefix and queue.startswith(prefix) else queue
+    return queue[len(prefix) :] if prefix and queue.startswith(prefix) else queue
 
 
 def on_prerun(task_id: str | None = None, **_: Any) -> None:
@@ -42,7 +42,9 @@ def on_postrun(task_id: str | None = None, task: Any = None, state: str | None =
     if started is None:
         return
     default_recorder().record_task(
-        queue=queue_of(task), state=(state or "unknown").lower(), duration_ms=(time.perf_counter() - started) * 1000.0
+        queue=queue_of(task),
+        state=(state or "unknown").lower(),
+        duration_ms=(time.perf_counter() - started) * 1000.0,
     )
 
 
@@ -56,5 +58,7 @@ def connect() -> None:
 
     task_prerun.connect(on_prerun, weak=False, dispatch_uid="sotto.slo.prerun")
     task_postrun.connect(on_postrun, weak=False, dispatch_uid="sotto.slo.postrun")
-    worker_process_shutdown.connect(on_process_shutdown, weak=False, dispatch_uid="sotto.slo.process_shutdown")
+    worker_process_shutdown.connect(
+        on_process_shutdown, weak=False, dispatch_uid="sotto.slo.process_shutdown"
+    )
     worker_shutdown.connect(on_process_shutdown, weak=False, dispatch_uid="sotto.slo.shutdown")

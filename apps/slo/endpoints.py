@@ -37,7 +37,7 @@ def batch_key(method: str, path: str) -> str | None:
     ``"items"``), else None: the middleware looks for a batch size only where this says so."""
     if method != "POST" or not path.startswith(_PREFIX):
         return None
-    head, _, tail = path[len(_PREFIX):].partition("/")
+    head, _, tail = path[len(_PREFIX) :].partition("/")
     return head if head in ("events", "items") and not tail.strip("/") else None
 
 
@@ -53,7 +53,7 @@ def endpoint_class(
     """
     if not path.startswith(_PREFIX):
         return OTHER
-    head, _, tail = path[len(_PREFIX):].partition("/")
+    head, _, tail = path[len(_PREFIX) :].partition("/")
     tail = tail.strip("/")
     if head == "recommendations":
         return RECOMMEND

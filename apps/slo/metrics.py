@@ -74,7 +74,9 @@ class SottoCollector:
             )
             for slug, cls, status_class, counts, total, sum_ms in cursor.fetchall():
                 family.add_metric(
-                    [slug, cls, status_class], buckets=_histogram_buckets(counts, int(total)), sum_value=sum_ms / 1000.0
+                    [slug, cls, status_class],
+                    buckets=_histogram_buckets(counts, int(total)),
+                    sum_value=sum_ms / 1000.0,
                 )
         yield family
 
@@ -88,7 +90,9 @@ class SottoCollector:
         with connection.cursor() as cursor:
             cursor.execute("SELECT queue, state, counts, total, sum_ms FROM slo_tasktotal ORDER BY 1, 2")
             for queue, state, counts, total, sum_ms in cursor.fetchall():
-                family.add_metric([queue, state], buckets=_histogram_buckets(counts, int(total)), sum_value=sum_ms / 1000.0)
+                family.add_metric(
+                    [queue, state], buckets=_histogram_buckets(counts, int(total)), sum_value=sum_ms / 1000.0
+                )
         yield family
 
     @staticmethod
@@ -113,17 +117,22 @@ class SottoCollector:
         from apps.tenancy.models import Tenant
 
         versions = GaugeMetricFamily(
-            "sotto_model_active_version_info", "The model version serving each tenant (value is always 1).",
+            "sotto_model_active_version_info",
+            "The model version serving each tenant (value is always 1).",
             labels=["tenant", "version"],
         )
         budgets = GaugeMetricFamily(
-            "sotto_privacy_budget_epsilon_remaining", "Privacy budget (epsilon) each tenant has left.", labels=["tenant"]
+            "sotto_privacy_budget_epsilon_remaining",
+            "Privacy budget (epsilon) each tenant has left.",
+            labels=["tenant"],
         )
         for tenant_id, slug in Tenant.objects.order_by("slug").values_list("id", "slug"):
             try:
                 with tenant_context(tenant_id):
                     version = modeling_selectors.active_version(tenant_id)
-                    remaining = float(modeling_selectors.privacy_budget(tenant_id=tenant_id)["epsilon_remaining"])
+                    remaining = float(
+                        modeling_selectors.privacy_budget(tenant_id=tenant_id)["epsilon_remaining"]
+                    )
             except Exception:  # a modeling bug must not take the whole scrape down
                 logger.exception("metrics: modeling selectors failed for tenant %s", slug)
                 continue
@@ -150,12 +159,18 @@ def metrics_response(request: HttpRequest) -> HttpResponse:
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), str(token).encode()):
-            response = JsonResponse(error_body(ErrorCode.UNAUTHENTICATED, "metrics need 'Authorization: Bearer <metrics token>'"), status=401)
+            response = JsonResponse(
+                error_body(ErrorCode.UNAUTHENTICATED, "metrics need 'Authorization: Bearer <metrics token>'"),
+                status=401,
+            )
             response["WWW-Authenticate"] = 'Bearer realm="sotto-metrics"'
             return response
     elif not _is_loopback(request.META.get("REMOTE_ADDR", "")):
         return JsonResponse(
-            error_body(ErrorCode.FORBIDDEN, "metrics are served to loopback clients only unless SOTTO_METRICS_TOKEN is set"),
+            error_body(
+                ErrorCode.FORBIDDEN,
+                "metrics are served to loopback clients only unless SOTTO_METRICS_TOKEN is set",
+            ),
             status=403,
         )
     if request.method not in {"GET", "HEAD"}:

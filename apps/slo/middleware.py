@@ -52,7 +52,9 @@ def batch_size_of(request: HttpRequest) -> int | None:
 
 
 class SloMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse], recorder: Recorder | None = None) -> None:
+    def __init__(
+        self, get_response: Callable[[HttpRequest], HttpResponse], recorder: Recorder | None = None
+    ) -> None:
         self.get_response = get_response
         self.recorder = recorder or default_recorder()
         self.access_log = sotto().access_log
@@ -68,13 +70,17 @@ class SloMiddleware:
             cls = endpoint_class(method, path)
         else:
             cls = endpoint_class(
-                method, path, batch_size=batch_size_of(request),
+                method,
+                path,
+                batch_size=batch_size_of(request),
                 small_max=sotto().slo_ingest_small_max,
             )
         status = response.status_code
         tenant_id = getattr(request, "sotto_tenant_id", None)
         if tenant_id is not None:
-            self.recorder.record(tenant_id=tenant_id, endpoint_class=cls, status=status, duration_ms=duration_ms)
+            self.recorder.record(
+                tenant_id=tenant_id, endpoint_class=cls, status=status, duration_ms=duration_ms
+            )
         if self.access_log and access_logger.isEnabledFor(logging.INFO):
             self._log(request, method, cls, status, duration_ms)
         return response
@@ -87,9 +93,20 @@ class SloMiddleware:
         try:
             access_logger.info(
                 "%s %s %d %.2fms class=%s",
-                method, route, status, duration_ms, cls,
-                extra={"http": {"method": method, "route": route, "status": status,
-                                "duration_ms": round(duration_ms, 3), "endpoint_class": cls}},
+                method,
+                route,
+                status,
+                duration_ms,
+                cls,
+                extra={
+                    "http": {
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(duration_ms, 3),
+                        "endpoint_class": cls,
+                    }
+                },
             )
         finally:
             if token is not None:

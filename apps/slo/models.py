@@ -33,7 +33,8 @@ class LatencyHistogram(TenantOwned):
         db_table = "slo_latencyhistogram"
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "endpoint_class", "status_class", "width_s", "start"], name="slo_hist_unique"
+                fields=["tenant", "endpoint_class", "status_class", "width_s", "start"],
+                name="slo_hist_unique",
             )
         ]
         indexes = [
@@ -58,7 +59,9 @@ class LatencyTotal(TenantOwned):
     class Meta:
         db_table = "slo_latencytotal"
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "endpoint_class", "status_class"], name="slo_total_unique")
+            models.UniqueConstraint(
+                fields=["tenant", "endpoint_class", "status_class"], name="slo_total_unique"
+            )
         ]
 
     def __str__(self) -> str:
@@ -94,7 +97,9 @@ class SloObjective(TenantOwned):
 
     class Meta:
         db_table = "slo_objective"
-        constraints = [models.UniqueConstraint(fields=["tenant", "endpoint_class"], name="slo_objective_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "endpoint_class"], name="slo_objective_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.endpoint_class}"

@@ -87,6 +87,7 @@ def slo_objectives_for_tenant(*, tenant_id: int) -> dict[str, Objective]:
 
 # --- window aggregation ------------------------------------------------------------------------
 
+
 def window_counts(
     *, tenant_id: int, now: datetime, windows_s: Sequence[int], endpoint_class: str | None = None
 ) -> list[dict[str, WindowCounts]]:
@@ -120,6 +121,7 @@ def window_counts(
 
 
 # --- status ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class WindowStatus:
@@ -180,10 +182,17 @@ class AlertView:
     @classmethod
     def of(cls, alert: SloAlert) -> AlertView:
         return cls(
-            id=alert.id, endpoint_class=alert.endpoint_class, sli=alert.sli, severity=alert.severity,
-            factor=alert.factor, burn_long=alert.burn_long, burn_short=alert.burn_short,
-            long_window_s=alert.long_window_s, short_window_s=alert.short_window_s,
-            raised_at=alert.raised_at, cleared_at=alert.cleared_at,
+            id=alert.id,
+            endpoint_class=alert.endpoint_class,
+            sli=alert.sli,
+            severity=alert.severity,
+            factor=alert.factor,
+            burn_long=alert.burn_long,
+            burn_short=alert.burn_short,
+            long_window_s=alert.long_window_s,
+            short_window_s=alert.short_window_s,
+            raised_at=alert.raised_at,
+            cleared_at=alert.cleared_at,
         )
 
 
@@ -230,35 +239,55 @@ def window_status(
         share_good=counts.share_good(objective.latency_threshold_ms),
         availability=counts.availability(),
         latency_burn_rate=(
-            counts.latency_burn_rate(objective.latency_threshold_ms, objective.latency_target) if judged else None
+            counts.latency_burn_rate(objective.latency_threshold_ms, objective.latency_target)
+            if judged
+            else None
         ),
-        availability_burn_rate=counts.availability_burn_rate(objective.availability_target) if judged else None,
+        availability_burn_rate=counts.availability_burn_rate(objective.availability_target)
+        if judged
+        else None,
         judged=judged,
     )
 
 
-def class_status(cls: str, objective: Objective, windows: dict[str, WindowStatus], needed: int) -> ClassStatus:
+def class_status(
+    cls: str, objective: Objective, windows: dict[str, WindowStatus], needed: int
+) -> ClassStatus:
     """The verdict over the objective window (the last of ``windows``): not judged below ``needed``
     requests; else the budget left, bounded for display, and whether the objective is met."""
     whole = list(windows.values())[-1]
     sample = whole.requests - whole.throttled
     if not whole.judged:
         return ClassStatus(
-            endpoint_class=cls, objective=objective, windows=windows, latency_budget_remaining=None,
-            availability_budget_remaining=None, meets_objective=None, judged=False, sample=sample,
-            min_sample=needed, verdict=NOT_ENOUGH_TRAFFIC, summary=not_enough_traffic(sample, needed),
+            endpoint_class=cls,
+            objective=objective,
+            windows=windows,
+            latency_budget_remaining=None,
+            availability_budget_remaining=None,
+            meets_objective=None,
+            judged=False,
+            sample=sample,
+            min_sample=needed,
+            verdict=NOT_ENOUGH_TRAFFIC,
+            summary=not_enough_traffic(sample, needed),
         )
     latency_left = budget_remaining(whole.latency_burn_rate)
     availability_left = budget_remaining(whole.availability_burn_rate)
     meets = latency_left >= 0.0 and availability_left >= 0.0
     return ClassStatus(
-        endpoint_class=cls, objective=objective, windows=windows,
+        endpoint_class=cls,
+        objective=objective,
+        windows=windows,
         latency_budget_remaining=clamp_budget(latency_left),
         availability_budget_remaining=clamp_budget(availability_left),
-        meets_objective=meets, judged=True, sample=sample, min_sample=needed,
+        meets_objective=meets,
+        judged=True,
+        sample=sample,
+        min_sample=needed,
         verdict=MEETS if meets else BUDGET_EXHAUSTED,
         summary="meets the objective" if meets else "error budget exhausted",
-        latency_budget_remaining_raw=latency_left, availability_budget_remaining_raw=availability_left,
+        latency_budget_remaining_raw=latency_left,
+        availability_budget_remaining_raw=availability_left,
     )
 
 
@@ -284,6 +313,7 @@ def slo_status_for_tenant(*, tenant_id: int, now: datetime | None = None) -> Ten
 
 
 # --- dashboard time series ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SeriesPoint:
@@ -331,7 +361,14 @@ def slo_timeseries(
           AND h.start >= %(start)s AND h.start < %(end)s AND u.c <> 0
         GROUP BY 1, 2, 3
     """
-    params: dict[str, Any] = {"t0": start.timestamp(), "step": step_s, "tenant": tenant_id, "cls": endpoint_class, "start": start, "end": end}
+    params: dict[str, Any] = {
+        "t0": start.timestamp(),
+        "step": step_s,
+        "tenant": tenant_id,
+        "cls": endpoint_class,
+        "start": start,
+        "end": end,
+    }
     with tenant_context(tenant_id), connection.cursor() as cursor:
         cursor.execute(sql, params)
         for slot, status_class, bucket, count in cursor.fetchall():
@@ -354,6 +391,7 @@ def slo_timeseries(
 
 
 # --- alerts ------------------------------------------------------------------------------------
+
 
 def slo_alerts_for_tenant(*, tenant_id: int, open_only: bool = False, limit: int = 100) -> list[SloAlert]:
     """The tenant's burn-rate alerts, newest first (open ones only with ``open_only``)."""

@@ -45,7 +45,9 @@ class SloWindowOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
 class SloClassStatusOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
     endpoint_class = serializers.CharField()
     windows = serializers.DictField(child=SloWindowOutSerializer(), help_text=f"by window: {_WINDOWS}")
-    latency_budget_remaining = serializers.FloatField(allow_null=True, help_text="bounded to [-1, 1]; null unjudged")
+    latency_budget_remaining = serializers.FloatField(
+        allow_null=True, help_text="bounded to [-1, 1]; null unjudged"
+    )
     availability_budget_remaining = serializers.FloatField(allow_null=True)
     meets_objective = serializers.BooleanField(allow_null=True)
     judged = serializers.BooleanField()
@@ -74,6 +76,10 @@ class SloAlertOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
 class SloStatusOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
     tenant = serializers.CharField()
     now = serializers.DateTimeField()
-    objectives = serializers.DictField(child=SloObjectiveOutSerializer(), help_text=f"by endpoint class: {_CLASSES}")
-    status = serializers.DictField(child=SloClassStatusOutSerializer(), help_text=f"by endpoint class: {_CLASSES}")
+    objectives = serializers.DictField(
+        child=SloObjectiveOutSerializer(), help_text=f"by endpoint class: {_CLASSES}"
+    )
+    status = serializers.DictField(
+        child=SloClassStatusOutSerializer(), help_text=f"by endpoint class: {_CLASSES}"
+    )
     open_alerts = SloAlertOutSerializer(many=True)

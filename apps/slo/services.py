@@ -29,7 +29,9 @@ MAX_THRESHOLD_MS = 600_000.0
 MIN_TARGET, MAX_TARGET = 0.5, 0.9999  # a target of 1.0 leaves no error budget to burn
 
 
-def _validate(endpoint_class: str, latency_threshold_ms: float, latency_target: float, availability_target: float) -> None:
+def _validate(
+    endpoint_class: str, latency_threshold_ms: float, latency_target: float, availability_target: float
+) -> None:
     problems: dict[str, str] = {}
     if endpoint_class not in CLASSES:
         problems["endpoint_class"] = f"must be one of {list(CLASSES)}"
@@ -39,7 +41,9 @@ def _validate(endpoint_class: str, latency_threshold_ms: float, latency_target: 
         if not MIN_TARGET <= value <= MAX_TARGET:
             problems[name] = f"must be in [{MIN_TARGET}, {MAX_TARGET}] (e.g. 0.99 for 99%)"
     if problems:
-        raise DomainError("invalid objective: " + "; ".join(f"{k} {v}" for k, v in problems.items()), details=problems)
+        raise DomainError(
+            "invalid objective: " + "; ".join(f"{k} {v}" for k, v in problems.items()), details=problems
+        )
 
 
 def slo_objective_set(
@@ -68,8 +72,12 @@ def slo_objective_set(
         )
         after = slo_objectives_for_tenant(tenant_id=tenant_id)[endpoint_class]
         audit.record(
-            tenant_id=tenant_id, actor=actor, action=AuditAction.SLO_OBJECTIVE_SET, target_type="slo_objective",
-            target_id=endpoint_class, details={"before": _objective_fields(before), "after": _objective_fields(after)},
+            tenant_id=tenant_id,
+            actor=actor,
+            action=AuditAction.SLO_OBJECTIVE_SET,
+            target_type="slo_objective",
+            target_id=endpoint_class,
+            details={"before": _objective_fields(before), "after": _objective_fields(after)},
         )
     return after
 
@@ -84,8 +92,12 @@ def slo_objective_reset(*, tenant_id: int, endpoint_class: str, actor: str) -> O
         after = slo_objectives_for_tenant(tenant_id=tenant_id)[endpoint_class]
         if deleted:
             audit.record(
-                tenant_id=tenant_id, actor=actor, action=AuditAction.SLO_OBJECTIVE_RESET, target_type="slo_objective",
-                target_id=endpoint_class, details={"before": _objective_fields(before), "after": _objective_fields(after)},
+                tenant_id=tenant_id,
+                actor=actor,
+                action=AuditAction.SLO_OBJECTIVE_RESET,
+                target_type="slo_objective",
+                target_id=endpoint_class,
+                details={"before": _objective_fields(before), "after": _objective_fields(after)},
             )
     return after
 
@@ -146,7 +158,15 @@ def slo_histograms_write(*, batch: Batch) -> None:
             totals: dict[tuple[str, str], Cell] = defaultdict(Cell)
             for (_, minute, cls, status_class), cell in sorted(items):
                 minute_rows.append(
-                    (tenant_id, cls, status_class, datetime.fromtimestamp(minute, tz=UTC), cell.counts, cell.total, cell.sum_ms)
+                    (
+                        tenant_id,
+                        cls,
+                        status_class,
+                        datetime.fromtimestamp(minute, tz=UTC),
+                        cell.counts,
+                        cell.total,
+                        cell.sum_ms,
+                    )
                 )
                 totals[(cls, status_class)].merge(cell)
             total_rows = [
@@ -159,9 +179,12 @@ def slo_histograms_write(*, batch: Batch) -> None:
                     cursor.executemany(_UPSERT_MINUTE, minute_rows)
                     cursor.executemany(_UPSERT_TOTAL, total_rows)
             except DatabaseError as exc:
-                logger.warning("slo: dropped %d rows of tenant %s: %s", len(minute_rows), tenant_id, type(exc).__name__)
+                logger.warning(
+                    "slo: dropped %d rows of tenant %s: %s", len(minute_rows), tenant_id, type(exc).__name__
+                )
         task_rows = [
-            (queue, state, cell.counts, cell.total, cell.sum_ms) for (queue, state), cell in sorted(batch.tasks.items())
+            (queue, state, cell.counts, cell.total, cell.sum_ms)
+            for (queue, state), cell in sorted(batch.tasks.items())
         ]
         if task_rows:
             cursor.executemany(_UPSERT_TASK, task_rows)
@@ -225,6 +248,7 @@ def slo_histograms_compact(*, now: datetime | None = None) -> Compaction:
 
 # --- multi-window burn-rate alerts -------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BurnRule:
     """Fire when the burn rate is at least ``factor`` over both windows (Google SRE workbook, ch. 5)."""
@@ -272,7 +296,9 @@ def _evaluate_tenant(tenant_id: int, now: datetime) -> tuple[int, int]:
     min_events = max(sotto().slo_alert_min_events, min_sample())
     raised = cleared = 0
     with tenant_context(tenant_id):
-        per_window = dict(zip(windows, window_counts(tenant_id=tenant_id, now=now, windows_s=windows), strict=True))
+        per_window = dict(
+            zip(windows, window_counts(tenant_id=tenant_id, now=now, windows_s=windows), strict=True)
+        )
         open_alerts = {
             (a.endpoint_class, a.sli, a.severity): a
             for a in SloAlert.objects.select_for_update().filter(tenant_id=tenant_id, cleared_at__isnull=True)
@@ -283,7 +309,10 @@ def _evaluate_tenant(tenant_id: int, now: datetime) -> tuple[int, int]:
         for cls in CLASSES:
             objective = objectives[cls]
             for rule in BURN_RULES:
-                long_counts, short_counts = per_window[rule.long_s].get(cls), per_window[rule.short_s].get(cls)
+                long_counts, short_counts = (
+                    per_window[rule.long_s].get(cls),
+                    per_window[rule.short_s].get(cls),
+                )
                 for sli in (SloAlert.Sli.LATENCY, SloAlert.Sli.AVAILABILITY):
                     burn_long = _burn(long_counts, sli, objective, min_events)
                     burn_short = _burn(short_counts, sli, objective, 1)
@@ -293,7 +322,11 @@ def _evaluate_tenant(tenant_id: int, now: datetime) -> tuple[int, int]:
                         _raise(tenant_id, cls, sli, rule, burn_long, burn_short, now)
                         raised += 1
                     elif alert is not None and firing:
-                        alert.last_burn_long, alert.last_burn_short, alert.last_evaluated_at = burn_long, burn_short, now
+                        alert.last_burn_long, alert.last_burn_short, alert.last_evaluated_at = (
+                            burn_long,
+                            burn_short,
+                            now,
+                        )
                         alert.save(update_fields=["last_burn_long", "last_burn_short", "last_evaluated_at"])
                     elif alert is not None:
                         _clear(alert, burn_long, burn_short, now)
@@ -315,17 +348,38 @@ def _burn(counts: Any, sli: str, objective: Objective, min_events: int) -> float
     return float(rate or 0.0)
 
 
-def _raise(tenant_id: int, cls: str, sli: str, rule: BurnRule, burn_long: float, burn_short: float, now: datetime) -> None:
+def _raise(
+    tenant_id: int, cls: str, sli: str, rule: BurnRule, burn_long: float, burn_short: float, now: datetime
+) -> None:
     alert = SloAlert.objects.create(
-        tenant_id=tenant_id, endpoint_class=cls, sli=sli, severity=rule.severity, factor=rule.factor,
-        long_window_s=rule.long_s, short_window_s=rule.short_s, burn_long=burn_long, burn_short=burn_short,
-        raised_at=now, last_burn_long=burn_long, last_burn_short=burn_short, last_evaluated_at=now,
+        tenant_id=tenant_id,
+        endpoint_class=cls,
+        sli=sli,
+        severity=rule.severity,
+        factor=rule.factor,
+        long_window_s=rule.long_s,
+        short_window_s=rule.short_s,
+        burn_long=burn_long,
+        burn_short=burn_short,
+        raised_at=now,
+        last_burn_long=burn_long,
+        last_burn_short=burn_short,
+        last_evaluated_at=now,
     )
     audit.record(
-        tenant_id=tenant_id, actor=ALERT_ACTOR, action=AuditAction.SLO_ALERT_RAISE, target_type="slo_alert",
+        tenant_id=tenant_id,
+        actor=ALERT_ACTOR,
+        action=AuditAction.SLO_ALERT_RAISE,
+        target_type="slo_alert",
         target_id=str(alert.id),
-        details={"endpoint_class": cls, "sli": sli, "severity": rule.severity, "factor": _number(rule.factor),
-                 "burn_long": _number(burn_long), "burn_short": _number(burn_short)},
+        details={
+            "endpoint_class": cls,
+            "sli": sli,
+            "severity": rule.severity,
+            "factor": _number(rule.factor),
+            "burn_long": _number(burn_long),
+            "burn_short": _number(burn_short),
+        },
     )
 
 
@@ -334,8 +388,16 @@ def _clear(alert: SloAlert, burn_long: float, burn_short: float, now: datetime) 
     alert.last_burn_long, alert.last_burn_short, alert.last_evaluated_at = burn_long, burn_short, now
     alert.save(update_fields=["cleared_at", "last_burn_long", "last_burn_short", "last_evaluated_at"])
     audit.record(
-        tenant_id=alert.tenant_id, actor=ALERT_ACTOR, action=AuditAction.SLO_ALERT_CLEAR, target_type="slo_alert",
+        tenant_id=alert.tenant_id,
+        actor=ALERT_ACTOR,
+        action=AuditAction.SLO_ALERT_CLEAR,
+        target_type="slo_alert",
         target_id=str(alert.id),
-        details={"endpoint_class": alert.endpoint_class, "sli": alert.sli, "severity": alert.severity,
-                 "burn_long": _number(burn_long), "burn_short": _number(burn_short)},
+        details={
+            "endpoint_class": alert.endpoint_class,
+            "sli": alert.sli,
+            "severity": alert.severity,
+            "burn_long": _number(burn_long),
+            "burn_short": _number(burn_short),
+        },
     )

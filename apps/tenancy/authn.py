@@ -79,8 +79,12 @@ def _load(prefix: str, raw: str) -> tuple[KeyPrincipal, str]:
         if key.tenant.status != Tenant.Status.ACTIVE:
             raise KeyRejected("this tenant is suspended")
         principal = KeyPrincipal(
-            key_id=key.id, prefix=key.prefix, tenant_id=key.tenant_id, tenant_slug=key.tenant.slug,
-            scopes=frozenset(key.scopes), rate_limit_per_s=key.rate_limit_per_s,
+            key_id=key.id,
+            prefix=key.prefix,
+            tenant_id=key.tenant_id,
+            tenant_slug=key.tenant.slug,
+            scopes=frozenset(key.scopes),
+            rate_limit_per_s=key.rate_limit_per_s,
         )
         return principal, key.key_hash
 

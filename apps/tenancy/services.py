@@ -29,16 +29,26 @@ class IssuedKey:
     raw: str
 
 
-def tenant_create(*, slug: str, name: str = "", actor: str = SystemActor.SYSTEM, settings: dict[str, Any] | None = None) -> Tenant:
+def tenant_create(
+    *, slug: str, name: str = "", actor: str = SystemActor.SYSTEM, settings: dict[str, Any] | None = None
+) -> Tenant:
     if not _SLUG_RE.match(slug):
-        raise TenancyError("slug must be 1-63 lowercase letters, digits or hyphens, not starting or ending with '-'")
+        raise TenancyError(
+            "slug must be 1-63 lowercase letters, digits or hyphens, not starting or ending with '-'"
+        )
     with transaction.atomic():
         if Tenant.objects.filter(slug=slug).exists():
             raise TenancyError(f"tenant {slug!r} already exists")
         tenant = Tenant.objects.create(slug=slug, name=name or slug, settings=settings or {})
         with tenant_context(tenant.id):
             _on_tenant_created(tenant)
-            audit.record(tenant_id=tenant.id, actor=actor, action=AuditAction.TENANT_CREATE, target_type="tenant", target_id=slug)
+            audit.record(
+                tenant_id=tenant.id,
+                actor=actor,
+                action=AuditAction.TENANT_CREATE,
+                target_type="tenant",
+                target_id=slug,
+            )
     return tenant
 
 
@@ -78,12 +88,20 @@ def api_key_create(
     raw, prefix = keys.generate()
     with tenant_context(tenant.id):
         key = ApiKey.objects.create(
-            tenant=tenant, name=name.strip()[:100], prefix=prefix, key_hash=keys.digest(raw),
-            scopes=sorted(set(scopes)), created_by=actor[:150],
+            tenant=tenant,
+            name=name.strip()[:100],
+            prefix=prefix,
+            key_hash=keys.digest(raw),
+            scopes=sorted(set(scopes)),
+            created_by=actor[:150],
         )
         audit.record(
-            tenant_id=tenant.id, actor=actor, action=AuditAction.API_KEY_CREATE, target_type="api_key",
-            target_id=prefix, details={"scopes": key.scopes, "name": key.name},
+            tenant_id=tenant.id,
+            actor=actor,
+            action=AuditAction.API_KEY_CREATE,
+            target_type="api_key",
+            target_id=prefix,
+            details={"scopes": key.scopes, "name": key.name},
         )
     return IssuedKey(key=key, raw=raw)
 
@@ -95,7 +113,11 @@ def api_key_revoke(*, tenant: Tenant, key_id: int, actor: str) -> ApiKey:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])
             audit.record(
-                tenant_id=tenant.id, actor=actor, action=AuditAction.API_KEY_REVOKE, target_type="api_key", target_id=key.prefix
+                tenant_id=tenant.id,
+                actor=actor,
+                action=AuditAction.API_KEY_REVOKE,
+                target_type="api_key",
+                target_id=key.prefix,
             )
     from apps.tenancy.authn import forget_cached_key
 
@@ -111,8 +133,12 @@ def membership_set(*, tenant: Tenant, user: AbstractBaseUser, role: str, actor: 
             tenant=tenant, user_id=user.pk, defaults={"role": role}
         )
         audit.record(
-            tenant_id=tenant.id, actor=actor, action=AuditAction.MEMBERSHIP_CREATE if created else AuditAction.MEMBERSHIP_UPDATE,
-            target_type="user", target_id=str(user.pk), details={"role": role},
+            tenant_id=tenant.id,
+            actor=actor,
+            action=AuditAction.MEMBERSHIP_CREATE if created else AuditAction.MEMBERSHIP_UPDATE,
+            target_type="user",
+            target_id=str(user.pk),
+            details={"role": role},
         )
     return membership
 
@@ -122,5 +148,9 @@ def membership_remove(*, tenant: Tenant, user_id: int, actor: str) -> None:
         deleted, _ = Membership.objects.filter(tenant=tenant, user_id=user_id).delete()
         if deleted:
             audit.record(
-                tenant_id=tenant.id, actor=actor, action=AuditAction.MEMBERSHIP_DELETE, target_type="user", target_id=str(user_id)
+                tenant_id=tenant.id,
+                actor=actor,
+                action=AuditAction.MEMBERSHIP_DELETE,
+                target_type="user",
+                target_id=str(user_id),
             )

@@ -23,9 +23,11 @@ def dashboard_charts(
             "labels": [b.name for b in budgets],
             # None draws no bar: a class too quiet to judge is listed under the chart instead
             "remaining": [None if b.remaining is None else round(b.remaining * 100, 2) for b in budgets],
-            "not_judged": list(dict.fromkeys(
-                b.name.rsplit(" ", 1)[0] + ": " + b.note for b in budgets if b.remaining is None
-            )),
+            "not_judged": list(
+                dict.fromkeys(
+                    b.name.rsplit(" ", 1)[0] + ": " + b.note for b in budgets if b.remaining is None
+                )
+            ),
         }
     if privacy is not None:
         charts["privacy"] = privacy_chart(privacy)
@@ -37,12 +39,20 @@ def dashboard_charts(
 def latency_chart(s: sources.LatencySeries) -> dict[str, Any]:
     """One endpoint class's percentiles against its objective (the dashboard's and the objectives page's)."""
     return {
-        "endpoint_class": s.endpoint_class, "labels": s.labels, "p50": s.p50, "p95": s.p95, "p99": s.p99,
-        "objective_ms": s.objective_ms, "objective_percentile": s.objective_percentile, "requests": s.requests,
+        "endpoint_class": s.endpoint_class,
+        "labels": s.labels,
+        "p50": s.p50,
+        "p95": s.p95,
+        "p99": s.p99,
+        "objective_ms": s.objective_ms,
+        "objective_percentile": s.objective_percentile,
+        "requests": s.requests,
     }
 
 
-def slo_charts(*, latency: list[sources.LatencySeries] | None, time_range: sources.TimeRange) -> dict[str, Any]:
+def slo_charts(
+    *, latency: list[sources.LatencySeries] | None, time_range: sources.TimeRange
+) -> dict[str, Any]:
     """The objectives page's latency charts over ``time_range``: embedded in the page, and what
     ``slo/series.json?range=`` answers when a range button asks for another range."""
     return {

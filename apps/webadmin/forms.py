@@ -14,8 +14,12 @@ from apps.tenancy.models import ALL_SCOPES, Role
 
 
 class SignInForm(AuthenticationForm):
-    username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "username"}))
-    password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    username = forms.CharField(
+        max_length=150, widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "username"})
+    )
+    password = forms.CharField(
+        strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
 
 
 class TenantCreateForm(forms.Form):
@@ -28,7 +32,9 @@ class MembershipForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=Role.choices)
     password = forms.CharField(
-        required=False, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text="Only for a new user: the account is created with this password.",
     )
 
@@ -62,7 +68,9 @@ class AccessExportForm(forms.Form):
     """An access (data-subject) export: the person is named by the id the tenant's app uses."""
 
     user_ref = forms.CharField(
-        max_length=200, label="User id", strip=False,
+        max_length=200,
+        label="User id",
+        strip=False,
         help_text="The id your application uses for this person, exactly as sent to the API.",
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
@@ -75,14 +83,18 @@ class RecommendationPreviewForm(forms.Form):
     """Whom to preview recommendations for: the id the tenant's app uses (pseudonymised on arrival)."""
 
     user_ref = forms.CharField(
-        max_length=200, label="User id", strip=False,
+        max_length=200,
+        label="User id",
+        strip=False,
         help_text="The id your application sends as ?user= to /api/v1/recommendations. Looking is recorded in the audit log.",
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
 
 
 class AuditFilterForm(forms.Form):
-    action = forms.CharField(required=False, max_length=100, help_text="Exact action, or a prefix ending in \".\" (api_key.)")
+    action = forms.CharField(
+        required=False, max_length=100, help_text='Exact action, or a prefix ending in "." (api_key.)'
+    )
     actor = forms.CharField(required=False, max_length=150)
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
@@ -124,11 +136,16 @@ class AuditExportForm(forms.Form):
 class ObjectiveForm(forms.Form):
     latency_threshold_ms = forms.FloatField(min_value=0.001, label="Latency threshold (ms)")
     latency_target = forms.FloatField(
-        min_value=0.5, max_value=0.9999, label="Share of requests under the threshold",
+        min_value=0.5,
+        max_value=0.9999,
+        label="Share of requests under the threshold",
         help_text="0.99 means p99 ≤ threshold.",
     )
     availability_target = forms.FloatField(
-        min_value=0.5, max_value=0.9999, label="Availability target", help_text="Share of requests answered without a 5xx."
+        min_value=0.5,
+        max_value=0.9999,
+        label="Availability target",
+        help_text="Share of requests answered without a 5xx.",
     )
 
 
@@ -137,7 +154,9 @@ class CatalogSearchForm(forms.Form):
 
     q = forms.CharField(required=False, max_length=200, label="Title")
     mode = forms.ChoiceField(
-        required=False, choices=[(TITLE, "title contains"), (MEANING, "by meaning")], label="Search",
+        required=False,
+        choices=[(TITLE, "title contains"), (MEANING, "by meaning")],
+        label="Search",
         help_text="By meaning: the items nearest to the text by content vector, as /api/v1/search ranks them.",
     )
     status = forms.ChoiceField(
@@ -153,18 +172,33 @@ class ModelSettingsForm(forms.Form):
 
     dp_design = forms.ChoiceField(
         label="Private model design",
-        choices=[("auto", "auto: Opacus DP-SGD tower from 5,000 users, DP PureSVD factors below"),
-                 ("tower", "tower: DP popularity + Opacus DP-SGD of the two-tower"),
-                 ("factors", "factors: DP popularity + DP item-item Gram (no DP-SGD)")],
+        choices=[
+            ("auto", "auto: Opacus DP-SGD tower from 5,000 users, DP PureSVD factors below"),
+            ("tower", "tower: DP popularity + Opacus DP-SGD of the two-tower"),
+            ("factors", "factors: DP popularity + DP item-item Gram (no DP-SGD)"),
+        ],
     )
-    epsilon_total = forms.FloatField(label="Budget ε", min_value=0.01,
-                                     help_text="Lifetime ε, or what any renewal window may spend.")
-    delta = forms.FloatField(label="δ per release", min_value=1e-15, max_value=0.5,
-                             help_text="Each release uses min(δ, 1/users).")
-    renewal_days = forms.IntegerField(label="Renewal window (days)", required=False, min_value=1,
-                                      help_text="Empty: a lifetime budget that never renews.")
-    cadence = forms.ChoiceField(label="Retraining", choices=[("off", "off"), ("daily", "daily"), ("weekly", "weekly"),
-                                                             ("events", "when enough new events arrived")])
+    epsilon_total = forms.FloatField(
+        label="Budget ε", min_value=0.01, help_text="Lifetime ε, or what any renewal window may spend."
+    )
+    delta = forms.FloatField(
+        label="δ per release", min_value=1e-15, max_value=0.5, help_text="Each release uses min(δ, 1/users)."
+    )
+    renewal_days = forms.IntegerField(
+        label="Renewal window (days)",
+        required=False,
+        min_value=1,
+        help_text="Empty: a lifetime budget that never renews.",
+    )
+    cadence = forms.ChoiceField(
+        label="Retraining",
+        choices=[
+            ("off", "off"),
+            ("daily", "daily"),
+            ("weekly", "weekly"),
+            ("events", "when enough new events arrived"),
+        ],
+    )
     epsilon_per_run = forms.FloatField(label="ε per scheduled run", min_value=0.01)
     min_new_events = forms.IntegerField(label="New events that make a run due", required=False, min_value=1)
     event_retention_days = forms.IntegerField(label="Event retention (days)", min_value=1, max_value=36500)

@@ -63,10 +63,16 @@ class ThrottledModelBackend(ModelBackend):
     """Django's model backend, refusing locked (username, address) pairs before any password check."""
 
     def authenticate(
-        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
     ) -> User | None:
         if username and lock_remaining_s(username=username, ip=client_address(request)) > 0:
-            raise PermissionDenied("sign-in temporarily locked")  # authenticate() stops and signals the failure
+            raise PermissionDenied(
+                "sign-in temporarily locked"
+            )  # authenticate() stops and signals the failure
         return super().authenticate(request, username=username, password=password, **kwargs)
 
 
@@ -74,7 +80,10 @@ def _audit(action: AuditAction, *, actor: str, user_id: int | None, request: Htt
     via = "" if request is None else str(request.path)[:100]
     with transaction.atomic():
         audit.record(
-            tenant_id=None, actor=actor, action=action, target_type="user" if user_id is not None else "",
+            tenant_id=None,
+            actor=actor,
+            action=action,
+            target_type="user" if user_id is not None else "",
             target_id="" if user_id is None else str(user_id),
             details={"via": via, "ip": client_address(request), "known_account": user_id is not None},
         )
@@ -82,16 +91,25 @@ def _audit(action: AuditAction, *, actor: str, user_id: int | None, request: Htt
 
 def _existing_user_id(username: str) -> int | None:
     model = get_user_model()
-    found = model._default_manager.filter(**{model.USERNAME_FIELD: username}).values_list("pk", flat=True).first()
+    found = (
+        model._default_manager.filter(**{model.USERNAME_FIELD: username}).values_list("pk", flat=True).first()
+    )
     return int(found) if found is not None else None
 
 
-def _on_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any) -> None:
+def _on_failed(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
     username = str(credentials.get("username") or "")
     ip = client_address(request)
     user_id = _existing_user_id(username) if username else None
     if lock_remaining_s(username=username, ip=ip) > 0:
-        _audit(AuditAction.AUTH_LOGIN_REFUSED_LOCKED, actor=SystemActor.ANONYMOUS, user_id=user_id, request=request)
+        _audit(
+            AuditAction.AUTH_LOGIN_REFUSED_LOCKED,
+            actor=SystemActor.ANONYMOUS,
+            user_id=user_id,
+            request=request,
+        )
         return
     now = timezone.now()
     with transaction.atomic():
@@ -102,13 +120,27 @@ def _on_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | 
 
 def _on_logged_in(sender: Any, request: HttpRequest | None, user: AbstractBaseUser, **kwargs: Any) -> None:
     with transaction.atomic():
-        LoginFailure.objects.filter(username_digest=_digest(user.get_username()), ip=client_address(request)).delete()
-        _audit(AuditAction.AUTH_LOGIN, actor=user_actor(user.get_username()), user_id=int(user.pk), request=request)
+        LoginFailure.objects.filter(
+            username_digest=_digest(user.get_username()), ip=client_address(request)
+        ).delete()
+        _audit(
+            AuditAction.AUTH_LOGIN,
+            actor=user_actor(user.get_username()),
+            user_id=int(user.pk),
+            request=request,
+        )
 
 
-def _on_logged_out(sender: Any, request: HttpRequest | None, user: AbstractBaseUser | None, **kwargs: Any) -> None:
+def _on_logged_out(
+    sender: Any, request: HttpRequest | None, user: AbstractBaseUser | None, **kwargs: Any
+) -> None:
     if user is not None:
-        _audit(AuditAction.AUTH_LOGOUT, actor=user_actor(user.get_username()), user_id=int(user.pk), request=request)
+        _audit(
+            AuditAction.AUTH_LOGOUT,
+            actor=user_actor(user.get_username()),
+            user_id=int(user.pk),
+            request=request,
+        )
 
 
 def connect_signals() -> None:

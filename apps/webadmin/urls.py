@@ -31,7 +31,11 @@ urlpatterns = [
     path("t/<slug:slug>/slo/<str:endpoint_class>/reset/", slo.objective_reset, name="slo-reset"),
     path("t/<slug:slug>/privacy/", privacy.privacy, name="privacy"),
     path("t/<slug:slug>/training-runs/<int:run_id>/", privacy.training_run, name="training-run"),
-    path("t/<slug:slug>/training-runs/<int:run_id>/status.json", privacy.training_run_status, name="training-run-status"),
+    path(
+        "t/<slug:slug>/training-runs/<int:run_id>/status.json",
+        privacy.training_run_status,
+        name="training-run-status",
+    ),
     path("t/<slug:slug>/models/", models.models, name="models"),
     path("t/<slug:slug>/models/<int:version>/activate/", models.version_activate, name="model-activate"),
     path("t/<slug:slug>/users/", users.users, name="users"),

@@ -45,9 +45,9 @@ def resolve(var_dir: Path) -> DatabaseTarget:
     if url:
         runtime = _from_url(url)
         owner = _from_url(env_str("DATABASE_OWNER_URL") or url)
-        broker = env_str("CELERY_BROKER_URL") or "sqla+" + url.replace("postgres://", "postgresql://", 1).replace(
-            "postgresql://", "postgresql+psycopg://", 1
-        )
+        broker = env_str("CELERY_BROKER_URL") or "sqla+" + url.replace(
+            "postgres://", "postgresql://", 1
+        ).replace("postgresql://", "postgresql+psycopg://", 1)
         return DatabaseTarget(runtime, owner["USER"], owner["PASSWORD"], broker, embedded=False)
 
     from config import embedded_pg

@@ -89,9 +89,7 @@ def _prepare_permissions(pgdata: Path, socket_dir: Path, log_dir: Path) -> None:
     entry = pwd.getpwnam(user)
     bin_path = _bin("postgres").parent
     ensure_prefix_permissions(bin_path)
-    ensure_folder_permissions(
-        bin_path, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH
-    )
+    ensure_folder_permissions(bin_path, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
     ensure_folder_permissions(bin_path.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
     ensure_folder_permissions(bin_path.parent / "share", stat.S_IRGRP | stat.S_IROTH)
     for path in (pgdata, socket_dir, log_dir):
@@ -152,7 +150,9 @@ def _bootstrap_roles(server: EmbeddedPostgres) -> None:
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN " + extra).format(sql.Identifier(role)))
         # The owner may end the runtime role's sessions (dropping a test database, maintenance);
         # membership grants no BYPASSRLS and the owner already owns every table.
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(RUNTIME_ROLE), sql.Identifier(OWNER_ROLE)))
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(RUNTIME_ROLE), sql.Identifier(OWNER_ROLE))
+        )
         for dbname in (DATABASE, BROKER_DATABASE):
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
             if not exists:
@@ -188,17 +188,36 @@ def ensure_running(var_dir: Path) -> EmbeddedPostgres:
             path.mkdir(parents=True, exist_ok=True)
         _prepare_permissions(pgdata, server.socket_dir, log_dir)
         if not (pgdata / "PG_VERSION").exists():
-            _pg([
-                str(_bin("initdb")), "-D", str(pgdata), "-U", SUPERUSER, "--auth=trust",
-                "--encoding=UTF8", "--locale=C.UTF-8",
-            ])
+            _pg(
+                [
+                    str(_bin("initdb")),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
         if not _running(pgdata):
             options = f"-h '' -k {server.socket_dir} -p {PORT} -c max_connections=300 -c shared_buffers=256MB"
             try:
-                _pg([
-                    str(_bin("pg_ctl")), "-D", str(pgdata), "-l", str(server.log_file), "-w", "-t", "60",
-                    "-o", options, "start",
-                ])
+                _pg(
+                    [
+                        str(_bin("pg_ctl")),
+                        "-D",
+                        str(pgdata),
+                        "-l",
+                        str(server.log_file),
+                        "-w",
+                        "-t",
+                        "60",
+                        "-o",
+                        options,
+                        "start",
+                    ]
+                )
             except EmbeddedPostgresError as exc:
                 tail = server.log_file.read_text()[-2000:] if server.log_file.exists() else "(no log)"
                 raise EmbeddedPostgresError(
@@ -209,7 +228,9 @@ def ensure_running(var_dir: Path) -> EmbeddedPostgres:
             deadline = time.monotonic() + 30
             while not (server.socket_dir / f".s.PGSQL.{PORT}").exists():
                 if time.monotonic() > deadline:
-                    raise EmbeddedPostgresError(f"the server started but no socket appeared in {server.socket_dir}")
+                    raise EmbeddedPostgresError(
+                        f"the server started but no socket appeared in {server.socket_dir}"
+                    )
                 time.sleep(0.1)
         _bootstrap_roles(server)
         marker.touch()

@@ -33,7 +33,7 @@ def test_missing_or_malformed_keys_get_401_with_a_reason(anon, live_db, header, 
 
 
 def test_a_right_prefix_with_a_wrong_secret_is_rejected(api, tenant_a):
-    forged = tenant_a.key[: -4] + "AAAA"
+    forged = tenant_a.key[:-4] + "AAAA"
     response = api.get("/api/v1/tenant", HTTP_AUTHORIZATION=f"Bearer {forged}")
     assert response.status_code == 401
 
@@ -80,7 +80,14 @@ def test_the_schema_declares_the_bearer_scheme_and_types_the_settings_document(a
     assert {"apiKey": []} in patch["security"]
     ref = patch["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     fields = schema["components"]["schemas"][ref]["properties"]
-    assert {"model", "retraining", "privacy_budget", "retention", "rate_limit_per_s", "slo_objectives"} <= set(fields)
+    assert {
+        "model",
+        "retraining",
+        "privacy_budget",
+        "retention",
+        "rate_limit_per_s",
+        "slo_objectives",
+    } <= set(fields)
 
 
 def test_health_live_and_ready(anon, live_db):
@@ -118,7 +125,11 @@ def test_views_cannot_override_the_tenant_scoping():
 
 def test_an_oversize_body_gets_a_json_413_not_an_html_page(api, tenant_a, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
-    body = '{"events": [' + ",".join(['{"event_id": "e", "user": "u", "item": "i", "type": "view"}'] * 100) + "]}"
+    body = (
+        '{"events": ['
+        + ",".join(['{"event_id": "e", "user": "u", "item": "i", "type": "view"}'] * 100)
+        + "]}"
+    )
     response = api.post("/api/v1/events", data=body, content_type="application/json", **tenant_a.auth)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"

@@ -56,13 +56,16 @@ MIN_WRITE_OPERATIONS = 10
 # at ids A does not own: 404), then the writes that may create A's own objects under B's ids.
 METHOD_ORDER = {"GET": 0, "HEAD": 1, "OPTIONS": 2, "DELETE": 3, "POST": 4, "PUT": 5, "PATCH": 6}
 # Query parameters that name an object (or could select one); each needs a value in ``Ids.query``.
-ID_LIKE_QUERY = re.compile(r"(^|_)(id|ids|ref|refs|user|users|item|items|run|runs|version|cursor|key|event|events)$")
+ID_LIKE_QUERY = re.compile(
+    r"(^|_)(id|ids|ref|refs|user|users|item|items|run|runs|version|cursor|key|event|events)$"
+)
 # Request telemetry is counted per tenant by a background flusher thread, so B's own setup requests
 # may land in these tables mid-sweep; they hold counts only, never data a write could touch.
 TELEMETRY_TABLES = frozenset({"slo_latencyhistogram", "slo_latencytotal"})
 
 
 # --- the schema --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Operation:
@@ -97,13 +100,19 @@ def _schema_operations(client: APIClient) -> list[Operation]:
         for method, op in item.items():
             if method.upper() not in METHOD_ORDER:
                 continue
-            found.append(Operation(method=method.upper(), path=path,
-                                   parameters=tuple(shared + op.get("parameters", [])),
-                                   has_body="requestBody" in op))
+            found.append(
+                Operation(
+                    method=method.upper(),
+                    path=path,
+                    parameters=tuple(shared + op.get("parameters", [])),
+                    has_body="requestBody" in op,
+                )
+            )
     return sorted(found, key=lambda o: (METHOD_ORDER[o.method], o.path))
 
 
 # --- the ids a request carries -----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Ids:
@@ -120,8 +129,12 @@ class Ids:
     title: str  # searched for as the text query
 
     def path(self) -> dict[str, str]:
-        return {"external_id": self.item, "user_ref": self.user, "run_id": str(self.run_id),
-                "version": str(self.version)}
+        return {
+            "external_id": self.item,
+            "user_ref": self.user,
+            "run_id": str(self.run_id),
+            "version": str(self.version),
+        }
 
     def query(self) -> dict[str, str]:
         return {"user": self.user, "cursor": self.cursor, "category": self.category, "q": self.title}
@@ -130,12 +143,24 @@ class Ids:
 def _body(op: Operation, ids: Ids) -> dict[str, Any] | None:
     """A plausible body for each body-taking operation, naming ``ids`` wherever the body holds ids."""
     bodies: dict[str, dict[str, Any]] = {
-        "POST /api/v1/events": {"events": [{"event_id": ids.event_id, "user": ids.user, "item": ids.event_item,
-                                            "type": "click"}]},
-        "POST /api/v1/items": {"items": [{"id": ids.item, "title": "the prober's own title",
-                                          "categories": ["prober"], "description": "written by the prober"}]},
+        "POST /api/v1/events": {
+            "events": [{"event_id": ids.event_id, "user": ids.user, "item": ids.event_item, "type": "click"}]
+        },
+        "POST /api/v1/items": {
+            "items": [
+                {
+                    "id": ids.item,
+                    "title": "the prober's own title",
+                    "categories": ["prober"],
+                    "description": "written by the prober",
+                }
+            ]
+        },
         "PUT /api/v1/users/{user_ref}": {"attributes": {"plan": "prober"}},
-        "PATCH /api/v1/tenant/settings": {"rate_limit_per_s": 150.0, "retention": {"event_retention_days": 400}},
+        "PATCH /api/v1/tenant/settings": {
+            "rate_limit_per_s": 150.0,
+            "retention": {"event_retention_days": 400},
+        },
         "PATCH /api/v1/privacy-budget": {"epsilon_total": 20.0},
         "POST /api/v1/training-runs": {"epsilon": 1.0},
         "POST /api/v1/popularity-release": {"epsilon": 0.5},
@@ -186,13 +211,17 @@ def _calls(op: Operation, ids: Ids) -> list[Call]:
             if param.get("required"):
                 required[name] = query[name]
             continue
-        assert not ID_LIKE_QUERY.search(name), f"add a value for id-like query parameter {name!r} of {op.name}"
+        assert not ID_LIKE_QUERY.search(name), (
+            f"add a value for id-like query parameter {name!r} of {op.name}"
+        )
         assert not param.get("required"), f"add a value for required query parameter {name!r} of {op.name}"
         if enum := param.get("schema", {}).get("enum"):
             enums.append((name, enum))
     body = _body(op, ids)
     # Every id-like parameter set; then each enumerated value; then only the required ones (a plain list).
-    variants = [query] + [{**query, name: str(value)} for name, values in enums for value in values] + [required]
+    variants = (
+        [query] + [{**query, name: str(value)} for name, values in enums for value in values] + [required]
+    )
     urls = dict.fromkeys(url + ("?" + urlencode(v) if v else "") for v in variants)
     return [Call(op, u, body) for u in urls]
 
@@ -222,6 +251,7 @@ def _visible_text(response: Any) -> str:
 
 
 # --- tenant data, row by row -------------------------------------------------------------------
+
 
 def _tenant_tables() -> list[str]:
     """Every table (partitioned parents, not their partitions) with a ``tenant_id`` column."""
@@ -253,21 +283,31 @@ def _fingerprint(tenant_id: int, tables: list[str]) -> dict[str, tuple[int, str]
 
 
 def _changes(before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]]) -> list[str]:
-    return [f"{table}: {before[table][0]} -> {after[table][0]} rows{'' if before[table][0] != after[table][0] else ' (contents changed)'}"
-            for table in before if before[table] != after[table]]
+    return [
+        f"{table}: {before[table][0]} -> {after[table][0]} rows{'' if before[table][0] != after[table][0] else ' (contents changed)'}"
+        for table in before
+        if before[table] != after[table]
+    ]
 
 
 # --- the personas' data ------------------------------------------------------------------------
+
 
 @pytest.fixture
 def quiet_queues(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """No broker traffic: encoding, training and activation tasks are recorded instead of queued."""
     sent: list[str] = []
-    monkeypatch.setattr("apps.catalog.services.encoding_enqueue",
-                        lambda tenant_id, item_pks: sent.append(f"encode:{tenant_id}"))
-    monkeypatch.setattr("apps.modeling.services._enqueue", lambda tenant_id, run_id: sent.append(f"train:{tenant_id}"))
-    monkeypatch.setattr("apps.modeling.lifecycle._enqueue_activation",
-                        lambda tenant_id, *args: sent.append(f"activate:{tenant_id}"))
+    monkeypatch.setattr(
+        "apps.catalog.services.encoding_enqueue",
+        lambda tenant_id, item_pks: sent.append(f"encode:{tenant_id}"),
+    )
+    monkeypatch.setattr(
+        "apps.modeling.services._enqueue", lambda tenant_id, run_id: sent.append(f"train:{tenant_id}")
+    )
+    monkeypatch.setattr(
+        "apps.modeling.lifecycle._enqueue_activation",
+        lambda tenant_id, *args: sent.append(f"activate:{tenant_id}"),
+    )
     return sent
 
 
@@ -276,13 +316,21 @@ def _ok(response: Any, *statuses: int) -> Any:
     return response.json()
 
 
-def _seed_catalog_and_users(persona: TenantPersona, mark: str, *, n_items: int, n_users: int,
-                            per_user: int) -> list[str]:
+def _seed_catalog_and_users(
+    persona: TenantPersona, mark: str, *, n_items: int, n_users: int, per_user: int
+) -> list[str]:
     """Items (fake vectors, no BERT) and events, through the tenant's own key; returns the item ids."""
     client = _client(persona.auth)
-    items = [{"id": f"{mark}-item-{n:03d}", "title": f"{mark}-title-{n:03d}", "description": f"{mark}-desc-{n:03d}",
-              "categories": [f"{mark}-cat-{n % 3}"], "attributes": {"secret": f"{mark}-attr-{n:03d}"}}
-             for n in range(n_items)]
+    items = [
+        {
+            "id": f"{mark}-item-{n:03d}",
+            "title": f"{mark}-title-{n:03d}",
+            "description": f"{mark}-desc-{n:03d}",
+            "categories": [f"{mark}-cat-{n % 3}"],
+            "attributes": {"secret": f"{mark}-attr-{n:03d}"},
+        }
+        for n in range(n_items)
+    ]
     _ok(client.post("/api/v1/items", {"items": items}, format="json"), 200)
     from apps.catalog.selectors import item_pks_by_external_ids
 
@@ -291,10 +339,16 @@ def _seed_catalog_and_users(persona: TenantPersona, mark: str, *, n_items: int, 
     rng = random.Random(mark)
     start = datetime.now(tz=UTC) - timedelta(days=2)
     events = [
-        {"event_id": f"{mark}-event-{u:03d}-{j}", "user": f"{mark}-user-{u:03d}",
-         "item": ids[(u % 3) + 3 * rng.randrange(n_items // 3)], "type": "rating", "value": rng.randint(3, 5),
-         "timestamp": (start + timedelta(minutes=u * per_user + j)).isoformat()}
-        for u in range(n_users) for j in range(per_user)
+        {
+            "event_id": f"{mark}-event-{u:03d}-{j}",
+            "user": f"{mark}-user-{u:03d}",
+            "item": ids[(u % 3) + 3 * rng.randrange(n_items // 3)],
+            "type": "rating",
+            "value": rng.randint(3, 5),
+            "timestamp": (start + timedelta(minutes=u * per_user + j)).isoformat(),
+        }
+        for u in range(n_users)
+        for j in range(per_user)
     ]
     _ok(client.post("/api/v1/events", {"events": events}, format="json"), 201)
     return ids
@@ -323,8 +377,14 @@ def world(tenant_a: TenantPersona, tenant_b: TenantPersona, quiet_queues: list[s
 
     # B: 30 items, 40 users with 8 ratings each, attributes, its own settings, a trained model.
     b_items = _seed_catalog_and_users(tenant_b, b_mark, n_items=30, n_users=40, per_user=8)
-    _ok(client.put(f"/api/v1/users/{b_mark}-user-000", {"attributes": {"secret": f"{b_mark}-userattr"}},
-                   format="json"), 200)
+    _ok(
+        client.put(
+            f"/api/v1/users/{b_mark}-user-000",
+            {"attributes": {"secret": f"{b_mark}-userattr"}},
+            format="json",
+        ),
+        200,
+    )
     _ok(client.patch("/api/v1/tenant/settings", {"rate_limit_per_s": b_rate}, format="json"), 200)
     _ok(client.patch("/api/v1/privacy-budget", {"epsilon_total": b_budget}, format="json"), 200)
     run = _ok(client.post("/api/v1/training-runs", {"epsilon": b_epsilon}, format="json"), 202)
@@ -340,20 +400,44 @@ def world(tenant_a: TenantPersona, tenant_b: TenantPersona, quiet_queues: list[s
     with tenant_context(tenant_b.tenant.id):
         from apps.tenancy.models import ApiKey
 
-        b_prefixes = list(ApiKey.objects.filter(tenant_id=tenant_b.tenant.id).values_list("prefix", flat=True))
+        b_prefixes = list(
+            ApiKey.objects.filter(tenant_id=tenant_b.tenant.id).values_list("prefix", flat=True)
+        )
     return World(
         a=tenant_a,
         b=tenant_b,
-        b_ids=Ids(item=b_items[0], event_item=b_items[1], event_id=f"{b_mark}-event-000-0",
-                  user=f"{b_mark}-user-000", run_id=int(run["id"]), version=1, cursor=str(min(b_pks.values())),
-                  category=f"{b_mark}-cat-0", title=f"{b_mark}-title-000"),
-        secrets=[b_mark, tenant_b.slug, tenant_b.key, *b_prefixes, repr(b_epsilon), repr(b_budget), repr(b_rate)],
-        b_sees={"/api/v1/items": b_mark, "/api/v1/audit/export": b_prefixes[0], "/api/v1/training-runs": repr(b_epsilon),
-                "/api/v1/privacy-budget": repr(b_budget), "/api/v1/tenant/settings": repr(b_rate)},
+        b_ids=Ids(
+            item=b_items[0],
+            event_item=b_items[1],
+            event_id=f"{b_mark}-event-000-0",
+            user=f"{b_mark}-user-000",
+            run_id=int(run["id"]),
+            version=1,
+            cursor=str(min(b_pks.values())),
+            category=f"{b_mark}-cat-0",
+            title=f"{b_mark}-title-000",
+        ),
+        secrets=[
+            b_mark,
+            tenant_b.slug,
+            tenant_b.key,
+            *b_prefixes,
+            repr(b_epsilon),
+            repr(b_budget),
+            repr(b_rate),
+        ],
+        b_sees={
+            "/api/v1/items": b_mark,
+            "/api/v1/audit/export": b_prefixes[0],
+            "/api/v1/training-runs": repr(b_epsilon),
+            "/api/v1/privacy-budget": repr(b_budget),
+            "/api/v1/tenant/settings": repr(b_rate),
+        },
     )
 
 
 # --- the sweep ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Row:
@@ -364,8 +448,11 @@ class Row:
 
 def _table(rows: list[Row]) -> str:
     width = max(len(r.call.op.method + " " + r.call.url) for r in rows)
-    lines = [f"{'FAIL' if r.problems else 'ok  '} {r.status:3d}  {(r.call.op.method + ' ' + r.call.url):<{width}}  "
-             + "; ".join(r.problems) for r in rows]
+    lines = [
+        f"{'FAIL' if r.problems else 'ok  '} {r.status:3d}  {(r.call.op.method + ' ' + r.call.url):<{width}}  "
+        + "; ".join(r.problems)
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -377,8 +464,9 @@ def _leaks(text: str, sent: list[str], secrets: list[str]) -> list[str]:
     return [secret for secret in secrets if secret in text]
 
 
-def _sweep(client: APIClient, ops: list[Operation], ids: Ids,
-           check: Callable[[Call, Any], list[str]]) -> list[Row]:
+def _sweep(
+    client: APIClient, ops: list[Operation], ids: Ids, check: Callable[[Call, Any], list[str]]
+) -> list[Row]:
     rows: list[Row] = []
     for op in ops:
         for call in _calls(op, ids):
@@ -393,9 +481,14 @@ def test_the_schema_yields_every_operation_under_api_v1(anon: APIClient, live_db
     names = {op.name for op in ops}
     assert len(ops) >= MIN_OPERATIONS, f"only {len(ops)} operations in the schema: {sorted(names)}"
     assert len([op for op in ops if op.method in WRITE_METHODS]) >= MIN_WRITE_OPERATIONS
-    assert {"GET /api/v1/items/{external_id}", "POST /api/v1/events", "GET /api/v1/training-runs/{run_id}",
-            "POST /api/v1/model-versions/{version}/activate", "DELETE /api/v1/users/{user_ref}",
-            "GET /api/v1/audit/export"} <= names
+    assert {
+        "GET /api/v1/items/{external_id}",
+        "POST /api/v1/events",
+        "GET /api/v1/training-runs/{run_id}",
+        "POST /api/v1/model-versions/{version}/activate",
+        "DELETE /api/v1/users/{user_ref}",
+        "GET /api/v1/audit/export",
+    } <= names
 
 
 def test_tenant_a_calling_every_operation_with_tenant_b_ids_sees_and_changes_nothing_of_b(
@@ -440,7 +533,10 @@ def test_tenant_a_calling_every_operation_with_tenant_b_ids_sees_and_changes_not
         assert secret in _leaks(_visible_text(as_b.get(url)), [], world.secrets), url
     deleted = as_b.delete(f"/api/v1/items/{world.b_ids.item}")
     assert deleted.status_code == 204
-    assert any(c.startswith("catalog_item: 30 -> 29") for c in _changes(baseline, _fingerprint(world.b.tenant.id, tables)))
+    assert any(
+        c.startswith("catalog_item: 30 -> 29")
+        for c in _changes(baseline, _fingerprint(world.b.tenant.id, tables))
+    )
 
 
 @pytest.fixture
@@ -448,8 +544,17 @@ def tenant_a_with_data(tenant_a: TenantPersona, quiet_queues: list[str]) -> Ids:
     mark = f"aown{uuid.uuid4().hex[:12]}"
     items = _seed_catalog_and_users(tenant_a, mark, n_items=6, n_users=3, per_user=2)
     # A has no training run or model version: the write paths that name one must refuse before looking.
-    return Ids(item=items[0], event_item=items[1], event_id=f"{mark}-event-sweep", user=f"{mark}-user-000", run_id=1,
-               version=1, cursor="0", category=f"{mark}-cat-0", title=f"{mark}-title-000")
+    return Ids(
+        item=items[0],
+        event_item=items[1],
+        event_id=f"{mark}-event-sweep",
+        user=f"{mark}-user-000",
+        run_id=1,
+        version=1,
+        cursor="0",
+        category=f"{mark}-cat-0",
+        title=f"{mark}-title-000",
+    )
 
 
 def test_a_key_with_only_the_audit_scope_gets_403_on_every_write_operation(

@@ -60,19 +60,23 @@ from apps.tenancy.models import ApiKey
 from tests.profiles.conftest import event, make_items
 from tests.support import TenantPersona
 
-EXAMPLES = 12            # per operation and per mode (positive, negative, on seeded rows)
-FUZZ_BUDGET_S = 60.0     # wall clock for the whole fuzzing run (about 25 s on a laptop), shared per operation
+EXAMPLES = 12  # per operation and per mode (positive, negative, on seeded rows)
+FUZZ_BUDGET_S = 60.0  # wall clock for the whole fuzzing run (about 25 s on a laptop), shared per operation
 ITEMS = [f"i{n}" for n in range(6)]
 USERS = [f"u{n}" for n in range(6)]
 FuzzCase = Case[APIOperation[Any, Any, Any, Any]]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Work the server would hand to a Celery worker: a session that also runs the worker tests must
 # not have it train or encode the fuzzer's tenant. Everything up to the enqueue still runs.
-ENQUEUES = ("apps.catalog.services.encoding_enqueue", "apps.modeling.services._enqueue",
-            "apps.modeling.lifecycle._enqueue_activation")
+ENQUEUES = (
+    "apps.catalog.services.encoding_enqueue",
+    "apps.modeling.services._enqueue",
+    "apps.modeling.lifecycle._enqueue_activation",
+)
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
 
 @dataclass
 class Answer:
@@ -81,8 +85,14 @@ class Answer:
     body: Any
 
 
-def send(base: str, persona: TenantPersona, method: str, path: str, body: bytes | None = None,
-         content_type: str = "application/json") -> Answer:
+def send(
+    base: str,
+    persona: TenantPersona,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    content_type: str = "application/json",
+) -> Answer:
     """One request over real HTTP; ``path`` goes on the wire exactly as given (already quoted)."""
     headers = {**persona.headers, "Content-Type": content_type} if body is not None else dict(persona.headers)
     request = urllib.request.Request(base + path, data=body, method=method, headers=headers)  # noqa: S310 - our 127.0.0.1 server
@@ -105,7 +115,11 @@ def error_problem(status: int, content_type: str, body: Any) -> str | None:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict) or set(error) != {"code", "message", "details"}:
         return f"not the error shape: {str(body)[:200]}"
-    if not isinstance(error["code"], str) or not isinstance(error["message"], str) or not error["message"].strip():
+    if (
+        not isinstance(error["code"], str)
+        or not isinstance(error["message"], str)
+        or not error["message"].strip()
+    ):
         return f"error without a code or message: {error}"
     return None
 
@@ -122,10 +136,24 @@ def refused(answer: Answer, *statuses: int) -> str:
 def snapshot(tenant_id: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Every stored item and event of the tenant, as comparable rows."""
     with tenant_context(tenant_id):
-        items = list(Item.objects.filter(tenant_id=tenant_id).order_by("pk").values_list(
-            "external_id", "title", "description", "categories", "attributes", "content_hash", "updated_at"))
-        events = list(UserEvent.objects.filter(tenant_id=tenant_id).order_by("pk").values_list(
-            "event_key", "item_id", "type", "value", "ts"))
+        items = list(
+            Item.objects.filter(tenant_id=tenant_id)
+            .order_by("pk")
+            .values_list(
+                "external_id",
+                "title",
+                "description",
+                "categories",
+                "attributes",
+                "content_hash",
+                "updated_at",
+            )
+        )
+        events = list(
+            UserEvent.objects.filter(tenant_id=tenant_id)
+            .order_by("pk")
+            .values_list("event_key", "item_id", "type", "value", "ts")
+        )
     return items, [(bytes(key), *rest) for key, *rest in events]
 
 
@@ -154,6 +182,7 @@ def nested(depth: int, kind: str) -> bytes:
 
 
 # --- the fuzzer --------------------------------------------------------------------------------
+
 
 @dataclass
 class FuzzRun:
@@ -189,7 +218,9 @@ class FuzzRun:
                 self.failures.append(f"{label} ({mode}) -> {response.status_code}: {problem}")
 
 
-def fuzz_strategies(operation: APIOperation[Any, Any, Any, Any]) -> list[tuple[str, st.SearchStrategy[FuzzCase]]]:
+def fuzz_strategies(
+    operation: APIOperation[Any, Any, Any, Any],
+) -> list[tuple[str, st.SearchStrategy[FuzzCase]]]:
     """Positive and negative examples, and (for paths with an item or user id) ones on seeded rows."""
     found = [
         ("positive", operation.as_strategy(generation_mode=GenerationMode.POSITIVE)),
@@ -199,8 +230,14 @@ def fuzz_strategies(operation: APIOperation[Any, Any, Any, Any]) -> list[tuple[s
     names = [name for name in re.findall(r"{(\w+)}", operation.path) if name in real]
     if names:
         name = names[0]
-        found.append(("seeded", st.sampled_from(real[name]).flatmap(
-            lambda value: operation.as_strategy(path_parameters={name: value}))))
+        found.append(
+            (
+                "seeded",
+                st.sampled_from(real[name]).flatmap(
+                    lambda value: operation.as_strategy(path_parameters={name: value})
+                ),
+            )
+        )
     return found
 
 
@@ -208,8 +245,14 @@ def run_examples(strategy: st.SearchStrategy[FuzzCase], body: Callable[[FuzzCase
     """Run ``body`` on up to ``EXAMPLES`` derandomized examples; False when none can be generated."""
 
     @given(case=strategy)
-    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case: FuzzCase) -> None:
         body(case)
 
@@ -222,7 +265,9 @@ def run_examples(strategy: st.SearchStrategy[FuzzCase], body: Callable[[FuzzCase
 
 @pytest.mark.slow
 def test_every_operation_survives_schema_driven_fuzzing_without_a_5xx_or_a_schema_violation(seeded, live_url):
-    schema = schemathesis.openapi.from_url(f"{live_url}/api/schema/?format=json", config=schemathesis.Config())
+    schema = schemathesis.openapi.from_url(
+        f"{live_url}/api/schema/?format=json", config=schemathesis.Config()
+    )
     results = list(schema.include(path_regex=r"^/api/v1/").get_all_operations())
     operations = [result.ok() for result in results if isinstance(result, Ok)]
     assert len(operations) == len(results), "the schema has operations schemathesis cannot read"
@@ -234,19 +279,24 @@ def test_every_operation_survives_schema_driven_fuzzing_without_a_5xx_or_a_schem
     with mock.patch(ENQUEUES[0]), mock.patch(ENQUEUES[1]), mock.patch(ENQUEUES[2]):
         for done, operation in enumerate(operations):
             # an even share of the time left: a slow machine runs fewer examples, never skips an operation
-            run.deadline = time.monotonic() + (started + FUZZ_BUDGET_S - time.monotonic()) / (len(operations) - done)
+            run.deadline = time.monotonic() + (started + FUZZ_BUDGET_S - time.monotonic()) / (
+                len(operations) - done
+            )
             for mode, strategy in fuzz_strategies(operation):
                 run_examples(strategy, functools.partial(run.check, persona=seeded, mode=mode))
     elapsed = time.monotonic() - started
 
-    summary = (f"{sum(run.examples.values())} requests over {len(run.examples)} operations in {elapsed:.1f} s "
-               f"({run.skipped} examples skipped for time); statuses {dict(sorted(run.statuses.items()))}")
+    summary = (
+        f"{sum(run.examples.values())} requests over {len(run.examples)} operations in {elapsed:.1f} s "
+        f"({run.skipped} examples skipped for time); statuses {dict(sorted(run.statuses.items()))}"
+    )
     assert not run.failures, summary + "\n\n" + "\n\n".join(run.failures[:20])
     assert {op.label for op in operations} == set(run.examples), summary
     assert not any(code >= 500 for code in run.statuses), summary
 
 
 # --- hand cases --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", ["/api/v1/events", "/api/v1/items"])
 def test_a_10_mb_body_is_refused_with_413_naming_the_limit(unchanged, live_url, path):
@@ -260,9 +310,18 @@ def test_a_10_mb_body_is_refused_with_413_naming_the_limit(unchanged, live_url, 
 
 
 @pytest.mark.parametrize("kind", ["array", "object"])
-@pytest.mark.parametrize(("method", "path"), [("POST", "/api/v1/events"), ("POST", "/api/v1/items"),
-                                              ("PUT", "/api/v1/users/u0"), ("PATCH", "/api/v1/tenant/settings")])
-def test_json_nested_100000_levels_deep_is_a_400_parse_error_not_a_500(unchanged, live_url, method, path, kind):
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/events"),
+        ("POST", "/api/v1/items"),
+        ("PUT", "/api/v1/users/u0"),
+        ("PATCH", "/api/v1/tenant/settings"),
+    ],
+)
+def test_json_nested_100000_levels_deep_is_a_400_parse_error_not_a_500(
+    unchanged, live_url, method, path, kind
+):
     message = refused(send(live_url, unchanged, method, path, nested(100_000, kind)), 400)
 
     assert "nested too deeply" in message
@@ -270,11 +329,17 @@ def test_json_nested_100000_levels_deep_is_a_400_parse_error_not_a_500(unchanged
 
 @pytest.mark.parametrize("kind", ["array", "object"])
 @pytest.mark.parametrize("depth", [900, 990])
-def test_json_nested_about_a_thousand_levels_inside_a_valid_envelope_is_a_400(unchanged, live_url, depth, kind):
+def test_json_nested_about_a_thousand_levels_inside_a_valid_envelope_is_a_400(
+    unchanged, live_url, depth, kind
+):
     deep = nested(depth, kind)
     for method, path, body in [
         ("POST", "/api/v1/events", b'{"events": [' + deep + b"]}"),
-        ("POST", "/api/v1/items", b'{"items": [{"id": "d", "title": "t", "attributes": {"a": ' + deep + b"}}]}"),
+        (
+            "POST",
+            "/api/v1/items",
+            b'{"items": [{"id": "d", "title": "t", "attributes": {"a": ' + deep + b"}}]}",
+        ),
         ("PUT", "/api/v1/users/u0", b'{"attributes": {"a": ' + deep + b"}}"),
         ("PATCH", "/api/v1/tenant/settings", b'{"slo_objectives": {"search": ' + deep + b"}}"),
         ("POST", "/api/v1/popularity-release", b'{"epsilon": ' + deep + b"}"),
@@ -284,7 +349,9 @@ def test_json_nested_about_a_thousand_levels_inside_a_valid_envelope_is_a_400(un
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_literals_in_json_numbers_are_refused_as_parse_errors(unchanged, live_url, literal):
-    ev = json.dumps({"events": [{**event("u0", "i0"), "value": 1}]}).replace('"value": 1', f'"value": {literal}')
+    ev = json.dumps({"events": [{**event("u0", "i0"), "value": 1}]}).replace(
+        '"value": 1', f'"value": {literal}'
+    )
     for method, path, body in [
         ("POST", "/api/v1/events", ev),
         ("POST", "/api/v1/items", '{"items": [{"id": "n", "title": "t", "attributes": {"x": LITERAL}}]}'),
@@ -292,16 +359,22 @@ def test_nan_and_infinity_literals_in_json_numbers_are_refused_as_parse_errors(u
         ("PATCH", "/api/v1/tenant/settings", '{"rate_limit_per_s": LITERAL}'),
         ("POST", "/api/v1/popularity-release", '{"epsilon": LITERAL}'),
     ]:
-        message = refused(send(live_url, unchanged, method, path, body.replace("LITERAL", literal).encode()), 400)
+        message = refused(
+            send(live_url, unchanged, method, path, body.replace("LITERAL", literal).encode()), 400
+        )
         assert literal in message, message
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
-def test_nan_and_infinity_in_numeric_query_parameters_are_400s_naming_the_parameter(unchanged, live_url, literal):
-    for path, name in [(f"/api/v1/search?q=shoes&k={literal}", "k"),
-                       (f"/api/v1/recommendations?user=u0&k={literal}", "k"),
-                       (f"/api/v1/recommendations?user=u0&diversity={literal}", "diversity"),
-                       (f"/api/v1/items?limit={literal}", "limit")]:
+def test_nan_and_infinity_in_numeric_query_parameters_are_400s_naming_the_parameter(
+    unchanged, live_url, literal
+):
+    for path, name in [
+        (f"/api/v1/search?q=shoes&k={literal}", "k"),
+        (f"/api/v1/recommendations?user=u0&k={literal}", "k"),
+        (f"/api/v1/recommendations?user=u0&diversity={literal}", "diversity"),
+        (f"/api/v1/items?limit={literal}", "limit"),
+    ]:
         assert refused(send(live_url, unchanged, "GET", path), 400).startswith(name)
 
 
@@ -319,21 +392,26 @@ def test_nul_bytes_in_ids_titles_and_attributes_of_a_body_are_400s(unchanged, li
         assert says in refused(send(live_url, unchanged, method, path, json.dumps(body).encode()), 400)
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/api/v1/items/a%00b"),  # the item id path parameter: these three were 500s
-    ("DELETE", "/api/v1/items/a%00b"),
-    ("GET", "/api/v1/items/a%00b/similar"),
-    ("GET", "/api/v1/items?category=a%00b"),  # the category filters: were 500s too
-    ("GET", "/api/v1/items/i0/similar?category=a%00b"),
-    ("GET", "/api/v1/users/a%00b"),
-    ("DELETE", "/api/v1/users/a%00b"),
-    ("GET", "/api/v1/search?q=a%00b"),
-    ("GET", "/api/v1/search?q=shoes&user=a%00b"),
-    ("GET", "/api/v1/recommendations?user=a%00b"),
-    ("GET", "/api/v1/recommendations?user=u0&category=a%00b"),
-    ("GET", "/api/v1/audit/export?since=%00"),
-])
-def test_nul_bytes_in_paths_and_query_parameters_are_400s_not_database_errors(unchanged, live_url, method, path):
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/items/a%00b"),  # the item id path parameter: these three were 500s
+        ("DELETE", "/api/v1/items/a%00b"),
+        ("GET", "/api/v1/items/a%00b/similar"),
+        ("GET", "/api/v1/items?category=a%00b"),  # the category filters: were 500s too
+        ("GET", "/api/v1/items/i0/similar?category=a%00b"),
+        ("GET", "/api/v1/users/a%00b"),
+        ("DELETE", "/api/v1/users/a%00b"),
+        ("GET", "/api/v1/search?q=a%00b"),
+        ("GET", "/api/v1/search?q=shoes&user=a%00b"),
+        ("GET", "/api/v1/recommendations?user=a%00b"),
+        ("GET", "/api/v1/recommendations?user=u0&category=a%00b"),
+        ("GET", "/api/v1/audit/export?since=%00"),
+    ],
+)
+def test_nul_bytes_in_paths_and_query_parameters_are_400s_not_database_errors(
+    unchanged, live_url, method, path
+):
     message = refused(send(live_url, unchanged, method, path), 400)
 
     assert "NUL" in message or "control characters" in message or "ISO 8601" in message, message
@@ -347,13 +425,19 @@ def test_unpaired_surrogates_are_refused_but_escaped_emoji_pairs_are_stored(seed
         ("PATCH", "/api/v1/tenant/settings", r'{"\ud800": 1}'),  # were 500s (the error echoed the key)
         ("PATCH", "/api/v1/tenant/settings", r'{"model": {"dp_design": "\ud800"}}'),
         ("PATCH", "/api/v1/privacy-budget", r'{"\ud800": 1}'),
-        ("POST", "/api/v1/events", r'{"events": [{"event_id": "e", "user": "\ud800", "item": "i0", "type": "view"}]}'),
+        (
+            "POST",
+            "/api/v1/events",
+            r'{"events": [{"event_id": "e", "user": "\ud800", "item": "i0", "type": "view"}]}',
+        ),
     ]:
         assert "unpaired surrogates" in refused(send(live_url, seeded, method, path, body.encode()), 400)
     assert snapshot(seeded.tenant.id) == before
 
     with mock.patch(ENQUEUES[0]):
-        stored = send(live_url, seeded, "POST", "/api/v1/items", rb'{"items": [{"id": "e1", "title": "\ud83d\ude00"}]}')
+        stored = send(
+            live_url, seeded, "POST", "/api/v1/items", rb'{"items": [{"id": "e1", "title": "\ud83d\ude00"}]}'
+        )
     assert stored.status == 200, stored.body
     assert send(live_url, seeded, "GET", "/api/v1/items/e1").body["title"] == "\N{GRINNING FACE}"
 
@@ -371,14 +455,23 @@ def test_ten_thousand_character_ids_are_refused_with_the_length_limit(unchanged,
         assert limit in json.dumps(answer.body["error"])
     for method in ("GET", "PUT", "DELETE"):
         attributes = b'{"attributes": {}}' if method == "PUT" else None
-        assert "at most 256" in refused(send(live_url, unchanged, method, f"/api/v1/users/{long}", attributes), 400)
-    for method, path in [("GET", f"/api/v1/items/{long}"), ("DELETE", f"/api/v1/items/{long}"),
-                         ("GET", f"/api/v1/items/{long}/similar")]:
+        assert "at most 256" in refused(
+            send(live_url, unchanged, method, f"/api/v1/users/{long}", attributes), 400
+        )
+    for method, path in [
+        ("GET", f"/api/v1/items/{long}"),
+        ("DELETE", f"/api/v1/items/{long}"),
+        ("GET", f"/api/v1/items/{long}/similar"),
+    ]:
         assert "no item with id" in refused(send(live_url, unchanged, method, path), 404)
-    assert "at most 256" in refused(send(live_url, unchanged, "GET", f"/api/v1/recommendations?user={long}"), 400)
+    assert "at most 256" in refused(
+        send(live_url, unchanged, "GET", f"/api/v1/recommendations?user={long}"), 400
+    )
 
 
-def test_100000_events_in_one_batch_are_refused_with_the_batch_limit_and_nothing_is_stored(unchanged, live_url):
+def test_100000_events_in_one_batch_are_refused_with_the_batch_limit_and_nothing_is_stored(
+    unchanged, live_url
+):
     events = [{"event_id": n, "user": "u0", "item": "i0", "type": "view"} for n in range(100_000)]
     answer = send(live_url, unchanged, "POST", "/api/v1/events", json.dumps({"events": events}).encode())
 
@@ -395,8 +488,9 @@ def test_100000_full_events_over_the_body_limit_are_refused_before_parsing(uncha
 
 
 @pytest.mark.parametrize("k", ["0", "-1", str(10**9), "abc"])
-@pytest.mark.parametrize("path", ["/api/v1/search?q=shoes", "/api/v1/recommendations?user=u0",
-                                  "/api/v1/items/i0/similar?q="])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/search?q=shoes", "/api/v1/recommendations?user=u0", "/api/v1/items/i0/similar?q="]
+)
 def test_k_outside_1_to_100_is_a_400_naming_k(unchanged, live_url, path, k):
     message = refused(send(live_url, unchanged, "GET", f"{path}&k={urllib.parse.quote(k)}"), 400)
 
@@ -404,6 +498,8 @@ def test_k_outside_1_to_100_is_a_400_naming_k(unchanged, live_url, path, k):
 
 
 def test_a_10000_character_search_query_is_a_400_naming_the_limit(unchanged, live_url):
-    message = refused(send(live_url, unchanged, "GET", "/api/v1/search?q=" + urllib.parse.quote("shoe " * 2000)), 400)
+    message = refused(
+        send(live_url, unchanged, "GET", "/api/v1/search?q=" + urllib.parse.quote("shoe " * 2000)), 400
+    )
 
     assert "at most 512 characters" in message

@@ -45,13 +45,20 @@ API = "/api/v1/"
 PUBLIC = {"GET /api/v1/audit/public-key", "GET /api/v1/audit/public-key.pem"}
 # The only untyped objects a 2xx answer may hold (component.field): records whose keys depend on
 # the DP design that ran and on the gate's verdict (docs/modeling.md), not frozen into the API.
-FREE_FORM = {"TrainingRunOut.metrics", "TrainingRunOut.release", "TrainingRunOut.gate", "LedgerEntryOut.details",
-             "ModelVersionOut.mechanisms[]", "ModelVersionOut.gate"}
+FREE_FORM = {
+    "TrainingRunOut.metrics",
+    "TrainingRunOut.release",
+    "TrainingRunOut.gate",
+    "LedgerEntryOut.details",
+    "ModelVersionOut.mechanisms[]",
+    "ModelVersionOut.gate",
+}
 PATH_VALUES = {"external_id": "x", "user_ref": "x", "run_id": "1", "version": "1"}
 COMBINERS = ("allOf", "oneOf", "anyOf")
 
 
 # --- the schema --------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def schema(anon: APIClient, live_db: None) -> dict[str, Any]:
@@ -62,11 +69,18 @@ def schema(anon: APIClient, live_db: None) -> dict[str, Any]:
 
 def operations(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``"METHOD /api/v1/path"`` -> the operation object, for every operation under /api/v1/."""
-    return {f"{method.upper()} {path}": op for path, item in schema["paths"].items() if path.startswith(API)
-            for method, op in item.items() if method in {"get", "post", "put", "patch", "delete"}}
+    return {
+        f"{method.upper()} {path}": op
+        for path, item in schema["paths"].items()
+        if path.startswith(API)
+        for method, op in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
 
 
-def untyped(doc: dict[str, Any], node: dict[str, Any], where: str, seen: frozenset[str] = frozenset()) -> Iterator[str]:
+def untyped(
+    doc: dict[str, Any], node: dict[str, Any], where: str, seen: frozenset[str] = frozenset()
+) -> Iterator[str]:
     """Where (``Component.field``, ``[]`` for list items, ``{}`` for map values) ``node`` holds an
     object without properties or typed values, or a schema with no type at all."""
     if "$ref" in node:
@@ -118,14 +132,19 @@ def to_json_schema(node: Any) -> Any:
 
 def problems(doc: dict[str, Any], target: dict[str, Any], instance: Any) -> list[str]:
     """What is wrong with ``instance`` under the OpenAPI schema ``target`` (refs into ``doc``'s components)."""
-    root = {**to_json_schema(target),
-            "components": {"schemas": {n: to_json_schema(s) for n, s in doc["components"]["schemas"].items()}}}
+    root = {
+        **to_json_schema(target),
+        "components": {"schemas": {n: to_json_schema(s) for n, s in doc["components"]["schemas"].items()}},
+    }
     validator = jsonschema.Draft202012Validator(root)
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}"[:300]
-            for e in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))]
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}"[:300]
+        for e in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    ]
 
 
 # --- declarations ------------------------------------------------------------------------------
+
 
 def test_no_success_answer_is_an_untyped_object(schema):
     found: dict[str, list[str]] = {}
@@ -137,12 +156,18 @@ def test_no_success_answer_is_an_untyped_object(schema):
             assert content or status == "204", f"{name} {status} declares no body"
             for media, body in content.items():
                 if media == "application/json":
-                    assert "$ref" in body["schema"], f"{name} {status}: not a named component: {body['schema']}"
+                    assert "$ref" in body["schema"], (
+                        f"{name} {status}: not a named component: {body['schema']}"
+                    )
                     found[f"{name} {status}"] = list(untyped(schema, body["schema"], "<body>"))
                 else:  # the audit export (zip, csv) and the PEM file
                     assert body["schema"]["type"] == "string", (name, media, body)
     json_ops = {key.rsplit(" ", 1)[0] for key in found}
-    binary_or_empty = {"GET /api/v1/audit/export", "GET /api/v1/audit/public-key.pem", "DELETE /api/v1/items/{external_id}"}
+    binary_or_empty = {
+        "GET /api/v1/audit/export",
+        "GET /api/v1/audit/public-key.pem",
+        "DELETE /api/v1/items/{external_id}",
+    }
     assert json_ops == set(operations(schema)) - binary_or_empty, sorted(json_ops)
     loose = {key: sorted(set(where) - FREE_FORM) for key, where in found.items() if set(where) - FREE_FORM}
     assert not loose, f"untyped objects in 2xx answers (type them, or name them in FREE_FORM): {loose}"
@@ -150,14 +175,28 @@ def test_no_success_answer_is_an_untyped_object(schema):
 
 
 def test_the_untyped_object_finder_flags_bare_objects_and_passes_typed_ones():
-    doc = {"components": {"schemas": {
-        "Bare": {"type": "object"},
-        "AnyValues": {"type": "object", "additionalProperties": {}},
-        "Typed": {"type": "object", "properties": {"a": {"type": "string"}, "m": {"type": "object",
-                                                   "additionalProperties": {"type": "integer"}}}},
-        "Nested": {"type": "object", "properties": {"x": {"type": "array", "items": {"type": "object"}},
-                                                    "y": {"description": "anything"}}},
-    }}}
+    doc = {
+        "components": {
+            "schemas": {
+                "Bare": {"type": "object"},
+                "AnyValues": {"type": "object", "additionalProperties": {}},
+                "Typed": {
+                    "type": "object",
+                    "properties": {
+                        "a": {"type": "string"},
+                        "m": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    },
+                },
+                "Nested": {
+                    "type": "object",
+                    "properties": {
+                        "x": {"type": "array", "items": {"type": "object"}},
+                        "y": {"description": "anything"},
+                    },
+                },
+            }
+        }
+    }
 
     def where(name: str) -> list[str]:
         return list(untyped(doc, {"$ref": f"#/components/schemas/{name}"}, "<body>"))
@@ -179,7 +218,10 @@ def test_every_error_answer_is_the_error_component_and_writes_declare_503(schema
         if name in PUBLIC:
             continue
         assert {"401", "403", "429", "503"} <= set(op["responses"]), name
-        assert "Retry-After" in op["responses"]["503"]["headers"] and "Retry-After" in op["responses"]["429"]["headers"]
+        assert (
+            "Retry-After" in op["responses"]["503"]["headers"]
+            and "Retry-After" in op["responses"]["429"]["headers"]
+        )
         if "requestBody" in op:
             assert "413" in op["responses"], name
 
@@ -193,24 +235,39 @@ def test_every_operation_declares_the_bearer_key_except_the_public_key(schema, a
     for name, op in ops.items():
         method, path = name.split(" ", 1)
         url = re.sub(r"{(\w+)}", lambda m: PATH_VALUES[m.group(1)], path)
-        response = anon.generic(method, url, data="{}" if "requestBody" in op else "", content_type="application/json")
+        response = anon.generic(
+            method, url, data="{}" if "requestBody" in op else "", content_type="application/json"
+        )
         if name in PUBLIC:
             assert not op.get("security"), name
             assert response.status_code == 200, name
         else:
             assert op.get("security") == [{"apiKey": []}], f"{name}: {op.get('security')}"
             assert response.status_code == 401, f"{name} without a key: {response.status_code}"
-            assert not problems(schema, op["responses"]["401"]["content"]["application/json"]["schema"],
-                                response.json())
+            assert not problems(
+                schema, op["responses"]["401"]["content"]["application/json"]["schema"], response.json()
+            )
 
 
 # --- the validator can fail --------------------------------------------------------------------
 
 GOOD_TENANT = {"tenant": "shop", "key_prefix": "abcdefghij", "scopes": ["ingest", "serve"]}
-GOOD_PAGE = {"items": [{"id": "sku-1", "title": "Shoes", "description": "", "categories": ["c"], "attributes": {
-    "brand": "Acme", "size": 42, "new": True, "gone": None}, "available": True,
-    "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-    "encoding": {"status": "ready", "model": None, "updated_at": None, "truncated": False}}], "next_cursor": None}
+GOOD_PAGE = {
+    "items": [
+        {
+            "id": "sku-1",
+            "title": "Shoes",
+            "description": "",
+            "categories": ["c"],
+            "attributes": {"brand": "Acme", "size": 42, "new": True, "gone": None},
+            "available": True,
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
+            "encoding": {"status": "ready", "model": None, "updated_at": None, "truncated": False},
+        }
+    ],
+    "next_cursor": None,
+}
 GOOD_ERROR = {"error": {"code": "invalid", "message": "k must be from 1 to 100", "details": {"k": "0"}}}
 
 
@@ -232,19 +289,22 @@ def _with(body: dict[str, Any], value: Any, *path: Any) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize(("component", "good", "bad"), [
-    ("TenantOut", GOOD_TENANT, _without(GOOD_TENANT, "scopes")),                        # a required key missing
-    ("TenantOut", GOOD_TENANT, _with(GOOD_TENANT, "x", "surprise")),                    # a key nobody declared
-    ("TenantOut", GOOD_TENANT, _with(GOOD_TENANT, 7, "tenant")),                         # wrong type
-    ("TenantOut", GOOD_TENANT, _with(GOOD_TENANT, None, "key_prefix")),                  # null where not nullable
-    ("TenantOut", GOOD_TENANT, _with(GOOD_TENANT, ["root"], "scopes")),                  # outside the enum
-    ("ItemsPageOut", GOOD_PAGE, _with(GOOD_PAGE, "weird", "items", 0, "encoding", "status")),
-    ("ItemsPageOut", GOOD_PAGE, _with(GOOD_PAGE, {"nested": 1}, "items", 0, "attributes", "brand")),
-    ("ItemsPageOut", GOOD_PAGE, _with(GOOD_PAGE, 5, "next_cursor")),
-    ("ItemsPageOut", GOOD_PAGE, _without(GOOD_PAGE, "items", 0, "encoding", "truncated")),
-    ("Error", GOOD_ERROR, _without(GOOD_ERROR, "error", "details")),
-    ("Error", GOOD_ERROR, {"detail": "Not found."}),                                     # DRF's own shape
-])
+@pytest.mark.parametrize(
+    ("component", "good", "bad"),
+    [
+        ("TenantOut", GOOD_TENANT, _without(GOOD_TENANT, "scopes")),  # a required key missing
+        ("TenantOut", GOOD_TENANT, _with(GOOD_TENANT, "x", "surprise")),  # a key nobody declared
+        ("TenantOut", GOOD_TENANT, _with(GOOD_TENANT, 7, "tenant")),  # wrong type
+        ("TenantOut", GOOD_TENANT, _with(GOOD_TENANT, None, "key_prefix")),  # null where not nullable
+        ("TenantOut", GOOD_TENANT, _with(GOOD_TENANT, ["root"], "scopes")),  # outside the enum
+        ("ItemsPageOut", GOOD_PAGE, _with(GOOD_PAGE, "weird", "items", 0, "encoding", "status")),
+        ("ItemsPageOut", GOOD_PAGE, _with(GOOD_PAGE, {"nested": 1}, "items", 0, "attributes", "brand")),
+        ("ItemsPageOut", GOOD_PAGE, _with(GOOD_PAGE, 5, "next_cursor")),
+        ("ItemsPageOut", GOOD_PAGE, _without(GOOD_PAGE, "items", 0, "encoding", "truncated")),
+        ("Error", GOOD_ERROR, _without(GOOD_ERROR, "error", "details")),
+        ("Error", GOOD_ERROR, {"detail": "Not found."}),  # DRF's own shape
+    ],
+)
 def test_the_validator_rejects_answers_that_break_the_schema(schema, component, good, bad):
     target = {"$ref": f"#/components/schemas/{component}"}
 
@@ -253,6 +313,7 @@ def test_the_validator_rejects_answers_that_break_the_schema(schema, component, 
 
 
 # --- real answers ------------------------------------------------------------------------------
+
 
 @dataclass
 class Checker:
@@ -263,16 +324,27 @@ class Checker:
     ok: set[str] = field(default_factory=set)  # operations with a validated 2xx answer
     statuses: dict[str, set[int]] = field(default_factory=dict)
 
-    def call(self, method: str, template: str, url: str | None = None, body: Any = None, *,
-             client: APIClient | None = None, expect: int | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        template: str,
+        url: str | None = None,
+        body: Any = None,
+        *,
+        client: APIClient | None = None,
+        expect: int | None = None,
+    ) -> Any:
         name = f"{method} {template}"
         op = operations(self.schema).get(name)
         assert op is not None, f"{name} is not in the schema"
         if body is not None and (expect is None or 200 <= expect < 300):  # bad bodies are meant to break it
             declared = op["requestBody"]["content"]["application/json"]["schema"]
-            assert not (wrong := problems(self.schema, declared, body)), f"{name}: the request schema refuses {wrong}"
-        response = (client or self.client).generic(method, url or template, data=json.dumps(body) if body else "",
-                                                   content_type="application/json")
+            assert not (wrong := problems(self.schema, declared, body)), (
+                f"{name}: the request schema refuses {wrong}"
+            )
+        response = (client or self.client).generic(
+            method, url or template, data=json.dumps(body) if body else "", content_type="application/json"
+        )
         status = response.status_code
         assert expect is None or status == expect, f"{name}: {status} {response.content[:500]!r}"
         declared_answer = op["responses"].get(str(status))
@@ -287,7 +359,9 @@ class Checker:
         if media == "application/json":
             parsed = response.json()
             wrong = problems(self.schema, content[media]["schema"], parsed)
-            assert not wrong, f"{name} {status} does not fit its schema: {wrong[:10]}\n{json.dumps(parsed)[:1500]}"
+            assert not wrong, (
+                f"{name} {status} does not fit its schema: {wrong[:10]}\n{json.dumps(parsed)[:1500]}"
+            )
         self.statuses.setdefault(name, set()).add(status)
         if 200 <= status < 300:
             self.ok.add(name)
@@ -302,9 +376,13 @@ def quiet(monkeypatch: pytest.MonkeyPatch, settings: Any) -> list[tuple[Any, ...
     from apps.modeling import artifacts, selectors
 
     sent: list[tuple[Any, ...]] = []
-    monkeypatch.setattr("apps.catalog.services.encoding_enqueue", lambda tenant_id, item_pks: sent.append(("encode",)))
+    monkeypatch.setattr(
+        "apps.catalog.services.encoding_enqueue", lambda tenant_id, item_pks: sent.append(("encode",))
+    )
     monkeypatch.setattr("apps.modeling.services._enqueue", lambda tenant_id, run_id: sent.append(("train",)))
-    monkeypatch.setattr("apps.modeling.lifecycle._enqueue_activation", lambda *args: sent.append(("activate", *args)))
+    monkeypatch.setattr(
+        "apps.modeling.lifecycle._enqueue_activation", lambda *args: sent.append(("activate", *args))
+    )
     monkeypatch.setattr("apps.serving.selectors.query_vector", lambda tenant_id, text: fake_vector(text))
     settings.SOTTO = {**settings.SOTTO, "MODELING_POINTER_TTL_S": 0.0}
     selectors.clear_pointer_cache()
@@ -338,23 +416,42 @@ def test_every_operation_answers_what_its_schema_declares(schema, tenant_a, quie
     # who am I; settings (an objective of its own, so one is not the default)
     check.call("GET", "/api/v1/tenant", expect=200)
     check.call("GET", "/api/v1/tenant/settings", expect=200)
-    check.call("PATCH", "/api/v1/tenant/settings", body={
-        "slo_objectives": {"search": {"latency_threshold_ms": 300.0}}, "retention": {"event_retention_days": 400},
-        "model": {"dp_design": "auto"}}, expect=200)
+    check.call(
+        "PATCH",
+        "/api/v1/tenant/settings",
+        body={
+            "slo_objectives": {"search": {"latency_threshold_ms": 300.0}},
+            "retention": {"event_retention_days": 400},
+            "model": {"dp_design": "auto"},
+        },
+        expect=200,
+    )
     check.call("GET", "/api/v1/privacy-budget", expect=200)
-    check.call("PATCH", "/api/v1/privacy-budget", body={"epsilon_total": 40.0, "renewal_days": 30}, expect=200)
+    check.call(
+        "PATCH", "/api/v1/privacy-budget", body={"epsilon_total": 40.0, "renewal_days": 30}, expect=200
+    )
 
     # the catalogue: items through the API (an integer id, attributes), one left pending, one failed
-    items = [{"id": "sku-1", "title": "Red shoes", "description": "trail", "categories": ["c0", "shoes"],
-              "attributes": {"brand": "Acme", "size": 42, "vegan": True, "note": None}, "available": True},
-             {"id": 42, "title": "The answer"},
-             {"id": "sku-pending", "title": "Not encoded yet", "categories": None, "attributes": None},
-             {"id": "sku-failed", "title": "Will fail", "description": None, "available": None}]
+    items = [
+        {
+            "id": "sku-1",
+            "title": "Red shoes",
+            "description": "trail",
+            "categories": ["c0", "shoes"],
+            "attributes": {"brand": "Acme", "size": 42, "vegan": True, "note": None},
+            "available": True,
+        },
+        {"id": 42, "title": "The answer"},
+        {"id": "sku-pending", "title": "Not encoded yet", "categories": None, "attributes": None},
+        {"id": "sku-failed", "title": "Will fail", "description": None, "available": None},
+    ]
     check.call("POST", "/api/v1/items", body={"items": items}, expect=200)
     pks = item_pks_by_external_ids(tid, ["sku-1", "42", "sku-failed"])
     encode_items(tid, [pks["sku-1"], pks["42"]])
     with tenant_context(tid):
-        Item.objects.filter(pk=pks["sku-failed"]).update(encoding_status="failed", encoding_error="tokenizer broke")
+        Item.objects.filter(pk=pks["sku-failed"]).update(
+            encoding_status="failed", encoding_error="tokenizer broke"
+        )
     page = check.call("GET", "/api/v1/items", "/api/v1/items?limit=2", expect=200)
     assert page["next_cursor"] is not None
     check.call("GET", "/api/v1/items", f"/api/v1/items?cursor={page['next_cursor']}&limit=200", expect=200)
@@ -363,25 +460,53 @@ def test_every_operation_answers_what_its_schema_declares(schema, tenant_a, quie
     check.call("GET", "/api/v1/items/{external_id}", "/api/v1/items/sku-1", expect=200)
     check.call("GET", "/api/v1/items/{external_id}", "/api/v1/items/sku-pending", expect=200)
     check.call("GET", "/api/v1/items/{external_id}", "/api/v1/items/nope", expect=404)
-    check.call("GET", "/api/v1/items/{external_id}/similar", "/api/v1/items/i0/similar?k=5&category=c0", expect=200)
+    check.call(
+        "GET", "/api/v1/items/{external_id}/similar", "/api/v1/items/i0/similar?k=5&category=c0", expect=200
+    )
     check.call("GET", "/api/v1/items/{external_id}/similar", "/api/v1/items/sku-pending/similar", expect=409)
     check.call("GET", "/api/v1/catalog/status", expect=200)
 
     # events (one on an item without a vector: pending) and end users
-    events = [{"event_id": "e-1", "user": "buyer", "item": "sku-1", "type": "purchase"},
-              {"event_id": 2, "user": 77, "item": 42, "type": "rating", "value": 4.5,
-               "timestamp": datetime.now(tz=UTC).timestamp() - 60},
-              {"event_id": "e-3", "user": "buyer", "item": "sku-pending", "type": "view",
-               "timestamp": "2026-01-01T00:00:00Z"},
-              {"event_id": "e-4", "user": "buyer", "item": "i1", "type": "rating", "value": 5, "timestamp": None}]
+    events = [
+        {"event_id": "e-1", "user": "buyer", "item": "sku-1", "type": "purchase"},
+        {
+            "event_id": 2,
+            "user": 77,
+            "item": 42,
+            "type": "rating",
+            "value": 4.5,
+            "timestamp": datetime.now(tz=UTC).timestamp() - 60,
+        },
+        {
+            "event_id": "e-3",
+            "user": "buyer",
+            "item": "sku-pending",
+            "type": "view",
+            "timestamp": "2026-01-01T00:00:00Z",
+        },
+        {"event_id": "e-4", "user": "buyer", "item": "i1", "type": "rating", "value": 5, "timestamp": None},
+    ]
     ingested = check.call("POST", "/api/v1/events", body={"events": events}, expect=201)
     assert ingested["pending"] == 1
-    check.call("POST", "/api/v1/events", body={"events": [{"event_id": "x", "user": "buyer", "item": "nope",
-                                                           "type": "view"}]}, expect=400)
-    check.call("POST", "/api/v1/events", body={"events": [{"event_id": n, "user": "u", "item": "i0", "type": "view"}
-                                                          for n in range(1001)]}, expect=413)
-    check.call("PUT", "/api/v1/users/{user_ref}", "/api/v1/users/buyer",
-               body={"attributes": {"plan": "gold", "age": 41, "score": 0.5, "opt_in": False}}, expect=200)
+    check.call(
+        "POST",
+        "/api/v1/events",
+        body={"events": [{"event_id": "x", "user": "buyer", "item": "nope", "type": "view"}]},
+        expect=400,
+    )
+    check.call(
+        "POST",
+        "/api/v1/events",
+        body={"events": [{"event_id": n, "user": "u", "item": "i0", "type": "view"} for n in range(1001)]},
+        expect=413,
+    )
+    check.call(
+        "PUT",
+        "/api/v1/users/{user_ref}",
+        "/api/v1/users/buyer",
+        body={"attributes": {"plan": "gold", "age": 41, "score": 0.5, "opt_in": False}},
+        expect=200,
+    )
     check.call("PUT", "/api/v1/users/{user_ref}", "/api/v1/users/newbie", body={"attributes": {}}, expect=201)
     export = check.call("GET", "/api/v1/users/{user_ref}", "/api/v1/users/buyer?events_limit=1", expect=200)
     assert export["state"] is not None and export["events_next_offset"] == 1
@@ -389,8 +514,12 @@ def test_every_operation_answers_what_its_schema_declares(schema, tenant_a, quie
     check.call("GET", "/api/v1/users/{user_ref}", "/api/v1/users/nobody", expect=404)
 
     # serving before any model: content ranking, cold start
-    assert check.call("GET", "/api/v1/recommendations", "/api/v1/recommendations?user=u0",
-                      expect=200)["strategy"] == "content"
+    assert (
+        check.call("GET", "/api/v1/recommendations", "/api/v1/recommendations?user=u0", expect=200)[
+            "strategy"
+        ]
+        == "content"
+    )
     check.call("GET", "/api/v1/recommendations", "/api/v1/recommendations?user=stranger&k=3", expect=200)
     check.call("GET", "/api/v1/recommendations", "/api/v1/recommendations", expect=400)
     check.call("GET", "/api/v1/search", "/api/v1/search?q=shoes&k=5", expect=200)
@@ -408,27 +537,53 @@ def test_every_operation_answers_what_its_schema_declares(schema, tenant_a, quie
     check.call("POST", "/api/v1/training-runs", body={"epsilon": 1000.0}, expect=409)
     versions = check.call("GET", "/api/v1/model-versions", expect=200)["versions"]
     assert [v["status"] for v in versions] == ["rejected", "active", "previous"]
-    check.call("POST", "/api/v1/model-versions/{version}/activate", "/api/v1/model-versions/1/activate", expect=200)
-    check.call("POST", "/api/v1/model-versions/{version}/activate", "/api/v1/model-versions/3/activate", expect=202)
+    check.call(
+        "POST", "/api/v1/model-versions/{version}/activate", "/api/v1/model-versions/1/activate", expect=200
+    )
+    check.call(
+        "POST", "/api/v1/model-versions/{version}/activate", "/api/v1/model-versions/3/activate", expect=202
+    )
     [(_, t, v, actor, restore)] = [task for task in quiet if task[0] == "activate"]
-    assert lifecycle.model_version_materialise_and_activate(tenant_id=t, version=v, actor=actor,
-                                                            restore=restore) == "active"
-    check.call("POST", "/api/v1/model-versions/{version}/activate", "/api/v1/model-versions/3/activate", expect=409)
-    check.call("POST", "/api/v1/model-versions/{version}/activate", "/api/v1/model-versions/0/activate", expect=400)
+    assert (
+        lifecycle.model_version_materialise_and_activate(tenant_id=t, version=v, actor=actor, restore=restore)
+        == "active"
+    )
+    check.call(
+        "POST", "/api/v1/model-versions/{version}/activate", "/api/v1/model-versions/3/activate", expect=409
+    )
+    check.call(
+        "POST", "/api/v1/model-versions/{version}/activate", "/api/v1/model-versions/0/activate", expect=400
+    )
     check.call("POST", "/api/v1/popularity-release", body={"epsilon": 0.5}, expect=201)
     check.call("POST", "/api/v1/popularity-release", body={"epsilon": -1}, expect=400)
     check.call("PATCH", "/api/v1/privacy-budget", body={"epsilon_total": 1e9}, expect=400)
     budget = check.call("GET", "/api/v1/privacy-budget", expect=200)
     assert budget["ledger"] and budget["next_renewal_at"] is not None
-    assert check.call("GET", "/api/v1/recommendations", "/api/v1/recommendations?user=u0&diversity=0.5",
-                      expect=200)["strategy"] == "personal"
+    assert (
+        check.call(
+            "GET", "/api/v1/recommendations", "/api/v1/recommendations?user=u0&diversity=0.5", expect=200
+        )["strategy"]
+        == "personal"
+    )
 
     # service levels, with an open alert
     now = datetime.now(tz=UTC)
     with tenant_context(tid):
-        SloAlert.objects.create(tenant_id=tid, endpoint_class="search", sli="latency", severity="fast", factor=14.4,
-                                long_window_s=3600, short_window_s=300, burn_long=20.0, burn_short=30.0, raised_at=now,
-                                last_burn_long=20.0, last_burn_short=30.0, last_evaluated_at=now)
+        SloAlert.objects.create(
+            tenant_id=tid,
+            endpoint_class="search",
+            sli="latency",
+            severity="fast",
+            factor=14.4,
+            long_window_s=3600,
+            short_window_s=300,
+            burn_long=20.0,
+            burn_short=30.0,
+            raised_at=now,
+            last_burn_long=20.0,
+            last_burn_short=30.0,
+            last_evaluated_at=now,
+        )
     assert check.call("GET", "/api/v1/slo", expect=200)["open_alerts"]
 
     # audit: the bundle, the CSV, the public key
@@ -449,10 +604,13 @@ def test_every_operation_answers_what_its_schema_declares(schema, tenant_a, quie
     check.call("DELETE", "/api/v1/items/{external_id}", "/api/v1/items/sku-1", expect=404)
     check.call("DELETE", "/api/v1/users/{user_ref}", "/api/v1/users/newbie", expect=200)
 
-    assert check.ok == set(operations(schema)), f"no validated 2xx for {sorted(set(operations(schema)) - check.ok)}"
+    assert check.ok == set(operations(schema)), (
+        f"no validated 2xx for {sorted(set(operations(schema)) - check.ok)}"
+    )
 
 
 # --- offline documentation ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
 def test_the_api_docs_load_only_our_own_static_files(anon, live_db, page):

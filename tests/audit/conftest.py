@@ -36,7 +36,11 @@ def connect_as(user: str, password: str = "") -> Any:
 
     db = settings.DATABASES["default"]
     return psycopg.connect(
-        dbname=db["NAME"], user=user, password=password or None, host=db["HOST"] or None, port=db["PORT"] or None
+        dbname=db["NAME"],
+        user=user,
+        password=password or None,
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
     )
 
 

@@ -32,8 +32,19 @@ def test_tenant_creation_starts_the_chain_on_its_genesis_hash(tenant_a):
 def test_stored_rows_re_verify_from_the_row_alone(tenant_a):
     with tenant_context(tenant_a.tenant.id):
         audit.record(
-            tenant_id=tenant_a.tenant.id, actor="key:abc", action="test.nested", target_type="thing", target_id="p-1",
-            details={"n": 2**53 - 1, "neg": -3, "flag": True, "none": None, "list": [1, "ü", {"k": "\u2028"}], "s": "é\n"},
+            tenant_id=tenant_a.tenant.id,
+            actor="key:abc",
+            action="test.nested",
+            target_type="thing",
+            target_id="p-1",
+            details={
+                "n": 2**53 - 1,
+                "neg": -3,
+                "flag": True,
+                "none": None,
+                "list": [1, "ü", {"k": "\u2028"}],
+                "s": "é\n",
+            },
         )
     events = _chain(tenant_a.tenant.id)
     assert verify_chain(events, tenant=tenant_a.slug).ok

@@ -25,6 +25,7 @@ def history(tenant_a):
 
 # --- the runtime role (the normal test connection) ------------------------------------------------
 
+
 @pytest.mark.parametrize("table", TABLES)
 def test_the_runtime_role_holds_only_insert_and_select(live_db, table):
     with connection.cursor() as cursor:
@@ -40,7 +41,11 @@ def test_the_runtime_role_holds_only_insert_and_select(live_db, table):
 @pytest.mark.parametrize("table", TABLES)
 @pytest.mark.parametrize(
     "statement",
-    ["UPDATE {t} SET sequence = sequence WHERE tenant_id = %s", "DELETE FROM {t} WHERE tenant_id = %s", "TRUNCATE {t}"],
+    [
+        "UPDATE {t} SET sequence = sequence WHERE tenant_id = %s",
+        "DELETE FROM {t} WHERE tenant_id = %s",
+        "TRUNCATE {t}",
+    ],
 )
 def test_the_runtime_role_cannot_update_delete_or_truncate(history, table, statement):
     sql = statement.format(t=table)
@@ -57,10 +62,15 @@ def test_the_runtime_role_cannot_update_delete_or_truncate(history, table, state
 
 # --- the owner: privileges would allow it, the triggers refuse -------------------------------------
 
+
 @pytest.mark.parametrize("table", TABLES)
 @pytest.mark.parametrize(
     "statement",
-    ["UPDATE {t} SET sequence = sequence WHERE tenant_id = %s", "DELETE FROM {t} WHERE tenant_id = %s", "TRUNCATE {t}"],
+    [
+        "UPDATE {t} SET sequence = sequence WHERE tenant_id = %s",
+        "DELETE FROM {t} WHERE tenant_id = %s",
+        "TRUNCATE {t}",
+    ],
 )
 def test_the_triggers_stop_even_the_table_owner(history, owner_conn, table, statement):
     sql = statement.format(t=table)
@@ -95,13 +105,21 @@ def test_a_tenant_with_history_cannot_be_deleted(history, owner_conn):
 
 # --- inserts must extend the chain head ------------------------------------------------------------
 
+
 def _forged(tenant, **overrides):
     with tenant_context(tenant.id):
         head = AuditEvent.objects.filter(tenant_id=tenant.id).order_by("-sequence").first()
     assert head is not None
     fields = {
-        "tenant_id": tenant.id, "tenant_slug": tenant.slug, "sequence": head.sequence + 1, "time": head.time,
-        "actor": "mallory", "action": "forged", "details": {}, "prev_hash": head.hash, "hash": "0" * 64,
+        "tenant_id": tenant.id,
+        "tenant_slug": tenant.slug,
+        "sequence": head.sequence + 1,
+        "time": head.time,
+        "actor": "mallory",
+        "action": "forged",
+        "details": {},
+        "prev_hash": head.hash,
+        "hash": "0" * 64,
     }
     fields.update(overrides)
     return fields, head
@@ -110,9 +128,9 @@ def _forged(tenant, **overrides):
 @pytest.mark.parametrize(
     "override",
     [
-        {"prev_hash": "f" * 64},   # does not link to the head
-        {"sequence": "gap"},        # skips a sequence
-        {"sequence": "dup"},        # reuses the head's sequence
+        {"prev_hash": "f" * 64},  # does not link to the head
+        {"sequence": "gap"},  # skips a sequence
+        {"sequence": "dup"},  # reuses the head's sequence
         {"tenant_slug": "someone-else"},
     ],
 )
@@ -140,6 +158,7 @@ def test_a_correctly_linked_insert_passes_the_trigger(history):
 
 # --- row-level security ---------------------------------------------------------------------------
 
+
 def test_tenants_see_only_their_own_chain(history, tenant_b):
     with tenant_context(tenant_b.tenant.id):
         seen = set(AuditEvent.objects.values_list("tenant_id", flat=True))
@@ -160,7 +179,11 @@ def test_a_tenant_cannot_write_into_another_tenants_chain(history, tenant_b):
 
     # A's genesis link: under B the trigger cannot see A's head, so it is RLS that must refuse it.
     fields, _ = _forged(history.tenant, sequence=1, prev_hash=genesis_hash(history.tenant.slug))
-    with tenant_context(tenant_b.tenant.id), pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+    with (
+        tenant_context(tenant_b.tenant.id),
+        pytest.raises(DatabaseError, match="row-level security"),
+        transaction.atomic(),
+    ):
         AuditEvent.objects.create(**fields)
 
 

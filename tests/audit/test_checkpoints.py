@@ -33,7 +33,12 @@ def _head(persona):
     from apps.audit.models import AuditEvent
 
     with tenant_context(persona.tenant.id):
-        return AuditEvent.objects.filter(tenant_id=persona.tenant.id).order_by("-sequence").values_list("sequence", "hash").first()
+        return (
+            AuditEvent.objects.filter(tenant_id=persona.tenant.id)
+            .order_by("-sequence")
+            .values_list("sequence", "hash")
+            .first()
+        )
 
 
 def test_a_checkpoint_signs_the_current_head_and_reaches_db_and_sink(tenant_a, audit_sink_dir):
@@ -80,9 +85,9 @@ def test_checkpoint_all_signs_every_moved_chain_and_is_idempotent(tenant_a, tena
     assert first["signed"] >= 2
     for persona in (tenant_a, tenant_b):
         with tenant_context(persona.tenant.id):
-            assert list(AuditCheckpoint.objects.filter(tenant_id=persona.tenant.id).values_list("sequence", flat=True)) == [
-                _head(persona)[0]
-            ]
+            assert list(
+                AuditCheckpoint.objects.filter(tenant_id=persona.tenant.id).values_list("sequence", flat=True)
+            ) == [_head(persona)[0]]
     second = audit_checkpoint_all()
     assert second["signed"] == 0 and second["broken"] == first["broken"]
     assert audit_checkpoint(tenant_id=tenant_a.tenant.id) is None
@@ -126,9 +131,17 @@ def test_the_real_worker_runs_the_checkpoint_task(celery_worker_proc, tenant_a):
 
 # --- the sink -------------------------------------------------------------------------------------
 
+
 def _cp(**overrides):
-    cp = {"kind": "periodic", "tenant": "acme", "sequence": 3, "head_hash": "a" * 64,
-          "signed_at": "2025-01-01T00:00:00.000000Z", "key_id": "0" * 16, "signature": "c2ln" * 22}
+    cp = {
+        "kind": "periodic",
+        "tenant": "acme",
+        "sequence": 3,
+        "head_hash": "a" * 64,
+        "signed_at": "2025-01-01T00:00:00.000000Z",
+        "key_id": "0" * 16,
+        "signature": "c2ln" * 22,
+    }
     cp.update(overrides)
     return cp
 
@@ -159,9 +172,13 @@ def test_the_directory_sink_refuses_odd_names_and_unreadable_files(tmp_path):
 
 # --- the signing key ------------------------------------------------------------------------------
 
+
 def test_a_configured_pem_key_is_used_for_signing(settings, tenant_a):
     key = generate_private_key()
-    settings.SOTTO = {**settings.SOTTO, "AUDIT_SIGNING_KEY": private_key_to_pem(key).decode().replace("\n", "\\n")}
+    settings.SOTTO = {
+        **settings.SOTTO,
+        "AUDIT_SIGNING_KEY": private_key_to_pem(key).decode().replace("\n", "\\n"),
+    }
     assert audit_public_key().key_id == key_id(key.public_key())
     cp = audit_checkpoint(tenant_id=tenant_a.tenant.id)
     assert cp is not None and cp["key_id"] == key_id(key.public_key())
@@ -195,7 +212,10 @@ def test_after_a_key_rotation_old_checkpoints_verify_only_with_the_old_public_ke
         audit_checkpoint(tenant_id=tenant_a.tenant.id)
 
     # With the old public key listed, the chain verifies and the new key signs on.
-    settings.SOTTO = {**settings.SOTTO, "AUDIT_PREVIOUS_PUBLIC_KEYS": public_key_to_pem(old_key.public_key()).decode()}
+    settings.SOTTO = {
+        **settings.SOTTO,
+        "AUDIT_PREVIOUS_PUBLIC_KEYS": public_key_to_pem(old_key.public_key()).decode(),
+    }
     assert audit_verify_live(tenant_a.tenant).ok
     cp = audit_checkpoint(tenant_id=tenant_a.tenant.id)
     assert cp is not None and cp["key_id"] == key_id(new_key.public_key())

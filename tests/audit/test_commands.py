@@ -16,14 +16,27 @@ from apps.core.tenant_db import tenant_context
 
 def test_audit_export_writes_a_bundle_that_verifies(tenant_a, tmp_path):
     out = tmp_path / "bundle.zip"
-    call_command("audit_export", "--tenant", tenant_a.slug, "--out", str(out), "--since", "2000-01-01", stdout=StringIO())
-    report = verify_bundle(out.read_bytes(), public_key_pem=audit_public_key().public_key_pem.encode(), tenant=tenant_a.slug)
+    call_command(
+        "audit_export",
+        "--tenant",
+        tenant_a.slug,
+        "--out",
+        str(out),
+        "--since",
+        "2000-01-01",
+        stdout=StringIO(),
+    )
+    report = verify_bundle(
+        out.read_bytes(), public_key_pem=audit_public_key().public_key_pem.encode(), tenant=tenant_a.slug
+    )
     assert report.events >= 2 and report.first == 1
 
 
 def test_audit_export_writes_csv_on_request(tenant_a, tmp_path):
     out = tmp_path / "events.csv"
-    call_command("audit_export", "--tenant", tenant_a.slug, "--out", str(out), "--format", "csv", stdout=StringIO())
+    call_command(
+        "audit_export", "--tenant", tenant_a.slug, "--out", str(out), "--format", "csv", stdout=StringIO()
+    )
     assert out.read_bytes().startswith("\ufeffsequence,time,tenant".encode())
 
 

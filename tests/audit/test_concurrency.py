@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _assert_one_unbroken_chain(persona, expected_actions):
     with tenant_context(persona.tenant.id):
-        events = [row_to_event(r) for r in AuditEvent.objects.filter(tenant_id=persona.tenant.id).order_by("sequence")]
+        events = [
+            row_to_event(r)
+            for r in AuditEvent.objects.filter(tenant_id=persona.tenant.id).order_by("sequence")
+        ]
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     assert verify_chain(events, tenant=persona.slug).ok
     assert audit_verify_live(persona.tenant).ok
@@ -40,7 +43,9 @@ def test_concurrent_threads_cannot_fork_the_chain(tenant_a):
             barrier.wait()
             for i in range(per_thread):
                 audit_append(
-                    tenant_id=tenant_a.tenant.id, actor=f"thread:{w}", action="test.concurrent",
+                    tenant_id=tenant_a.tenant.id,
+                    actor=f"thread:{w}",
+                    action="test.concurrent",
                     details={"n": w * 100 + i},
                 )
         except BaseException as exc:  # collected and re-raised in the test thread
@@ -82,7 +87,10 @@ def test_concurrent_processes_cannot_fork_the_chain(tenant_a):
     children = [
         subprocess.Popen(
             [sys.executable, "-c", _CHILD, str(tenant_a.tenant.id), str(w), str(per_proc), str(start_at)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         for w in range(procs)
     ]

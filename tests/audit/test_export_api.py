@@ -69,7 +69,11 @@ def _run_verifier(tmp_path: Path, bundle: bytes, *args: str) -> subprocess.Compl
     path = tmp_path / "bundle.zip"
     path.write_bytes(bundle)
     return subprocess.run(
-        [sys.executable, "-I", str(script), str(path), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-I", str(script), str(path), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -104,10 +108,14 @@ def _lines(members: dict[str, bytes]) -> list[dict[str, Any]]:
 
 
 def _jsonl(events: list[dict[str, Any]]) -> bytes:
-    return b"".join(json.dumps(e, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n" for e in events)
+    return b"".join(
+        json.dumps(e, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        for e in events
+    )
 
 
 # --- the end-to-end tamper matrix on a real bundle -------------------------------------------------
+
 
 @pytest.fixture
 def real_bundle(api, reviewed):
@@ -120,11 +128,15 @@ def real_bundle(api, reviewed):
 
 
 def test_a_real_export_verifies_offline_with_the_pinned_key(anon, reviewed, real_bundle, tmp_path):
-    result = _run_verifier(tmp_path, real_bundle, "--public-key", str(_pinned_key(anon, tmp_path)), "--tenant", reviewed.slug)
+    result = _run_verifier(
+        tmp_path, real_bundle, "--public-key", str(_pinned_key(anon, tmp_path)), "--tenant", reviewed.slug
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     members = _members(real_bundle)
     events = _lines(members)
-    assert result.stdout.startswith(f"OK: tenant {reviewed.slug}, events {len(events)} (seq 1..{len(events)})")
+    assert result.stdout.startswith(
+        f"OK: tenant {reviewed.slug}, events {len(events)} (seq 1..{len(events)})"
+    )
     assert "export checkpoint signed at" in result.stderr
     actions = [e["action"] for e in events]
     assert actions[:2] == ["tenant.create", "api_key.create"]
@@ -136,8 +148,16 @@ def test_a_real_export_verifies_offline_with_the_pinned_key(anon, reviewed, real
 def test_an_edited_event_fails_offline(anon, reviewed, real_bundle, tmp_path):
     members = _members(real_bundle)
     events = _lines(members)
-    events[2]["details"] = {"scopes": ["audit", "ingest", "serve", "train"], "name": "spare"}  # widen a key's scopes
-    result = _run_verifier(tmp_path, _rebuild(members, events__jsonl=_jsonl(events)), "--public-key", str(_pinned_key(anon, tmp_path)))
+    events[2]["details"] = {
+        "scopes": ["audit", "ingest", "serve", "train"],
+        "name": "spare",
+    }  # widen a key's scopes
+    result = _run_verifier(
+        tmp_path,
+        _rebuild(members, events__jsonl=_jsonl(events)),
+        "--public-key",
+        str(_pinned_key(anon, tmp_path)),
+    )
     assert result.returncode == 1
     assert result.stdout.strip() == "FAIL at sequence 3: hash mismatch: event content was altered"
 
@@ -147,20 +167,34 @@ def test_a_rehashed_edit_still_fails_against_the_signed_head(anon, reviewed, rea
     events = _lines(members)
     events[-1]["actor"] = "user:nobody"  # rewrite the last event and re-seal it consistently
     events[-1]["hash"] = compute_hash(events[-1])
-    result = _run_verifier(tmp_path, _rebuild(members, events__jsonl=_jsonl(events)), "--public-key", str(_pinned_key(anon, tmp_path)))
+    result = _run_verifier(
+        tmp_path,
+        _rebuild(members, events__jsonl=_jsonl(events)),
+        "--public-key",
+        str(_pinned_key(anon, tmp_path)),
+    )
     assert result.returncode == 1
-    assert result.stdout.startswith(f"FAIL at sequence {len(events)}: head hash does not match the signed checkpoint")
+    assert result.stdout.startswith(
+        f"FAIL at sequence {len(events)}: head hash does not match the signed checkpoint"
+    )
 
 
 def test_a_dropped_last_event_fails_offline(anon, reviewed, real_bundle, tmp_path):
     members = _members(real_bundle)
     events = _lines(members)
-    result = _run_verifier(tmp_path, _rebuild(members, events__jsonl=_jsonl(events[:-1])), "--public-key", str(_pinned_key(anon, tmp_path)))
+    result = _run_verifier(
+        tmp_path,
+        _rebuild(members, events__jsonl=_jsonl(events[:-1])),
+        "--public-key",
+        str(_pinned_key(anon, tmp_path)),
+    )
     assert result.returncode == 1
     assert "events truncated" in result.stdout
 
 
-def test_a_bundle_re_signed_with_another_key_fails_against_the_pinned_key(anon, reviewed, real_bundle, tmp_path):
+def test_a_bundle_re_signed_with_another_key_fails_against_the_pinned_key(
+    anon, reviewed, real_bundle, tmp_path
+):
     members = _members(real_bundle)
     events = _lines(members)
     events[0]["actor"] = "user:nobody"
@@ -170,8 +204,15 @@ def test_a_bundle_re_signed_with_another_key_fails_against_the_pinned_key(anon, 
         e["hash"] = compute_hash(e)
     forger = generate_private_key()
     cps = [
-        sign_checkpoint(forger, reviewed.slug, events[-1]["sequence"], events[-1]["hash"], "2030-01-01T00:00:00.000000Z",
-                        first_sequence=1, first_prev_hash=events[0]["prev_hash"])
+        sign_checkpoint(
+            forger,
+            reviewed.slug,
+            events[-1]["sequence"],
+            events[-1]["hash"],
+            "2030-01-01T00:00:00.000000Z",
+            first_sequence=1,
+            first_prev_hash=events[0]["prev_hash"],
+        )
     ]
     from apps.audit.bundle import events_to_csv
 
@@ -189,6 +230,7 @@ def test_a_bundle_re_signed_with_another_key_fails_against_the_pinned_key(anon, 
 
 # --- the endpoint ----------------------------------------------------------------------------------
 
+
 def test_each_export_is_itself_audited_and_shows_in_the_next(api, reviewed):
     first = _members(_export(api, reviewed).content)
     second = _members(_export(api, reviewed).content)
@@ -202,9 +244,18 @@ def test_each_export_is_itself_audited_and_shows_in_the_next(api, reviewed):
 
 def test_since_and_until_select_a_contiguous_signed_range(api, reviewed, anon, tmp_path):
     with tenant_context(reviewed.persona.tenant.id):
-        times = list(AuditEvent.objects.filter(tenant_id=reviewed.persona.tenant.id).order_by("sequence").values_list("time", flat=True))
+        times = list(
+            AuditEvent.objects.filter(tenant_id=reviewed.persona.tenant.id)
+            .order_by("sequence")
+            .values_list("time", flat=True)
+        )
     since, until = times[2], times[5]
-    response = _export(api, reviewed, since=since.isoformat().replace("+00:00", "Z"), until=until.isoformat().replace("+00:00", "Z"))
+    response = _export(
+        api,
+        reviewed,
+        since=since.isoformat().replace("+00:00", "Z"),
+        until=until.isoformat().replace("+00:00", "Z"),
+    )
     assert response.status_code == 200
     events = _lines(_members(response.content))
     assert events and all(since <= _parse(e["time"]) < until for e in events)
@@ -249,7 +300,10 @@ def test_csv_is_a_spreadsheet_view_of_the_same_events(api, reviewed):
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     text = response.content.decode("utf-8-sig")
-    assert text.splitlines()[0] == "sequence,time,tenant,actor,action,target_type,target_id,details,prev_hash,hash"
+    assert (
+        text.splitlines()[0]
+        == "sequence,time,tenant,actor,action,target_type,target_id,details,prev_hash,hash"
+    )
     assert ",tenant.create," in text
 
 
@@ -272,7 +326,8 @@ def test_a_broken_chain_is_not_exported(api, reviewed, superuser_conn):
     from tests.audit.conftest import tamper_as_superuser
 
     tamper_as_superuser(
-        superuser_conn, "UPDATE audit_auditevent SET actor = 'x' WHERE tenant_id = %s AND sequence = 2",
+        superuser_conn,
+        "UPDATE audit_auditevent SET actor = 'x' WHERE tenant_id = %s AND sequence = 2",
         [reviewed.persona.tenant.id],
     )
     response = _export(api, reviewed)

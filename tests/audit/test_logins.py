@@ -21,7 +21,12 @@ def _platform_events(since_id: int) -> list[AuditEvent]:
 
 def _platform_high_water() -> int:
     with dangerously_as_platform():
-        last = AuditEvent.objects.filter(tenant__isnull=True).order_by("-id").values_list("id", flat=True).first()
+        last = (
+            AuditEvent.objects.filter(tenant__isnull=True)
+            .order_by("-id")
+            .values_list("id", flat=True)
+            .first()
+        )
     return last or 0
 
 
@@ -37,8 +42,12 @@ def test_a_sign_in_is_recorded_once_per_member_tenant_and_once_for_the_platform(
     for persona in (tenant_a, tenant_b):
         with tenant_context(persona.tenant.id):
             logins = list(AuditEvent.objects.filter(tenant_id=persona.tenant.id, action="auth.login"))
-        assert [(e.actor, e.target_type, e.target_id) for e in logins] == [(f"user:{user.username}", "user", str(user.pk))]
-    platform = [e for e in _platform_events(mark) if e.action == "auth.login" and e.actor == f"user:{user.username}"]
+        assert [(e.actor, e.target_type, e.target_id) for e in logins] == [
+            (f"user:{user.username}", "user", str(user.pk))
+        ]
+    platform = [
+        e for e in _platform_events(mark) if e.action == "auth.login" and e.actor == f"user:{user.username}"
+    ]
     assert len(platform) == 1
     assert PASSWORD not in json.dumps([e.details for e in platform])
 
@@ -51,7 +60,9 @@ def test_a_failed_sign_in_is_recorded_without_the_password(tenant_a, live_db):
 
     failed = [e for e in _platform_events(mark) if e.action == "auth.login_failed"]
     assert len(failed) == 1
-    assert PASSWORD not in json.dumps({"d": failed[0].details, "t": failed[0].target_id, "a": failed[0].actor})
+    assert PASSWORD not in json.dumps(
+        {"d": failed[0].details, "t": failed[0].target_id, "a": failed[0].actor}
+    )
     with tenant_context(tenant_a.tenant.id):
         assert not AuditEvent.objects.filter(tenant_id=tenant_a.tenant.id, action="auth.login").exists()
 
@@ -67,4 +78,6 @@ def test_what_was_typed_for_an_unknown_account_is_not_kept(live_db):
     failed = [e for e in _platform_events(mark) if e.action == "auth.login_failed"]
     assert len(failed) == 1
     if not apps.is_installed("apps.webadmin"):  # the web admin's throttle writes its own record
-        assert typed not in json.dumps({"d": failed[0].details, "t": failed[0].target_id, "a": failed[0].actor})
+        assert typed not in json.dumps(
+            {"d": failed[0].details, "t": failed[0].target_id, "a": failed[0].actor}
+        )

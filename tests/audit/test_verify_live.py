@@ -73,7 +73,9 @@ def test_a_rehashed_edit_before_a_checkpoint_contradicts_the_signature(chain, su
     from apps.core.tenant_db import tenant_context
 
     with tenant_context(chain.tenant.id):
-        events = [row_to_event(r) for r in AuditEvent.objects.filter(tenant_id=chain.tenant.id).order_by("sequence")]
+        events = [
+            row_to_event(r) for r in AuditEvent.objects.filter(tenant_id=chain.tenant.id).order_by("sequence")
+        ]
     events[2]["actor"] = "someone-else"
     for i in range(2, len(events)):
         if i > 2:
@@ -82,7 +84,13 @@ def test_a_rehashed_edit_before_a_checkpoint_contradicts_the_signature(chain, su
         tamper_as_superuser(
             superuser_conn,
             "UPDATE audit_auditevent SET actor = %s, prev_hash = %s, hash = %s WHERE tenant_id = %s AND sequence = %s",
-            [events[i]["actor"], events[i]["prev_hash"], events[i]["hash"], chain.tenant.id, events[i]["sequence"]],
+            [
+                events[i]["actor"],
+                events[i]["prev_hash"],
+                events[i]["hash"],
+                chain.tenant.id,
+                events[i]["sequence"],
+            ],
         )
     code, out = _verify("--tenant", chain.slug)
     assert code == 1
@@ -91,7 +99,9 @@ def test_a_rehashed_edit_before_a_checkpoint_contradicts_the_signature(chain, su
 
 def test_deleted_signed_events_are_detected(chain, superuser_conn):
     tamper_as_superuser(
-        superuser_conn, "DELETE FROM audit_auditevent WHERE tenant_id = %s AND sequence >= 4", [chain.tenant.id]
+        superuser_conn,
+        "DELETE FROM audit_auditevent WHERE tenant_id = %s AND sequence >= 4",
+        [chain.tenant.id],
     )
     result = audit_verify_live(chain.tenant)
     assert not result.ok and result.bad_sequence == 4
@@ -100,7 +110,9 @@ def test_deleted_signed_events_are_detected(chain, superuser_conn):
 
 def test_a_deleted_middle_event_breaks_the_links(chain, superuser_conn):
     tamper_as_superuser(
-        superuser_conn, "DELETE FROM audit_auditevent WHERE tenant_id = %s AND sequence = 2", [chain.tenant.id]
+        superuser_conn,
+        "DELETE FROM audit_auditevent WHERE tenant_id = %s AND sequence = 2",
+        [chain.tenant.id],
     )
     result = audit_verify_live(chain.tenant)
     assert (result.ok, result.bad_sequence) == (False, 2)
@@ -108,9 +120,13 @@ def test_a_deleted_middle_event_breaks_the_links(chain, superuser_conn):
 
 
 def test_checkpoints_deleted_from_the_database_still_count_from_the_sink(chain, superuser_conn):
-    tamper_as_superuser(superuser_conn, "DELETE FROM audit_auditcheckpoint WHERE tenant_id = %s", [chain.tenant.id])
     tamper_as_superuser(
-        superuser_conn, "DELETE FROM audit_auditevent WHERE tenant_id = %s AND sequence >= 3", [chain.tenant.id]
+        superuser_conn, "DELETE FROM audit_auditcheckpoint WHERE tenant_id = %s", [chain.tenant.id]
+    )
+    tamper_as_superuser(
+        superuser_conn,
+        "DELETE FROM audit_auditevent WHERE tenant_id = %s AND sequence >= 3",
+        [chain.tenant.id],
     )
     result = audit_verify_live(chain.tenant)
     assert (result.ok, result.bad_sequence) == (False, 3)

@@ -22,13 +22,19 @@ def catalog_status(api: Any, persona: TenantPersona) -> dict[str, int]:
     return counts
 
 
-def wait_encoded(api: Any, persona: TenantPersona, expected_ready: int, worker: Any, timeout: float = 180) -> dict[str, int]:
+def wait_encoded(
+    api: Any, persona: TenantPersona, expected_ready: int, worker: Any, timeout: float = 180
+) -> dict[str, int]:
     """Poll the status endpoint until ``expected_ready`` items are ready and none pending."""
 
     def done() -> dict[str, int] | None:
         counts = catalog_status(api, persona)
         return counts if counts["pending"] == 0 and counts["ready"] >= expected_ready else None
 
-    counts: dict[str, int] = wait_for(done, timeout=timeout, interval=0.5,
-                    message=f"items not encoded in time; worker log:\n{worker.log_path.read_text()[-3000:]}")
+    counts: dict[str, int] = wait_for(
+        done,
+        timeout=timeout,
+        interval=0.5,
+        message=f"items not encoded in time; worker log:\n{worker.log_path.read_text()[-3000:]}",
+    )
     return counts

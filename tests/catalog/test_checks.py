@@ -49,7 +49,9 @@ def test_a_tenants_bad_override_is_reported_by_the_database_check(tenant_a, tmp_
     assert check_tenant_encoder_overrides(databases=["default"]) == [] or all(
         tenant_a.slug not in e.msg for e in check_tenant_encoder_overrides(databases=["default"])
     )
-    tenant_update_settings(tenant=tenant_a.tenant, changes={"encoder_model_path": str(tmp_path / "gone")}, actor="t")
+    tenant_update_settings(
+        tenant=tenant_a.tenant, changes={"encoder_model_path": str(tmp_path / "gone")}, actor="t"
+    )
     errors = [e for e in check_tenant_encoder_overrides(databases=["default"]) if tenant_a.slug in e.msg]
     assert [e.id for e in errors] == ["catalog.E003"]
     assert check_tenant_encoder_overrides(databases=None) == []

@@ -29,8 +29,13 @@ from apps.catalog.encoder import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-TITLES = ["Toy Story (1995)", "Toy Story 2 (1999)", "Heat (1995)", "GoldenEye (1995)",
-          "Jumanji (1995). Adventure, Children, Fantasy"]
+TITLES = [
+    "Toy Story (1995)",
+    "Toy Story 2 (1999)",
+    "Heat (1995)",
+    "GoldenEye (1995)",
+    "Jumanji (1995). Adventure, Children, Fantasy",
+]
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +58,18 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_module_import_does_not_load_heavy_ml_libraries():
-    code = ("import sys; import apps.catalog.encoder; "
-            "print(sorted(m for m in ('torch', 'transformers', 'onnxruntime') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    code = (
+        "import sys; import apps.catalog.encoder; "
+        "print(sorted(m for m in ('torch', 'transformers', 'onnxruntime') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -161,12 +174,20 @@ def test_cached_int8_model_serves_without_torch_or_transformers(int8: TextEncode
     # The web process: an exported model needs only onnxruntime + tokenizers (fast start, small RSS).
     if int8.precision != "int8-onnx":
         pytest.skip("no ONNX export here (onnx package missing)")
-    code = ("import sys, json; from apps.catalog.encoder import TextEncoder; "
-            f"e = TextEncoder(precision='int8', cache_dir={str(model_cache)!r}); "
-            "v = e.encode_query('Toy Story'); "
-            "print(json.dumps([e.model_id, 'torch' in sys.modules, 'transformers' in sys.modules, v.tolist()]))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    code = (
+        "import sys, json; from apps.catalog.encoder import TextEncoder; "
+        f"e = TextEncoder(precision='int8', cache_dir={str(model_cache)!r}); "
+        "v = e.encode_query('Toy Story'); "
+        "print(json.dumps([e.model_id, 'torch' in sys.modules, 'transformers' in sys.modules, v.tolist()]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
     model_id, has_torch, has_transformers, vec = json.loads(out.strip().splitlines()[-1])
     assert model_id == int8.model_id and not has_torch and not has_transformers
     np.testing.assert_allclose(vec, int8.encode(["Toy Story"]).vectors[0], atol=1e-5)
@@ -176,8 +197,16 @@ def test_tokenizer_matches_transformers_autotokenizer(fp32: TextEncoder):
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(str(default_model_path()), local_files_only=True)
-    texts = ["Toy Story (1995)", "Amélie — naïve café", "玩具总动员 Toy Story", "", "  spaces  ",
-             "hello world " * 300, "Se7en: crime|thriller", "ÉCOLE de L'ÉTÉ 2"]
+    texts = [
+        "Toy Story (1995)",
+        "Amélie — naïve café",
+        "玩具总动员 Toy Story",
+        "",
+        "  spaces  ",
+        "hello world " * 300,
+        "Se7en: crime|thriller",
+        "ÉCOLE de L'ÉTÉ 2",
+    ]
     ours = fp32._m.tokenizer(texts)
     theirs = hf(texts, truncation=True, max_length=256)["input_ids"]
     assert ours.ids == [list(x) for x in theirs]

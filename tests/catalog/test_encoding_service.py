@@ -34,10 +34,13 @@ def recorded_hook():
 
 
 def test_it_writes_normalised_384d_vectors_and_marks_items_ready(tenant_a, recorded_hook):
-    pks = _upsert(tenant_a, [
-        {"id": "1", "title": "Toy Story (1995)", "categories": ["Animation"]},
-        {"id": "2", "title": "Long", "description": "many words " * 400},
-    ])
+    pks = _upsert(
+        tenant_a,
+        [
+            {"id": "1", "title": "Toy Story (1995)", "categories": ["Animation"]},
+            {"id": "2", "title": "Long", "description": "many words " * 400},
+        ],
+    )
     outcome = services.items_encode(tenant_id=tenant_a.tenant.id, item_pks=list(pks.values()))
     assert outcome.encoded == 2
     vectors = content_vectors(tenant_a.tenant.id, pks.values())
@@ -106,7 +109,9 @@ def test_a_tenant_with_an_unusable_model_gets_failed_items_with_the_reason(tenan
     from apps.catalog.tasks import encode_items
     from apps.tenancy.services import tenant_update_settings
 
-    tenant_update_settings(tenant=tenant_a.tenant, changes={"encoder_model_path": str(tmp_path / "nope")}, actor="test")
+    tenant_update_settings(
+        tenant=tenant_a.tenant, changes={"encoder_model_path": str(tmp_path / "nope")}, actor="test"
+    )
     pks = list(_upsert(tenant_a, [{"id": "1", "title": "Heat"}]).values())
     result = encode_items.apply(args=[tenant_a.tenant.id, pks]).get()
     assert result == {"encoded": 0, "failed": 1}
@@ -119,7 +124,9 @@ def test_a_tenant_with_an_unusable_model_gets_failed_items_with_the_reason(tenan
 def test_resending_a_failed_item_queues_it_again(tenant_a):
     pks = list(_upsert(tenant_a, [{"id": "1", "title": "Heat"}]).values())
     services.items_mark_failed(tenant_id=tenant_a.tenant.id, item_pks=pks, error="boom")
-    again = services.items_upsert(tenant_id=tenant_a.tenant.id, items=parse_items([{"id": "1", "title": "Heat"}]))
+    again = services.items_upsert(
+        tenant_id=tenant_a.tenant.id, items=parse_items([{"id": "1", "title": "Heat"}])
+    )
     assert again.queued == 1
     assert _statuses(tenant_a) == {"1": EncodingStatus.PENDING}
 

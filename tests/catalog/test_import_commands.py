@@ -11,7 +11,7 @@ from apps.catalog.selectors import catalog_status, item_get
 
 CSV_OK = (
     "id,title,description,categories,available,attributes,brand\n"
-    "1,Red shoe,\"A shoe, red\",shoes|red,true,\"{\"\"size\"\": 42}\",Acme\n"
+    '1,Red shoe,"A shoe, red",shoes|red,true,"{""size"": 42}",Acme\n'
     "2,Blue shoe,,shoes,no,,\n"
 )
 
@@ -61,8 +61,13 @@ def test_multiline_csv_fields_keep_later_line_numbers_right(tenant_a, tmp_path):
 
 def test_json_lines_import_and_bad_json_is_reported_by_line(tenant_a, tmp_path):
     path = tmp_path / "items.jsonl"
-    lines = [json.dumps({"id": "j1", "title": "One", "categories": ["x"]}), "", "{broken",
-             json.dumps({"id": "j2", "title": "Two", "categories": [1]}), json.dumps({"id": "j3", "title": "Three"})]
+    lines = [
+        json.dumps({"id": "j1", "title": "One", "categories": ["x"]}),
+        "",
+        "{broken",
+        json.dumps({"id": "j2", "title": "Two", "categories": [1]}),
+        json.dumps({"id": "j3", "title": "Three"}),
+    ]
     path.write_text("\n".join(lines) + "\n")
     _out, err = _run("import_catalog", str(path), "--tenant", tenant_a.slug, "--on-error", "continue")
     assert "line 3: not valid JSON" in err

@@ -7,13 +7,28 @@ from tests.support import make_tenant
 
 
 def test_it_upserts_items_and_returns_them_with_their_encoding_state(tenant_a, api):
-    response = post_items(api, tenant_a, [
-        item("m1", "Toy Story (1995)", description="toys come alive", categories=["Animation", "Comedy"],
-             attributes={"year": 1995, "rated": "G"}),
-        item("m2", "Heat (1995)", available=False),
-    ])
+    response = post_items(
+        api,
+        tenant_a,
+        [
+            item(
+                "m1",
+                "Toy Story (1995)",
+                description="toys come alive",
+                categories=["Animation", "Comedy"],
+                attributes={"year": 1995, "rated": "G"},
+            ),
+            item("m2", "Heat (1995)", available=False),
+        ],
+    )
     assert response.status_code == 200, response.content
-    assert response.json() == {"received": 2, "created": 2, "updated": 0, "unchanged": 0, "queued_for_encoding": 2}
+    assert response.json() == {
+        "received": 2,
+        "created": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "queued_for_encoding": 2,
+    }
 
     body = api.get("/api/v1/items/m1", **tenant_a.auth).json()
     assert body["id"] == "m1"
@@ -39,7 +54,9 @@ def test_changing_only_attributes_updates_without_reencoding_but_new_text_reenco
         Item.objects.filter(external_id="a").update(
             encoding_status=EncodingStatus.READY, encoded_hash=Item.objects.get(external_id="a").content_hash
         )
-    attrs_only = post_items(api, tenant_a, [item("a", "Alpha", attributes={"price": 2}, available=False)]).json()
+    attrs_only = post_items(
+        api, tenant_a, [item("a", "Alpha", attributes={"price": 2}, available=False)]
+    ).json()
     assert attrs_only["updated"] == 1 and attrs_only["queued_for_encoding"] == 0
     assert api.get("/api/v1/items/a", **tenant_a.auth).json()["encoding"]["status"] == "ready"
 
@@ -88,8 +105,11 @@ def test_ids_with_slashes_and_spaces_round_trip(tenant_a, api):
 
 
 def test_listing_is_paginated_with_a_cursor(tenant_a, api):
-    post_items(api, tenant_a, [item(f"i{n:02d}", f"Item {n}", categories=["even" if n % 2 == 0 else "odd"])
-                               for n in range(7)])
+    post_items(
+        api,
+        tenant_a,
+        [item(f"i{n:02d}", f"Item {n}", categories=["even" if n % 2 == 0 else "odd"]) for n in range(7)],
+    )
     seen, cursor = [], None
     while True:
         query = {"limit": 3, **({"cursor": cursor} if cursor else {})}
@@ -131,8 +151,9 @@ def test_another_tenants_item_answers_exactly_like_a_missing_one(tenant_a, tenan
         missing = api.get(path.format("nothere"), **tenant_b.auth)
         assert theirs.status_code == missing.status_code == 404
         assert theirs.json()["error"]["code"] == missing.json()["error"]["code"] == "not_found"
-        assert theirs.json()["error"]["message"].replace("secret", "X") == missing.json()["error"]["message"].replace(
-            "nothere", "X")
+        assert theirs.json()["error"]["message"].replace("secret", "X") == missing.json()["error"][
+            "message"
+        ].replace("nothere", "X")
     assert api.delete("/api/v1/items/secret", **tenant_b.auth).status_code == 404
     assert api.get("/api/v1/items/secret", **tenant_a.auth).status_code == 200
     assert api.get("/api/v1/items", **tenant_b.auth).json()["items"] == []

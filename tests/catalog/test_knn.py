@@ -26,22 +26,48 @@ def synthetic(django_db_setup, django_db_blocker):
 
 def _build():
     tid = make_tenant("knn").tenant.id
-    raw: list[dict[str, Any]] = [{"id": str(i), "title": f"item {i}", "categories": ["rare"] if i % RARE_EVERY == 0 else ["common"],
-            "available": i % 7 != 0} for i in range(N)]
+    raw: list[dict[str, Any]] = [
+        {
+            "id": str(i),
+            "title": f"item {i}",
+            "categories": ["rare"] if i % RARE_EVERY == 0 else ["common"],
+            "available": i % 7 != 0,
+        }
+        for i in range(N)
+    ]
     # Rows made directly (as ready), not through items_upsert: no encode task may race the synthetic vectors.
     with tenant_context(tid):
-        Item.objects.bulk_create([
-            Item(tenant_id=tid, external_id=r["id"], title=r["title"], categories=r["categories"],
-                 available=r["available"], content_hash="0" * 64, encoded_hash="0" * 64,
-                 encoding_status=EncodingStatus.READY)
-            for r in raw
-        ])
+        Item.objects.bulk_create(
+            [
+                Item(
+                    tenant_id=tid,
+                    external_id=r["id"],
+                    title=r["title"],
+                    categories=r["categories"],
+                    available=r["available"],
+                    content_hash="0" * 64,
+                    encoded_hash="0" * 64,
+                    encoding_status=EncodingStatus.READY,
+                )
+                for r in raw
+            ]
+        )
     pks = item_pks_by_external_ids(tid, [r["id"] for r in raw])
     rng = np.random.default_rng(7)
     vectors = rng.standard_normal((N, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    rows = [VectorRow(item_pk=pks[r["id"]], external_id=r["id"], vector=vectors[i], available=r["available"],
-                      categories=r["categories"], model="synthetic", content_hash="0" * 64) for i, r in enumerate(raw)]
+    rows = [
+        VectorRow(
+            item_pk=pks[r["id"]],
+            external_id=r["id"],
+            vector=vectors[i],
+            available=r["available"],
+            categories=r["categories"],
+            model="synthetic",
+            content_hash="0" * 64,
+        )
+        for i, r in enumerate(raw)
+    ]
     with tenant_context(tid):
         vectors_write(tenant_id=tid, rows=rows)
         vector_partition_analyze(tid)
@@ -60,7 +86,9 @@ def test_the_query_uses_the_partitions_hnsw_index(live_db, synthetic):
     with tenant_context(tid), connection.cursor() as cursor:
         cursor.execute(
             "EXPLAIN SELECT item_id FROM catalog_itemvector WHERE tenant_id = %s AND available "
-            "ORDER BY embedding <=> %s::vector LIMIT 10", [tid, literal])
+            "ORDER BY embedding <=> %s::vector LIMIT 10",
+            [tid, literal],
+        )
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert f"catalog_itemvector_t{tid}_hnsw" in plan, plan
 

@@ -20,8 +20,10 @@ def _subset(target: Path, movie_ids: set[str]) -> int:
     target.mkdir()
     count = 0
     for name in ("movies.csv", "tags.csv", "ratings.csv"):
-        with (DATASET / name).open(encoding="utf-8", newline="") as src, \
-                (target / name).open("w", encoding="utf-8", newline="") as dst:
+        with (
+            (DATASET / name).open(encoding="utf-8", newline="") as src,
+            (target / name).open("w", encoding="utf-8", newline="") as dst,
+        ):
             reader = csv.DictReader(src)
             writer = csv.DictWriter(dst, fieldnames=reader.fieldnames or [])
             writer.writeheader()
@@ -48,8 +50,17 @@ def test_movies_become_items_and_ratings_become_events_once(tenant_a, tmp_path, 
     first_users = list(dict.fromkeys(r["userId"] for r in rows))[:3]
     expected = sum(r["userId"] in first_users for r in rows)
 
-    out = _run("import_movielens", str(folder), "--tenant", tenant_a.slug, "--max-users", "3", "--wait",
-               "--wait-timeout", "240")
+    out = _run(
+        "import_movielens",
+        str(folder),
+        "--tenant",
+        tenant_a.slug,
+        "--max-users",
+        "3",
+        "--wait",
+        "--wait-timeout",
+        "240",
+    )
     assert "10 movies (10 new, 10 queued for encoding)" in out
     assert f"{expected} ratings ingested ({expected} new, 0 already there, 0 waiting" in out
     assert catalog_status(tenant_id=tenant_a.tenant.id)["ready"] == 10

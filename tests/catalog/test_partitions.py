@@ -54,8 +54,11 @@ def test_deleting_a_tenant_drops_its_partition(live_db):
 
 def test_the_runtime_role_cannot_run_ddl_on_vector_tables(tenant_a):
     part = partition_name(tenant_a.tenant.id)
-    for sql in (f"DROP TABLE {part}", f"ALTER TABLE {part} DISABLE ROW LEVEL SECURITY",
-                "CREATE TABLE catalog_itemvector_t999999 PARTITION OF catalog_itemvector FOR VALUES IN (999999)"):
+    for sql in (
+        f"DROP TABLE {part}",
+        f"ALTER TABLE {part} DISABLE ROW LEVEL SECURITY",
+        "CREATE TABLE catalog_itemvector_t999999 PARTITION OF catalog_itemvector FOR VALUES IN (999999)",
+    ):
         with pytest.raises(ProgrammingError), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql)
 

@@ -19,7 +19,9 @@ def _similar(api, persona, external_id, **query):
     return api.get(f"/api/v1/items/{external_id}/similar", query, **persona.auth)
 
 
-def test_a_tenant_with_five_items_gets_k_results_from_its_own_partition(tenant_a, tenant_b, api, celery_worker_proc):
+def test_a_tenant_with_five_items_gets_k_results_from_its_own_partition(
+    tenant_a, tenant_b, api, celery_worker_proc
+):
     # Given: tenant A has 5 items, tenant B has 20 items with very similar titles
     a_items = [item(f"a{n}", f"Kitchen knife model {n}", categories=["kitchen"]) for n in range(5)]
     b_items = [item(f"b{n}", f"Kitchen knife model {n} deluxe", categories=["kitchen"]) for n in range(20)]
@@ -36,7 +38,12 @@ def test_a_tenant_with_five_items_gets_k_results_from_its_own_partition(tenant_a
     scores = [i["score"] for i in body["items"]]
     assert scores == sorted(scores, reverse=True) and all(0 < s <= 1.0001 for s in scores)
     # and asking for more than it has returns what it has, never another tenant's items
-    assert sorted(i["id"] for i in _similar(api, tenant_a, "a0", k=100).json()["items"]) == ["a1", "a2", "a3", "a4"]
+    assert sorted(i["id"] for i in _similar(api, tenant_a, "a0", k=100).json()["items"]) == [
+        "a1",
+        "a2",
+        "a3",
+        "a4",
+    ]
 
 
 def test_tenant_b_similar_items_never_include_tenant_a_items(tenant_a, tenant_b, api, celery_worker_proc):
@@ -52,18 +59,31 @@ def test_tenant_b_similar_items_never_include_tenant_a_items(tenant_a, tenant_b,
     assert _similar(api, tenant_b, "only-a").status_code == 404
     # the selector other apps use is scoped the same way
     b_pks = set(item_pks_by_external_ids(tenant_b.tenant.id, ["m0", "m1", "m2"]).values())
-    a_vec = next(iter(content_vectors(tenant_a.tenant.id, item_pks_by_external_ids(tenant_a.tenant.id, ["m0"]).values()).values()))
+    a_vec = next(
+        iter(
+            content_vectors(
+                tenant_a.tenant.id, item_pks_by_external_ids(tenant_a.tenant.id, ["m0"]).values()
+            ).values()
+        )
+    )
     assert {pk for pk, _, _ in knn_content(tenant_b.tenant.id, a_vec, 50)} == b_pks
-    assert content_vectors(tenant_b.tenant.id, item_pks_by_external_ids(tenant_a.tenant.id, ["m0"]).values()) == {}
+    assert (
+        content_vectors(tenant_b.tenant.id, item_pks_by_external_ids(tenant_a.tenant.id, ["m0"]).values())
+        == {}
+    )
 
 
 def test_similar_validates_k_and_filters_by_availability_and_category(tenant_a, api, celery_worker_proc):
-    post_items(api, tenant_a, [
-        item("p0", "Red running shoes", categories=["shoes"]),
-        item("p1", "Blue running shoes", categories=["shoes"]),
-        item("p2", "Green running shoes", categories=["shoes"], available=False),
-        item("p3", "Running socks", categories=["socks"]),
-    ])
+    post_items(
+        api,
+        tenant_a,
+        [
+            item("p0", "Red running shoes", categories=["shoes"]),
+            item("p1", "Blue running shoes", categories=["shoes"]),
+            item("p2", "Green running shoes", categories=["shoes"], available=False),
+            item("p3", "Running socks", categories=["socks"]),
+        ],
+    )
     wait_encoded(api, tenant_a, 4, celery_worker_proc)
     for bad in ("0", "101", "x", "-1"):
         response = _similar(api, tenant_a, "p0", k=bad)
@@ -72,8 +92,12 @@ def test_similar_validates_k_and_filters_by_availability_and_category(tenant_a, 
     assert [i["id"] for i in _similar(api, tenant_a, "p0", k=10).json()["items"]] == ["p1", "p3"]
     assert [i["id"] for i in _similar(api, tenant_a, "p0", k=10, category="shoes").json()["items"]] == ["p1"]
     # making p2 available again reaches the vector's filter column at once, without re-encoding
-    assert post_items(api, tenant_a, [item("p2", "Green running shoes", categories=["shoes"])]).json()[
-        "queued_for_encoding"] == 0
+    assert (
+        post_items(api, tenant_a, [item("p2", "Green running shoes", categories=["shoes"])]).json()[
+            "queued_for_encoding"
+        ]
+        == 0
+    )
     assert "p2" in [i["id"] for i in _similar(api, tenant_a, "p0", k=10).json()["items"]]
     body = api.get("/api/v1/items/p0", **tenant_a.auth).json()
     assert body["encoding"]["status"] == "ready"
@@ -102,19 +126,32 @@ def _movielens_subset(target: Path, n_movies: int = 40) -> None:
         writer = csv.DictWriter(handle, fieldnames=["movieId", "title", "genres"])
         writer.writeheader()
         writer.writerows(chosen)
-    with (DATASET / "tags.csv").open(encoding="utf-8", newline="") as src, \
-            (target / "tags.csv").open("w", encoding="utf-8", newline="") as dst:
+    with (
+        (DATASET / "tags.csv").open(encoding="utf-8", newline="") as src,
+        (target / "tags.csv").open("w", encoding="utf-8", newline="") as dst,
+    ):
         reader = csv.DictReader(src)
         writer = csv.DictWriter(dst, fieldnames=reader.fieldnames or [])
         writer.writeheader()
         writer.writerows(r for r in reader if r["movieId"] in ids)
 
 
-def test_toy_story_lists_another_toy_story_among_its_ten_most_similar(tenant_a, api, celery_worker_proc, tmp_path):
+def test_toy_story_lists_another_toy_story_among_its_ten_most_similar(
+    tenant_a, api, celery_worker_proc, tmp_path
+):
     subset = tmp_path / "ml-subset"
     _movielens_subset(subset)
-    call_command("import_movielens", str(subset), "--tenant", tenant_a.slug, "--no-ratings", "--wait",
-                 "--wait-timeout", "240", "--no-progress")
+    call_command(
+        "import_movielens",
+        str(subset),
+        "--tenant",
+        tenant_a.slug,
+        "--no-ratings",
+        "--wait",
+        "--wait-timeout",
+        "240",
+        "--no-progress",
+    )
     status = api.get("/api/v1/catalog/status", **tenant_a.auth).json()
     assert status["items"] == 40 and status["ready"] == 40, status
 

@@ -44,7 +44,12 @@ def test_it_names_the_bad_field(raw, field):
 
 
 def test_one_bad_item_refuses_the_whole_batch_and_lists_every_problem():
-    raw = [{"id": "1", "title": "ok"}, {"id": "2"}, {"id": "3", "title": "ok"}, {"id": "4", "categories": [1]}]
+    raw = [
+        {"id": "1", "title": "ok"},
+        {"id": "2"},
+        {"id": "3", "title": "ok"},
+        {"id": "4", "categories": [1]},
+    ]
     with pytest.raises(DomainError) as info:
         parse_items(raw)
     assert [p["index"] for p in info.value.details["items"]] == [1, 3]
@@ -64,8 +69,12 @@ def test_more_than_1000_items_is_payload_too_large():
 
 
 def test_the_content_hash_covers_what_the_encoder_reads_and_nothing_else():
-    a = parse_item({"id": "1", "title": "T", "description": "D", "attributes": {"price": 1}, "available": True})
-    b = parse_item({"id": "1", "title": "T", "description": "D", "attributes": {"price": 2}, "available": False})
+    a = parse_item(
+        {"id": "1", "title": "T", "description": "D", "attributes": {"price": 1}, "available": True}
+    )
+    b = parse_item(
+        {"id": "1", "title": "T", "description": "D", "attributes": {"price": 2}, "available": False}
+    )
     c = parse_item({"id": "1", "title": "T", "description": "D2"})
     assert a.content_hash == b.content_hash == content_hash("T. D")
     assert c.content_hash != a.content_hash

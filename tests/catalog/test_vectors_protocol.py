@@ -36,24 +36,48 @@ def catalogue(django_db_setup: None, django_db_blocker: Any) -> Any:
     with django_db_blocker.unblock():
         tid = make_tenant("vecproto").tenant.id
         with tenant_context(tid):
-            Item.objects.bulk_create([
-                Item(tenant_id=tid, external_id=f"v{i}", title=f"item {i}", available=i % 7 != 0,
-                     categories=["tenth"] if i % 10 == 0 else ["rest"], content_hash="0" * 64,
-                     encoded_hash="0" * 64, encoding_status=EncodingStatus.READY)
-                for i in range(N)
-            ])
-            Item.objects.create(tenant_id=tid, external_id="bare", title="no vector yet", content_hash="1" * 64,
-                                encoding_status=EncodingStatus.PENDING)
+            Item.objects.bulk_create(
+                [
+                    Item(
+                        tenant_id=tid,
+                        external_id=f"v{i}",
+                        title=f"item {i}",
+                        available=i % 7 != 0,
+                        categories=["tenth"] if i % 10 == 0 else ["rest"],
+                        content_hash="0" * 64,
+                        encoded_hash="0" * 64,
+                        encoding_status=EncodingStatus.READY,
+                    )
+                    for i in range(N)
+                ]
+            )
+            Item.objects.create(
+                tenant_id=tid,
+                external_id="bare",
+                title="no vector yet",
+                content_hash="1" * 64,
+                encoding_status=EncodingStatus.PENDING,
+            )
         pks = item_pks_by_external_ids(tid, [f"v{i}" for i in range(N)])
         rng = np.random.default_rng(17)
         vectors = rng.standard_normal((N, 384)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         with tenant_context(tid):
-            vectors_write(tenant_id=tid, rows=[
-                VectorRow(item_pk=pks[f"v{i}"], external_id=f"v{i}", vector=vectors[i], available=i % 7 != 0,
-                          categories=["tenth"] if i % 10 == 0 else ["rest"], model="synthetic", content_hash="0" * 64)
-                for i in range(N)
-            ])
+            vectors_write(
+                tenant_id=tid,
+                rows=[
+                    VectorRow(
+                        item_pk=pks[f"v{i}"],
+                        external_id=f"v{i}",
+                        vector=vectors[i],
+                        available=i % 7 != 0,
+                        categories=["tenth"] if i % 10 == 0 else ["rest"],
+                        model="synthetic",
+                        content_hash="0" * 64,
+                    )
+                    for i in range(N)
+                ],
+            )
             vector_partition_analyze(tid)
         yield tid, pks, vectors
 

@@ -26,12 +26,19 @@ def test_it_upserts_items_and_a_resend_changes_nothing(live_url, tenant_a, monke
     # started by another test of the session cannot encode them: new items stay pending)
     monkeypatch.setattr("apps.catalog.services.encoding_enqueue", lambda **kwargs: 0)
     client = SottoClient(live_url, tenant_a.key, timeout=30)
-    items: list[ItemInput] = [{"id": "sku/1", "title": "Red running shoes", "categories": ["shoes"]},
-                              {"id": "sku 2", "title": "Blue rain jacket", "description": "Light", "available": True}]
+    items: list[ItemInput] = [
+        {"id": "sku/1", "title": "Red running shoes", "categories": ["shoes"]},
+        {"id": "sku 2", "title": "Blue rain jacket", "description": "Light", "available": True},
+    ]
 
     # When the items are upserted twice, Then the second time nothing is created or queued again
-    assert client.items_upsert(items) == {"received": 2, "created": 2, "updated": 0, "unchanged": 0,
-                                          "queued_for_encoding": 2}
+    assert client.items_upsert(items) == {
+        "received": 2,
+        "created": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "queued_for_encoding": 2,
+    }
     assert client.items_upsert(items)["unchanged"] == 2
     # and the catalogue status and one item (an id with '/' and one with a space) read back
     assert client.catalog_status() == {"items": 2, "pending": 2, "ready": 0, "failed": 0, "truncated": 0}
@@ -44,8 +51,10 @@ def test_a_resent_event_batch_is_all_duplicates_and_recommendations_follow_it(li
     # Given four encoded items (hash-seeded vectors) and events without ids
     make_items(tenant_a.tenant.id, [f"i{n}" for n in range(4)])
     client = SottoClient(live_url, tenant_a.key, timeout=30)
-    events: list[dict[str, Any]] = [{"user": "u1", "item": "i0", "type": "view"},
-                                    {"user": "u1", "item": "i1", "type": "rating", "value": 5}]
+    events: list[dict[str, Any]] = [
+        {"user": "u1", "item": "i0", "type": "view"},
+        {"user": "u1", "item": "i1", "type": "rating", "value": 5},
+    ]
 
     # When the same list is sent twice
     first = client.events_ingest(events)
@@ -61,7 +70,11 @@ def test_a_resent_event_batch_is_all_duplicates_and_recommendations_follow_it(li
     assert {i["id"] for i in recs["items"]} == {"i2", "i3"}
     assert len(client.recommendations("u1", k=5, exclude_seen=False)["items"]) == 4
     similar = client.similar_items("i0", k=2)
-    assert similar["id"] == "i0" and len(similar["items"]) == 2 and "i0" not in {i["id"] for i in similar["items"]}
+    assert (
+        similar["id"] == "i0"
+        and len(similar["items"]) == 2
+        and "i0" not in {i["id"] for i in similar["items"]}
+    )
     # and the user's export holds both events; erasure returns a receipt, after which the user is unknown
     assert len(client.user_export("u1")["events"]) == 2
     assert client.user_erase("u1")["key_destroyed"] is True
@@ -94,6 +107,7 @@ def test_4xx_answers_raise_sotto_error_with_the_servers_code_message_and_details
 
 # --- retries, against a scripted server --------------------------------------------------------
 
+
 @dataclass
 class Scripted:
     """A local HTTP server answering from a script: (status, headers, body, delay in seconds) per request."""
@@ -111,8 +125,15 @@ def scripted() -> Iterator[Scripted]:
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
-            state.seen.append({"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                               "body": body, "at": time.monotonic()})
+            state.seen.append(
+                {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body,
+                    "at": time.monotonic(),
+                }
+            )
             status, headers, payload, delay = state.answers.pop(0) if state.answers else (500, {}, {}, 0.0)
             time.sleep(delay)
             data = json.dumps(payload).encode()
@@ -170,8 +191,10 @@ def test_it_waits_what_retry_after_says_after_a_503_and_resends_the_same_events(
 
 
 def test_it_honours_retry_after_on_429_too(scripted):
-    scripted.answers = [(429, {"Retry-After": "1"}, _error("rate_limited"), 0.0),
-                        (200, {}, {"items": 0, "pending": 0, "ready": 0, "failed": 0, "truncated": 0}, 0.0)]
+    scripted.answers = [
+        (429, {"Retry-After": "1"}, _error("rate_limited"), 0.0),
+        (200, {}, {"items": 0, "pending": 0, "ready": 0, "failed": 0, "truncated": 0}, 0.0),
+    ]
     started = time.monotonic()
     assert SottoClient(scripted.url, "k", backoff=0.01).catalog_status()["items"] == 0
     assert time.monotonic() - started >= 1.0 and len(scripted.seen) == 2
@@ -187,7 +210,12 @@ def test_it_gives_up_after_max_retries_with_the_last_error(scripted):
         client.recommendations("u1")
     assert len(scripted.seen) == 3
     error = raised.value
-    assert (error.status, error.code, error.attempts, error.retry_after) == (503, "database_unavailable", 3, 0.0)
+    assert (error.status, error.code, error.attempts, error.retry_after) == (
+        503,
+        "database_unavailable",
+        3,
+        0.0,
+    )
     assert error.retryable and scripted.seen[0]["path"].startswith("/api/v1/recommendations?user=u1&k=10")
 
 
@@ -254,7 +282,9 @@ def test_the_demos_http_check_calls_the_running_server_through_the_client(live_u
     # When the demo's last step runs against the server, Then each call answered and is shown
     steps: list[str] = []
     out = io.StringIO()
-    assert client_check_step(base=live_url, key=tenant_a.key, directory=tmp_path, step=steps.append, stdout=out)
+    assert client_check_step(
+        base=live_url, key=tenant_a.key, directory=tmp_path, step=steps.append, stdout=out
+    )
     text = out.getvalue()
     assert "Python client" in steps[0], steps
     assert re.search(r"client\.catalog_status\(\) +-> 3 items, 3 encoded", text), text
@@ -263,5 +293,7 @@ def test_the_demos_http_check_calls_the_running_server_through_the_client(live_u
 
     # and a key the server refuses is reported, not raised
     out = io.StringIO()
-    assert not client_check_step(base=live_url, key="sotto_bad", directory=tmp_path, step=steps.append, stdout=out)
+    assert not client_check_step(
+        base=live_url, key="sotto_bad", directory=tmp_path, step=steps.append, stdout=out
+    )
     assert "401 unauthenticated" in out.getvalue()

@@ -53,8 +53,11 @@ def test_every_audited_action_in_apps_is_an_audit_action_member():
         found += 1
         if isinstance(leaf, ast.Constant) and isinstance(leaf.value, str):
             literals.append(f"{where}: {leaf.value!r}")
-        elif (isinstance(leaf, ast.Attribute) and _name(leaf.value) == "AuditAction"
-              and leaf.attr not in AuditAction.__members__):
+        elif (
+            isinstance(leaf, ast.Attribute)
+            and _name(leaf.value) == "AuditAction"
+            and leaf.attr not in AuditAction.__members__
+        ):
             unknown.append(f"{where}: AuditAction.{leaf.attr}")
     assert found > 30  # the walk sees the call sites at all
     assert not literals, f"use AuditAction members, not strings: {literals}"

@@ -20,7 +20,9 @@ def test_runtime_role_is_not_owner_and_cannot_bypass_rls(live_db):
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_user, rolbypassrls, rolsuper FROM pg_roles WHERE rolname = current_user")
+        cursor.execute(
+            "SELECT current_user, rolbypassrls, rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
         user, bypass, superuser = cursor.fetchone()
         cursor.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'tenancy_apikey'")
         owner = cursor.fetchone()[0]

@@ -11,7 +11,9 @@ def test_import_platform_from_repo_root_is_still_the_standard_library_module():
         "import sys; sys.path[:0] = ['.', 'platform']; import platform, config;"
         "print(platform.__file__); print(platform.python_version())"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     location, version = out.splitlines()
     assert "site-packages" not in location and location.endswith("platform.py")
     assert not location.startswith(str(ROOT))
@@ -31,8 +33,13 @@ def _imported_apps(package: str) -> dict[str, set[str]]:
     for path in sorted((ROOT / "apps" / package).rglob("*.py")):
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            modules = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             names |= {m.split(".")[1] for m in modules if m.startswith("apps.")}
         found[str(path.relative_to(ROOT))] = names
     return found

@@ -18,9 +18,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def bandit(*targets: Path | str) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, "-m", "bandit", "-q", "-c", str(ROOT / "pyproject.toml"), "-f", "json", "-r",
-         *map(str, targets)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bandit",
+            "-q",
+            "-c",
+            str(ROOT / "pyproject.toml"),
+            "-f",
+            "json",
+            "-r",
+            *map(str, targets),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
     )
     report: dict[str, Any] = json.loads(result.stdout)
     return report
@@ -28,13 +42,16 @@ def bandit(*targets: Path | str) -> dict[str, Any]:
 
 def test_bandit_reports_nothing_in_the_shipped_code():
     report = bandit("apps", "platform", "bench")
-    found = [f"{r['filename']}:{r['line_number']} {r['test_id']} {r['issue_text']}" for r in report["results"]]
+    found = [
+        f"{r['filename']}:{r['line_number']} {r['test_id']} {r['issue_text']}" for r in report["results"]
+    ]
     assert found == [], "\n".join(found)
     assert not report["errors"], report["errors"]
 
 
 def test_the_same_configuration_still_finds_a_planted_shell_injection(tmp_path):
-    (tmp_path / "planted.py").write_text("import subprocess\n\n\ndef run(arg):\n"
-                                         "    subprocess.call('ls ' + arg, shell=True)\n")
+    (tmp_path / "planted.py").write_text(
+        "import subprocess\n\n\ndef run(arg):\n    subprocess.call('ls ' + arg, shell=True)\n"
+    )
     report = bandit(tmp_path)
     assert [r["test_id"] for r in report["results"]] == ["B602"]

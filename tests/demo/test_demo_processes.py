@@ -50,8 +50,12 @@ PY = sys.executable
 # gunicorn-like: a parent and the worker it forked, in one process group
 FORKING = [PY, "-c", "import os, time; os.fork(); time.sleep(600)"]
 # a child that shrugs off SIGTERM: only SIGKILL ends it
-STUBBORN = [PY, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
-                      "time.sleep(600)"]
+STUBBORN = [
+    PY,
+    "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+    "time.sleep(600)",
+]
 SLEEPER = ["sleep", "600"]
 
 
@@ -71,12 +75,24 @@ def _reap_leftovers(tmp_path: Path) -> Iterator[None]:
                     os.kill(pid, signal.SIGKILL)
 
 
-def _supervise(tmp_path: Path, commands: dict[str, list[str]], *, grace: float = 1.0,
-               env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    spec = {"state": str(tmp_path / STATE_FILE), "grace": grace, "cwd": str(ROOT), "logs": str(tmp_path / "log"),
-            "commands": commands}
-    proc = subprocess.Popen([PY, "-c", SUPERVISOR, json.dumps(spec)], cwd=ROOT, env=env or _env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _supervise(
+    tmp_path: Path, commands: dict[str, list[str]], *, grace: float = 1.0, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    spec = {
+        "state": str(tmp_path / STATE_FILE),
+        "grace": grace,
+        "cwd": str(ROOT),
+        "logs": str(tmp_path / "log"),
+        "commands": commands,
+    }
+    proc = subprocess.Popen(
+        [PY, "-c", SUPERVISOR, json.dumps(spec)],
+        cwd=ROOT,
+        env=env or _env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.strip() == "started", line + proc.stdout.read()
@@ -100,19 +116,30 @@ def _everyone(tmp_path: Path, expected: dict[str, int]) -> list[int]:
     children = {c["name"]: c["pid"] for c in _state(tmp_path)["children"]}
     (tmp_path / "children.json").write_text(json.dumps(list(children.values())))
     for name, size in expected.items():
-        _wait_for(lambda n=name, s=size: len(group_members(children[n])) >= s, 10, f"{name} never had {size} processes")
+        _wait_for(
+            lambda n=name, s=size: len(group_members(children[n])) >= s,
+            10,
+            f"{name} never had {size} processes",
+        )
     pids = [pid for leader in children.values() for pid in group_members(leader)]
     assert len(pids) == sum(expected.values())
     return pids
 
 
 def _stubborn_ready(tmp_path: Path) -> None:
-    _wait_for(lambda: b"ready" in (tmp_path / "log" / "worker.log").read_bytes(), 10, "the stubborn child never started")
+    _wait_for(
+        lambda: b"ready" in (tmp_path / "log" / "worker.log").read_bytes(),
+        10,
+        "the stubborn child never started",
+    )
 
 
 def _none_alive(pids: list[int], timeout: float = 10.0) -> None:
-    _wait_for(lambda: not [p for p in pids if pid_alive(p)], timeout,
-              f"still running: {[p for p in pids if pid_alive(p)]}")
+    _wait_for(
+        lambda: not [p for p in pids if pid_alive(p)],
+        timeout,
+        f"still running: {[p for p in pids if pid_alive(p)]}",
+    )
 
 
 def test_sigterm_of_the_demo_stops_every_child_grandchildren_and_stubborn_ones_included(tmp_path):
@@ -183,8 +210,10 @@ def test_make_stop_asks_a_running_demo_to_stop_and_leaves_a_reused_pid_alone(tmp
     # and a state file naming a live pid with another start time (the pid was reused) stops nothing
     bystander = subprocess.Popen(SLEEPER, start_new_session=True)
     try:
-        state = {"supervisor": {"pid": bystander.pid, "started": "1"},
-                 "children": [{"name": "web", "pid": bystander.pid, "started": "1", "log": None}]}
+        state = {
+            "supervisor": {"pid": bystander.pid, "started": "1"},
+            "children": [{"name": "web", "pid": bystander.pid, "started": "1", "log": None}],
+        }
         (tmp_path / STATE_FILE).write_text(json.dumps(state))
         assert stop_recorded(tmp_path, grace_s=1.0, say=said.append) == 0
         assert bystander.poll() is None
@@ -210,7 +239,6 @@ def test_the_demo_admin_password_is_generated_once_and_kept_private(tmp_path):
     assert demo_admin_password(other)[0] != password
 
 
-
 def _live(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2) as answer:
@@ -225,18 +253,36 @@ def test_sigterm_stops_the_demos_real_gunicorn_worker_and_beat(tmp_path, live_db
     # (a queue prefix of their own, so this worker takes no other test's tasks)
     port = free_port()
     prefix = f"demo{uuid.uuid4().hex[:8]}."
-    commands = demo_commands(python=PY, platform_dir=ROOT / "platform", var_dir=tmp_path, queue_prefix=prefix,
-                             host="127.0.0.1", port=port)
-    env = _env(DJANGO_SETTINGS_MODULE="config.settings.test", SOTTO_DB_NAME=settings.DATABASES["default"]["NAME"],
-               SOTTO_QUEUE_PREFIX=prefix, HF_HUB_OFFLINE="1")
+    commands = demo_commands(
+        python=PY,
+        platform_dir=ROOT / "platform",
+        var_dir=tmp_path,
+        queue_prefix=prefix,
+        host="127.0.0.1",
+        port=port,
+    )
+    env = _env(
+        DJANGO_SETTINGS_MODULE="config.settings.test",
+        SOTTO_DB_NAME=settings.DATABASES["default"]["NAME"],
+        SOTTO_QUEUE_PREFIX=prefix,
+        HF_HUB_OFFLINE="1",
+    )
     proc = _supervise(tmp_path, commands, grace=15.0, env=env)
     logs = tmp_path / "log"
     try:
-        _wait_for(lambda: _live(port), 120, f"gunicorn never answered:\n{(logs / 'web.log').read_text()[-3000:]}")
-        _wait_for(lambda: b"ready." in (logs / "worker.log").read_bytes(), 120,
-                  f"the worker never got ready:\n{(logs / 'worker.log').read_text()[-3000:]}")
-        _wait_for(lambda: b"beat: Starting" in (logs / "beat.log").read_bytes(), 60,
-                  f"beat never started:\n{(logs / 'beat.log').read_text()[-3000:]}")
+        _wait_for(
+            lambda: _live(port), 120, f"gunicorn never answered:\n{(logs / 'web.log').read_text()[-3000:]}"
+        )
+        _wait_for(
+            lambda: b"ready." in (logs / "worker.log").read_bytes(),
+            120,
+            f"the worker never got ready:\n{(logs / 'worker.log').read_text()[-3000:]}",
+        )
+        _wait_for(
+            lambda: b"beat: Starting" in (logs / "beat.log").read_bytes(),
+            60,
+            f"beat never started:\n{(logs / 'beat.log').read_text()[-3000:]}",
+        )
         # gunicorn's master and its two workers, the worker, beat
         pids = _everyone(tmp_path, {"web": 3, "worker": 1, "beat": 1})
     except BaseException:

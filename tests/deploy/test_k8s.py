@@ -62,7 +62,12 @@ def test_the_kustomization_applies_every_manifest_and_renames_the_one_image():
     assert set(kustomization["resources"]) == files
     assert [image["name"] for image in kustomization["images"]] == ["sotto"]
     assert {w["metadata"]["name"] for w in k8s_django_workloads()} == {
-        "sotto-web", "sotto-worker-encode", "sotto-worker-train", "sotto-worker-default", "sotto-beat", "sotto-migrate"
+        "sotto-web",
+        "sotto-worker-encode",
+        "sotto-worker-train",
+        "sotto-worker-default",
+        "sotto-beat",
+        "sotto-migrate",
     }
     for name in WORKLOADS:
         assert _container(name)["image"] == "sotto", name
@@ -108,7 +113,10 @@ def test_only_the_migrate_job_holds_the_owner_role_credentials():
     (job,) = k8s("Job")
     assert pod_spec(job)["restartPolicy"] == "Never"
     command = _container("sotto-migrate")["command"][-1]
-    assert "manage.py check --deploy --fail-level WARNING &&" in command and "manage.py migrate --noinput" in command
+    assert (
+        "manage.py check --deploy --fail-level WARNING &&" in command
+        and "manage.py migrate --noinput" in command
+    )
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
@@ -218,8 +226,12 @@ def test_the_service_ingress_and_network_policy_lead_to_the_web_port():
         for path in rule["http"]["paths"]:
             backend = path["backend"]["service"]
             assert backend["name"] == "sotto-web" and backend["port"]["name"] == port["name"]
-    assert {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]} == {r["host"] for r in ingress["spec"]["rules"]}
+    assert {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]} == {
+        r["host"] for r in ingress["spec"]["rules"]
+    }
 
     policy = k8s_one("NetworkPolicy", "sotto-web-from-ingress-controller")
     assert _selects(policy["spec"]["podSelector"]["matchLabels"], _pod_labels("sotto-web"))
-    assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == list(web_ports.values())
+    assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == list(
+        web_ports.values()
+    )

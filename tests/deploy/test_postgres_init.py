@@ -44,16 +44,52 @@ def fresh_cluster() -> Iterator[tuple[Path, str]]:
         for path in (root, sock, root / "pw"):
             os.chown(path, entry.pw_uid, entry.pw_gid)
     # the postgres image's defaults: password authentication, superuser `postgres`
-    subprocess.run([str(_bin_dir() / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={root / 'pw'}",
-                    "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"],
-                   user=run_as, check=True, capture_output=True, timeout=120)
-    subprocess.run([str(_bin_dir() / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60",
-                    "-o", f"-h '' -k {sock} -p 5432", "start"], user=run_as, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            str(_bin_dir() / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            f"--pwfile={root / 'pw'}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        ],
+        user=run_as,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    subprocess.run(
+        [
+            str(_bin_dir() / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h '' -k {sock} -p 5432",
+            "start",
+        ],
+        user=run_as,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     try:
         yield sock, password
     finally:
-        subprocess.run([str(_bin_dir() / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       user=run_as, check=False, capture_output=True, timeout=120)
+        subprocess.run(
+            [str(_bin_dir() / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            user=run_as,
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -63,7 +99,9 @@ def _local(url: str, sock: Path) -> str:
     return url.replace("@db:5432/sotto", f"@/sotto?host={quote(str(sock), safe='')}&port=5432")
 
 
-def test_the_compose_bootstrap_gives_an_owner_and_a_runtime_role_that_rls_binds(fresh_cluster, production_env, tmp_path):
+def test_the_compose_bootstrap_gives_an_owner_and_a_runtime_role_that_rls_binds(
+    fresh_cluster, production_env, tmp_path
+):
     import psycopg
 
     sock, superuser_password = fresh_cluster
@@ -75,20 +113,35 @@ def test_the_compose_bootstrap_gives_an_owner_and_a_runtime_role_that_rls_binds(
     # When the image's entrypoint runs the init script (as the superuser, with the db/ secrets)
     result = subprocess.run(
         ["bash", str(script)],
-        env={"PATH": f"{_bin_dir()}{os.pathsep}{os.environ['PATH']}", "PGHOST": str(sock), "PGPORT": "5432",
-             "PGPASSWORD": superuser_password, "POSTGRES_USER": db_env["POSTGRES_USER"],
-             "SOTTO_DB_SECRETS_DIR": str(secrets / "db")},
-        capture_output=True, text=True, timeout=120, check=False,
+        env={
+            "PATH": f"{_bin_dir()}{os.pathsep}{os.environ['PATH']}",
+            "PGHOST": str(sock),
+            "PGPORT": "5432",
+            "PGPASSWORD": superuser_password,
+            "POSTGRES_USER": db_env["POSTGRES_USER"],
+            "SOTTO_DB_SECRETS_DIR": str(secrets / "db"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 
     # Then the roles are what the architecture requires
-    with psycopg.connect(host=str(sock), port=5432, user="postgres", password=superuser_password, dbname="sotto") as conn:
-        roles = {row[0]: row[1:] for row in conn.execute(
-            "SELECT rolname, rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles"
-            " WHERE rolname IN ('sotto_owner', 'sotto_app')"
-        ).fetchall()}
-        owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'sotto'").fetchone()
+    with psycopg.connect(
+        host=str(sock), port=5432, user="postgres", password=superuser_password, dbname="sotto"
+    ) as conn:
+        roles = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT rolname, rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles"
+                " WHERE rolname IN ('sotto_owner', 'sotto_app')"
+            ).fetchall()
+        }
+        owner = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'sotto'"
+        ).fetchone()
         vector = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
     assert roles == {"sotto_owner": (False, False, False, False), "sotto_app": (False, False, False, False)}
     assert owner == ("sotto_owner",) and vector == (1,)
@@ -106,7 +159,10 @@ def test_the_compose_bootstrap_gives_an_owner_and_a_runtime_role_that_rls_binds(
     migrated = run_manage(["migrate", "--noinput"], env, timeout=600)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
     with psycopg.connect(app_url) as conn:
-        table_owners = {row[0] for row in conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")}
+        table_owners = {
+            row[0]
+            for row in conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")
+        }
         forced = conn.execute(
             "SELECT count(*) FROM pg_class WHERE relname = 'tenancy_apikey' AND relrowsecurity AND relforcerowsecurity"
         ).fetchone()

@@ -69,7 +69,6 @@ def _wait_for_log(proc: subprocess.Popen[bytes], log: Path, needle: bytes, timeo
         time.sleep(0.2)
 
 
-
 def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -80,7 +79,9 @@ def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, 
         conn.close()
 
 
-def test_the_web_command_answers_probes_over_http_and_serves_everything_else_over_https(production_env, tmp_path):
+def test_the_web_command_answers_probes_over_http_and_serves_everything_else_over_https(
+    production_env, tmp_path
+):
     # Given static files collected as the image build does, and the k8s web command on a free port
     collected = run_manage(["collectstatic", "--noinput"], production_env)
     assert collected.returncode == 0, collected.stderr[-2000:]
@@ -125,7 +126,9 @@ def test_the_web_command_answers_probes_over_http_and_serves_everything_else_ove
         assert _get(port, "/health/live", {"Host": "evil.example.net"})[0] == 400
         # and Prometheus can scrape the pod directly (its IP as Host, plain HTTP) with the metrics token
         token = Path(production_env["SOTTO_METRICS_TOKEN_FILE"]).read_text().strip()
-        status, _, body = _get(port, "/metrics", {"Host": "10.1.2.3:8000", "Authorization": f"Bearer {token}"})
+        status, _, body = _get(
+            port, "/metrics", {"Host": "10.1.2.3:8000", "Authorization": f"Bearer {token}"}
+        )
         assert status == 200, body[:500]
 
 
@@ -135,26 +138,36 @@ def _broker_is_redis() -> bool:
     return str(settings.CELERY_BROKER_URL).startswith("redis")
 
 
-@pytest.mark.skipif(not _broker_is_redis(), reason="`celery inspect ping` needs a broadcast-capable broker (Redis: CI)")
+@pytest.mark.skipif(
+    not _broker_is_redis(), reason="`celery inspect ping` needs a broadcast-capable broker (Redis: CI)"
+)
 def test_the_encode_worker_command_passes_its_own_liveness_probe(production_env, tmp_path):
     # Given the k8s encode worker, on a queue of its own (the prefix keeps it off real queues)
     container = _container("sotto-worker-encode")
     prefix = f"deploy{uuid.uuid4().hex[:8]}."
     command = _python_entry(container["command"])
     command = _replace(command, "-Q", prefix + option(command, "-Q"))  # type: ignore[operator]
-    env = {**production_env, "SOTTO_QUEUE_PREFIX": prefix, "HOSTNAME": socket.gethostname(),
-           "PATH": f"{BIN}{os.pathsep}{production_env['PATH']}"}
+    env = {
+        **production_env,
+        "SOTTO_QUEUE_PREFIX": prefix,
+        "HOSTNAME": socket.gethostname(),
+        "PATH": f"{BIN}{os.pathsep}{production_env['PATH']}",
+    }
     probe = container["livenessProbe"]["exec"]["command"]
 
     with _running(command, env, tmp_path / "worker.log") as proc:
         _wait_for_log(proc, tmp_path / "worker.log", b"ready.")
         # When the probe runs in the pod's environment, Then the worker answers it
-        result = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(
+            probe, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         # and a probe for another node name fails (so it is this worker that answered)
         other = [part.replace("@$HOSTNAME", "@not-this-host") for part in probe]
         other = [part.replace("--timeout 10", "--timeout 2") for part in other]
-        result = subprocess.run(other, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(
+            other, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
         assert result.returncode != 0
 
 
@@ -173,7 +186,9 @@ def test_beat_writes_the_schedule_file_its_probe_watches(production_env, tmp_pat
         _wait_for_log(proc, tmp_path / "beat.log", b"beat: Starting")
         deadline = time.monotonic() + 60
         while not list(Path(var).glob("celerybeat-schedule*")):
-            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "beat.log").read_text()[-3000:]
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "beat.log").read_text()[
+                -3000:
+            ]
             time.sleep(0.2)
         # Then the probe passes while the file is fresh
         assert subprocess.run(probe, env=env, check=False, timeout=60).returncode == 0

@@ -36,7 +36,10 @@ def test_the_keys_are_in_the_formats_the_apps_read(tmp_path):
     owner = _from_url((tmp_path / "migrate" / "database_owner_url").read_text().strip())
     assert (runtime["USER"], runtime["HOST"], runtime["NAME"]) == ("sotto_app", "db", "sotto")
     assert runtime["PASSWORD"] == (tmp_path / "db" / "app_password").read_text().strip()
-    assert (owner["USER"], owner["PASSWORD"]) == ("sotto_owner", (tmp_path / "db" / "owner_password").read_text().strip())
+    assert (owner["USER"], owner["PASSWORD"]) == (
+        "sotto_owner",
+        (tmp_path / "db" / "owner_password").read_text().strip(),
+    )
     redis_password = (tmp_path / "redis" / "password").read_text().strip()
     assert f"requirepass {redis_password}\n" in (tmp_path / "redis" / "redis.conf").read_text()
     for name, database in (("celery_broker_url", "/0"), ("rate_limit_redis_url", "/1")):

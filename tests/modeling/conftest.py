@@ -38,7 +38,9 @@ def _fresh_modeling_caches(settings: Any) -> Iterator[None]:
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """Record training tasks instead of sending them (what would have been queued, after commit)."""
     sent: list[tuple[int, int]] = []
-    monkeypatch.setattr("apps.modeling.services._enqueue", lambda tenant_id, run_id: sent.append((tenant_id, run_id)))
+    monkeypatch.setattr(
+        "apps.modeling.services._enqueue", lambda tenant_id, run_id: sent.append((tenant_id, run_id))
+    )
     return sent
 
 
@@ -67,13 +69,15 @@ def worker_env(**extra: str) -> dict[str, str]:
     from django.conf import settings
 
     env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "SOTTO_DB_NAME": settings.DATABASES["default"]["NAME"],
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'platform'}",
-        "HF_HUB_OFFLINE": "1",
-        **extra,
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "SOTTO_DB_NAME": settings.DATABASES["default"]["NAME"],
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'platform'}",
+            "HF_HUB_OFFLINE": "1",
+            **extra,
+        }
+    )
     return env
 
 
@@ -81,10 +85,31 @@ def start_worker(queue: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
     """A real ``celery worker`` (solo pool) consuming only ``queue``; waits until it is ready."""
     handle = log.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--pool", "solo", "--concurrency", "1",
-         "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-n", f"{queue}@%h"],
-        cwd=ROOT, env=worker_env(**env), stdout=handle, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queue,
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"{queue}@%h",
+        ],
+        cwd=ROOT,
+        env=worker_env(**env),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 120
     while b"ready." not in log.read_bytes():

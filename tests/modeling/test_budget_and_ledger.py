@@ -24,7 +24,11 @@ def _post_run(api, persona, epsilon):
 
 def _ledger(tenant_id):
     with tenant_context(tenant_id):
-        return list(LedgerEntry.objects.filter(tenant_id=tenant_id).order_by("id").values_list("id", "epsilon", "delta"))
+        return list(
+            LedgerEntry.objects.filter(tenant_id=tenant_id)
+            .order_by("id")
+            .values_list("id", "epsilon", "delta")
+        )
 
 
 def _runs(tenant_id):
@@ -39,7 +43,9 @@ def seeded_a(tenant_a):
     return tenant_a
 
 
-def test_a_run_within_budget_is_charged_in_the_same_transaction_and_queued_after_commit(seeded_a, api, queued):
+def test_a_run_within_budget_is_charged_in_the_same_transaction_and_queued_after_commit(
+    seeded_a, api, queued
+):
     response = _post_run(api, seeded_a, 4.0)
 
     assert response.status_code == 202, response.content
@@ -55,7 +61,8 @@ def test_a_run_within_budget_is_charged_in_the_same_transaction_and_queued_after
     # planned: the "factors" design (two Gaussian releases, GDP), noise fixed by (ε, δ) before training
     assert entry.details["design"] == "factors" and entry.details["composition"] == "GDP (exact)"
     assert 1 / entry.details["sigma_pop"] ** 2 + 1 / entry.details["sigma_gram"] ** 2 == pytest.approx(
-        entry.details["mu_total"] ** 2)
+        entry.details["mu_total"] ** 2
+    )
 
 
 def test_it_refuses_training_over_budget_and_nothing_trains_or_is_charged(seeded_a, api, queued):
@@ -87,9 +94,13 @@ def test_bad_epsilon_is_a_400_and_charges_nothing(seeded_a, api, queued, epsilon
 
 def test_missing_body_and_non_finite_json_are_400(seeded_a, api, queued):
     assert api.post("/api/v1/training-runs", {}, format="json", **seeded_a.auth).status_code == 400
-    raw = api.post("/api/v1/training-runs", '{"epsilon": NaN}', content_type="application/json", **seeded_a.auth)
+    raw = api.post(
+        "/api/v1/training-runs", '{"epsilon": NaN}', content_type="application/json", **seeded_a.auth
+    )
     assert raw.status_code == 400
-    raw = api.post("/api/v1/training-runs", '{"epsilon": Infinity}', content_type="application/json", **seeded_a.auth)
+    raw = api.post(
+        "/api/v1/training-runs", '{"epsilon": Infinity}', content_type="application/json", **seeded_a.auth
+    )
     assert raw.status_code == 400
     assert _ledger(seeded_a.tenant.id) == [] and queued == []
 
@@ -155,7 +166,9 @@ def test_budget_endpoint_shows_total_spent_remaining_and_entries(seeded_a, api, 
     assert entry["epsilon"] == 1.5 and entry["kind"] == "training" and entry["users"] == 40
     for key in ("delta", "noise_multiplier", "sampling_rate", "epochs", "clip_norm", "accountant"):
         assert key in entry
-    assert entry["sampling_rate"] is None and entry["accountant"] == "GDP (analytic Gaussian, exact composition)"
+    assert (
+        entry["sampling_rate"] is None and entry["accountant"] == "GDP (analytic Gaussian, exact composition)"
+    )
     assert entry["mechanism"] == "pending"  # the worker has not recorded the noise yet
 
 
@@ -176,8 +189,12 @@ def test_privacy_budget_set_validates_and_is_audited(tenant_a):
 
 # --- the ledger cannot be changed -----------------------------------------------------------------
 
-MODELING_URLS = ["/api/v1/privacy-budget", "/api/v1/training-runs", "/api/v1/training-runs/{run}",
-                 "/api/v1/popularity-release"]
+MODELING_URLS = [
+    "/api/v1/privacy-budget",
+    "/api/v1/training-runs",
+    "/api/v1/training-runs/{run}",
+    "/api/v1/popularity-release",
+]
 
 
 def test_the_ledger_cannot_be_edited_or_deleted_through_any_api(seeded_a, api, queued):
@@ -188,33 +205,51 @@ def test_the_ledger_cannot_be_edited_or_deleted_through_any_api(seeded_a, api, q
         for method in ("put", "patch", "delete"):
             if (url, method) == ("/api/v1/privacy-budget", "patch"):
                 continue  # PATCH changes the budget *policy* (test_lifecycle.py), never the ledger
-            response = getattr(api, method)(url.format(run=run_id), {"epsilon": 0.0}, format="json", **seeded_a.auth)
+            response = getattr(api, method)(
+                url.format(run=run_id), {"epsilon": 0.0}, format="json", **seeded_a.auth
+            )
             assert response.status_code == 405, (method, url, response.status_code)
     # a policy PATCH naming a ledger field is refused, and no policy change touches the entries
-    assert api.patch("/api/v1/privacy-budget", {"epsilon": 0.0}, format="json", **seeded_a.auth).status_code == 400
-    assert api.patch("/api/v1/privacy-budget", {"epsilon_total": 50.0}, format="json",
-                     **seeded_a.auth).status_code == 200
+    assert (
+        api.patch("/api/v1/privacy-budget", {"epsilon": 0.0}, format="json", **seeded_a.auth).status_code
+        == 400
+    )
+    assert (
+        api.patch(
+            "/api/v1/privacy-budget", {"epsilon_total": 50.0}, format="json", **seeded_a.auth
+        ).status_code
+        == 200
+    )
     # a POST to the budget itself is not a way in either
-    assert api.post("/api/v1/privacy-budget", {"epsilon_total": 100}, format="json", **seeded_a.auth).status_code == 405
+    assert (
+        api.post("/api/v1/privacy-budget", {"epsilon_total": 100}, format="json", **seeded_a.auth).status_code
+        == 405
+    )
 
     assert _ledger(seeded_a.tenant.id) == before
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE modeling_ledgerentry SET epsilon = 0 WHERE tenant_id = %s",
-    "DELETE FROM modeling_ledgerentry WHERE tenant_id = %s",
-    "UPDATE modeling_ledgermechanism SET epsilon = 0 WHERE tenant_id = %s",
-    "DELETE FROM modeling_ledgermechanism WHERE tenant_id = %s",
-    "TRUNCATE modeling_ledgerentry CASCADE",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE modeling_ledgerentry SET epsilon = 0 WHERE tenant_id = %s",
+        "DELETE FROM modeling_ledgerentry WHERE tenant_id = %s",
+        "UPDATE modeling_ledgermechanism SET epsilon = 0 WHERE tenant_id = %s",
+        "DELETE FROM modeling_ledgermechanism WHERE tenant_id = %s",
+        "TRUNCATE modeling_ledgerentry CASCADE",
+    ],
+)
 def test_the_runtime_role_cannot_update_or_delete_ledger_rows(seeded_a, api, queued, statement):
     from apps.modeling.popularity_release import popularity_release_create
 
     popularity_release_create(tenant_id=seeded_a.tenant.id, epsilon=0.5, actor="test")  # entry + mechanism
     before = _ledger(seeded_a.tenant.id)
 
-    with (pytest.raises(DatabaseError, match=r"permission denied|append-only"),
-          tenant_context(seeded_a.tenant.id), connection.cursor() as cursor):
+    with (
+        pytest.raises(DatabaseError, match=r"permission denied|append-only"),
+        tenant_context(seeded_a.tenant.id),
+        connection.cursor() as cursor,
+    ):
         cursor.execute(statement, [seeded_a.tenant.id] if "%s" in statement else [])
 
     assert _ledger(seeded_a.tenant.id) == before
@@ -232,10 +267,18 @@ def test_the_ledger_triggers_refuse_changes_even_for_the_table_owner(seeded_a, q
     popularity_release_create(tenant_id=seeded_a.tenant.id, epsilon=0.5, actor="test")
 
     db = connection.settings_dict
-    params = {"dbname": db["NAME"], "user": settings.DATABASE_OWNER["USER"], "password": settings.DATABASE_OWNER["PASSWORD"] or None,
-              "host": db["HOST"] or None, "port": db["PORT"] or None}
-    with (psycopg.connect(**{k: v for k, v in params.items() if v is not None}) as owner,
-          pytest.raises(psycopg.Error, match="append-only"), owner.cursor() as cursor):
+    params = {
+        "dbname": db["NAME"],
+        "user": settings.DATABASE_OWNER["USER"],
+        "password": settings.DATABASE_OWNER["PASSWORD"] or None,
+        "host": db["HOST"] or None,
+        "port": db["PORT"] or None,
+    }
+    with (
+        psycopg.connect(**{k: v for k, v in params.items() if v is not None}) as owner,
+        pytest.raises(psycopg.Error, match="append-only"),
+        owner.cursor() as cursor,
+    ):
         cursor.execute("SELECT set_config('app.platform', 'on', false)")
         cursor.execute("DELETE FROM modeling_ledgerentry WHERE tenant_id = %s", [seeded_a.tenant.id])
     assert len(_ledger(seeded_a.tenant.id)) == 1
@@ -274,7 +317,9 @@ def test_a_popularity_release_is_charged_and_then_served(seeded_a, api):
     assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores)
     # filters: exclusions and categories
     first_pk = top[0][0]
-    assert first_pk not in {pk for pk, _, _ in popular_items(tenant_id=seeded_a.tenant.id, k=5, exclude_pks=[first_pk])}
+    assert first_pk not in {
+        pk for pk, _, _ in popular_items(tenant_id=seeded_a.tenant.id, k=5, exclude_pks=[first_pk])
+    }
     in_c1 = popular_items(tenant_id=seeded_a.tenant.id, k=30, category="c1")
     assert in_c1 and all(int(ext[1:]) % 3 == 1 for _, ext, _ in in_c1)
     # over budget: refused, nothing changes
@@ -322,9 +367,15 @@ def test_auto_picks_the_opacus_tower_for_large_tenants_and_the_factors_below():
     assert run_config({}, 1.0, n_users=610)["factor_rank"] == 4
     assert run_config({"modeling": {"factor_rank": 8}}, 1.0)["factor_rank"] == 8
     plan = release_design(large["dp_design"]).plan(large, 4.0, 1e-6, 100_000)
-    assert plan["design"] == "tower" and "Opacus" in plan["mechanism"] and plan["steps"] == large["epochs"] * 49
+    assert (
+        plan["design"] == "tower" and "Opacus" in plan["mechanism"] and plan["steps"] == large["epochs"] * 49
+    )
     assert plan["epsilon_pop_alone"] == pytest.approx(0.2 * 4.0)
-    for bad in ({"dp_design": "other"}, {"modeling": {"epochs": 3}}, {"dp_design": "tower", "modeling": {"factor_rank": 4}},
-                {"dp_design": "tower", "modeling": {"negatives": 0}}):
+    for bad in (
+        {"dp_design": "other"},
+        {"modeling": {"epochs": 3}},
+        {"dp_design": "tower", "modeling": {"factor_rank": 4}},
+        {"dp_design": "tower", "modeling": {"negatives": 0}},
+    ):
         with pytest.raises(Conflict):
             run_config(bad)

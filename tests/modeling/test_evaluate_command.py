@@ -70,14 +70,33 @@ def test_it_writes_p1_json_plot_and_markdown_with_baselines_beside_sotto(tmp_pat
     data = write_movielens(tmp_path / "ml")
     out = tmp_path / "p1.json"
 
-    call_command("evaluate", "--dataset", str(data), "--epsilons", "8,inf", "--json", str(out),
-                 "--plot", str(tmp_path / "p1.png"), "--markdown", str(tmp_path / "p1.md"))
+    call_command(
+        "evaluate",
+        "--dataset",
+        str(data),
+        "--epsilons",
+        "8,inf",
+        "--json",
+        str(out),
+        "--plot",
+        str(tmp_path / "p1.png"),
+        "--markdown",
+        str(tmp_path / "p1.md"),
+    )
 
     result = json.loads(out.read_text())
     assert result["protocol"] == "P1" and result["n_users"] == N_USERS
     models = [(r["model"], r["epsilon"]) for r in result["results"]]
-    assert models == [("popularity", None), ("itemknn", None), ("ease(lambda=500)", None), ("seed-literal", None),
-                      ("sotto-two-tower", 8.0), ("sotto-two-tower", None), ("sotto-tower", 8.0), ("sotto-tower", None)]
+    assert models == [
+        ("popularity", None),
+        ("itemknn", None),
+        ("ease(lambda=500)", None),
+        ("seed-literal", None),
+        ("sotto-two-tower", 8.0),
+        ("sotto-two-tower", None),
+        ("sotto-tower", 8.0),
+        ("sotto-tower", None),
+    ]
     for r in result["results"]:
         assert {"recall@20", "recall@20_capped", "ndcg@10"} <= set(r)
         assert 0.0 <= r["recall@20"] <= r["recall@20_capped"] <= 1.0
@@ -87,7 +106,10 @@ def test_it_writes_p1_json_plot_and_markdown_with_baselines_beside_sotto(tmp_pat
     assert dp["sigma_pop"] > 0 and dp["sigma_gram"] > 0
     # the Opacus tower: DP-SGD and popularity composed by the RDP accountant within the ε asked for
     tower = result["results"][6]
-    assert tower["design"] == "tower" and "Opacus DP-SGD" in result["method"]["sotto-tower"] == tower["mechanism"]
+    assert (
+        tower["design"] == "tower"
+        and "Opacus DP-SGD" in result["method"]["sotto-tower"] == tower["mechanism"]
+    )
     assert tower["accountant"].startswith("RDP (Opacus)") and 0 < tower["epsilon_total"] <= 8.0 + 1e-6
     assert tower["noise_multiplier"] > 0 and tower["steps"] > 0
     assert result["results"][7]["noise_multiplier"] == 0.0
@@ -117,21 +139,48 @@ def test_tenant_content_vectors_must_cover_the_dataset(tmp_path, live_db):
     data = write_movielens(tmp_path / "ml")
     persona = make_tenant("ev")
     with tenant_context(persona.tenant.id):
-        items = Item.objects.bulk_create([
-            Item(tenant_id=persona.tenant.id, external_id=str(m), title=f"Movie {m}", content_hash="0" * 64)
-            for m in range(1, N_MOVIES)  # the last movie is missing
-        ])
+        items = Item.objects.bulk_create(
+            [
+                Item(
+                    tenant_id=persona.tenant.id, external_id=str(m), title=f"Movie {m}", content_hash="0" * 64
+                )
+                for m in range(1, N_MOVIES)  # the last movie is missing
+            ]
+        )
         unit = np.ones(384, dtype=np.float32) / np.sqrt(384)
-        vectors_write(tenant_id=persona.tenant.id, rows=[
-            VectorRow(item_pk=i.pk, external_id=i.external_id, vector=unit, available=True, categories=[], model="t",
-                      content_hash="0" * 64) for i in items])
+        vectors_write(
+            tenant_id=persona.tenant.id,
+            rows=[
+                VectorRow(
+                    item_pk=i.pk,
+                    external_id=i.external_id,
+                    vector=unit,
+                    available=True,
+                    categories=[],
+                    model="t",
+                    content_hash="0" * 64,
+                )
+                for i in items
+            ],
+        )
 
     with pytest.raises(CommandError, match=r"1 of 24 dataset items have no content vector"):
-        call_command("evaluate", "--dataset", str(data), "--epsilons", "inf", "--json", str(tmp_path / "x.json"),
-                     "--tenant", persona.slug)
+        call_command(
+            "evaluate",
+            "--dataset",
+            str(data),
+            "--epsilons",
+            "inf",
+            "--json",
+            str(tmp_path / "x.json"),
+            "--tenant",
+            persona.slug,
+        )
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("1,8,inf", [1.0, 8.0, float("inf")]), (" 2 , Infinity", [2.0, float("inf")])])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1,8,inf", [1.0, 8.0, float("inf")]), (" 2 , Infinity", [2.0, float("inf")])]
+)
 def test_epsilons_parse(raw, expected):
     assert parse_epsilons(raw) == expected
 

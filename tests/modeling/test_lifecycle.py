@@ -55,11 +55,15 @@ def _start(persona, epsilon):
 # --- budget policy ---------------------------------------------------------------------------------
 
 
-def test_an_admin_sets_a_rolling_budget_and_the_ledger_shows_spent_left_and_next_renewal(tenant_a, api, queued):
+def test_an_admin_sets_a_rolling_budget_and_the_ledger_shows_spent_left_and_next_renewal(
+    tenant_a, api, queued
+):
     seed_tenant(tenant_a)
     response = api.patch(BUDGET, {"epsilon_total": 6.0, "renewal_days": 30}, format="json", **tenant_a.auth)
     assert response.status_code == 200, response.content
-    assert api.post("/api/v1/training-runs", {"epsilon": 4.0}, format="json", **tenant_a.auth).status_code == 202
+    assert (
+        api.post("/api/v1/training-runs", {"epsilon": 4.0}, format="json", **tenant_a.auth).status_code == 202
+    )
 
     body = api.get(BUDGET, **tenant_a.auth).json()
 
@@ -77,30 +81,37 @@ def test_an_admin_sets_a_rolling_budget_and_the_ledger_shows_spent_left_and_next
 def test_charges_older_than_the_window_do_not_count_when_charging(tenant_a, api, queued, monkeypatch):
     seed_tenant(tenant_a)
     api.patch(BUDGET, {"epsilon_total": 5.0, "renewal_days": 7}, format="json", **tenant_a.auth)
-    assert api.post("/api/v1/training-runs", {"epsilon": 5.0}, format="json", **tenant_a.auth).status_code == 202
+    assert (
+        api.post("/api/v1/training-runs", {"epsilon": 5.0}, format="json", **tenant_a.auth).status_code == 202
+    )
     refused = api.post("/api/v1/training-runs", {"epsilon": 1.0}, format="json", **tenant_a.auth)
     assert refused.status_code == 409 and "in the last 7 days" in refused.json()["error"]["message"]
 
     future = timezone.now() + timedelta(days=8)
     monkeypatch.setattr("apps.modeling.budget.timezone.now", lambda: future)
 
-    assert api.post("/api/v1/training-runs", {"epsilon": 5.0}, format="json", **tenant_a.auth).status_code == 202
+    assert (
+        api.post("/api/v1/training-runs", {"epsilon": 5.0}, format="json", **tenant_a.auth).status_code == 202
+    )
     assert _ledger_count(_tid(tenant_a)) == 2
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"epsilon_total": 0}, "epsilon_total"),
-    ({"epsilon_total": -1}, "epsilon_total"),
-    ({"epsilon_total": "NaN"}, "epsilon_total"),
-    ({"epsilon_total": "Infinity"}, "epsilon_total"),
-    ({"epsilon_total": 1000.0}, "epsilon_total"),  # above the operator cap (64)
-    ({"delta": 1.5}, "delta"),
-    ({"renewal_days": 1}, "renewal_days"),  # shorter than the operator's minimum (7)
-    ({"renewal_days": 7.5}, "renewal_days"),
-    ({"epsilon": 4.0}, "epsilon"),  # unknown field: refused, not ignored
-    ({"epsilon_total": True}, "epsilon_total"),  # not taken as 1.0
-    ({"epsilon_total": "8"}, "epsilon_total"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"epsilon_total": 0}, "epsilon_total"),
+        ({"epsilon_total": -1}, "epsilon_total"),
+        ({"epsilon_total": "NaN"}, "epsilon_total"),
+        ({"epsilon_total": "Infinity"}, "epsilon_total"),
+        ({"epsilon_total": 1000.0}, "epsilon_total"),  # above the operator cap (64)
+        ({"delta": 1.5}, "delta"),
+        ({"renewal_days": 1}, "renewal_days"),  # shorter than the operator's minimum (7)
+        ({"renewal_days": 7.5}, "renewal_days"),
+        ({"epsilon": 4.0}, "epsilon"),  # unknown field: refused, not ignored
+        ({"epsilon_total": True}, "epsilon_total"),  # not taken as 1.0
+        ({"epsilon_total": "8"}, "epsilon_total"),
+    ],
+)
 def test_a_bad_budget_policy_is_a_400_with_the_reason_and_changes_nothing(tenant_a, api, body, field):
     before = api.get(BUDGET, **tenant_a.auth).json()
 
@@ -111,7 +122,10 @@ def test_a_bad_budget_policy_is_a_400_with_the_reason_and_changes_nothing(tenant
     assert field in error["message"] or field in error["details"]
     after = api.get(BUDGET, **tenant_a.auth).json()
     assert (after["epsilon_total"], after["delta"], after["renewal_days"]) == (
-        before["epsilon_total"], before["delta"], before["renewal_days"])
+        before["epsilon_total"],
+        before["delta"],
+        before["renewal_days"],
+    )
     assert _audit(_tid(tenant_a), "privacy.budget.set") == []
 
 
@@ -120,7 +134,9 @@ def test_a_train_only_key_reads_the_budget_but_cannot_change_it(tenant_a, api):
 
     assert api.get(BUDGET, **_auth(raw)).status_code == 200
     assert api.patch(BUDGET, {"epsilon_total": 8.0}, format="json", **_auth(raw)).status_code == 403
-    assert api.patch(SETTINGS, {"model": {"dp_design": "tower"}}, format="json", **_auth(raw)).status_code == 403
+    assert (
+        api.patch(SETTINGS, {"model": {"dp_design": "tower"}}, format="json", **_auth(raw)).status_code == 403
+    )
 
 
 # --- settings document -----------------------------------------------------------------------------
@@ -147,28 +163,40 @@ def test_settings_round_trip_every_part_and_each_change_is_audited(tenant_a, api
     assert body["rate_limit_per_s"] == 50.0
     assert body["slo_objectives"]["recommend"]["latency_threshold_ms"] == 80.0
     tid = _tid(tenant_a)
-    for action in ("tenant.settings.update", "privacy.budget.set", "retraining.schedule.set", "slo.objective.set"):
+    for action in (
+        "tenant.settings.update",
+        "privacy.budget.set",
+        "retraining.schedule.set",
+        "slo.objective.set",
+    ):
         assert _audit(tid, action), action
 
 
-@pytest.mark.parametrize("patch", [
-    {"model": {"dp_design": "magic"}},
-    {"retention": {"event_retention_days": 0}},
-    {"rate_limit_per_s": -5},
-    {"rate_limit_per_s": 1e6},  # above the operator's limit: a tenant may only lower it
-    {"retraining": {"epsilon_per_run": True}},
-    {"slo_objectives": {"recommend": {"latency_target": 2.0}}},
-    {"slo_objectives": {"nope": {"latency_target": 0.9}}},
-    {"retraining": {"cadence": "hourly"}},
-    {"retraining": {"epsilon_per_run": 0}},
-    {"retraining": {"last_attempt_at": "2020-01-01T00:00:00Z"}},  # read-only
-    {"colour": "blue"},
-])
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"model": {"dp_design": "magic"}},
+        {"retention": {"event_retention_days": 0}},
+        {"rate_limit_per_s": -5},
+        {"rate_limit_per_s": 1e6},  # above the operator's limit: a tenant may only lower it
+        {"retraining": {"epsilon_per_run": True}},
+        {"slo_objectives": {"recommend": {"latency_target": 2.0}}},
+        {"slo_objectives": {"nope": {"latency_target": 0.9}}},
+        {"retraining": {"cadence": "hourly"}},
+        {"retraining": {"epsilon_per_run": 0}},
+        {"retraining": {"last_attempt_at": "2020-01-01T00:00:00Z"}},  # read-only
+        {"colour": "blue"},
+    ],
+)
 def test_a_bad_settings_patch_is_a_400_and_nothing_of_it_is_applied(tenant_a, api, patch):
     before = api.get(SETTINGS, **tenant_a.auth).json()
     # a valid part beside the bad one must not be applied either (all or nothing)
-    response = api.patch(SETTINGS, {"model": {"dp_design": "factors"}, **patch} if "model" not in patch else patch,
-                         format="json", **tenant_a.auth)
+    response = api.patch(
+        SETTINGS,
+        {"model": {"dp_design": "factors"}, **patch} if "model" not in patch else patch,
+        format="json",
+        **tenant_a.auth,
+    )
 
     assert response.status_code == 400, response.content
     assert response.json()["error"]["message"]
@@ -176,20 +204,33 @@ def test_a_bad_settings_patch_is_a_400_and_nothing_of_it_is_applied(tenant_a, ap
 
 
 def test_a_schedule_that_would_exceed_the_budget_is_refused_with_the_arithmetic(tenant_a, api):
-    lifetime = api.patch(SETTINGS, {"retraining": {"cadence": "daily", "epsilon_per_run": 1.0}}, format="json",
-                         **tenant_a.auth)
+    lifetime = api.patch(
+        SETTINGS, {"retraining": {"cadence": "daily", "epsilon_per_run": 1.0}}, format="json", **tenant_a.auth
+    )
     assert lifetime.status_code == 400 and "lifetime budget" in lifetime.json()["error"]["message"]
 
-    too_much = api.patch(SETTINGS, {"privacy_budget": {"epsilon_total": 16.0, "renewal_days": 30},
-                                    "retraining": {"cadence": "daily", "epsilon_per_run": 1.0}},
-                         format="json", **tenant_a.auth)
+    too_much = api.patch(
+        SETTINGS,
+        {
+            "privacy_budget": {"epsilon_total": 16.0, "renewal_days": 30},
+            "retraining": {"cadence": "daily", "epsilon_per_run": 1.0},
+        },
+        format="json",
+        **tenant_a.auth,
+    )
     assert too_much.status_code == 400
     assert "30 runs" in too_much.json()["error"]["message"] and "16" in too_much.json()["error"]["message"]
     assert api.get(BUDGET, **tenant_a.auth).json()["renewal_days"] is None  # the budget part rolled back too
 
-    fits = api.patch(SETTINGS, {"privacy_budget": {"epsilon_total": 16.0, "renewal_days": 30},
-                                "retraining": {"cadence": "weekly", "epsilon_per_run": 3.0}},
-                     format="json", **tenant_a.auth)
+    fits = api.patch(
+        SETTINGS,
+        {
+            "privacy_budget": {"epsilon_total": 16.0, "renewal_days": 30},
+            "retraining": {"cadence": "weekly", "epsilon_per_run": 3.0},
+        },
+        format="json",
+        **tenant_a.auth,
+    )
     assert fits.status_code == 200, fits.content  # ⌈30/7⌉ = 5 runs × 3 = 15 ≤ 16
 
     # lowering the budget under the schedule is refused as well
@@ -202,8 +243,12 @@ def test_a_schedule_that_would_exceed_the_budget_is_refused_with_the_arithmetic(
 
 
 def _schedule(persona, api, **retraining):
-    response = api.patch(SETTINGS, {"privacy_budget": {"epsilon_total": 16.0, "renewal_days": 30},
-                                    "retraining": retraining}, format="json", **persona.auth)
+    response = api.patch(
+        SETTINGS,
+        {"privacy_budget": {"epsilon_total": 16.0, "renewal_days": 30}, "retraining": retraining},
+        format="json",
+        **persona.auth,
+    )
     assert response.status_code == 200, response.content
 
 
@@ -266,7 +311,9 @@ def two_versions(live_db):
     seed_tenant(persona)
     set_modeling(persona, seed=7)
     for _ in range(2):
-        assert training.training_run_execute(tenant_id=_tid(persona), run_id=_start(persona, 4.0)) == "succeeded"
+        assert (
+            training.training_run_execute(tenant_id=_tid(persona), run_id=_start(persona, 4.0)) == "succeeded"
+        )
     return persona
 
 
@@ -278,8 +325,10 @@ def _pointer(tid):
 def test_versions_list_what_ran_and_rollback_is_activating_the_previous_one(two_versions, api):
     tid = _tid(two_versions)
     listed = api.get("/api/v1/model-versions", **two_versions.auth).json()["versions"]
-    assert [(v["version"], v["status"], v["switch"]) for v in listed] == [(2, "active", "instant"),
-                                                                         (1, "previous", "instant")]
+    assert [(v["version"], v["status"], v["switch"]) for v in listed] == [
+        (2, "active", "instant"),
+        (1, "previous", "instant"),
+    ]
     assert listed[0]["design"] == "factors" and listed[0]["mechanism"].startswith("gaussian popularity")
     assert listed[0]["epsilon_spent"] <= 4.0 and "recall@20_capped" in listed[0]["metrics"]
 
@@ -318,8 +367,10 @@ def test_a_retired_version_is_rematerialised_by_the_worker_and_then_served(two_v
     assert response.status_code == 202 and response.json()["status"] == "materialising"
     assert _pointer(tid) == (3, 2)  # nothing switched before the vectors exist
     [(t, v, actor, restore)] = sent
-    assert lifecycle.model_version_materialise_and_activate(tenant_id=t, version=v, actor=actor,
-                                                            restore=restore) == "active"
+    assert (
+        lifecycle.model_version_materialise_and_activate(tenant_id=t, version=v, actor=actor, restore=restore)
+        == "active"
+    )
     assert _pointer(tid) == (1, 3)
     with tenant_context(tid):
         assert served.vectors_count(tenant_id=tid, version=1) == 30
@@ -348,8 +399,10 @@ def test_activating_a_rejected_version_is_an_audited_override(two_versions, api,
     [(t, v, actor, restore)] = sent
     assert restore == "rejected"
 
-    assert lifecycle.model_version_materialise_and_activate(tenant_id=t, version=v, actor=actor,
-                                                            restore=restore) == "active"
+    assert (
+        lifecycle.model_version_materialise_and_activate(tenant_id=t, version=v, actor=actor, restore=restore)
+        == "active"
+    )
 
     event = _audit(tid, "model.activate")[-1]
     assert event.target_id == "3" and event.details["gate_override"] is True
@@ -359,7 +412,9 @@ def test_activating_a_rejected_version_is_an_audited_override(two_versions, api,
 def test_shortening_the_window_never_frees_what_was_charged_before(tenant_a, api, queued, monkeypatch):
     seed_tenant(tenant_a)
     api.patch(BUDGET, {"epsilon_total": 4.0}, format="json", **tenant_a.auth)  # lifetime
-    assert api.post("/api/v1/training-runs", {"epsilon": 4.0}, format="json", **tenant_a.auth).status_code == 202
+    assert (
+        api.post("/api/v1/training-runs", {"epsilon": 4.0}, format="json", **tenant_a.auth).status_code == 202
+    )
     future = timezone.now() + timedelta(days=40)
     monkeypatch.setattr("apps.modeling.budget.timezone.now", lambda: future)
 
@@ -371,10 +426,20 @@ def test_shortening_the_window_never_frees_what_was_charged_before(tenant_a, api
     shown = selectors.privacy_budget(tenant_id=_tid(tenant_a), now=future)
     assert shown["epsilon_remaining"] == 0.0 and shown["next_renewal_at"] is None  # it never comes back
     # a charge made after the change renews with the new window
-    assert not selectors.charge_counts(future + timedelta(days=1), now=future + timedelta(days=9), renewal_days=7,
-                                       carry_before=future, carry_days=None)
-    assert selectors.charge_counts(future - timedelta(days=1), now=future + timedelta(days=9), renewal_days=7,
-                                   carry_before=future, carry_days=30)
+    assert not selectors.charge_counts(
+        future + timedelta(days=1),
+        now=future + timedelta(days=9),
+        renewal_days=7,
+        carry_before=future,
+        carry_days=None,
+    )
+    assert selectors.charge_counts(
+        future - timedelta(days=1),
+        now=future + timedelta(days=9),
+        renewal_days=7,
+        carry_before=future,
+        carry_days=30,
+    )
 
 
 def test_a_release_below_the_smallest_epsilon_is_refused(tenant_a, api, queued):
@@ -411,7 +476,9 @@ def test_an_activation_whose_worker_never_finishes_is_given_back_by_the_reaper(t
         lifecycle._enqueue_activation = original
     assert lifecycle.activations_reap() == 0  # not before the task's time limit
 
-    given_back = lifecycle.activations_reap(now=timezone.now() + lifecycle.ACTIVATION_STALE_AFTER + timedelta(1))
+    given_back = lifecycle.activations_reap(
+        now=timezone.now() + lifecycle.ACTIVATION_STALE_AFTER + timedelta(1)
+    )
 
     assert given_back == 1
     with tenant_context(tid):

@@ -39,7 +39,8 @@ def _leaf_flags(tenant_id):
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
-            "WHERE relname LIKE %s AND relkind IN ('r', 'p') ORDER BY relname", [f"modeling_served_vector_t{tenant_id}%"],
+            "WHERE relname LIKE %s AND relkind IN ('r', 'p') ORDER BY relname",
+            [f"modeling_served_vector_t{tenant_id}%"],
         )
         return {name: (rls, forced) for name, rls, forced in cursor.fetchall()}
 
@@ -69,12 +70,18 @@ def test_a_succeeded_run_switches_the_pointer_with_its_materialised_vectors(trai
         assert version.status == "active" and version.checksum == model.checksum
         assert ActiveModel.objects.get(tenant_id=tid).version == 1
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*), min(vector_dims(embedding)) FROM modeling_served_vector "
-                           "WHERE tenant_id = %s AND version = 1", [tid])
+            cursor.execute(
+                "SELECT count(*), min(vector_dims(embedding)) FROM modeling_served_vector "
+                "WHERE tenant_id = %s AND version = 1",
+                [tid],
+            )
             assert cursor.fetchone() == (30, model.item_dim)
     # the new partitions are under forced RLS like every tenant table
     flags = _leaf_flags(tid)
-    assert flags == {f"modeling_served_vector_t{tid}": (True, True), f"modeling_served_vector_t{tid}_v1": (True, True)}
+    assert flags == {
+        f"modeling_served_vector_t{tid}": (True, True),
+        f"modeling_served_vector_t{tid}_v1": (True, True),
+    }
 
 
 def test_served_knn_uses_the_version_leaf_hnsw_index(trained, live_db):
@@ -83,8 +90,10 @@ def test_served_knn_uses_the_version_leaf_hnsw_index(trained, live_db):
     vector = user_interest(model, None)
     with tenant_context(tid), connection.cursor() as cursor:
         # 30 rows: the planner rightly prefers an exact sort; forbid it to see that the index can serve
-        cursor.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true), "
-                       "set_config('enable_sort', 'off', true)")
+        cursor.execute(
+            "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true), "
+            "set_config('enable_sort', 'off', true)"
+        )
         cursor.execute(
             "EXPLAIN SELECT item_id FROM modeling_served_vector WHERE tenant_id = %s AND version = 1 "  # noqa: S608
             f"ORDER BY embedding::vector({int(model.item_dim)}) <=> %s::vector({int(model.item_dim)}) LIMIT 5",
@@ -104,8 +113,9 @@ def test_the_served_model_recommends_the_users_own_cluster_far_above_random(trai
     hits = total = 0
     for u in range(40):
         state, seen = user_state_and_seen(tid, f"u{u}")
-        top = selectors.served_knn(tenant_id=tid, version=model.version, vector=user_interest(model, state),
-                                   k=2, exclude_pks=seen)
+        top = selectors.served_knn(
+            tenant_id=tid, version=model.version, vector=user_interest(model, state), k=2, exclude_pks=seen
+        )
         own = [ext for _, ext, _ in top if int(ext[1:]) % 3 == u % 3]
         hits += len(own)
         total += len(top)
@@ -173,8 +183,9 @@ def test_with_two_training_processes_a_run_trains_on_torch_distributed_and_spend
     _, q, steps = accounting.dp_schedule(300, 2048, 2)
     assert run["release"]["sample_rate"] == q and run["release"]["steps"] == steps == 4
     sigma_pop = run["release"]["mechanisms"][0]["sigma"]
-    composed = history_epsilon([(sigma_pop, 1.0, 1), (run["release"]["noise_multiplier"], q, steps)],
-                               run["delta_used"])
+    composed = history_epsilon(
+        [(sigma_pop, 1.0, 1), (run["release"]["noise_multiplier"], q, steps)], run["delta_used"]
+    )
     assert run["epsilon_spent"] == pytest.approx(composed) and run["epsilon_spent"] <= 2.0 + 1e-9
 
 
@@ -195,18 +206,22 @@ def test_the_factor_design_records_both_releases_and_never_composes_above_the_ch
     d, delta = entry["details"], run["delta_used"]
     assert d["design"] == "factors" and entry["accountant"] == accounting.GDP_ACCOUNTANT
     assert entry["accountant"] == "GDP (analytic Gaussian, exact composition)"
-    assert d["factor_rank"] == factor_schedule(2.0, n_users=40)["factor_rank"] and d["factor_items"] == 30  # M capped at the items
+    assert (
+        d["factor_rank"] == factor_schedule(2.0, n_users=40)["factor_rank"] and d["factor_items"] == 30
+    )  # M capped at the items
     assert d["users"] == 40 and d["delta"] == delta
     assert d["mu2_share_pop"] == pytest.approx(0.4) and d["mu2_share_gram"] == pytest.approx(0.6)
     # exact GDP composition of the two sensitivity-1 Gaussians: mu² = 1/sigma_pop² + 1/sigma_gram²
     mu = math.sqrt(1 / d["sigma_pop"] ** 2 + 1 / d["sigma_gram"] ** 2)
-    assert mu == pytest.approx(d["mu_total"]) and d["mu_pop"] ** 2 + d["mu_gram"] ** 2 == pytest.approx(mu ** 2)
+    assert mu == pytest.approx(d["mu_total"]) and d["mu_pop"] ** 2 + d["mu_gram"] ** 2 == pytest.approx(mu**2)
     assert d["sigma_gram"] ** 2 * 0.6 == pytest.approx(d["sigma_pop"] ** 2 * 0.4)
     # the composition never exceeds the charge: mu-GDP is (2.0, δ)-DP, and its ε is the requested one
     assert accounting.gaussian_delta(1 / mu, 2.0) <= delta * (1 + 1e-9)
     assert accounting.gaussian_epsilon(1 / mu, delta) <= 2.0 + 1e-9
     assert entry["epsilon"] == 2.0 and entry["epsilon_accounted"] == run["epsilon_spent"]
-    assert run["epsilon_spent"] <= run["epsilon"] + 1e-9 and run["epsilon_spent"] == pytest.approx(2.0, rel=1e-6)
+    assert run["epsilon_spent"] <= run["epsilon"] + 1e-9 and run["epsilon_spent"] == pytest.approx(
+        2.0, rel=1e-6
+    )
     assert run["epsilon_sgd"] == 0.0 and 0 < run["epsilon_pop"] < 2.0  # popularity alone costs less
     assert entry["noise_multiplier"] == pytest.approx(1 / mu) and entry["steps"] == 0 and entry["epochs"] == 0
     assert entry["sampling_rate"] is None and entry["clip_norm"] is None and entry["delta_used"] == delta
@@ -216,13 +231,16 @@ def test_the_factor_design_records_both_releases_and_never_composes_above_the_ch
     assert model.item_dim == 384 + 1 + factor_schedule(2.0, n_users=40)["factor_rank"] + 1
     with tenant_context(tid):
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*), min(vector_dims(embedding)), max(vector_dims(embedding)) "
-                           "FROM modeling_served_vector WHERE tenant_id = %s AND version = 1", [tid])
+            cursor.execute(
+                "SELECT count(*), min(vector_dims(embedding)), max(vector_dims(embedding)) "
+                "FROM modeling_served_vector WHERE tenant_id = %s AND version = 1",
+                [tid],
+            )
             assert cursor.fetchone() == (30, model.item_dim, model.item_dim)
         art = load_artifacts(tid, 1)
     norms = np.linalg.norm(art.extras, axis=1)
     assert np.allclose(norms, norms.max(), atol=1e-5)
-    assert np.linalg.norm(art.extras_for([10 ** 12])[0]) == pytest.approx(norms.max(), abs=1e-5)
+    assert np.linalg.norm(art.extras_for([10**12])[0]) == pytest.approx(norms.max(), abs=1e-5)
     assert user_interest(model, None).shape == (model.item_dim,)
 
 
@@ -241,8 +259,11 @@ def test_versions_keep_the_previous_for_rollback_and_drop_older_ones(live_db):
         pointer = ActiveModel.objects.get(tenant_id=tid)
     assert statuses == {1: "retired", 2: "previous", 3: "active"}
     assert (pointer.version, pointer.previous_version) == (3, 2)
-    assert set(_leaf_flags(tid)) == {f"modeling_served_vector_t{tid}", f"modeling_served_vector_t{tid}_v2",
-                                     f"modeling_served_vector_t{tid}_v3"}
+    assert set(_leaf_flags(tid)) == {
+        f"modeling_served_vector_t{tid}",
+        f"modeling_served_vector_t{tid}_v2",
+        f"modeling_served_vector_t{tid}_v3",
+    }
     vector = user_interest(active_model(tid), None)
     # a request that read the pointer just before the switch still finds its own version
     assert len(selectors.served_knn(tenant_id=tid, version=2, vector=vector, k=5)) == 5
@@ -258,7 +279,9 @@ def test_versions_keep_the_previous_for_rollback_and_drop_older_ones(live_db):
     assert [p["cumulative"] for p in selectors.privacy_spend_series(tid)] == [1.0, 2.0, 3.0]
 
 
-def test_a_failed_training_leaves_the_previous_model_serving_and_refunds_its_charge(trained, live_db, monkeypatch):
+def test_a_failed_training_leaves_the_previous_model_serving_and_refunds_its_charge(
+    trained, live_db, monkeypatch
+):
     tid = _tid(trained)
     spent_before = selectors.privacy_budget(tenant_id=tid)["epsilon_spent"]
     before = active_model(tid)
@@ -319,7 +342,9 @@ def test_a_failure_after_materialising_drops_the_half_built_version(trained, liv
     assert active_model(tid).version == before
 
 
-def test_a_redelivered_running_run_is_marked_worker_lost_and_never_trains_twice(trained, live_db, monkeypatch):
+def test_a_redelivered_running_run_is_marked_worker_lost_and_never_trains_twice(
+    trained, live_db, monkeypatch
+):
     tid = _tid(trained)
     run_id = _start(trained, epsilon=0.5)
     assert training.claim(tenant_id=tid, run_id=run_id, redelivered=False) is not None  # a worker took it...
@@ -334,9 +359,14 @@ def test_a_redelivered_running_run_is_marked_worker_lost_and_never_trains_twice(
 
     run = selectors.training_run_get(tenant_id=tid, run_id=run_id)
     assert run["status"] == "failed" and run["error"] == "worker lost"
-    with tenant_context(tid):  # charged once, never twice, and refunded once (the lost worker released nothing)
-        assert list(LedgerEntry.objects.filter(tenant_id=tid, run_id=run_id).order_by("id")
-                    .values_list("kind", "epsilon")) == [("training", 0.5), ("refund", -0.5)]
+    with tenant_context(
+        tid
+    ):  # charged once, never twice, and refunded once (the lost worker released nothing)
+        assert list(
+            LedgerEntry.objects.filter(tenant_id=tid, run_id=run_id)
+            .order_by("id")
+            .values_list("kind", "epsilon")
+        ) == [("training", 0.5), ("refund", -0.5)]
         assert LedgerEntry.objects.filter(tenant_id=tid).count() == ledger_before + 1
     # any later copy of the message is a no-op
     assert training.training_run_execute(tenant_id=tid, run_id=run_id, redelivered=True) == "skipped"
@@ -391,31 +421,58 @@ def test_catalogue_changes_reach_the_served_vectors(trained, live_db):
     vector = user_interest(model, None)
     with tenant_context(tid):
         target = Item.objects.get(tenant_id=tid, external_id="i4")
-    everything = {ext for _, ext, _ in selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=30)}
+    everything = {
+        ext for _, ext, _ in selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=30)
+    }
     assert "i4" in everything
 
     with tenant_context(tid):  # the trigger on catalog_item copies availability and categories
         Item.objects.filter(pk=target.pk).update(available=False, categories=["gone"])
     found = selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=30)
     assert "i4" not in {ext for _, ext, _ in found} and len(found) == 29
-    assert [e for _, e, _ in selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=5,
-                                                  category="gone", available_only=False)] == ["i4"]
+    assert [
+        e
+        for _, e, _ in selectors.served_knn(
+            tenant_id=tid, version=model.version, vector=vector, k=5, category="gone", available_only=False
+        )
+    ] == ["i4"]
     with tenant_context(tid):
         Item.objects.filter(pk=target.pk).update(available=True, categories=["c1"])
 
     # an item encoded after training gets a served vector in the encode transaction (hook)
     with tenant_context(tid):
-        new = Item.objects.create(tenant_id=tid, external_id="late", title="late item", categories=["c0"],
-                                  content_hash="f" * 64, encoding_status="ready", encoded_hash="f" * 64)
+        new = Item.objects.create(
+            tenant_id=tid,
+            external_id="late",
+            title="late item",
+            categories=["c0"],
+            content_hash="f" * 64,
+            encoding_status="ready",
+            encoded_hash="f" * 64,
+        )
         unit = np.ones(384, dtype=np.float32) / np.sqrt(384)
-        vectors_write(tenant_id=tid, rows=[VectorRow(item_pk=new.pk, external_id="late", vector=unit, available=True,
-                                                     categories=["c0"], model="test", content_hash="f" * 64)])
+        vectors_write(
+            tenant_id=tid,
+            rows=[
+                VectorRow(
+                    item_pk=new.pk,
+                    external_id="late",
+                    vector=unit,
+                    available=True,
+                    categories=["c0"],
+                    model="test",
+                    content_hash="f" * 64,
+                )
+            ],
+        )
         run_item_vectors_ready(tid, [new.pk])
     late = selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=50)
     assert "late" in {e for _, e, _ in late}
     with tenant_context(tid):  # deleting the item cascades to its served vectors
         Item.objects.filter(pk=new.pk).delete()
-    assert "late" not in {e for _, e, _ in selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=50)}
+    assert "late" not in {
+        e for _, e, _ in selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=50)
+    }
 
 
 def test_served_knn_filters_by_category_and_exclusion_and_stays_in_the_tenant(trained, tenant_b, live_db):
@@ -428,15 +485,20 @@ def test_served_knn_filters_by_category_and_exclusion_and_stays_in_the_tenant(tr
     scores = [s for _, _, s in in_c2]
     assert scores == sorted(scores, reverse=True)
     excluded = {pk for pk, _, _ in in_c2[:5]}
-    rest = selectors.served_knn(tenant_id=tid, version=model.version, vector=vector, k=10, category="c2",
-                                exclude_pks=excluded)
+    rest = selectors.served_knn(
+        tenant_id=tid, version=model.version, vector=vector, k=10, category="c2", exclude_pks=excluded
+    )
     assert len(rest) == 5 and not excluded & {pk for pk, _, _ in rest}
     # another tenant asking for this tenant's version sees nothing (its own partition is empty)
-    assert selectors.served_knn(tenant_id=tenant_b.tenant.id, version=model.version, vector=vector, k=10) == []
+    assert (
+        selectors.served_knn(tenant_id=tenant_b.tenant.id, version=model.version, vector=vector, k=10) == []
+    )
     assert selectors.serving_model(tenant_b.tenant.id) is None
 
 
-def test_serving_model_costs_one_pointer_read_and_is_cached(trained, live_db, settings, django_assert_num_queries):
+def test_serving_model_costs_one_pointer_read_and_is_cached(
+    trained, live_db, settings, django_assert_num_queries
+):
     tid = _tid(trained)
     selectors.serving_model(tid)  # weights now cached in this process
 
@@ -467,7 +529,9 @@ def test_user_interest_is_the_numpy_tower_over_the_profile_state(trained, live_d
     cold = user_interest(model, None)
     assert cold[384] > 0.3  # cold start leans on the DP popularity coordinate (right after the content)
     with pytest.raises(ValueError, match="rebuilt"):
-        user_interest(model, {**state, "content_sum": state["content_sum"][:1], "weight_sum": state["weight_sum"][:1]})
+        user_interest(
+            model, {**state, "content_sum": state["content_sum"][:1], "weight_sum": state["weight_sum"][:1]}
+        )
 
 
 def test_corrupt_weights_are_refused_not_served(trained, live_db):
@@ -489,8 +553,14 @@ def test_importing_the_serving_side_does_not_import_torch():
     )
     import os
 
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "PYTHONPATH": f"{ROOT}:{ROOT / 'platform'}"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'platform'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -505,14 +575,18 @@ def test_a_switch_to_another_feature_configuration_rebuilds_user_states(live_db,
     assert training.training_run_execute(tenant_id=tid, run_id=_start(persona)) == "succeeded"
     rebuilt: list[int] = []
     real_rebuild = training.rebuild_user_states
-    monkeypatch.setattr(training, "rebuild_user_states", lambda tenant_id: rebuilt.append(real_rebuild(tenant_id)))
+    monkeypatch.setattr(
+        training, "rebuild_user_states", lambda tenant_id: rebuilt.append(real_rebuild(tenant_id))
+    )
 
     # same configuration as the version it replaces: no rebuild
     assert training.training_run_execute(tenant_id=tid, run_id=_start(persona)) == "succeeded"
     assert rebuilt == []
     # the active version was trained with another configuration (e.g. before a deploy): rebuild at switch
     with tenant_context(tid):
-        ModelVersion.objects.filter(tenant_id=tid, version=2).update(feature_config={"half_life_events": [None]})
+        ModelVersion.objects.filter(tenant_id=tid, version=2).update(
+            feature_config={"half_life_events": [None]}
+        )
     before = user_state(tid, "u3")
     assert training.training_run_execute(tenant_id=tid, run_id=_start(persona)) == "succeeded"
     assert rebuilt == [40]
@@ -555,8 +629,10 @@ def test_a_version_that_does_not_beat_dp_popularity_is_kept_inactive_with_its_re
     assert body["gate"]["passed"] is False and "does not beat DP popularity" in body["gate"]["reason"]
     assert body["error"] == body["gate"]["reason"]
     assert body["mechanism"].startswith("gaussian popularity + gaussian item-item gram")
-    assert [m["name"] for m in body["release"]["mechanisms"]] == ["gaussian popularity",
-                                                                   "gaussian item-item gram (DP PureSVD)"]
+    assert [m["name"] for m in body["release"]["mechanisms"]] == [
+        "gaussian popularity",
+        "gaussian item-item gram (DP PureSVD)",
+    ]
     from apps.audit.models import AuditEvent
 
     with tenant_context(tid):
@@ -614,18 +690,37 @@ def _record_progress(monkeypatch, persona, run_id):
 def test_progress_weights_are_monotone_over_the_stages_and_epochs():
     from apps.modeling import progress
 
-    order = [progress.stage_progress(progress.QUEUED), progress.stage_progress(progress.LOADING),
-             progress.stage_progress(progress.POPULARITY),
-             *(progress.stage_progress(progress.sgd_stage(k, 4), k, 4) for k in range(5)),
-             progress.stage_progress(progress.EVALUATION), progress.stage_progress(progress.MATERIALISING),
-             progress.stage_progress(progress.INDEXING), progress.stage_progress(progress.SWITCHING),
-             progress.stage_progress(progress.DONE)]
+    order = [
+        progress.stage_progress(progress.QUEUED),
+        progress.stage_progress(progress.LOADING),
+        progress.stage_progress(progress.POPULARITY),
+        *(progress.stage_progress(progress.sgd_stage(k, 4), k, 4) for k in range(5)),
+        progress.stage_progress(progress.EVALUATION),
+        progress.stage_progress(progress.MATERIALISING),
+        progress.stage_progress(progress.INDEXING),
+        progress.stage_progress(progress.SWITCHING),
+        progress.stage_progress(progress.DONE),
+    ]
     assert order == sorted(order) and order[0] == 0.0 and order[-1] == 1.0
-    assert progress.stage_progress(progress.GRAM) == progress.stage_progress(progress.sgd_stage(0, 4), 0, 4) == 0.10
-    assert progress.stage_progress(progress.sgd_stage(4, 4), 4, 4) == progress.stage_progress(progress.EVALUATION)
-    assert [progress.sgd_stage(k, 3) for k in range(4)] == ["DP-SGD epoch 1/3", "DP-SGD epoch 2/3",
-                                                            "DP-SGD epoch 3/3", "DP-SGD epoch 3/3"]
-    assert progress.run_progress("rejected", progress.EVALUATION) == progress.run_progress("succeeded", "") == 1.0
+    assert (
+        progress.stage_progress(progress.GRAM)
+        == progress.stage_progress(progress.sgd_stage(0, 4), 0, 4)
+        == 0.10
+    )
+    assert progress.stage_progress(progress.sgd_stage(4, 4), 4, 4) == progress.stage_progress(
+        progress.EVALUATION
+    )
+    assert [progress.sgd_stage(k, 3) for k in range(4)] == [
+        "DP-SGD epoch 1/3",
+        "DP-SGD epoch 2/3",
+        "DP-SGD epoch 3/3",
+        "DP-SGD epoch 3/3",
+    ]
+    assert (
+        progress.run_progress("rejected", progress.EVALUATION)
+        == progress.run_progress("succeeded", "")
+        == 1.0
+    )
     assert progress.run_progress("failed", progress.INDEXING) == 0.9  # a failed run stays where it stopped
     assert progress.run_progress("queued", "") == 0.0 and progress.stage_progress("something new") == 0.0
 
@@ -645,8 +740,12 @@ def test_a_factors_run_reports_increasing_progress_through_its_stages(live_db, m
     assert training.training_run_execute(tenant_id=tid, run_id=run_id) == "succeeded"
 
     assert [(stage, p) for stage, p, _ in seen] == [
-        ("loading data", 0.0), ("DP popularity release", 0.05), ("DP item-item Gram", 0.10),
-        ("holdout evaluation", 0.65), ("materialising served vectors", 0.80), ("building HNSW index", 0.90),
+        ("loading data", 0.0),
+        ("DP popularity release", 0.05),
+        ("DP item-item Gram", 0.10),
+        ("holdout evaluation", 0.65),
+        ("materialising served vectors", 0.80),
+        ("building HNSW index", 0.90),
         ("switching", 0.95),
     ]
     body = api.get(f"/api/v1/training-runs/{run_id}", **persona.auth).json()
@@ -669,13 +768,28 @@ def test_a_tower_run_reports_progress_per_dp_sgd_epoch(live_db, monkeypatch, api
 
     sgd = [(stage, epoch) for stage, _, epoch in seen if stage.startswith("DP-SGD")]
     if min_interval_s == 0:  # every epoch reaches the row: epoch k+1 of 3 runs once k are done
-        assert sgd == [("DP-SGD epoch 1/3", 0), ("DP-SGD epoch 2/3", 1), ("DP-SGD epoch 3/3", 2), ("DP-SGD epoch 3/3", 3)]
+        assert sgd == [
+            ("DP-SGD epoch 1/3", 0),
+            ("DP-SGD epoch 2/3", 1),
+            ("DP-SGD epoch 3/3", 2),
+            ("DP-SGD epoch 3/3", 3),
+        ]
     else:  # throttled: fast epochs are skipped, the start and the last epoch are always written
         assert sgd == [("DP-SGD epoch 1/3", 0), ("DP-SGD epoch 3/3", 3)]
     fractions = [p for _, p, _ in seen]
     assert fractions == sorted(fractions) and len(set(fractions)) == len(fractions)  # strictly increasing
     assert [stage for stage, _, _ in seen if not stage.startswith("DP-SGD")] == [
-        "loading data", "DP popularity release", "materialising served vectors", "building HNSW index", "switching"]
+        "loading data",
+        "DP popularity release",
+        "materialising served vectors",
+        "building HNSW index",
+        "switching",
+    ]
     body = api.get(f"/api/v1/training-runs/{run_id}", **persona.auth).json()
-    assert (body["status"], body["stage"], body["progress"], body["epoch"], body["epochs"]) == ("succeeded", "done",
-                                                                                             1.0, 3, 3)
+    assert (body["status"], body["stage"], body["progress"], body["epoch"], body["epochs"]) == (
+        "succeeded",
+        "done",
+        1.0,
+        3,
+        3,
+    )

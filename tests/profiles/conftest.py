@@ -42,8 +42,12 @@ def make_items(tenant_id: int, ids: Iterable[str], *, encode: bool = True) -> di
     from apps.catalog.validation import ItemInput
 
     ids = list(ids)
-    items = [ItemInput(external_id=i, title=f"Item {i}", description="", categories=("c",), attributes={},
-                       available=True) for i in ids]
+    items = [
+        ItemInput(
+            external_id=i, title=f"Item {i}", description="", categories=("c",), attributes={}, available=True
+        )
+        for i in ids
+    ]
     with mock.patch("apps.catalog.services.encoding_enqueue"):
         items_upsert(tenant_id=tenant_id, items=items)
     pks = item_pks_by_external_ids(tenant_id, ids)
@@ -59,9 +63,21 @@ def encode_items(tenant_id: int, item_pks: list[int]) -> None:
         items_encode(tenant_id=tenant_id, item_pks=item_pks)
 
 
-def event(user: str, item: str, kind: str = "view", *, value: float | None = None, ts: Any = None,
-          event_id: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"event_id": event_id or uuid.uuid4().hex, "user": user, "item": item, "type": kind}
+def event(
+    user: str,
+    item: str,
+    kind: str = "view",
+    *,
+    value: float | None = None,
+    ts: Any = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event_id": event_id or uuid.uuid4().hex,
+        "user": user,
+        "item": item,
+        "type": kind,
+    }
     if value is not None:
         body["value"] = value
     body["timestamp"] = ts if ts is not None else (datetime.now(tz=UTC) - timedelta(minutes=5)).isoformat()

@@ -20,8 +20,11 @@ from apps.tenancy.keyring import DecryptionFailed
 from apps.tenancy.pseudonyms import pseudonymise
 
 # Valid Unicode only: lone surrogates are refused at validation (see test_validation.py).
-names = st.text(st.characters(min_codepoint=32, exclude_characters="\x7f", exclude_categories=["Cs"]),
-                min_size=1, max_size=64).filter(str.strip)
+names = st.text(
+    st.characters(min_codepoint=32, exclude_characters="\x7f", exclude_categories=["Cs"]),
+    min_size=1,
+    max_size=64,
+).filter(str.strip)
 values = st.one_of(
     st.text(st.characters(exclude_categories=["Cs"]), max_size=200),
     st.booleans(),
@@ -41,7 +44,12 @@ def same(a, b):
 
 
 @settings(max_examples=200, deadline=None)
-@given(name=names, value=values, pseudonym=st.binary(min_size=32, max_size=32), key=st.binary(min_size=32, max_size=32))
+@given(
+    name=names,
+    value=values,
+    pseudonym=st.binary(min_size=32, max_size=32),
+    key=st.binary(min_size=32, max_size=32),
+)
 def test_sealing_round_trips_every_value_exactly(name, value, pseudonym, key):
     sealer = AttributeSealer(tenant_id=7, pseudonym=pseudonym, user_key=key)
     tag, blob = sealer.seal(name, value)
@@ -67,10 +75,14 @@ def test_attributes_round_trip_through_the_database(tenant_a, attributes):
 
 
 def test_put_replaces_the_whole_map_and_says_whether_the_user_is_new(api, tenant_a):
-    first = api.put("/api/v1/users/zoe", {"attributes": {"age": 41, "vip": True}}, format="json", **tenant_a.auth)
+    first = api.put(
+        "/api/v1/users/zoe", {"attributes": {"age": 41, "vip": True}}, format="json", **tenant_a.auth
+    )
     assert first.status_code == 201
     assert first.json() == {"user": "zoe", "attributes_stored": 2, "created": True}
-    second = api.put("/api/v1/users/zoe", {"attributes": {"age": 42, "score": 0.5}}, format="json", **tenant_a.auth)
+    second = api.put(
+        "/api/v1/users/zoe", {"attributes": {"age": 42, "score": 0.5}}, format="json", **tenant_a.auth
+    )
     assert second.status_code == 200 and second.json()["created"] is False
     export = api.get("/api/v1/users/zoe", **tenant_a.auth).json()
     assert export["attributes"] == {"age": 42, "score": 0.5}
@@ -78,8 +90,12 @@ def test_put_replaces_the_whole_map_and_says_whether_the_user_is_new(api, tenant
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [({"attributes": {"a": None}}, 400), ({"attributes": [1]}, 400), ({"attributes": {"bio": "x" * 2000}}, 413),
-     ({"attributes": {f"k{i}": 1 for i in range(101)}}, 413)],
+    [
+        ({"attributes": {"a": None}}, 400),
+        ({"attributes": [1]}, 400),
+        ({"attributes": {"bio": "x" * 2000}}, 413),
+        ({"attributes": {f"k{i}": 1 for i in range(101)}}, 413),
+    ],
 )
 def test_bad_attribute_bodies_are_4xx_and_change_nothing(api, tenant_a, body, status):
     api.put("/api/v1/users/yan", {"attributes": {"keep": "me"}}, format="json", **tenant_a.auth)
@@ -102,7 +118,9 @@ def test_user_ids_with_slashes_and_unicode_work_in_the_path(api, tenant_a):
 
 def _rows(tenant_id, ref):
     with tenant_context(tenant_id):
-        user = EndUser.objects.get(tenant_id=tenant_id, pseudonym=pseudonymise(tenant_id=tenant_id, user_ref=ref))
+        user = EndUser.objects.get(
+            tenant_id=tenant_id, pseudonym=pseudonymise(tenant_id=tenant_id, user_ref=ref)
+        )
         return user, list(UserAttribute.objects.filter(user=user).order_by("pk"))
 
 
@@ -113,8 +131,12 @@ def _export(tenant_id, ref):
 @pytest.fixture
 def two_users(tenant_a):
     tenant_id = tenant_a.tenant.id
-    user_attributes_put(tenant_id=tenant_id, user_ref="victim", attributes={"income": 90000, "city": "Oslo"}, actor="t")
-    user_attributes_put(tenant_id=tenant_id, user_ref="thief", attributes={"income": 1, "city": "Rome"}, actor="t")
+    user_attributes_put(
+        tenant_id=tenant_id, user_ref="victim", attributes={"income": 90000, "city": "Oslo"}, actor="t"
+    )
+    user_attributes_put(
+        tenant_id=tenant_id, user_ref="thief", attributes={"income": 1, "city": "Rome"}, actor="t"
+    )
     return tenant_id
 
 
@@ -135,10 +157,14 @@ def test_a_whole_attribute_row_moved_to_another_user_is_rejected(two_users):
     thief_user, _ = _rows(tenant_id, "thief")
     with tenant_context(tenant_id):
         UserAttribute.objects.filter(user=thief_user).delete()
-        UserAttribute.objects.bulk_create([
-            UserAttribute(tenant_id=tenant_id, user=thief_user, name_tag=row.name_tag, ciphertext=row.ciphertext)
-            for row in victim
-        ])
+        UserAttribute.objects.bulk_create(
+            [
+                UserAttribute(
+                    tenant_id=tenant_id, user=thief_user, name_tag=row.name_tag, ciphertext=row.ciphertext
+                )
+                for row in victim
+            ]
+        )
     export = _export(tenant_id, "thief")
     assert export["attributes"] == {} and export["attribute_integrity_failures"] == 2
 
@@ -166,14 +192,18 @@ def test_a_wrapped_user_key_moved_to_another_user_is_rejected(two_users):
 def test_ciphertexts_and_keys_moved_to_another_tenant_are_rejected(two_users, tenant_b):
     tenant_a_id, tenant_b_id = two_users, tenant_b.tenant.id
     victim_user, victim_rows = _rows(tenant_a_id, "victim")
-    user_attributes_put(tenant_id=tenant_b_id, user_ref="victim", attributes={"income": 0, "city": "x"}, actor="t")
+    user_attributes_put(
+        tenant_id=tenant_b_id, user_ref="victim", attributes={"income": 0, "city": "x"}, actor="t"
+    )
     b_user, b_rows = _rows(tenant_b_id, "victim")
     with tenant_context(tenant_b_id):
         for mine, theirs in zip(b_rows, victim_rows, strict=True):
             UserAttribute.objects.filter(pk=mine.pk).update(ciphertext=theirs.ciphertext)
     assert _export(tenant_b_id, "victim")["attribute_integrity_failures"] == 2
     with tenant_context(tenant_b_id):
-        EndUser.objects.filter(pk=b_user.pk).update(wrapped_key=victim_user.wrapped_key, key_version=victim_user.key_version)
+        EndUser.objects.filter(pk=b_user.pk).update(
+            wrapped_key=victim_user.wrapped_key, key_version=victim_user.key_version
+        )
     with pytest.raises(DecryptionFailed):
         _export(tenant_b_id, "victim")
 
@@ -191,11 +221,17 @@ def test_a_flipped_bit_is_rejected(two_users):
 
 @settings(max_examples=100, deadline=None)
 @given(
-    tenant=st.integers(1, 5), other_tenant=st.integers(1, 5),
-    p=st.binary(min_size=32, max_size=32), q=st.binary(min_size=32, max_size=32),
-    name=names, other_name=names, value=values,
+    tenant=st.integers(1, 5),
+    other_tenant=st.integers(1, 5),
+    p=st.binary(min_size=32, max_size=32),
+    q=st.binary(min_size=32, max_size=32),
+    name=names,
+    other_name=names,
+    value=values,
 )
-def test_relocation_is_rejected_for_any_change_of_tenant_row_or_field(tenant, other_tenant, p, q, name, other_name, value):
+def test_relocation_is_rejected_for_any_change_of_tenant_row_or_field(
+    tenant, other_tenant, p, q, name, other_name, value
+):
     key = b"k" * 32
     _, blob = AttributeSealer(tenant_id=tenant, pseudonym=p, user_key=key).seal(name, value)
     target = AttributeSealer(tenant_id=other_tenant, pseudonym=q, user_key=key)

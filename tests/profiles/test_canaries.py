@@ -64,7 +64,9 @@ def columns() -> list[tuple[str, str, str]]:
         return [(str(t), str(c), str(k)) for t, c, k in cursor.fetchall()]
 
 
-def scan(text_needles: list[str], binary_needles: list[bytes], *, skip_tables: tuple[str, ...] = ()) -> list[str]:
+def scan(
+    text_needles: list[str], binary_needles: list[bytes], *, skip_tables: tuple[str, ...] = ()
+) -> list[str]:
     """``table.column`` for every column holding any needle, across all tenants."""
     qn = connection.ops.quote_name
     hits = []
@@ -126,7 +128,10 @@ def capture_everything():
         return mock.Mock(id=str(uuid.uuid4()))
 
     try:
-        with mock.patch.object(Task, "apply_async", record_task), mock.patch.object(Celery, "send_task", record_send):
+        with (
+            mock.patch.object(Task, "apply_async", record_task),
+            mock.patch.object(Celery, "send_task", record_send),
+        ):
             yield handler.lines, messages
     finally:
         connection.force_debug_cursor = False
@@ -146,7 +151,9 @@ def canaries():
     }
 
 
-def test_canaries_reach_no_column_log_or_celery_message_and_erasure_leaves_nothing_decryptable(api, tenant_a, canaries):
+def test_canaries_reach_no_column_log_or_celery_message_and_erasure_leaves_nothing_decryptable(
+    api, tenant_a, canaries
+):
     tenant_id = tenant_a.tenant.id
     user, user2 = canaries["user"], canaries["user2"]
     items = make_items(tenant_id, ["c1", "c2"])
@@ -156,20 +163,38 @@ def test_canaries_reach_no_column_log_or_celery_message_and_erasure_leaves_nothi
 
     with capture_everything() as (logs, messages):
         # when: attributes, events (event ids that embed the user id), a pending item folded by the hook
-        put = api.put(path, {"attributes": {canaries["attr_name"]: canaries["attr_value"], "age": 40}},
-                      format="json", **tenant_a.auth)
+        put = api.put(
+            path,
+            {"attributes": {canaries["attr_name"]: canaries["attr_value"], "age": 40}},
+            format="json",
+            **tenant_a.auth,
+        )
         assert put.status_code == 201
-        batch = [event(user, "c1", event_id=f"{user}#1"), event(user, "c-late", "purchase", event_id=f"{user}#2"),
-                 event(user2, "c2", "rating", value=3, event_id=f"{user2}#1")]
-        assert api.post("/api/v1/events", {"events": batch}, format="json", **tenant_a.auth).status_code == 201
+        batch = [
+            event(user, "c1", event_id=f"{user}#1"),
+            event(user, "c-late", "purchase", event_id=f"{user}#2"),
+            event(user2, "c2", "rating", value=3, event_id=f"{user2}#1"),
+        ]
+        assert (
+            api.post("/api/v1/events", {"events": batch}, format="json", **tenant_a.auth).status_code == 201
+        )
         encode_items(tenant_id, [late["c-late"]])
         export = api.get(path, **tenant_a.auth)
-        assert export.status_code == 200 and export.json()["attributes"][canaries["attr_name"]] == canaries["attr_value"]
+        assert (
+            export.status_code == 200
+            and export.json()["attributes"][canaries["attr_name"]] == canaries["attr_value"]
+        )
         # error paths log the request path: they must not log the id
         assert api.put(path, {"attributes": {"x": None}}, format="json", **tenant_a.auth).status_code == 400
-        assert api.get("/api/v1/users/" + quote(user + "-nobody", safe=""), **tenant_a.auth).status_code == 404
-        assert api.post("/api/v1/events", {"events": [event(user, "missing-item")]}, format="json",
-                        **tenant_a.auth).status_code == 400
+        assert (
+            api.get("/api/v1/users/" + quote(user + "-nobody", safe=""), **tenant_a.auth).status_code == 404
+        )
+        assert (
+            api.post(
+                "/api/v1/events", {"events": [event(user, "missing-item")]}, format="json", **tenant_a.auth
+            ).status_code
+            == 400
+        )
         # background paths: key rotation (queued, then run), retention (queued, then run)
         keyring.tenant_key_rotate(tenant_id=tenant_id, actor="test")
         assert keyring.rotation_complete(tenant_id=tenant_id)
@@ -196,10 +221,14 @@ def test_canaries_reach_no_column_log_or_celery_message_and_erasure_leaves_nothi
         row = EndUser.objects.get(tenant_id=tenant_id, pseudonym=pseudonym)
         assert row.wrapped_key is not None
         wrapped_key = bytes(row.wrapped_key)
-        ciphertexts = [bytes(c) for c in UserAttribute.objects.filter(user=row).values_list("ciphertext", flat=True)]
+        ciphertexts = [
+            bytes(c) for c in UserAttribute.objects.filter(user=row).values_list("ciphertext", flat=True)
+        ]
         tags = [bytes(t) for t in UserAttribute.objects.filter(user=row).values_list("name_tag", flat=True)]
     assert len(ciphertexts) == 2
-    assert scan([], [wrapped_key, *ciphertexts]) != []  # the control: the scan does find them while they exist
+    assert (
+        scan([], [wrapped_key, *ciphertexts]) != []
+    )  # the control: the scan does find them while they exist
 
     # when erased
     receipt = api.delete(path, **tenant_a.auth).json()
@@ -222,8 +251,11 @@ def test_the_scan_would_catch_a_leak(tenant_a, canaries):
     secret = canaries["user"]
     from apps.tenancy.services import tenant_update_settings
 
-    tenant_update_settings(tenant=tenant_a.tenant, changes={"note": base64.b64encode(b"xx" + secret.encode()).decode()},
-                           actor="test")
+    tenant_update_settings(
+        tenant=tenant_a.tenant,
+        changes={"note": base64.b64encode(b"xx" + secret.encode()).decode()},
+        actor="test",
+    )
     assert scan(text_forms(secret), []) == ["tenancy_tenant.settings"]
     with tenant_context(tenant_id):
         user = EndUser.objects.create(tenant_id=tenant_id, pseudonym=b"junk" + secret.encode())

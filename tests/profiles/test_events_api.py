@@ -76,18 +76,28 @@ def test_event_ids_are_per_tenant(api, tenant_a, tenant_b, items_a):
 
 
 def test_an_invalid_event_rejects_the_whole_batch_listing_each_bad_one(api, tenant_a, items_a):
-    batch = [event("erin", "i1"), event("erin", "i2", "like"), event("erin", "i3", "rating"), event("erin", "nope")]
+    batch = [
+        event("erin", "i1"),
+        event("erin", "i2", "like"),
+        event("erin", "i3", "rating"),
+        event("erin", "nope"),
+    ]
     response = post(api, tenant_a, batch)
     assert response.status_code == 400
     body = response.json()["error"]
     assert body["code"] == "invalid_events"
-    assert [(p["index"], sorted(p["errors"])) for p in body["details"]["events"]] == [(1, ["type"]), (2, ["value"])]
+    assert [(p["index"], sorted(p["errors"])) for p in body["details"]["events"]] == [
+        (1, ["type"]),
+        (2, ["value"]),
+    ]
     assert stored_events(tenant_a.tenant.id) == 0
     assert user_pseudonym_id(tenant_a.tenant.id, "erin") is None
 
 
 def test_unknown_items_are_a_400_with_their_indices_and_nothing_is_written(api, tenant_a, items_a):
-    response = post(api, tenant_a, [event("fay", "i1"), event("fay", "ghost"), event("fay", "i2"), event("fay", "ghost")])
+    response = post(
+        api, tenant_a, [event("fay", "i1"), event("fay", "ghost"), event("fay", "i2"), event("fay", "ghost")]
+    )
     assert response.status_code == 400
     problems = response.json()["error"]["details"]["events"]
     assert [p["index"] for p in problems] == [1, 3]
@@ -99,7 +109,9 @@ def test_unknown_items_are_a_400_with_their_indices_and_nothing_is_written(api, 
 def test_another_tenants_item_is_unknown(api, tenant_a, tenant_b, items_a):
     response = post(api, tenant_b, [event("gus", "i1")])
     assert response.status_code == 400
-    assert response.json()["error"]["details"]["events"][0]["errors"]["item"] == "no such item in the catalogue"
+    assert (
+        response.json()["error"]["details"]["events"][0]["errors"]["item"] == "no such item in the catalogue"
+    )
 
 
 @pytest.mark.parametrize(
@@ -109,8 +121,16 @@ def test_another_tenants_item_is_unknown(api, tenant_a, tenant_b, items_a):
         ("[]", "application/json", 400),
         ('{"events": {}}', "application/json", 400),
         ('{"events": []}', "application/json", 400),
-        ('{"events": [{"event_id": "x", "user": "u", "item": "i1", "type": "view", "value": NaN}]}', "application/json", 400),
-        ('{"events": [{"event_id": "x", "user": "\\ud800", "item": "i1", "type": "view"}]}', "application/json", 400),
+        (
+            '{"events": [{"event_id": "x", "user": "u", "item": "i1", "type": "view", "value": NaN}]}',
+            "application/json",
+            400,
+        ),
+        (
+            '{"events": [{"event_id": "x", "user": "\\ud800", "item": "i1", "type": "view"}]}',
+            "application/json",
+            400,
+        ),
         ("events=1", "application/x-www-form-urlencoded", 415),
     ],
 )
@@ -152,10 +172,14 @@ def test_events_for_items_without_vectors_wait_and_fold_in_when_the_vector_arriv
     tenant_id = tenant_a.tenant.id
     pending = make_items(tenant_id, ["new1"], encode=False)
     t0 = datetime(2025, 2, 1, tzinfo=UTC)
-    response = post(api, tenant_a, [
-        event("kim", "i1", ts=t0.isoformat()),
-        event("kim", "new1", "purchase", ts=(t0 + timedelta(seconds=5)).isoformat()),
-    ])
+    response = post(
+        api,
+        tenant_a,
+        [
+            event("kim", "i1", ts=t0.isoformat()),
+            event("kim", "new1", "purchase", ts=(t0 + timedelta(seconds=5)).isoformat()),
+        ],
+    )
     assert response.json() == {"accepted": 2, "new": 2, "duplicates": 0, "pending": 1}
     assert state_of(tenant_id, "kim")["n_events"] == 1
     assert seen_item_pks(tenant_id, "kim") == {items_a["i1"], pending["new1"]}  # pending items count as seen
@@ -172,8 +196,21 @@ def test_events_for_items_without_vectors_wait_and_fold_in_when_the_vector_arriv
 
 def test_rebuild_from_events_matches_the_incremental_state(api, tenant_a, items_a):
     t0 = datetime(2025, 3, 1, tzinfo=UTC)
-    post(api, tenant_a, [event("lee", f"i{n % 6}", "rating", value=1 + n % 5, ts=(t0 + timedelta(minutes=n)).isoformat(),
-                               event_id=f"e{n}") for n in range(15)])
+    post(
+        api,
+        tenant_a,
+        [
+            event(
+                "lee",
+                f"i{n % 6}",
+                "rating",
+                value=1 + n % 5,
+                ts=(t0 + timedelta(minutes=n)).isoformat(),
+                event_id=f"e{n}",
+            )
+            for n in range(15)
+        ],
+    )
     tenant_id = tenant_a.tenant.id
     incremental = state_of(tenant_id, "lee")
     user_state_rebuild(tenant_id, pseudonym_id(tenant_id, "lee"))
@@ -197,7 +234,9 @@ def test_one_users_events_are_invisible_to_another_tenant(api, tenant_a, tenant_
     assert api.get("/api/v1/users/mo", **tenant_b.auth).status_code == 404
 
 
-def test_ingest_costs_a_fixed_number_of_queries_whatever_the_batch_size(api, tenant_a, items_a, django_assert_max_num_queries):
+def test_ingest_costs_a_fixed_number_of_queries_whatever_the_batch_size(
+    api, tenant_a, items_a, django_assert_max_num_queries
+):
     post(api, tenant_a, [event(f"q{n}", "i1") for n in range(20)])  # the users exist
     small = [event("q1", "i2")]
     large = [event(f"q{n % 20}", f"i{n % 6}") for n in range(200)]

@@ -19,8 +19,12 @@ T0 = datetime(2025, 4, 1, tzinfo=UTC)
 
 def seed(api, persona, ref="nina"):
     api.put(f"/api/v1/users/{ref}", {"attributes": {"age": 33, "plan": "pro"}}, format="json", **persona.auth)
-    events = [event(ref, f"i{n}", "rating", value=4, ts=(T0 + timedelta(minutes=n)).isoformat(), event_id=f"{ref}-{n}")
-              for n in range(3)]
+    events = [
+        event(
+            ref, f"i{n}", "rating", value=4, ts=(T0 + timedelta(minutes=n)).isoformat(), event_id=f"{ref}-{n}"
+        )
+        for n in range(3)
+    ]
     assert api.post("/api/v1/events", {"events": events}, format="json", **persona.auth).status_code == 201
 
 
@@ -34,7 +38,10 @@ def test_the_export_holds_attributes_events_and_state_and_is_audited(api, tenant
     assert body["user"] == "nina" and body["pseudonym"] == pseudonym
     assert body["attributes"] == {"age": 33, "plan": "pro"}
     assert [(e["item"], e["type"], e["value"], e["folded"]) for e in body["events"]] == [
-        ("i0", "rating", 4.0, True), ("i1", "rating", 4.0, True), ("i2", "rating", 4.0, True)]
+        ("i0", "rating", 4.0, True),
+        ("i1", "rating", 4.0, True),
+        ("i2", "rating", 4.0, True),
+    ]
     assert body["events"][0]["timestamp"] == T0.isoformat()
     assert body["events_total"] == 3 and body["events_next_offset"] is None
     assert body["state"]["events_folded"] == 3 and body["state"]["last_items"] == ["i0", "i1", "i2"]

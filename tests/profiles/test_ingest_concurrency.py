@@ -33,7 +33,9 @@ URL = "/api/v1/events"
 def post_http(base: str, persona: Any, events: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     body = json.dumps({"events": events}).encode()
     request = urllib.request.Request(  # noqa: S310 - our own 127.0.0.1 server
-        base + URL, data=body, method="POST",
+        base + URL,
+        data=body,
+        method="POST",
         headers={"Content-Type": "application/json", **persona.headers},
     )
     try:
@@ -108,8 +110,10 @@ def test_ingest_batches_running_beside_encoding_get_no_5xx_and_lose_no_event(ten
     def client(k: int) -> None:
         try:
             for b in range(6):
-                batch = [event(users[(k + b + j) % len(users)], ids[(17 * (k * 6 + b) + 7 * j) % len(ids)])
-                         for j in range(40)]
+                batch = [
+                    event(users[(k + b + j) % len(users)], ids[(17 * (k * 6 + b) + 7 * j) % len(ids)])
+                    for j in range(40)
+                ]
                 status, _ = post_http(live_url, tenant_a, batch)
                 with lock:
                     statuses.append(status)
@@ -121,7 +125,7 @@ def test_ingest_batches_running_beside_encoding_get_no_5xx_and_lose_no_event(ten
     def encoder(part: list[int]) -> None:
         try:
             for start in range(0, len(part), 10):
-                items_encode(tenant_id=tenant_id, item_pks=part[start:start + 10])
+                items_encode(tenant_id=tenant_id, item_pks=part[start : start + 10])
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -129,7 +133,10 @@ def test_ingest_batches_running_beside_encoding_get_no_5xx_and_lose_no_event(ten
 
     order = [pks[i] for i in ids]
     threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
-    threads += [threading.Thread(target=encoder, args=(order[::2],)), threading.Thread(target=encoder, args=(order[1::2],))]
+    threads += [
+        threading.Thread(target=encoder, args=(order[::2],)),
+        threading.Thread(target=encoder, args=(order[1::2],)),
+    ]
     # one patch for all threads (mock.patch itself is not thread-safe)
     with mock.patch("apps.catalog.encoding.encoder_for_tenant", return_value=FakeEncoder()):
         for t in threads:
@@ -210,7 +217,9 @@ def test_a_database_error_that_is_not_a_conflict_answers_503_json_at_once(api, t
     assert calls == [1]  # not a conflict: not rerun
 
 
-def test_a_body_over_the_limit_still_answers_413_when_the_rerun_buffers_bodies(api, tenant_a, items_a, settings):
+def test_a_body_over_the_limit_still_answers_413_when_the_rerun_buffers_bodies(
+    api, tenant_a, items_a, settings
+):
     # the rerun buffers each body before the view; one over the limit must still reach DRF's 413
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
     body = json.dumps({"events": [event("gus", "i1") for _ in range(40)]})

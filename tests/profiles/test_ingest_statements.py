@@ -35,7 +35,9 @@ def ingest(tenant_id: int, events: list[dict[str, Any]]) -> tuple[IngestResult, 
     with CaptureQueriesContext(connection) as captured, transaction.atomic():
         activate_tenant(tenant_id)
         result = events_ingest(tenant_id=tenant_id, events=validated)
-    return result, [q["sql"].strip() for q in captured.captured_queries if not q["sql"].strip().startswith(_TRANSACTION)]
+    return result, [
+        q["sql"].strip() for q in captured.captured_queries if not q["sql"].strip().startswith(_TRANSACTION)
+    ]
 
 
 def stored_events(tenant_id: int) -> int:
@@ -56,7 +58,9 @@ def test_a_single_event_of_a_known_user_is_one_read_and_one_write(tenant_a, item
 def test_a_batch_of_1000_costs_the_same_two_statements(tenant_a, items_a):
     tenant_id = tenant_a.tenant.id
     ingest(tenant_id, [event(f"b{n}", "i1") for n in range(50)])
-    result, statements = ingest(tenant_id, [event(f"b{n % 50}", f"i{n % 6}", event_id=f"e{n}") for n in range(1000)])
+    result, statements = ingest(
+        tenant_id, [event(f"b{n % 50}", f"i{n % 6}", event_id=f"e{n}") for n in range(1000)]
+    )
     assert result == IngestResult(1000, 1000, 0, 0)
     assert len(statements) == 2, statements
     assert state_of(tenant_id, "b7")["n_events"] == 1 + 20
@@ -64,13 +68,17 @@ def test_a_batch_of_1000_costs_the_same_two_statements(tenant_a, items_a):
 
 def test_new_users_cost_one_more_statement(tenant_a, items_a):
     ingest(tenant_a.tenant.id, [event("old", "i1")])  # the tenant's pseudonym key is read once per process
-    result, statements = ingest(tenant_a.tenant.id, [event("new-1", "i1"), event("new-2", "i2"), event("new-1", "i3")])
+    result, statements = ingest(
+        tenant_a.tenant.id, [event("new-1", "i1"), event("new-2", "i2"), event("new-1", "i3")]
+    )
     assert result == IngestResult(3, 3, 0, 0)
     assert len(statements) == 3, statements
     assert state_of(tenant_a.tenant.id, "new-1")["n_events"] == 2
 
 
-def test_a_full_http_request_for_one_event_sends_two_statements_after_the_tenant_is_set(api, tenant_a, items_a):
+def test_a_full_http_request_for_one_event_sends_two_statements_after_the_tenant_is_set(
+    api, tenant_a, items_a
+):
     api.post(URL, {"events": [event("cat", "i1")]}, format="json", **tenant_a.auth)  # cat exists
     with CaptureQueriesContext(connection) as captured:
         response = api.post(URL, {"events": [event("cat", "i2")]}, format="json", **tenant_a.auth)
@@ -130,7 +138,9 @@ def test_pending_events_are_counted_and_stored_unfolded(tenant_a, items_a):
 def test_the_ingest_read_sees_only_the_tenants_own_items_and_users(api, tenant_a, tenant_b, items_a):
     # Given: tenant B has an item with the same id as A's, without a vector, and a user of the same name
     make_items(tenant_b.tenant.id, ["i1"], encode=False)
-    assert api.post(URL, {"events": [event("gil", "i1")]}, format="json", **tenant_b.auth).json()["pending"] == 1
+    assert (
+        api.post(URL, {"events": [event("gil", "i1")]}, format="json", **tenant_b.auth).json()["pending"] == 1
+    )
     # When: A ingests for "gil" on "i1"
     response = api.post(URL, {"events": [event("gil", "i1")]}, format="json", **tenant_a.auth)
     # Then: A's own item (with its vector) was used, and A's user is a user of its own

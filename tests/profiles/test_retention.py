@@ -27,8 +27,16 @@ def test_old_events_go_and_the_state_is_rebuilt_from_what_is_left(api, tenant_a,
     tenant_update_settings(tenant=tenant_a.tenant, changes={"event_retention_days": 30}, actor="test")
     old = (NOW - timedelta(days=40)).isoformat()
     recent = (NOW - timedelta(days=2)).isoformat()
-    ingest(api, tenant_a, [event("pat", "i1", ts=old), event("pat", "i2", ts=old), event("pat", "i3", ts=recent),
-                           event("quin", "i4", ts=old)])
+    ingest(
+        api,
+        tenant_a,
+        [
+            event("pat", "i1", ts=old),
+            event("pat", "i2", ts=old),
+            event("pat", "i3", ts=recent),
+            event("quin", "i4", ts=old),
+        ],
+    )
     tenant_id = tenant_a.tenant.id
     assert state_of(tenant_id, "pat")["n_events"] == 3
 
@@ -46,15 +54,27 @@ def test_old_events_go_and_the_state_is_rebuilt_from_what_is_left(api, tenant_a,
 
 def test_the_default_retention_applies_without_a_tenant_setting(api, tenant_a, items_a, settings):
     settings.SOTTO = {**settings.SOTTO, "EVENT_RETENTION_DAYS": 5}
-    ingest(api, tenant_a, [event("ray", "i1", ts=(NOW - timedelta(days=6)).isoformat()),
-                           event("ray", "i2", ts=(NOW - timedelta(days=4)).isoformat())])
+    ingest(
+        api,
+        tenant_a,
+        [
+            event("ray", "i1", ts=(NOW - timedelta(days=6)).isoformat()),
+            event("ray", "i2", ts=(NOW - timedelta(days=4)).isoformat()),
+        ],
+    )
     assert events_apply_retention(tenant_id=tenant_a.tenant.id).deleted == 1
 
 
 def test_bad_retention_settings_fall_back_to_the_default(settings):
     settings.SOTTO = {**settings.SOTTO, "EVENT_RETENTION_DAYS": 90}
     assert retention_days({"event_retention_days": 7}) == 7
-    for bad in ({"event_retention_days": 0}, {"event_retention_days": "7"}, {"event_retention_days": True}, {}, None):
+    for bad in (
+        {"event_retention_days": 0},
+        {"event_retention_days": "7"},
+        {"event_retention_days": True},
+        {},
+        None,
+    ):
         assert retention_days(bad) == 90
 
 

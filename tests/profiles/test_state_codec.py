@@ -50,7 +50,9 @@ def test_scalars_survive_any_finite_value(anchor, rating_sum):
     assert back["rating_sum"] == rating_sum
 
 
-@pytest.mark.parametrize("mutilate", [lambda b: b[:10], lambda b: b"XXXX" + b[4:], lambda b: b + b"\0" * 8, lambda b: b[:-8]])
+@pytest.mark.parametrize(
+    "mutilate", [lambda b: b[:10], lambda b: b"XXXX" + b[4:], lambda b: b + b"\0" * 8, lambda b: b[:-8]]
+)
 def test_it_refuses_corrupt_bytes(mutilate):
     blob = encode_state(new_state(3, FeatureConfig()))
     with pytest.raises(StateCorrupt):

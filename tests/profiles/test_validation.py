@@ -19,7 +19,13 @@ NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def ev(**overrides):
-    body: dict[str, Any] = {"event_id": "e1", "user": "u", "item": "i", "type": "view", "timestamp": "2025-06-01T11:00:00Z"}
+    body: dict[str, Any] = {
+        "event_id": "e1",
+        "user": "u",
+        "item": "i",
+        "type": "view",
+        "timestamp": "2025-06-01T11:00:00Z",
+    }
     body.update(overrides)
     return {k: v for k, v in body.items() if v is not ...}
 
@@ -70,7 +76,9 @@ def test_each_bad_event_is_reported_with_its_index_and_field(bad, field):
 
 
 def test_it_reports_every_bad_event_not_just_the_first():
-    problems = errors_of({"events": [ev(event_id="a", type="x"), ev(event_id="b"), ev(event_id="c", user="")]})
+    problems = errors_of(
+        {"events": [ev(event_id="a", type="x"), ev(event_id="b"), ev(event_id="c", user="")]}
+    )
     assert [p["index"] for p in problems] == [0, 2]
 
 
@@ -87,7 +95,9 @@ def test_error_messages_never_repeat_the_user_id():
     assert "alice" not in repr(info.value.details) and "alice" not in info.value.message
 
 
-@pytest.mark.parametrize("payload", [None, [], {"events": "x"}, {"events": []}, {"evts": []}, {"events": [], "x": 1}])
+@pytest.mark.parametrize(
+    "payload", [None, [], {"events": "x"}, {"events": []}, {"evts": []}, {"events": [], "x": 1}]
+)
 def test_malformed_bodies_are_400(payload):
     with pytest.raises(DomainError) as info:
         validate_events(payload, now=NOW)
@@ -102,11 +112,13 @@ def test_over_1000_events_is_413_before_looking_at_them():
 
 def test_defaults_timestamps_and_integer_ids():
     events = validate_events(
-        {"events": [
-            ev(event_id=7, user=42, item=9, type="purchase", timestamp=...),
-            ev(event_id="r", type="rating", value=4, timestamp=1_700_000_000),
-            ev(event_id="c", type="click", value=1.0, timestamp="2025-06-01T13:00:00+02:00"),
-        ]},
+        {
+            "events": [
+                ev(event_id=7, user=42, item=9, type="purchase", timestamp=...),
+                ev(event_id="r", type="rating", value=4, timestamp=1_700_000_000),
+                ev(event_id="c", type="click", value=1.0, timestamp="2025-06-01T13:00:00+02:00"),
+            ]
+        },
         now=NOW,
     )
     assert (events[0].event_id, events[0].user, events[0].item) == ("7", "42", "9")
@@ -122,8 +134,17 @@ def test_a_timestamp_just_under_a_day_ahead_is_accepted():
 
 @pytest.mark.parametrize(
     "attributes",
-    [{"a": None}, {"a": [1]}, {"a": {"b": 1}}, {"": 1}, {"a" * 65: 1}, {"a\x00": 1}, {"a": 2**63},
-     {"\ud800": 1}, {"a": "\udc00"}],
+    [
+        {"a": None},
+        {"a": [1]},
+        {"a": {"b": 1}},
+        {"": 1},
+        {"a" * 65: 1},
+        {"a\x00": 1},
+        {"a": 2**63},
+        {"\ud800": 1},
+        {"a": "\udc00"},
+    ],
 )
 def test_bad_attributes_are_400(attributes):
     with pytest.raises(DomainError) as info:
@@ -133,8 +154,11 @@ def test_bad_attributes_are_400(attributes):
 
 @pytest.mark.parametrize(
     "attributes",
-    [{f"k{i}": i for i in range(101)}, {"bio": "x" * 1025},
-     {f"k{i}": "y" * 1000 for i in range(MAX_ATTRIBUTES_BYTES // 1000 + 1)}],
+    [
+        {f"k{i}": i for i in range(101)},
+        {"bio": "x" * 1025},
+        {f"k{i}": "y" * 1000 for i in range(MAX_ATTRIBUTES_BYTES // 1000 + 1)},
+    ],
 )
 def test_oversize_attributes_are_413(attributes):
     with pytest.raises(PayloadTooLarge):
@@ -144,7 +168,9 @@ def test_oversize_attributes_are_413(attributes):
 def test_attribute_errors_point_by_position_not_name():
     with pytest.raises(DomainError) as info:
         validate_attributes({"attributes": {"ok": 1, "ssn-123-45-6789": None}})
-    assert info.value.details == {"attributes": {"attributes[1]": info.value.details["attributes"]["attributes[1]"]}}
+    assert info.value.details == {
+        "attributes": {"attributes[1]": info.value.details["attributes"]["attributes[1]"]}
+    }
     assert "6789" not in repr(info.value.details)
 
 

@@ -49,8 +49,12 @@ def build_shop(prefix: str, movies: slice) -> Shop:
         items_upsert(tenant_id=tenant_id, items=items)
         pks = item_pks_by_external_ids(tenant_id, [i.external_id for i in items])
         items_encode(tenant_id=tenant_id, item_pks=list(pks.values()))
-    return Shop(persona=persona, titles={i.external_id: i.title for i in items},
-                categories={i.external_id: list(i.categories) for i in items}, pks=pks)
+    return Shop(
+        persona=persona,
+        titles={i.external_id: i.title for i in items},
+        categories={i.external_id: list(i.categories) for i in items},
+        pks=pks,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +75,17 @@ def new_user() -> str:
 
 def rate(api: Any, persona: TenantPersona, user: str, ratings: dict[str, float]) -> Any:
     """POST rating events (in the given order, one minute apart) through the events API; asserts 201."""
-    events = [{"event_id": uuid.uuid4().hex, "user": user, "item": item, "type": "rating", "value": value,
-               "timestamp": next(_clock)} for item, value in ratings.items()]
+    events = [
+        {
+            "event_id": uuid.uuid4().hex,
+            "user": user,
+            "item": item,
+            "type": "rating",
+            "value": value,
+            "timestamp": next(_clock),
+        }
+        for item, value in ratings.items()
+    ]
     response = api.post("/api/v1/events", {"events": events}, format="json", **persona.auth)
     assert response.status_code == 201, response.content
     return response

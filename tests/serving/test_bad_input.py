@@ -56,8 +56,11 @@ def test_search_rejects_bad_parameters_with_a_400(api, tenant_a, query, field):
 
 
 def test_the_boundaries_themselves_are_accepted(api, tenant_a):
-    for query in ({"user": "u1", "k": "1"}, {"user": "u1", "k": "100", "diversity": "1"},
-                  {"user": "u1", "diversity": "0", "exclude_seen": "false"}):
+    for query in (
+        {"user": "u1", "k": "1"},
+        {"user": "u1", "k": "100", "diversity": "1"},
+        {"user": "u1", "diversity": "0", "exclude_seen": "false"},
+    ):
         assert api.get("/api/v1/recommendations", query, **tenant_a.auth).status_code == 200
 
 

@@ -44,8 +44,13 @@ def _no_encoding_worker() -> Iterator[None]:
 
 def post_items(api: Any, persona: TenantPersona, items: dict[str, tuple[list[str], bool]]) -> None:
     for external_id, (categories, available) in items.items():  # one request each: distinct pks and times
-        payload = {"id": external_id, "title": f"Item {external_id}", "description": "", "categories": categories,
-                   "available": available}
+        payload = {
+            "id": external_id,
+            "title": f"Item {external_id}",
+            "description": "",
+            "categories": categories,
+            "available": available,
+        }
         response = api.post("/api/v1/items", {"items": [payload]}, format="json", **persona.auth)
         assert response.status_code == 200, response.content
 
@@ -58,7 +63,8 @@ def set_created(persona: TenantPersona, oldest_first: list[str]) -> None:
     with tenant_context(persona.tenant.id):
         for age, external_id in enumerate(oldest_first):
             Item.objects.filter(tenant_id=persona.tenant.id, external_id=external_id).update(
-                created_at=base + timedelta(hours=age))
+                created_at=base + timedelta(hours=age)
+            )
 
 
 def store_release(persona: TenantPersona, counts: dict[str, float]) -> None:
@@ -71,11 +77,20 @@ def store_release(persona: TenantPersona, counts: dict[str, float]) -> None:
     tenant_id = int(persona.tenant.id)
     pks = item_pks_by_external_ids(tenant_id, list(counts))
     with tenant_context(tenant_id):
-        entry = LedgerEntry.objects.create(tenant_id=tenant_id, kind=ReleaseKind.POPULARITY, epsilon=1.0,
-                                           delta=1e-6, users=1, actor="test")
+        entry = LedgerEntry.objects.create(
+            tenant_id=tenant_id, kind=ReleaseKind.POPULARITY, epsilon=1.0, delta=1e-6, users=1, actor="test"
+        )
         popularity_release_store(
-            tenant_id=tenant_id, entry=entry, run=None, item_pks=np.array([pks[e] for e in counts]),
-            counts=np.array(list(counts.values())), epsilon=1.0, delta=1e-6, sigma=1.0, cap=1, n_users=1,
+            tenant_id=tenant_id,
+            entry=entry,
+            run=None,
+            item_pks=np.array([pks[e] for e in counts]),
+            counts=np.array(list(counts.values())),
+            epsilon=1.0,
+            delta=1e-6,
+            sigma=1.0,
+            cap=1,
+            n_users=1,
         )
 
 
@@ -84,8 +99,10 @@ def privacy_rows(persona: TenantPersona) -> tuple[int, int]:
     from apps.modeling.models import LedgerEntry, PopularityRelease
 
     with tenant_context(persona.tenant.id):
-        return (LedgerEntry.objects.filter(tenant_id=persona.tenant.id).count(),
-                PopularityRelease.objects.filter(tenant_id=persona.tenant.id).count())
+        return (
+            LedgerEntry.objects.filter(tenant_id=persona.tenant.id).count(),
+            PopularityRelease.objects.filter(tenant_id=persona.tenant.id).count(),
+        )
 
 
 @pytest.fixture

@@ -26,32 +26,58 @@ def partition(django_db_setup: None, django_db_blocker: Any) -> Any:
     with django_db_blocker.unblock():
         tid = make_tenant("hnsw").tenant.id
         with tenant_context(tid):
-            Item.objects.bulk_create([
-                Item(tenant_id=tid, external_id=str(i), title=f"item {i}", available=i % 9 != 0,
-                     categories=["rare"] if i % RARE_EVERY == 0 else ["common"], content_hash="0" * 64,
-                     encoded_hash="0" * 64, encoding_status=EncodingStatus.READY)
-                for i in range(N)
-            ])
+            Item.objects.bulk_create(
+                [
+                    Item(
+                        tenant_id=tid,
+                        external_id=str(i),
+                        title=f"item {i}",
+                        available=i % 9 != 0,
+                        categories=["rare"] if i % RARE_EVERY == 0 else ["common"],
+                        content_hash="0" * 64,
+                        encoded_hash="0" * 64,
+                        encoding_status=EncodingStatus.READY,
+                    )
+                    for i in range(N)
+                ]
+            )
         pks = item_pks_by_external_ids(tid, [str(i) for i in range(N)])
         rng = np.random.default_rng(11)
         vectors = rng.standard_normal((N, 384)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         with tenant_context(tid):
-            vectors_write(tenant_id=tid, rows=[
-                VectorRow(item_pk=pks[str(i)], external_id=str(i), vector=vectors[i], available=i % 9 != 0,
-                          categories=["rare"] if i % RARE_EVERY == 0 else ["common"], model="synthetic",
-                          content_hash="0" * 64) for i in range(N)
-            ])
+            vectors_write(
+                tenant_id=tid,
+                rows=[
+                    VectorRow(
+                        item_pk=pks[str(i)],
+                        external_id=str(i),
+                        vector=vectors[i],
+                        available=i % 9 != 0,
+                        categories=["rare"] if i % RARE_EVERY == 0 else ["common"],
+                        model="synthetic",
+                        content_hash="0" * 64,
+                    )
+                    for i in range(N)
+                ],
+            )
             vector_partition_analyze(tid)
         yield tid, pks, vectors
 
 
 def test_a_rare_category_still_gets_k_results_from_a_short_graph_walk(live_db, partition, settings):
     tid, _, vectors = partition
-    settings.SOTTO = {**settings.SOTTO, "SERVING_HNSW_EF_SEARCH": 10}  # the walk alone would meet about one "rare" item
+    settings.SOTTO = {
+        **settings.SOTTO,
+        "SERVING_HNSW_EF_SEARCH": 10,
+    }  # the walk alone would meet about one "rare" item
     with tenant_context(tid):
-        with connection.cursor() as cursor:  # a partition this small could be sorted whole: use the HNSW index
-            cursor.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true)")
+        with (
+            connection.cursor() as cursor
+        ):  # a partition this small could be sorted whole: use the HNSW index
+            cursor.execute(
+                "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true)"
+            )
         found = content_knn(tenant_id=tid, vector=vectors[1], k=10, category="rare", available_only=False)
     assert len(found) == 10
     assert all(int(ext) % RARE_EVERY == 0 for _, ext, _ in found)

@@ -66,8 +66,9 @@ def _expected(tenant_id: int, version: int, user: str, k: int = 10) -> list[dict
     with tenant_context(tenant_id):
         model = load_artifacts(tenant_id, version).model
         state, seen = user_state_and_seen(tenant_id, user)
-        found = served_knn(tenant_id=tenant_id, version=version, vector=user_interest(model, state), k=k,
-                           exclude_pks=seen)
+        found = served_knn(
+            tenant_id=tenant_id, version=version, vector=user_interest(model, state), k=k, exclude_pks=seen
+        )
     return [{"id": ext, "score": round(score, 6)} for _, ext, score in found]
 
 
@@ -165,10 +166,14 @@ def test_personal_recommendations_take_six_statements_in_five_round_trips(api, t
         assert "set_config('app.tenant_id'" in statements[1]
         assert "profiles_userstate" in statements[2] and "profiles_userevent" in statements[2]
         assert statements[3].startswith("SELECT set_config('hnsw.ef_search'")
-        assert "modeling_served_vector" in statements[4] and "$1" in statements[4]  # bound server-side, prepared
+        assert (
+            "modeling_served_vector" in statements[4] and "$1" in statements[4]
+        )  # bound server-side, prepared
         assert round_trips(captured) == 5
         assert body["strategy"] == "personal" and body["items"]
-    with CaptureQueriesContext(connection) as captured:  # cold start: the popularity release instead of a scan
+    with CaptureQueriesContext(
+        connection
+    ) as captured:  # cold start: the popularity release instead of a scan
         body = recommend(api, trained, user="nobody-yet")
     assert round_trips(captured) <= 5 and body["items"]
 
@@ -183,8 +188,11 @@ def test_served_vectors_round_trip_exactly_through_pgvector_adapters(trained):
 
     tid = trained.tenant.id
     with tenant_context(tid), connection.cursor() as cursor:
-        cursor.execute("SELECT item_id FROM modeling_served_vector WHERE tenant_id = %s AND version = 2 "
-                       "ORDER BY item_id LIMIT 3", [tid])
+        cursor.execute(
+            "SELECT item_id FROM modeling_served_vector WHERE tenant_id = %s AND version = 2 "
+            "ORDER BY item_id LIMIT 3",
+            [tid],
+        )
         pks = [int(r[0]) for r in cursor.fetchall()]
     vectors = np.random.default_rng(5).standard_normal((3, 24)).astype(np.float32)
     with tenant_context(tid):
@@ -194,8 +202,11 @@ def test_served_vectors_round_trip_exactly_through_pgvector_adapters(trained):
             assert served.vectors_upsert(tenant_id=tid, version=99, item_pks=pks, vectors=vectors) == 3
             with connection.cursor() as cursor:
                 adapt_vectors(cursor)
-                cursor.execute("SELECT item_id, embedding FROM modeling_served_vector WHERE tenant_id = %s "
-                               "AND version = 99 ORDER BY item_id", [tid])
+                cursor.execute(
+                    "SELECT item_id, embedding FROM modeling_served_vector WHERE tenant_id = %s "
+                    "AND version = 99 ORDER BY item_id",
+                    [tid],
+                )
                 got = cursor.fetchall()
         assert [pk for pk, _ in got] == pks
         assert all(np.array_equal(vec, vectors[i]) for i, (_, vec) in enumerate(got))

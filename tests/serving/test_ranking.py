@@ -75,7 +75,11 @@ def test_mmr_skips_near_duplicates_when_asked_for_diversity():
 
 
 def test_content_interest_is_the_normalised_channel_zero_mean():
-    state = {"n_events": 3, "content_sum": np.array([[3.0, 4.0], [9.0, 9.0]]), "weight_sum": np.array([5.0, 1.0])}
+    state = {
+        "n_events": 3,
+        "content_sum": np.array([[3.0, 4.0], [9.0, 9.0]]),
+        "weight_sum": np.array([5.0, 1.0]),
+    }
     interest = ranking.content_interest(state)
     assert interest is not None and interest.tolist() == pytest.approx([0.6, 0.8])
     assert ranking.content_interest({**state, "n_events": 0}) is None

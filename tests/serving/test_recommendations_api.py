@@ -86,10 +86,18 @@ def test_unavailable_items_are_never_recommended(api, shop):
     before = ids(recommend(api, shop.persona, user=user, k=5))
     hidden = before[0]
     item = api.get(f"/api/v1/items/{hidden}", **shop.persona.auth).json()
-    payload = {"id": hidden, "title": item["title"], "description": item["description"],
-               "categories": item["categories"], "available": False}
+    payload = {
+        "id": hidden,
+        "title": item["title"],
+        "description": item["description"],
+        "categories": item["categories"],
+        "available": False,
+    }
     try:
-        assert api.post("/api/v1/items", {"items": [payload]}, format="json", **shop.persona.auth).status_code == 200
+        assert (
+            api.post("/api/v1/items", {"items": [payload]}, format="json", **shop.persona.auth).status_code
+            == 200
+        )
         after = ids(recommend(api, shop.persona, user=user, k=5))
         assert hidden not in after
         assert after[:4] == before[1:5]
@@ -162,8 +170,12 @@ def test_recommendations_take_at_most_five_database_round_trips(api, shop, setti
     user = new_user()
     rate(api, shop.persona, user, KID)
     recommend(api, shop.persona, user=user)  # warm the key cache, the keyring and the model pointer
-    for query, bound in (({"user": user}, 5), ({"user": user, "category": "Comedy"}, 5),
-                         ({"user": user, "diversity": 0.5}, 6), ({"user": new_user()}, 6)):
+    for query, bound in (
+        ({"user": user}, 5),
+        ({"user": user, "category": "Comedy"}, 5),
+        ({"user": user, "diversity": 0.5}, 6),
+        ({"user": new_user()}, 6),
+    ):
         with CaptureQueriesContext(connection) as captured:
             recommend(api, shop.persona, **query)
         statements = [" ".join(q["sql"].split())[:90] for q in captured.captured_queries]

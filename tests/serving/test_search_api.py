@@ -57,7 +57,9 @@ def test_with_a_user_the_score_blends_query_and_interest_similarity(api, shop):
     q = query_vector(shop.tenant_id, "a funny family movie")
     u = content_interest(user_state(shop.tenant_id, user))
     vectors = content_vectors(shop.tenant_id, shop.pks.values())
-    expected = {ext: 0.7 * float(vectors[pk] @ q) + 0.3 * float(vectors[pk] @ u) for ext, pk in shop.pks.items()}
+    expected = {
+        ext: 0.7 * float(vectors[pk] @ q) + 0.3 * float(vectors[pk] @ u) for ext, pk in shop.pks.items()
+    }
     best = sorted(expected, key=lambda e: -expected[e])[:10]
     assert ids(mixed)[:3] == best[:3]
     for item in mixed["items"]:

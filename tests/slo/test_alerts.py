@@ -16,7 +16,10 @@ HALF_SLOW = [10.0] * 50 + [300.0] * 50  # 50% over the 50 ms threshold: burn rat
 
 
 def open_alerts(tenant_id):
-    return {(a.endpoint_class, a.sli, a.severity) for a in slo_alerts_for_tenant(tenant_id=tenant_id, open_only=True)}
+    return {
+        (a.endpoint_class, a.sli, a.severity)
+        for a in slo_alerts_for_tenant(tenant_id=tenant_id, open_only=True)
+    }
 
 
 def evaluate(tenant_id, at):
@@ -40,8 +43,13 @@ def test_a_fast_burn_raises_both_alerts_and_the_short_windows_clear_them_in_turn
     assert result.raised == 2
     assert open_alerts(tid) == {("recommend", "latency", "fast"), ("recommend", "latency", "slow")}
     alerts = {a.severity: a for a in slo_alerts_for_tenant(tenant_id=tid)}
-    assert alerts["fast"].burn_long == pytest.approx(50.0) and alerts["fast"].burn_short == pytest.approx(50.0)
-    assert alerts["fast"].factor == 14.4 and (alerts["fast"].long_window_s, alerts["fast"].short_window_s) == (3600, 300)
+    assert alerts["fast"].burn_long == pytest.approx(50.0) and alerts["fast"].burn_short == pytest.approx(
+        50.0
+    )
+    assert alerts["fast"].factor == 14.4 and (
+        alerts["fast"].long_window_s,
+        alerts["fast"].short_window_s,
+    ) == (3600, 300)
     # evaluating again changes nothing
     assert evaluate(tid, t0 + timedelta(minutes=10, seconds=20)).raised == 0
     # at t0+20: the last 5 min are clean -> fast clears although the last hour still burns at 25x;
@@ -55,10 +63,22 @@ def test_a_fast_burn_raises_both_alerts_and_the_short_windows_clear_them_in_turn
     history = slo_alerts_for_tenant(tenant_id=tid)
     assert len(history) == 2 and all(a.cleared_at is not None for a in history)
     # every raise and clear went to the audit chain
-    actions = [(c["action"], c["details"]["severity"]) for c in audit_calls if c["action"].startswith("slo.alert")]
-    assert sorted(actions) == sorted([("slo.alert.raise", "fast"), ("slo.alert.raise", "slow"),
-                                      ("slo.alert.clear", "fast"), ("slo.alert.clear", "slow")])
-    assert all(c["tenant_id"] == tid and c["actor"] == "system:slo" for c in audit_calls if c["action"].startswith("slo.alert"))
+    actions = [
+        (c["action"], c["details"]["severity"]) for c in audit_calls if c["action"].startswith("slo.alert")
+    ]
+    assert sorted(actions) == sorted(
+        [
+            ("slo.alert.raise", "fast"),
+            ("slo.alert.raise", "slow"),
+            ("slo.alert.clear", "fast"),
+            ("slo.alert.clear", "slow"),
+        ]
+    )
+    assert all(
+        c["tenant_id"] == tid and c["actor"] == "system:slo"
+        for c in audit_calls
+        if c["action"].startswith("slo.alert")
+    )
 
 
 def test_a_long_window_burning_alone_does_not_page(incident):
@@ -108,8 +128,14 @@ def test_too_few_requests_do_not_page(tenant_a, writer, now):
 
 def test_a_looser_objective_is_what_alerts_are_judged_against(tenant_a, writer, now):
     tid = tenant_a.tenant.id
-    slo_objective_set(tenant_id=tid, endpoint_class="recommend", latency_threshold_ms=400.0,
-                      latency_target=0.99, availability_target=0.999, actor="test")
+    slo_objective_set(
+        tenant_id=tid,
+        endpoint_class="recommend",
+        latency_threshold_ms=400.0,
+        latency_target=0.99,
+        availability_target=0.999,
+        actor="test",
+    )
     t0 = now - timedelta(hours=2)
     per_minute(writer, tid, t0, 10, HALF_SLOW)  # 300 ms is now within the objective
     writer.flush()

@@ -59,7 +59,9 @@ def test_a_percentile_lands_within_one_bucket_of_the_exact_quantile(seed, n, q):
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), threshold=st.sampled_from(buckets.BOUNDS_MS[:60]))
+@given(
+    seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), threshold=st.sampled_from(buckets.BOUNDS_MS[:60])
+)
 def test_the_share_within_a_bound_is_exact(seed, n, threshold):
     rng = random.Random(seed)
     samples = [math.exp(rng.uniform(math.log(0.2), math.log(20_000.0))) for _ in range(n)]
@@ -116,7 +118,8 @@ def test_endpoint_classes_come_from_method_and_url(method, path, expected):
 
 
 @pytest.mark.parametrize(
-    ("status", "expected"), [(200, "2xx"), (201, "2xx"), (304, "3xx"), (404, "4xx"), (429, "429"), (500, "5xx"), (503, "5xx")]
+    ("status", "expected"),
+    [(200, "2xx"), (201, "2xx"), (304, "3xx"), (404, "4xx"), (429, "429"), (500, "5xx"), (503, "5xx")],
 )
 def test_status_classes(status, expected):
     assert status_class(status) == expected

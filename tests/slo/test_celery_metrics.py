@@ -26,12 +26,18 @@ def test_prerun_and_postrun_record_one_task_under_its_queue_without_the_prefix(m
     celery_signals.on_prerun(task_id="b")
     celery_signals.on_postrun(task_id="b", task=fake_task("t123.encode"), state="FAILURE")
     celery_signals.on_postrun(task_id="never-started", task=fake_task("t123.encode"), state="SUCCESS")
-    assert {k: c.total for k, c in rec.pending().tasks.items()} == {("encode", "success"): 1, ("encode", "failure"): 1}
+    assert {k: c.total for k, c in rec.pending().tasks.items()} == {
+        ("encode", "success"): 1,
+        ("encode", "failure"): 1,
+    }
 
 
 def _task_total(queue):
     with connection.cursor() as cursor:
-        cursor.execute("SELECT COALESCE(SUM(total), 0) FROM slo_tasktotal WHERE queue = %s AND state = 'success'", [queue])
+        cursor.execute(
+            "SELECT COALESCE(SUM(total), 0) FROM slo_tasktotal WHERE queue = %s AND state = 'success'",
+            [queue],
+        )
         return int(cursor.fetchone()[0])
 
 

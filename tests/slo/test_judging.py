@@ -19,7 +19,10 @@ from tests.slo.timeline import per_minute, record
 
 
 def open_alerts(tenant_id: int) -> set[tuple[str, str, str]]:
-    return {(a.endpoint_class, a.sli, a.severity) for a in slo_alerts_for_tenant(tenant_id=tenant_id, open_only=True)}
+    return {
+        (a.endpoint_class, a.sli, a.severity)
+        for a in slo_alerts_for_tenant(tenant_id=tenant_id, open_only=True)
+    }
 
 
 def pending_classes(recorder: Recorder, tenant_id: int) -> Counter[tuple[str, str]]:
@@ -32,6 +35,7 @@ def pending_classes(recorder: Recorder, tenant_id: int) -> Counter[tuple[str, st
 
 
 # --- the minimum sample -------------------------------------------------------------------------
+
 
 def test_five_cold_requests_are_not_judged(tenant_a, writer, now):
     # the new user: five requests, every one slow (a cold start)
@@ -56,9 +60,16 @@ def test_one_request_short_of_the_minimum_is_not_judged_and_the_minimum_is(tenan
     writer.flush()
     below = slo_status_for_tenant(tenant_id=short, now=now).classes["recommend"]
     at = slo_status_for_tenant(tenant_id=enough, now=now).classes["recommend"]
-    assert below.summary == "not enough traffic yet (99 of 100 requests)" and below.windows["28d"].latency_burn_rate is None
+    assert (
+        below.summary == "not enough traffic yet (99 of 100 requests)"
+        and below.windows["28d"].latency_burn_rate is None
+    )
     assert at.judged is True and at.windows["28d"].latency_burn_rate == pytest.approx(100.0)
-    assert at.verdict == "budget_exhausted" and at.summary == "error budget exhausted" and at.meets_objective is False
+    assert (
+        at.verdict == "budget_exhausted"
+        and at.summary == "error budget exhausted"
+        and at.meets_objective is False
+    )
 
 
 def test_throttled_requests_do_not_count_towards_the_minimum(tenant_a, writer, now):
@@ -73,7 +84,7 @@ def test_throttled_requests_do_not_count_towards_the_minimum(tenant_a, writer, n
 def test_each_window_is_judged_on_its_own_sample(tenant_a, writer, now):
     tid = tenant_a.tenant.id
     record(writer, tid, now - timedelta(minutes=10), [300.0] * 50)  # the last hour: 50 requests
-    record(writer, tid, now - timedelta(hours=5), [10.0] * 150)    # the day: 200
+    record(writer, tid, now - timedelta(hours=5), [10.0] * 150)  # the day: 200
     writer.flush()
     windows = slo_status_for_tenant(tenant_id=tid, now=now).classes["recommend"].windows
     assert (windows["1h"].judged, windows["1h"].latency_burn_rate) == (False, None)
@@ -91,7 +102,10 @@ def test_the_minimum_sample_is_a_setting(settings, tenant_a, writer, now):
 
 # --- the bounded budget -------------------------------------------------------------------------
 
-def test_an_overspent_budget_is_shown_bounded_and_the_api_keeps_the_raw_figure(settings, api, tenant_a, writer):
+
+def test_an_overspent_budget_is_shown_bounded_and_the_api_keeps_the_raw_figure(
+    settings, api, tenant_a, writer
+):
     from django.utils import timezone
 
     settings.SOTTO = {**settings.SOTTO, "SLO_MIN_SAMPLE": 5}
@@ -108,6 +122,7 @@ def test_an_overspent_budget_is_shown_bounded_and_the_api_keeps_the_raw_figure(s
 
 
 # --- no alert below the minimum sample ----------------------------------------------------------
+
 
 @pytest.mark.parametrize(("per_minute_requests", "pages"), [(19, False), (20, True)])
 def test_a_burn_pages_only_from_the_minimum_sample(tenant_a, writer, now, per_minute_requests, pages):
@@ -139,6 +154,7 @@ def test_a_quiet_hour_does_not_page_even_when_the_month_is_judged(tenant_a, writ
 
 # --- batch writes by size class -----------------------------------------------------------------
 
+
 def events(n: int) -> dict[str, Any]:
     return {"events": [{"event_id": str(i)} for i in range(n)]}
 
@@ -150,12 +166,12 @@ def items(n: int) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("method", "path", "size", "expected"),
     [
-        ("POST", "/api/v1/events", None, "ingest"),        # size unknown: the single-write class
+        ("POST", "/api/v1/events", None, "ingest"),  # size unknown: the single-write class
         ("POST", "/api/v1/events", 100, "ingest"),
         ("POST", "/api/v1/events", 101, "ingest_batch"),
         ("POST", "/api/v1/items/", 1000, "ingest_batch"),
-        ("GET", "/api/v1/items", 1000, "other"),           # a listing is no batch write
-        ("PUT", "/api/v1/users/u-1", 1000, "ingest"),      # one user's attributes: one record
+        ("GET", "/api/v1/items", 1000, "other"),  # a listing is no batch write
+        ("PUT", "/api/v1/users/u-1", 1000, "ingest"),  # one user's attributes: one record
         ("GET", "/api/v1/items/i-1/similar", 1000, "recommend"),
     ],
 )
@@ -168,16 +184,28 @@ def test_only_the_batch_endpoints_are_classed_by_size(method, path, size, expect
 
 @pytest.mark.usefixtures("probe_urls")
 def test_a_batch_write_is_classed_by_how_many_records_it_carries(api, tenant_a, step_timer, recorder):
-    sizes = [("/api/v1/events", events(1)), ("/api/v1/events", events(100)), ("/api/v1/events", events(101)),
-             ("/api/v1/events", events(1000)), ("/api/v1/items", items(100)), ("/api/v1/items", items(1000))]
+    sizes = [
+        ("/api/v1/events", events(1)),
+        ("/api/v1/events", events(100)),
+        ("/api/v1/events", events(101)),
+        ("/api/v1/events", events(1000)),
+        ("/api/v1/items", items(100)),
+        ("/api/v1/items", items(1000)),
+    ]
     durations = [5.0, 40.0, 350.0, 700.0, 30.0, 900.0]  # none on a bucket bound
     step_timer.queue.extend(durations)
     for path, body in sizes:
         assert api.post(path, body, format="json", **tenant_a.auth).status_code == 200
     assert api.put("/api/v1/users/u-1", {}, format="json", **tenant_a.auth).status_code == 200  # one record
     assert pending_classes(recorder, tenant_a.tenant.id) == {("ingest", "2xx"): 4, ("ingest_batch", "2xx"): 3}
-    batch = next(c for k, c in recorder.pending().requests.items() if k[0] == tenant_a.tenant.id and k[2] == "ingest_batch")
-    assert [i for i, n in enumerate(batch.counts) if n] == sorted(buckets.bucket_index(d) for d in (350.0, 700.0, 900.0))
+    batch = next(
+        c
+        for k, c in recorder.pending().requests.items()
+        if k[0] == tenant_a.tenant.id and k[2] == "ingest_batch"
+    )
+    assert [i for i, n in enumerate(batch.counts) if n] == sorted(
+        buckets.bucket_index(d) for d in (350.0, 700.0, 900.0)
+    )
 
 
 @pytest.mark.usefixtures("probe_urls")
@@ -189,7 +217,9 @@ def test_the_size_boundary_is_a_setting(settings, api, tenant_a, step_timer, rec
 
 
 @pytest.mark.usefixtures("probe_urls")
-def test_a_size_noted_by_the_view_wins_and_an_unparsed_body_counts_as_ingest(api, tenant_a, step_timer, recorder):
+def test_a_size_noted_by_the_view_wins_and_an_unparsed_body_counts_as_ingest(
+    api, tenant_a, step_timer, recorder
+):
     api.post("/api/v1/events?note=500", events(1), format="json", **tenant_a.auth)
     bad = api.post("/api/v1/events", "{not json", content_type="application/json", **tenant_a.auth)
     assert bad.status_code == 400
@@ -199,15 +229,21 @@ def test_a_size_noted_by_the_view_wins_and_an_unparsed_body_counts_as_ingest(api
 def test_the_real_batch_endpoints_are_classed_by_size(api, tenant_a, recorder):
     auth = tenant_a.auth
     with mock.patch("apps.catalog.services.encoding_enqueue"):
-        stored = api.post("/api/v1/items", {"items": [{"id": f"i{k}", "title": f"Item {k}"} for k in range(150)]},
-                          format="json", **auth)
+        stored = api.post(
+            "/api/v1/items",
+            {"items": [{"id": f"i{k}", "title": f"Item {k}"} for k in range(150)]},
+            format="json",
+            **auth,
+        )
     assert stored.status_code == 200, stored.content
     few = [{"event_id": f"e{k}", "user": "u1", "item": f"i{k}", "type": "view"} for k in range(3)]
     assert api.post("/api/v1/events", {"events": few}, format="json", **auth).status_code == 201
     too_many = [{"event_id": f"x{k}", "user": "u1", "item": "i1", "type": "view"} for k in range(1001)]
     assert api.post("/api/v1/events", {"events": too_many}, format="json", **auth).status_code == 413
     assert pending_classes(recorder, tenant_a.tenant.id) == {
-        ("ingest_batch", "2xx"): 1, ("ingest", "2xx"): 1, ("ingest_batch", "4xx"): 1,
+        ("ingest_batch", "2xx"): 1,
+        ("ingest", "2xx"): 1,
+        ("ingest_batch", "4xx"): 1,
     }
 
 
@@ -220,7 +256,9 @@ def test_a_batch_is_judged_against_its_own_objective(tenant_a, writer, now):
     writer.flush()
     at = t0 + timedelta(minutes=5)
     status = slo_status_for_tenant(tenant_id=tid, now=at).classes
-    assert status["ingest_batch"].verdict == "meets" and status["ingest_batch"].latency_budget_remaining == 1.0
+    assert (
+        status["ingest_batch"].verdict == "meets" and status["ingest_batch"].latency_budget_remaining == 1.0
+    )
     assert status["ingest"].verdict == "budget_exhausted"
     slo_alerts_evaluate(now=at, tenant_ids=[tid])
     assert open_alerts(tid) == {("ingest", "latency", "fast"), ("ingest", "latency", "slow")}

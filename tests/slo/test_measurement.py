@@ -26,7 +26,9 @@ def rows(tenant_id: int) -> dict[tuple[str, str], list[int]]:
     return out
 
 
-def test_each_request_lands_in_its_tenant_class_and_latency_bucket(api, tenant_a, tenant_b, step_timer, recorder):
+def test_each_request_lands_in_its_tenant_class_and_latency_bucket(
+    api, tenant_a, tenant_b, step_timer, recorder
+):
     # given: controlled durations for five requests of tenant A and one of tenant B
     step_timer.queue.extend([12.0, 120.0, 7.0, 30.0, 45.0, 3.0])
     assert api.get("/api/v1/recommendations", **tenant_a.auth).status_code == 200
@@ -50,16 +52,25 @@ def test_each_request_lands_in_its_tenant_class_and_latency_bucket(api, tenant_a
     assert got_b == {("recommend", "2xx"): got_b[("recommend", "2xx")]}
     assert got_b[("recommend", "2xx")][buckets.bucket_index(3.0)] == 1
     with tenant_context(tenant_a.tenant.id):
-        total = LatencyTotal.objects.get(tenant_id=tenant_a.tenant.id, endpoint_class="recommend", status_class="2xx")
+        total = LatencyTotal.objects.get(
+            tenant_id=tenant_a.tenant.id, endpoint_class="recommend", status_class="2xx"
+        )
     assert total.total == 1 and total.sum_ms == pytest.approx(12.0)
 
 
-def test_a_refused_scope_is_still_measured_for_its_tenant_but_a_bad_key_is_not(api, anon, live_db, step_timer, recorder):
+def test_a_refused_scope_is_still_measured_for_its_tenant_but_a_bad_key_is_not(
+    api, anon, live_db, step_timer, recorder
+):
     from tests.support import make_tenant
 
     ingest_only = make_tenant("ingestonly", scopes=["ingest"])
     assert api.get("/api/v1/recommendations", **ingest_only.auth).status_code == 403
-    assert anon.get("/api/v1/recommendations", HTTP_AUTHORIZATION="Bearer sotto_abcdefghij_" + "x" * 43).status_code == 401
+    assert (
+        anon.get(
+            "/api/v1/recommendations", HTTP_AUTHORIZATION="Bearer sotto_abcdefghij_" + "x" * 43
+        ).status_code
+        == 401
+    )
     pending = recorder.pending()
     assert {(k[0], k[2], k[3]) for k in pending.requests} == {(ingest_only.tenant.id, "recommend", "4xx")}
 
@@ -79,7 +90,9 @@ def test_the_flush_adds_to_rows_written_by_other_processes(api, tenant_a, step_t
     api.get("/api/v1/recommendations", **tenant_a.auth)
     recorder.flush()
     with tenant_context(tenant_a.tenant.id):
-        minute_rows = list(LatencyHistogram.objects.filter(tenant_id=tenant_a.tenant.id, endpoint_class="recommend"))
+        minute_rows = list(
+            LatencyHistogram.objects.filter(tenant_id=tenant_a.tenant.id, endpoint_class="recommend")
+        )
     assert sum(r.total for r in minute_rows) == 2
     assert sum(sum(r.counts) for r in minute_rows) == 2
 
@@ -106,7 +119,9 @@ def access_log():
     logger.removeHandler(handler)
 
 
-def test_the_access_log_names_the_route_pattern_and_tenant_never_the_user_id(api, tenant_a, step_timer, recorder, access_log):
+def test_the_access_log_names_the_route_pattern_and_tenant_never_the_user_id(
+    api, tenant_a, step_timer, recorder, access_log
+):
     step_timer.queue.append(42.0)
     response = api.put("/api/v1/users/alice-secret-id", {}, format="json", **tenant_a.auth)
     assert response.status_code == 200
@@ -116,8 +131,13 @@ def test_the_access_log_names_the_route_pattern_and_tenant_never_the_user_id(api
     assert line["msg"] == "PUT /api/v1/users/<str:user_ref> 200 42.00ms class=ingest"
     assert line["tenant"] == tenant_a.slug
     assert line["request_id"] == response["X-Request-ID"]
-    assert record.http == {"method": "PUT", "route": "/api/v1/users/<str:user_ref>", "status": 200,
-                           "duration_ms": 42.0, "endpoint_class": "ingest"}
+    assert record.http == {
+        "method": "PUT",
+        "route": "/api/v1/users/<str:user_ref>",
+        "status": 200,
+        "duration_ms": 42.0,
+        "endpoint_class": "ingest",
+    }
 
 
 def test_an_unrouted_path_is_logged_as_unmatched(anon, live_db, access_log):
@@ -127,7 +147,9 @@ def test_an_unrouted_path_is_logged_as_unmatched(anon, live_db, access_log):
     assert "bob-secret" not in access_log.format(record)
 
 
-def test_a_throttled_request_is_attributed_to_its_tenant(api, tenant_a, step_timer, recorder, monkeypatch, access_log):
+def test_a_throttled_request_is_attributed_to_its_tenant(
+    api, tenant_a, step_timer, recorder, monkeypatch, access_log
+):
     from apps.api import throttling
     from apps.tenancy.models import ApiKey
 

@@ -30,7 +30,10 @@ def test_request_histograms_by_tenant_class_and_status(anon, tenant_a, writer):
     writer.flush()
     got = families(anon.get("/metrics"))["sotto_http_request_duration_seconds"]
     assert got.type == "histogram"
-    ok = {s.name + s.labels.get("le", ""): s.value for s in samples(got, tenant=tenant_a.slug, endpoint_class="search", status_class="2xx")}
+    ok = {
+        s.name + s.labels.get("le", ""): s.value
+        for s in samples(got, tenant=tenant_a.slug, endpoint_class="search", status_class="2xx")
+    }
     assert ok["sotto_http_request_duration_seconds_count"] == 4
     assert ok["sotto_http_request_duration_seconds_sum"] == pytest.approx(0.783)
     assert ok["sotto_http_request_duration_seconds_bucket0.004"] == 1
@@ -45,7 +48,9 @@ def test_request_histograms_by_tenant_class_and_status(anon, tenant_a, writer):
 def test_counters_only_grow_even_when_minute_rows_are_rolled_up(anon, tenant_a, writer):
     from apps.slo.services import slo_histograms_compact
 
-    record(writer, tenant_a.tenant.id, timezone.now() - timedelta(days=40), [5.0])  # soon deleted by retention
+    record(
+        writer, tenant_a.tenant.id, timezone.now() - timedelta(days=40), [5.0]
+    )  # soon deleted by retention
     writer.flush()
     slo_histograms_compact()
     got = families(anon.get("/metrics"))["sotto_http_request_duration_seconds"]
@@ -96,7 +101,9 @@ def test_model_version_and_privacy_budget_come_from_modeling(anon, tenant_a, mon
     from apps.modeling.budget import privacy_budget_set
 
     privacy_budget_set(tenant=tenant_a.tenant, epsilon_total=3.5, delta=1e-6, actor="test")
-    monkeypatch.setattr(selectors, "active_version", lambda tenant_id: 7 if tenant_id == tenant_a.tenant.id else None)
+    monkeypatch.setattr(
+        selectors, "active_version", lambda tenant_id: 7 if tenant_id == tenant_a.tenant.id else None
+    )
     got = families(anon.get("/metrics"))
     versions = samples(got["sotto_model_active_version_info"], tenant=tenant_a.slug)
     assert [(s.labels["version"], s.value) for s in versions] == [("7", 1.0)]

@@ -100,7 +100,9 @@ def test_recording_costs_microseconds():
     n = 20_000
     started = time.perf_counter()
     for i in range(n):
-        rec.record(tenant_id=i % 7, endpoint_class="recommend", status=200, duration_ms=float(i % 500), at=1e9)
+        rec.record(
+            tenant_id=i % 7, endpoint_class="recommend", status=200, duration_ms=float(i % 500), at=1e9
+        )
     per_call_us = (time.perf_counter() - started) / n * 1e6
     assert per_call_us < 50, per_call_us  # ~2 µs on the 2-core dev box; generous for a loaded CI
 

@@ -100,7 +100,13 @@ def test_rolling_minutes_up_into_hours_keeps_every_window_s_counts(history, now)
     for cls in before.classes:
         for label in ("1h", "24h", "28d"):
             b, a = before.classes[cls].windows[label], after.classes[cls].windows[label]
-            assert (a.requests, a.served, a.errors, a.throttled, a.p99_ms) == (b.requests, b.served, b.errors, b.throttled, b.p99_ms)
+            assert (a.requests, a.served, a.errors, a.throttled, a.p99_ms) == (
+                b.requests,
+                b.served,
+                b.errors,
+                b.throttled,
+                b.p99_ms,
+            )
 
 
 def test_retention_deletes_rows_older_than_35_days(tenant_a, writer, now):
@@ -115,10 +121,12 @@ def test_retention_deletes_rows_older_than_35_days(tenant_a, writer, now):
 def test_the_dashboard_series_gives_one_point_per_step(tenant_a, writer, now):
     tid = tenant_a.tenant.id
     start = now.replace(second=0) - timedelta(minutes=30)
-    per_minute(writer, tid, start, 10, [10.0] * 20)                                 # minutes 0-9: fast
-    per_minute(writer, tid, start + timedelta(minutes=20), 10, [80.0] * 20)         # minutes 20-29: slow
+    per_minute(writer, tid, start, 10, [10.0] * 20)  # minutes 0-9: fast
+    per_minute(writer, tid, start + timedelta(minutes=20), 10, [80.0] * 20)  # minutes 20-29: slow
     writer.flush()
-    series = slo_timeseries(tenant_id=tid, endpoint_class="recommend", start=start, end=start + timedelta(minutes=30), step_s=600)
+    series = slo_timeseries(
+        tenant_id=tid, endpoint_class="recommend", start=start, end=start + timedelta(minutes=30), step_s=600
+    )
     assert [p.requests for p in series.points] == [200, 0, 200]
     assert series.points[0].p99_ms is not None and series.points[2].p99_ms is not None
     assert series.points[0].p99_ms <= 10.0 and series.points[2].p99_ms > 63.0
@@ -136,8 +144,13 @@ def test_get_slo_returns_objectives_and_status_for_the_key_s_tenant(api, tenant_
     body = response.json()
     assert body["tenant"] == tenant_a.slug
     assert body["objectives"]["recommend"] == {
-        "endpoint_class": "recommend", "latency_threshold_ms": 50.0, "latency_target": 0.99,
-        "availability_target": 0.999, "is_default": True, "updated_at": None, "updated_by": "",
+        "endpoint_class": "recommend",
+        "latency_threshold_ms": 50.0,
+        "latency_target": 0.99,
+        "availability_target": 0.999,
+        "is_default": True,
+        "updated_at": None,
+        "updated_by": "",
     }
     hour = body["status"]["search"]["windows"]["1h"]
     assert hour["requests"] == 10 and hour["share_good"] == 1.0

@@ -39,7 +39,13 @@ def record(
 ) -> int:
     n = 0
     for duration in durations_ms:
-        rec.record(tenant_id=tenant_id, endpoint_class=cls, status=status, duration_ms=duration, at=moment.timestamp())
+        rec.record(
+            tenant_id=tenant_id,
+            endpoint_class=cls,
+            status=status,
+            duration_ms=duration,
+            at=moment.timestamp(),
+        )
         n += 1
     return n
 

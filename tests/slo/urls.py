@@ -21,7 +21,9 @@ class Probe(TenantAPIView):
         return Response({"ok": True}, status=int(request.query_params.get("status", 200)))
 
     def post(self, request: Request, **kwargs: object) -> Response:
-        key = request.path.rstrip("/").rsplit("/", 1)[-1]  # events or items: note the size as the real views do
+        key = request.path.rstrip("/").rsplit("/", 1)[
+            -1
+        ]  # events or items: note the size as the real views do
         self.note_batch_size(request.data, key)
         if "note" in request.query_params:
             request._request.sotto_batch_size = int(request.query_params["note"])  # type: ignore[attr-defined]

@@ -28,7 +28,17 @@ def test_create_tenant_refuses_a_bad_or_duplicate_slug(live_db):
 
     from django.conf import settings
 
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "SOTTO_DB_NAME": settings.DATABASES["default"]["NAME"]}
-    bad = subprocess.run([sys.executable, "manage.py", "create_tenant", "Bad Slug!"], cwd=ROOT, env=env, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "SOTTO_DB_NAME": settings.DATABASES["default"]["NAME"],
+    }
+    bad = subprocess.run(
+        [sys.executable, "manage.py", "create_tenant", "Bad Slug!"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0
     assert "slug must be" in bad.stderr

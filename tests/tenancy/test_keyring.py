@@ -31,20 +31,29 @@ def fresh_keys():
 
 @pytest.mark.parametrize(
     "text",
-    [KEY.hex(), KEY.hex().upper(), base64.b64encode(KEY).decode(), base64.urlsafe_b64encode(KEY).decode().rstrip("="),
-     f"  {base64.b64encode(KEY).decode()}\n"],
+    [
+        KEY.hex(),
+        KEY.hex().upper(),
+        base64.b64encode(KEY).decode(),
+        base64.urlsafe_b64encode(KEY).decode().rstrip("="),
+        f"  {base64.b64encode(KEY).decode()}\n",
+    ],
 )
 def test_master_key_accepts_hex_and_base64(text):
     assert keyring.parse_master_key(text, source="test") == KEY
 
 
-@pytest.mark.parametrize("text", ["", "short", KEY.hex()[:-2], base64.b64encode(KEY + b"x").decode(), "é" * 44])
+@pytest.mark.parametrize(
+    "text", ["", "short", KEY.hex()[:-2], base64.b64encode(KEY + b"x").decode(), "é" * 44]
+)
 def test_master_key_refuses_anything_but_32_bytes(text):
     with pytest.raises(keyring.KeyringError, match="32 bytes"):
         keyring.parse_master_key(text, source="test")
 
 
-def test_the_embedded_default_generates_a_0600_master_key_once_and_says_so(settings, tmp_path, capsys, fresh_keys):
+def test_the_embedded_default_generates_a_0600_master_key_once_and_says_so(
+    settings, tmp_path, capsys, fresh_keys
+):
     settings.SOTTO = {**settings.SOTTO, "MASTER_KEY": None, "KEY_DIR": tmp_path / "keys"}
     first = keyring.master_key()
     path = tmp_path / "keys" / "master.key"
@@ -64,7 +73,9 @@ def test_the_master_key_comes_from_the_setting_when_given(settings, fresh_keys, 
 
 def test_a_new_tenant_gets_a_pseudonym_key_and_a_first_encryption_key(tenant_a):
     with tenant_context(tenant_a.tenant.id):
-        rows = sorted(TenantKey.objects.filter(tenant=tenant_a.tenant).values_list("purpose", "version", "status"))
+        rows = sorted(
+            TenantKey.objects.filter(tenant=tenant_a.tenant).values_list("purpose", "version", "status")
+        )
     assert rows == [("enc", 1, "active"), ("pseudonym", 1, "active")]
 
 
@@ -92,7 +103,9 @@ def test_a_user_key_only_unwraps_for_its_own_subject_and_tenant(tenant_a, tenant
     raw = keyring.user_key_new()
     with tenant_context(tenant_a.tenant.id):
         wrapped = keyring.user_key_wrap(tenant_id=tenant_a.tenant.id, subject=b"s" * 32, key=raw)
-        assert keyring.user_key_unwrap(tenant_id=tenant_a.tenant.id, subject=b"s" * 32, wrapped=wrapped) == raw
+        assert (
+            keyring.user_key_unwrap(tenant_id=tenant_a.tenant.id, subject=b"s" * 32, wrapped=wrapped) == raw
+        )
         with pytest.raises(keyring.DecryptionFailed):
             keyring.user_key_unwrap(tenant_id=tenant_a.tenant.id, subject=b"t" * 32, wrapped=wrapped)
     with tenant_context(tenant_b.tenant.id), pytest.raises(keyring.DecryptionFailed):
@@ -112,13 +125,17 @@ def test_a_tenant_created_before_the_keyring_gets_its_keys_on_first_use(tenant_a
 def _users_with_attributes(tenant_id, count):
     refs = [f"user-{n}" for n in range(count)]
     for n, ref in enumerate(refs):
-        user_attributes_put(tenant_id=tenant_id, user_ref=ref, attributes={"n": n, "tier": "gold"}, actor="test")
+        user_attributes_put(
+            tenant_id=tenant_id, user_ref=ref, attributes={"n": n, "tier": "gold"}, actor="test"
+        )
     return refs
 
 
 def _versions(tenant_id):
     with tenant_context(tenant_id):
-        return sorted(TenantKey.objects.filter(tenant_id=tenant_id, purpose="enc").values_list("version", "status"))
+        return sorted(
+            TenantKey.objects.filter(tenant_id=tenant_id, purpose="enc").values_list("version", "status")
+        )
 
 
 def _key_versions_in_use(tenant_id):
@@ -126,7 +143,9 @@ def _key_versions_in_use(tenant_id):
         return sorted(set(EndUser.objects.filter(tenant_id=tenant_id).values_list("key_version", flat=True)))
 
 
-def test_rotation_rewraps_every_user_key_and_retires_the_old_version_with_reads_working_at_each_step(live_db, fresh_keys):
+def test_rotation_rewraps_every_user_key_and_retires_the_old_version_with_reads_working_at_each_step(
+    live_db, fresh_keys
+):
     persona = make_tenant("rot")
     tenant_id = persona.tenant.id
     refs = _users_with_attributes(tenant_id, 5)
@@ -258,11 +277,17 @@ def test_rotate_keys_finishes_in_the_background_on_the_real_worker(live_db, cele
     tenant_id = persona.tenant.id
     refs = _users_with_attributes(tenant_id, 4)
     call_command("rotate_keys", "--tenant", persona.slug)
-    wait_for(lambda: _versions(tenant_id) == [(1, "retired"), (2, "active")], timeout=60,
-             message="the worker did not finish the rotation")
+    wait_for(
+        lambda: _versions(tenant_id) == [(1, "retired"), (2, "active")],
+        timeout=60,
+        message="the worker did not finish the rotation",
+    )
     keyring.forget_cached_keys()
     assert _key_versions_in_use(tenant_id) == [2]
     for n, ref in enumerate(refs):
-        assert user_export(tenant_id=tenant_id, user_ref=ref, actor="test")["attributes"] == {"n": n, "tier": "gold"}
+        assert user_export(tenant_id=tenant_id, user_ref=ref, actor="test")["attributes"] == {
+            "n": n,
+            "tier": "gold",
+        }
     with dangerously_as_platform():
         assert TenantKey.objects.get(tenant_id=tenant_id, purpose="enc", version=1).wrapped is None

@@ -43,7 +43,9 @@ def test_rotating_the_master_key_rewraps_every_row_without_a_failed_read(tenant_
     assert _pseudonym(tenant_a) == pseudonym_before
     call_command("rewrap_tenant_keys", "--tenant", tenant_a.slug)
     with tenant_context(tenant_a.tenant.id):
-        ids = set(TenantKey.objects.filter(tenant_id=tenant_a.tenant.id).values_list("master_key_id", flat=True))
+        ids = set(
+            TenantKey.objects.filter(tenant_id=tenant_a.tenant.id).values_list("master_key_id", flat=True)
+        )
     assert ids == {keyring.master_key_id(keyring.parse_master_key(new, source="test"))}
 
     # …and after it, without the old key at all
@@ -52,7 +54,9 @@ def test_rotating_the_master_key_rewraps_every_row_without_a_failed_read(tenant_
     assert _pseudonym(tenant_a) == pseudonym_before
 
 
-def test_without_the_previous_key_an_unrewrapped_row_fails_with_a_clear_message(tenant_a, settings, fresh_keys):
+def test_without_the_previous_key_an_unrewrapped_row_fails_with_a_clear_message(
+    tenant_a, settings, fresh_keys
+):
     old, new = _b64(), _b64()
     original = base64.b64encode(keyring.master_key()).decode()  # the key the tenant was created under
     settings.SOTTO = {**settings.SOTTO, "MASTER_KEY": old, "PREVIOUS_MASTER_KEYS": [original]}

@@ -23,7 +23,8 @@ def test_every_table_with_a_tenant_id_has_rls_enabled_and_forced(live_db):
     assert "tenancy_apikey" in tables and "tenancy_membership" in tables
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = ANY(%s)", [tables]
+            "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = ANY(%s)",
+            [tables],
         )
         flags = {name: (enabled, forced) for name, enabled, forced in cursor.fetchall()}
         cursor.execute("SELECT DISTINCT tablename FROM pg_policies WHERE schemaname = 'public'")
@@ -51,7 +52,9 @@ def test_writing_a_row_for_another_tenant_is_refused_by_the_database(tenant_a, t
     from django.db import ProgrammingError
 
     with pytest.raises(ProgrammingError, match="row-level security"), tenant_context(tenant_a.tenant.id):
-        ApiKey.objects.create(tenant=tenant_b.tenant, name="x", prefix="zzzzzzzzzz", key_hash="0" * 64, scopes=["serve"])
+        ApiKey.objects.create(
+            tenant=tenant_b.tenant, name="x", prefix="zzzzzzzzzz", key_hash="0" * 64, scopes=["serve"]
+        )
 
 
 def test_tenant_setting_is_transaction_local_and_never_leaks_to_the_next_transaction(tenant_a):

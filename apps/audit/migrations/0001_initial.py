@@ -74,55 +74,94 @@ BACKWARD = [
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenancy', '0001_initial'),
+        ("tenancy", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuditCheckpoint',
+            name="AuditCheckpoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tenant_slug', models.CharField(blank=True, max_length=63, null=True)),
-                ('kind', models.CharField(choices=[('periodic', 'Periodic'), ('export', 'Export')], max_length=16)),
-                ('sequence', models.PositiveBigIntegerField()),
-                ('head_hash', models.CharField(max_length=64)),
-                ('signed_at', models.CharField(max_length=27)),
-                ('first_sequence', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('first_prev_hash', models.CharField(blank=True, max_length=64, null=True)),
-                ('key_id', models.CharField(max_length=16)),
-                ('signature', models.CharField(max_length=88)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('tenant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("tenant_slug", models.CharField(blank=True, max_length=63, null=True)),
+                (
+                    "kind",
+                    models.CharField(choices=[("periodic", "Periodic"), ("export", "Export")], max_length=16),
+                ),
+                ("sequence", models.PositiveBigIntegerField()),
+                ("head_hash", models.CharField(max_length=64)),
+                ("signed_at", models.CharField(max_length=27)),
+                ("first_sequence", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("first_prev_hash", models.CharField(blank=True, max_length=64, null=True)),
+                ("key_id", models.CharField(max_length=16)),
+                ("signature", models.CharField(max_length=88)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['tenant_id', 'sequence', 'signed_at'],
-                'indexes': [models.Index(fields=['tenant', 'sequence'], name='audit_checkpoint_tenant_seq')],
+                "ordering": ["tenant_id", "sequence", "signed_at"],
+                "indexes": [models.Index(fields=["tenant", "sequence"], name="audit_checkpoint_tenant_seq")],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tenant_slug', models.CharField(blank=True, max_length=63, null=True)),
-                ('sequence', models.PositiveBigIntegerField()),
-                ('time', models.DateTimeField()),
-                ('actor', models.CharField(max_length=200)),
-                ('action', models.CharField(max_length=100)),
-                ('target_type', models.CharField(blank=True, max_length=64)),
-                ('target_id', models.CharField(blank=True, max_length=200)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('prev_hash', models.CharField(max_length=64)),
-                ('hash', models.CharField(max_length=64)),
-                ('tenant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("tenant_slug", models.CharField(blank=True, max_length=63, null=True)),
+                ("sequence", models.PositiveBigIntegerField()),
+                ("time", models.DateTimeField()),
+                ("actor", models.CharField(max_length=200)),
+                ("action", models.CharField(max_length=100)),
+                ("target_type", models.CharField(blank=True, max_length=64)),
+                ("target_id", models.CharField(blank=True, max_length=200)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                ("prev_hash", models.CharField(max_length=64)),
+                ("hash", models.CharField(max_length=64)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['tenant_id', 'sequence'],
-                'indexes': [models.Index(fields=['tenant', 'time'], name='audit_event_tenant_time')],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'sequence'), name='audit_event_one_per_sequence', nulls_distinct=False), models.CheckConstraint(condition=models.Q(('sequence__gte', 1)), name='audit_event_sequence_positive')],
+                "ordering": ["tenant_id", "sequence"],
+                "indexes": [models.Index(fields=["tenant", "time"], name="audit_event_tenant_time")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "sequence"),
+                        name="audit_event_one_per_sequence",
+                        nulls_distinct=False,
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("sequence__gte", 1)), name="audit_event_sequence_positive"
+                    ),
+                ],
             },
         ),
         EnableTenantRLS("audit_auditevent"),

@@ -48,8 +48,11 @@ def _load(info: ModelInfo, precision: str, threads: int, cache_dir: Path) -> _Lo
         if int8_onnx.is_file() or _onnx_available():
             resolved = BEST_INT8
         else:
-            log.warning("precision int8: package 'onnx' missing and no cached %s; using int8-torch "
-                        "(slower, cosine to fp32 about 0.97)", int8_onnx)
+            log.warning(
+                "precision int8: package 'onnx' missing and no cached %s; using int8-torch "
+                "(slower, cosine to fp32 about 0.97)",
+                int8_onnx,
+            )
             resolved = "int8-torch"
 
     if resolved == BEST_INT8 and precision == "int8":
@@ -74,8 +77,10 @@ def _build(info: ModelInfo, resolved: str, tokenizer: _Tokenizer, threads: int, 
     if not target.is_file():
         if not fp32_onnx.is_file():
             if not _onnx_available():
-                raise EncoderConfigError(f"precision {resolved} needs the 'onnx' package to export "
-                                         f"{info.path} (or a cached {target})")
+                raise EncoderConfigError(
+                    f"precision {resolved} needs the 'onnx' package to export "
+                    f"{info.path} (or a cached {target})"
+                )
             log.info("exporting %s to %s", info.path, fp32_onnx)
             _set_torch_threads(threads)
             _export_onnx(info, tokenizer, fp32_onnx)

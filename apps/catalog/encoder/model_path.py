@@ -13,8 +13,12 @@ from pathlib import Path
 PRECISIONS: tuple[str, ...] = ("fp32", "fp32-onnx", "int8", "int8-onnx", "int8-torch")
 #: What ``int8`` means: the winner of ``bench/encoder_bench.py`` on this hardware.
 BEST_INT8 = "int8-onnx"
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 _ENV_THREADS = "SOTTO_ENCODER_THREADS"
 _ENV_CACHE_DIR = "SOTTO_MODEL_CACHE_DIR"
@@ -105,8 +109,9 @@ def validate_model_path(path: str | os.PathLike[str]) -> ModelInfo:
         raise EncoderConfigError(f"encoder model path {p} is not usable: " + "; ".join(problems))
     assert hidden is not None and weights is not None
     window = _read_window(p) or max_pos or 512
-    return ModelInfo(path=p.resolve(), name=_model_name(p), hidden_size=hidden,
-                     max_seq_length=window, weights_file=weights)
+    return ModelInfo(
+        path=p.resolve(), name=_model_name(p), hidden_size=hidden, max_seq_length=window, weights_file=weights
+    )
 
 
 def _read_window(path: Path) -> int | None:
@@ -117,7 +122,9 @@ def _read_window(path: Path) -> int | None:
     try:
         v = json.loads(f.read_text(encoding="utf-8")).get("max_seq_length")
     except (OSError, ValueError, AttributeError) as exc:
-        raise EncoderConfigError(f"encoder model path {path}: sentence_bert_config.json unreadable ({exc})") from exc
+        raise EncoderConfigError(
+            f"encoder model path {path}: sentence_bert_config.json unreadable ({exc})"
+        ) from exc
     return v if isinstance(v, int) and v > 0 else None
 
 

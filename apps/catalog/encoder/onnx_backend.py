@@ -43,8 +43,11 @@ def _tmp_sibling(p: Path) -> Path:
     return p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
-_PROBE = ("A much longer sentence, so that the other two get padded in this batch of three.",
-          "Heat", "Toy Story 2 (1999). Adventure, Animation, Children, Comedy")
+_PROBE = (
+    "A much longer sentence, so that the other two get padded in this batch of three.",
+    "Heat",
+    "Toy Story 2 (1999). Adventure, Animation, Children, Comedy",
+)
 
 
 def _check_onnx(onnx_path: Path, probe: tuple[np.ndarray, np.ndarray, np.ndarray], ref: np.ndarray) -> None:
@@ -68,8 +71,9 @@ def _export_onnx(info: ModelInfo, tokenizer: _Tokenizer, fp32_path: Path) -> Non
             self.m = m
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.m(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
+            return self.m(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     # Reference first: tracing leaves the eager model giving wrong results afterwards.
     probe = _pad(tokenizer(_PROBE).ids, tokenizer.pad_id)
@@ -82,10 +86,16 @@ def _export_onnx(info: ModelInfo, tokenizer: _Tokenizer, fp32_path: Path) -> Non
     try:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # TracerWarnings about baked branches: checked below
-            torch.onnx.export(_Hidden(model), (torch.from_numpy(ids), torch.from_numpy(mask),
-                              torch.from_numpy(types)), str(tmp), dynamo=False, input_names=names,
-                              output_names=["last_hidden_state"], dynamic_axes=axes,
-                              opset_version=_ONNX_OPSET)
+            torch.onnx.export(
+                _Hidden(model),
+                (torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types)),
+                str(tmp),
+                dynamo=False,
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes=axes,
+                opset_version=_ONNX_OPSET,
+            )
         _check_onnx(tmp, probe, ref)
         os.replace(tmp, fp32_path)
     finally:
@@ -110,8 +120,13 @@ def _quantize_onnx(fp32_path: Path, int8_path: Path) -> None:
     hush = _DropMessage("pre-processing before quantization")
     root.addFilter(hush)  # ORT logs an image-model hint at WARNING on the root logger
     try:
-        quantize_dynamic(str(fp32_path), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": 1})  # 1 = onnx.TensorProto.FLOAT
+        quantize_dynamic(
+            str(fp32_path),
+            str(tmp),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": 1},
+        )  # 1 = onnx.TensorProto.FLOAT
         os.replace(tmp, int8_path)
     finally:
         root.removeFilter(hush)

@@ -22,8 +22,9 @@ _ENCODERS: dict[tuple[str, str], TextEncoder] = {}
 _ENCODERS_LOCK = threading.Lock()
 
 
-def get_encoder(model_path: str | os.PathLike[str] | None = None, precision: str = "fp32",
-                **kwargs: Any) -> TextEncoder:
+def get_encoder(
+    model_path: str | os.PathLike[str] | None = None, precision: str = "fp32", **kwargs: Any
+) -> TextEncoder:
     """The process-wide ``TextEncoder`` for (path, precision), so its query LRU is shared too."""
     key = (str(model_path) if model_path is not None else "", precision)
     with _ENCODERS_LOCK:

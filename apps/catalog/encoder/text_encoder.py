@@ -37,7 +37,6 @@ class EncodeResult:
     unk_fraction: list[float] = field(default_factory=list)
 
 
-
 class TextEncoder:
     """Encode item texts (batch) and search queries (one at a time, LRU-cached).
 
@@ -50,9 +49,15 @@ class TextEncoder:
     (default ``SOTTO_MODEL_CACHE_DIR`` or ``var/models/``).
     """
 
-    def __init__(self, model_path: str | os.PathLike[str] | None = None, precision: str = "fp32", *,
-                 num_threads: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
-                 query_cache_size: int = 1024) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        precision: str = "fp32",
+        *,
+        num_threads: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        query_cache_size: int = 1024,
+    ) -> None:
         if precision not in PRECISIONS:
             raise EncoderConfigError(f"unknown encoder precision {precision!r}; choose one of {PRECISIONS}")
         if query_cache_size < 0:
@@ -97,7 +102,9 @@ class TextEncoder:
         """
         return f"{self._m.info.name}/{self._m.precision}"
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, *, sort_by_length: bool = True) -> EncodeResult:
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 32, *, sort_by_length: bool = True
+    ) -> EncodeResult:
         """Vectors (n, dim) float32, L2-normalised, in input order, plus per-text flags.
 
         ``sort_by_length`` batches texts of similar token length together (less padding);

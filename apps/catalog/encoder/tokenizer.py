@@ -46,8 +46,9 @@ class _Tokenizer:
                 decoder = tk.get_added_tokens_decoder()
                 self.special_ids = frozenset(i for i, t in decoder.items() if t.special)
                 self.pad_id = self._id(specials.get("pad_token"), 0)
-                self.unk_id: int | None = self._id(specials.get("unk_token") or getattr(tk.model, "unk_token", None),
-                                                   None)
+                self.unk_id: int | None = self._id(
+                    specials.get("unk_token") or getattr(tk.model, "unk_token", None), None
+                )
             else:
                 _offline_env()
                 from transformers import AutoTokenizer
@@ -81,8 +82,14 @@ class _Tokenizer:
             ids = [list(e.ids) for e in encs]
             truncated = [len(e.overflowing) > 0 for e in encs]  # the cut-off tail is kept here
         else:
-            enc = self._hf(list(texts), truncation=True, max_length=self.window, padding=False,
-                           return_attention_mask=False, return_token_type_ids=False)
+            enc = self._hf(
+                list(texts),
+                truncation=True,
+                max_length=self.window,
+                padding=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )
             ids = [list(x) for x in enc["input_ids"]]
             full = self._hf(list(texts), truncation=False)["input_ids"]
             truncated = [len(f) > self.window for f in full]

@@ -36,8 +36,11 @@ def _torch_forward(model: Any) -> _Forward:
 
     def forward(ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                        token_type_ids=torch.from_numpy(types))
+            out = model(
+                input_ids=torch.from_numpy(ids),
+                attention_mask=torch.from_numpy(mask),
+                token_type_ids=torch.from_numpy(types),
+            )
         return np.asarray(out.last_hidden_state.float().numpy())
 
     return forward
@@ -51,7 +54,8 @@ def _quantize_torch(model: Any) -> Any:
     with warnings.catch_warnings():  # torch.ao points at torchao, which is not a dependency
         warnings.simplefilter("ignore")
         return quantize_dynamic(  # type: ignore[no-untyped-call]
-            model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+            model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
 
 
 def _set_torch_threads(threads: int) -> None:

@@ -132,15 +132,32 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="Item",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("external_id", models.CharField(max_length=200)),
                 ("title", models.CharField(max_length=500)),
                 ("description", models.TextField(blank=True, default="")),
-                ("categories", django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=100), blank=True, default=list, size=None)),
+                (
+                    "categories",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=100), blank=True, default=list, size=None
+                    ),
+                ),
                 ("attributes", models.JSONField(blank=True, default=dict)),
                 ("available", models.BooleanField(default=True)),
                 ("content_hash", models.CharField(max_length=64)),
-                ("encoding_status", models.CharField(choices=[("pending", "Pending"), ("ready", "Ready"), ("failed", "Failed")], default="pending", max_length=8)),
+                (
+                    "encoding_status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("ready", "Ready"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=8,
+                    ),
+                ),
                 ("encoded_hash", models.CharField(blank=True, default="", max_length=64)),
                 ("encoding_model", models.CharField(blank=True, default="", max_length=200)),
                 ("encoding_truncated", models.BooleanField(default=False)),
@@ -148,11 +165,20 @@ class Migration(migrations.Migration):
                 ("encoding_updated_at", models.DateTimeField(blank=True, null=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
-                ("tenant", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="tenancy.tenant")),
+                (
+                    "tenant",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="tenancy.tenant"),
+                ),
             ],
             options={
-                "constraints": [models.UniqueConstraint(fields=("tenant", "external_id"), name="catalog_item_unique_external_id")],
-                "indexes": [models.Index(fields=["tenant", "encoding_status"], name="catalog_item_status_idx")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "external_id"), name="catalog_item_unique_external_id"
+                    )
+                ],
+                "indexes": [
+                    models.Index(fields=["tenant", "encoding_status"], name="catalog_item_status_idx")
+                ],
             },
         ),
         EnableTenantRLS("catalog_item"),

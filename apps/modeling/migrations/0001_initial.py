@@ -6,183 +6,343 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('catalog', '0002_partition_analyze'),
-        ('tenancy', '0002_tenantkey'),
+        ("catalog", "0002_partition_analyze"),
+        ("tenancy", "0002_tenantkey"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ActiveModel',
+            name="ActiveModel",
             fields=[
-                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='tenancy.tenant')),
-                ('version', models.PositiveIntegerField()),
-                ('previous_version', models.PositiveIntegerField(blank=True, null=True)),
-                ('switched_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "tenant",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="tenancy.tenant",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                ("previous_version", models.PositiveIntegerField(blank=True, null=True)),
+                ("switched_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='PrivacyBudget',
+            name="PrivacyBudget",
             fields=[
-                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='tenancy.tenant')),
-                ('epsilon_total', models.FloatField()),
-                ('delta', models.FloatField()),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "tenant",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="tenancy.tenant",
+                    ),
+                ),
+                ("epsilon_total", models.FloatField()),
+                ("delta", models.FloatField()),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('kind', models.CharField(choices=[('training', 'Training'), ('popularity', 'Popularity')], max_length=12)),
-                ('epsilon', models.FloatField()),
-                ('delta', models.FloatField()),
-                ('users', models.PositiveIntegerField()),
-                ('actor', models.CharField(blank=True, max_length=200)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("training", "Training"), ("popularity", "Popularity")], max_length=12
+                    ),
+                ),
+                ("epsilon", models.FloatField()),
+                ("delta", models.FloatField()),
+                ("users", models.PositiveIntegerField()),
+                ("actor", models.CharField(blank=True, max_length=200)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="tenancy.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='LedgerMechanism',
+            name="LedgerMechanism",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('epsilon', models.FloatField()),
-                ('delta', models.FloatField()),
-                ('noise_multiplier', models.FloatField(blank=True, null=True)),
-                ('sample_rate', models.FloatField(blank=True, null=True)),
-                ('epochs', models.PositiveIntegerField(blank=True, null=True)),
-                ('steps', models.PositiveIntegerField(blank=True, null=True)),
-                ('clip_norm', models.FloatField(blank=True, null=True)),
-                ('users', models.PositiveIntegerField()),
-                ('accountant', models.CharField(blank=True, max_length=16)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('entry', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='mechanism', to='modeling.ledgerentry')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("epsilon", models.FloatField()),
+                ("delta", models.FloatField()),
+                ("noise_multiplier", models.FloatField(blank=True, null=True)),
+                ("sample_rate", models.FloatField(blank=True, null=True)),
+                ("epochs", models.PositiveIntegerField(blank=True, null=True)),
+                ("steps", models.PositiveIntegerField(blank=True, null=True)),
+                ("clip_norm", models.FloatField(blank=True, null=True)),
+                ("users", models.PositiveIntegerField()),
+                ("accountant", models.CharField(blank=True, max_length=16)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                (
+                    "entry",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="mechanism",
+                        to="modeling.ledgerentry",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="tenancy.tenant"
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('status', models.CharField(choices=[('materialising', 'Materialising'), ('ready', 'Ready'), ('active', 'Active'), ('previous', 'Previous'), ('retired', 'Retired'), ('failed', 'Failed')], default='materialising', max_length=14)),
-                ('blob', models.BinaryField()),
-                ('checksum', models.CharField(max_length=64)),
-                ('feature_config', models.JSONField()),
-                ('model_config', models.JSONField(default=dict)),
-                ('item_dim', models.PositiveIntegerField()),
-                ('n_items', models.PositiveIntegerField()),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('activated_at', models.DateTimeField(blank=True, null=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("materialising", "Materialising"),
+                            ("ready", "Ready"),
+                            ("active", "Active"),
+                            ("previous", "Previous"),
+                            ("retired", "Retired"),
+                            ("failed", "Failed"),
+                        ],
+                        default="materialising",
+                        max_length=14,
+                    ),
+                ),
+                ("blob", models.BinaryField()),
+                ("checksum", models.CharField(max_length=64)),
+                ("feature_config", models.JSONField()),
+                ("model_config", models.JSONField(default=dict)),
+                ("item_dim", models.PositiveIntegerField()),
+                ("n_items", models.PositiveIntegerField()),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("activated_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="tenancy.tenant"),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TrainingRun',
+            name="TrainingRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=12)),
-                ('epsilon', models.FloatField()),
-                ('delta', models.FloatField()),
-                ('n_users', models.PositiveIntegerField()),
-                ('config', models.JSONField(default=dict)),
-                ('seed', models.BigIntegerField(default=0)),
-                ('actor', models.CharField(blank=True, max_length=200)),
-                ('epoch', models.PositiveIntegerField(default=0)),
-                ('epochs', models.PositiveIntegerField(default=0)),
-                ('loss', models.FloatField(blank=True, null=True)),
-                ('loss_history', models.JSONField(blank=True, default=list)),
-                ('claim_token', models.CharField(blank=True, max_length=32)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('worker', models.CharField(blank=True, max_length=255)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=1000)),
-                ('epsilon_spent', models.FloatField(blank=True, null=True)),
-                ('epsilon_sgd', models.FloatField(blank=True, null=True)),
-                ('epsilon_pop', models.FloatField(blank=True, null=True)),
-                ('delta_used', models.FloatField(blank=True, null=True)),
-                ('n_users_trained', models.PositiveIntegerField(blank=True, null=True)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('model_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='modeling.modelversion')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                ("epsilon", models.FloatField()),
+                ("delta", models.FloatField()),
+                ("n_users", models.PositiveIntegerField()),
+                ("config", models.JSONField(default=dict)),
+                ("seed", models.BigIntegerField(default=0)),
+                ("actor", models.CharField(blank=True, max_length=200)),
+                ("epoch", models.PositiveIntegerField(default=0)),
+                ("epochs", models.PositiveIntegerField(default=0)),
+                ("loss", models.FloatField(blank=True, null=True)),
+                ("loss_history", models.JSONField(blank=True, default=list)),
+                ("claim_token", models.CharField(blank=True, max_length=32)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("worker", models.CharField(blank=True, max_length=255)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=1000)),
+                ("epsilon_spent", models.FloatField(blank=True, null=True)),
+                ("epsilon_sgd", models.FloatField(blank=True, null=True)),
+                ("epsilon_pop", models.FloatField(blank=True, null=True)),
+                ("delta_used", models.FloatField(blank=True, null=True)),
+                ("n_users_trained", models.PositiveIntegerField(blank=True, null=True)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="modeling.modelversion",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="tenancy.tenant"),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PopularityRelease',
+            name="PopularityRelease",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('epsilon', models.FloatField()),
-                ('delta', models.FloatField()),
-                ('sigma', models.FloatField()),
-                ('cap', models.PositiveIntegerField()),
-                ('n_users', models.PositiveIntegerField()),
-                ('n_items', models.PositiveIntegerField()),
-                ('entry', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='modeling.ledgerentry')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tenancy.tenant')),
-                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='modeling.trainingrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("epsilon", models.FloatField()),
+                ("delta", models.FloatField()),
+                ("sigma", models.FloatField()),
+                ("cap", models.PositiveIntegerField()),
+                ("n_users", models.PositiveIntegerField()),
+                ("n_items", models.PositiveIntegerField()),
+                (
+                    "entry",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="modeling.ledgerentry",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="tenancy.tenant"),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="modeling.trainingrun",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='run',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='modeling.trainingrun'),
+            model_name="modelversion",
+            name="run",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="modeling.trainingrun",
+            ),
         ),
         migrations.AddField(
-            model_name='ledgerentry',
-            name='run',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='modeling.trainingrun'),
+            model_name="ledgerentry",
+            name="run",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="modeling.trainingrun",
+            ),
         ),
         migrations.CreateModel(
-            name='PopularityScore',
+            name="PopularityScore",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('score', models.FloatField()),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.item')),
-                ('release', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='scores', to='modeling.popularityrelease')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("score", models.FloatField()),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="catalog.item"
+                    ),
+                ),
+                (
+                    "release",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scores",
+                        to="modeling.popularityrelease",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="tenancy.tenant"),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['release', '-score'], name='modeling_popscore_rank')],
+                "indexes": [models.Index(fields=["release", "-score"], name="modeling_popscore_rank")],
             },
         ),
         migrations.AddIndex(
-            model_name='trainingrun',
-            index=models.Index(fields=['tenant', '-created_at'], name='modeling_run_tenant_created'),
+            model_name="trainingrun",
+            index=models.Index(fields=["tenant", "-created_at"], name="modeling_run_tenant_created"),
         ),
         migrations.AddIndex(
-            model_name='trainingrun',
-            index=models.Index(condition=models.Q(('status__in', ['queued', 'running'])), fields=['status', 'heartbeat_at'], name='modeling_run_status_hb'),
+            model_name="trainingrun",
+            index=models.Index(
+                condition=models.Q(("status__in", ["queued", "running"])),
+                fields=["status", "heartbeat_at"],
+                name="modeling_run_status_hb",
+            ),
         ),
         migrations.AddIndex(
-            model_name='popularityrelease',
-            index=models.Index(fields=['tenant', '-created_at'], name='modeling_poprel_tenant_time'),
+            model_name="popularityrelease",
+            index=models.Index(fields=["tenant", "-created_at"], name="modeling_poprel_tenant_time"),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(fields=('tenant', 'version'), name='modeling_version_unique'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(fields=("tenant", "version"), name="modeling_version_unique"),
         ),
         migrations.AddIndex(
-            model_name='ledgerentry',
-            index=models.Index(fields=['tenant', 'created_at'], name='modeling_ledger_tenant_time'),
+            model_name="ledgerentry",
+            index=models.Index(fields=["tenant", "created_at"], name="modeling_ledger_tenant_time"),
         ),
     ]

@@ -31,8 +31,14 @@ HNSW_EF_CONSTRUCTION = 64
 
 APPEND_ONLY = ["modeling_ledgerentry", "modeling_ledgermechanism"]
 TENANT_TABLES = [
-    "modeling_privacybudget", "modeling_trainingrun", "modeling_ledgerentry", "modeling_ledgermechanism",
-    "modeling_modelversion", "modeling_activemodel", "modeling_popularityrelease", "modeling_popularityscore",
+    "modeling_privacybudget",
+    "modeling_trainingrun",
+    "modeling_ledgerentry",
+    "modeling_ledgermechanism",
+    "modeling_modelversion",
+    "modeling_activemodel",
+    "modeling_popularityrelease",
+    "modeling_popularityscore",
 ]
 
 
@@ -94,10 +100,15 @@ REVOKE ALL ON FUNCTION modeling_served_vector_guard(bigint) FROM PUBLIC;
 def _secure_statements(var: str) -> str:
     """plpgsql that puts table ``var`` under forced RLS and grants the runtime role DML on it."""
     rls_statements = [s.strip() for s in rls_sql(_PART)[0].split(";") if s.strip()]
-    lines = [f"        EXECUTE replace($rls${stmt}$rls$, '{_PART}', quote_ident({var}));" for stmt in rls_statements]
+    lines = [
+        f"        EXECUTE replace($rls${stmt}$rls$, '{_PART}', quote_ident({var}));"
+        for stmt in rls_statements
+    ]
     runtime = _runtime_role().replace("'", "''")
     if runtime:
-        lines.append(f"        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', {var}, '{runtime}');")
+        lines.append(
+            f"        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', {var}, '{runtime}');"
+        )
     return "\n".join(lines)
 
 
@@ -212,9 +223,14 @@ def _forward(apps, schema_editor):  # type: ignore[no-untyped-def]
         cursor.execute(_create_function_sql())
         runtime = _runtime_role()
         if runtime:
-            for signature in ("version_create(bigint, integer)", "version_index(bigint, integer, integer)",
-                              "version_drop(bigint, integer)"):
-                cursor.execute(f"GRANT EXECUTE ON FUNCTION modeling_served_vector_{signature} TO {qn(runtime)}")
+            for signature in (
+                "version_create(bigint, integer)",
+                "version_index(bigint, integer, integer)",
+                "version_drop(bigint, integer)",
+            ):
+                cursor.execute(
+                    f"GRANT EXECUTE ON FUNCTION modeling_served_vector_{signature} TO {qn(runtime)}"
+                )
         cursor.execute(TENANT_DROP)
         cursor.execute(ITEM_SYNC)
 

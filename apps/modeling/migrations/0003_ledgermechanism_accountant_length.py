@@ -8,6 +8,8 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AlterField(
-            model_name="ledgermechanism", name="accountant", field=models.CharField(blank=True, max_length=64),
+            model_name="ledgermechanism",
+            name="accountant",
+            field=models.CharField(blank=True, max_length=64),
         ),
     ]

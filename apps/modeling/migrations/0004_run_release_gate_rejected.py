@@ -4,30 +4,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('modeling', '0003_ledgermechanism_accountant_length'),
+        ("modeling", "0003_ledgermechanism_accountant_length"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trainingrun',
-            name='gate',
+            model_name="trainingrun",
+            name="gate",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='trainingrun',
-            name='release',
+            model_name="trainingrun",
+            name="release",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AlterField(
-            model_name='modelversion',
-            name='status',
-            field=models.CharField(choices=[('materialising', 'Materialising'), ('ready', 'Ready'), ('active', 'Active'), ('previous', 'Previous'), ('retired', 'Retired'), ('rejected', 'Rejected'), ('failed', 'Failed')], default='materialising', max_length=14),
+            model_name="modelversion",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("materialising", "Materialising"),
+                    ("ready", "Ready"),
+                    ("active", "Active"),
+                    ("previous", "Previous"),
+                    ("retired", "Retired"),
+                    ("rejected", "Rejected"),
+                    ("failed", "Failed"),
+                ],
+                default="materialising",
+                max_length=14,
+            ),
         ),
         migrations.AlterField(
-            model_name='trainingrun',
-            name='status',
-            field=models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('rejected', 'Rejected'), ('failed', 'Failed')], default='queued', max_length=12),
+            model_name="trainingrun",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("queued", "Queued"),
+                    ("running", "Running"),
+                    ("succeeded", "Succeeded"),
+                    ("rejected", "Rejected"),
+                    ("failed", "Failed"),
+                ],
+                default="queued",
+                max_length=12,
+            ),
         ),
     ]

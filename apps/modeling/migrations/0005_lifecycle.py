@@ -8,34 +8,63 @@ from apps.core.rls import EnableTenantRLS
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('modeling', '0004_run_release_gate_rejected'),
-        ('tenancy', '0003_apikey_admin_scope'),
+        ("modeling", "0004_run_release_gate_rejected"),
+        ("tenancy", "0003_apikey_admin_scope"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='privacybudget',
-            name='renewal_days',
+            model_name="privacybudget",
+            name="renewal_days",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='RetrainSchedule',
+            name="RetrainSchedule",
             fields=[
-                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='tenancy.tenant')),
-                ('cadence', models.CharField(choices=[('off', 'Off'), ('daily', 'Daily'), ('weekly', 'Weekly'), ('events', 'Events')], default='off', max_length=8)),
-                ('epsilon_per_run', models.FloatField(default=1.0)),
-                ('min_new_events', models.PositiveIntegerField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('last_event_id', models.BigIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('last_error_at', models.DateTimeField(blank=True, null=True)),
-                ('last_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='modeling.trainingrun')),
+                (
+                    "tenant",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="tenancy.tenant",
+                    ),
+                ),
+                (
+                    "cadence",
+                    models.CharField(
+                        choices=[
+                            ("off", "Off"),
+                            ("daily", "Daily"),
+                            ("weekly", "Weekly"),
+                            ("events", "Events"),
+                        ],
+                        default="off",
+                        max_length=8,
+                    ),
+                ),
+                ("epsilon_per_run", models.FloatField(default=1.0)),
+                ("min_new_events", models.PositiveIntegerField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("last_event_id", models.BigIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True, default="")),
+                ("last_error_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "last_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="modeling.trainingrun",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         EnableTenantRLS("modeling_retrainschedule"),

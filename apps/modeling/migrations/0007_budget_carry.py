@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('modeling', '0006_trainingrun_stage'),
+        ("modeling", "0006_trainingrun_stage"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='privacybudget',
-            name='carry_before',
+            model_name="privacybudget",
+            name="carry_before",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='privacybudget',
-            name='carry_days',
+            model_name="privacybudget",
+            name="carry_days",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
     ]

@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('modeling', '0007_budget_carry'),
+        ("modeling", "0007_budget_carry"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelversion',
-            name='activation_requested_at',
+            model_name="modelversion",
+            name="activation_requested_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='activation_restore',
-            field=models.CharField(blank=True, default='', max_length=14),
+            model_name="modelversion",
+            name="activation_restore",
+            field=models.CharField(blank=True, default="", max_length=14),
         ),
     ]

@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('modeling', '0008_activation_request'),
+        ("modeling", "0008_activation_request"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='ledgerentry',
-            name='kind',
-            field=models.CharField(choices=[('training', 'Training'), ('popularity', 'Popularity'), ('refund', 'Refund')], max_length=12),
+            model_name="ledgerentry",
+            name="kind",
+            field=models.CharField(
+                choices=[("training", "Training"), ("popularity", "Popularity"), ("refund", "Refund")],
+                max_length=12,
+            ),
         ),
     ]

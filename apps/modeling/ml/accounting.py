@@ -153,9 +153,14 @@ def factor_release_plan(factor_share: float, epsilon: float, delta: float) -> di
     sigma_pop, sigma_gram = split_gaussian_sigmas(epsilon, delta, [1.0 - share, share])
     sigma_total = gaussian_sigma(epsilon, delta, 1.0)
     return {
-        "sigma_pop": sigma_pop, "sigma_gram": sigma_gram, "sigma_total": sigma_total,
-        "mu_total": 1.0 / sigma_total, "mu_pop": 1.0 / sigma_pop, "mu_gram": 1.0 / sigma_gram,
-        "mu2_share_pop": 1.0 - share, "mu2_share_gram": share,
+        "sigma_pop": sigma_pop,
+        "sigma_gram": sigma_gram,
+        "sigma_total": sigma_total,
+        "mu_total": 1.0 / sigma_total,
+        "mu_pop": 1.0 / sigma_pop,
+        "mu_gram": 1.0 / sigma_gram,
+        "mu2_share_pop": 1.0 - share,
+        "mu2_share_gram": share,
     }
 
 
@@ -177,7 +182,9 @@ def other_accountant(accountant: str) -> str:
     return "prv" if accountant == "rdp" else "rdp"
 
 
-def history_epsilon(history: Sequence[tuple[float, float, int]], delta: float, accountant: str = "rdp") -> float:
+def history_epsilon(
+    history: Sequence[tuple[float, float, int]], delta: float, accountant: str = "rdp"
+) -> float:
     """ε at ``delta`` of every mechanism in ``history`` composed (Opacus ``rdp`` or ``prv``).
 
     >>> round(history_epsilon([(1.0, 1.0, 1)], 1e-5), 2)  # one Gaussian, sigma = 1 (RDP bound)
@@ -193,8 +200,14 @@ def history_epsilon(history: Sequence[tuple[float, float, int]], delta: float, a
 
 
 def calibrate_sgd_noise(
-    *, epsilon: float, delta: float, fixed: Sequence[tuple[float, float, int]], sample_rate: float, steps: int,
-    accountant: str = "rdp", tolerance: float = 0.005,
+    *,
+    epsilon: float,
+    delta: float,
+    fixed: Sequence[tuple[float, float, int]],
+    sample_rate: float,
+    steps: int,
+    accountant: str = "rdp",
+    tolerance: float = 0.005,
 ) -> float:
     """Smallest DP-SGD noise multiplier σ with ``history_epsilon(fixed + [(σ, q, steps)]) <= epsilon``.
 
@@ -228,4 +241,3 @@ def calibrate_sgd_noise(
         else:
             hi = mid
     return hi
-

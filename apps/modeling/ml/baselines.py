@@ -31,7 +31,7 @@ def train_item_lists(train: Interactions) -> list[np.ndarray]:
     """Unique training item indices per user."""
     order = np.argsort(train.user, kind="stable")
     bounds = np.searchsorted(train.user[order], np.arange(train.n_users + 1))
-    return [np.unique(train.item[order[bounds[u]:bounds[u + 1]]]) for u in range(train.n_users)]
+    return [np.unique(train.item[order[bounds[u] : bounds[u + 1]]]) for u in range(train.n_users)]
 
 
 def popularity_scores(train: Interactions) -> np.ndarray:
@@ -58,7 +58,7 @@ def itemknn_scores(x: np.ndarray, k: int | None = None) -> np.ndarray:
     sim = co / norms[:, None] / norms[None, :]
     np.fill_diagonal(sim, 0.0)
     if k is not None and k < sim.shape[0]:
-        thresh = -np.partition(-sim, k - 1, axis=0)[k - 1:k, :]
+        thresh = -np.partition(-sim, k - 1, axis=0)[k - 1 : k, :]
         sim = np.where(sim >= thresh, sim, 0.0).astype(np.float32)
     out: np.ndarray = sim
     return out
@@ -79,7 +79,7 @@ def ease_weights(x: np.ndarray, lam: float = 500.0) -> np.ndarray:
 
 
 def content_mean_user_vectors(x: np.ndarray, content: np.ndarray) -> np.ndarray:
-    """"Seed-literal" user vector: mean of the history items' content vectors."""
+    """ "Seed-literal" user vector: mean of the history items' content vectors."""
     counts = x.sum(axis=1, keepdims=True)
     counts[counts == 0] = 1.0
     out: np.ndarray = (x @ content) / counts

@@ -41,7 +41,9 @@ class ModelConfig:
     # Items outside the top M get factor coordinates from their public content vector (ridge of the
     # released V on the top-M items' content: post-processing, no extra ε), so every item has a signal.
     factor_cover_all: bool = True
-    factor_cover_scale: float = 0.5  # projected rows at half weight: a prediction, less sure than a released row
+    factor_cover_scale: float = (
+        0.5  # projected rows at half weight: a prediction, less sure than a released row
+    )
     # The public-feature tower (ml.tower, dp_design "tower"): low-rank learned item projection of the
     # content vectors, sampled softmax with public negatives, sparse per-user rows.
     proj_rank: int = 32  # rank of W - I in the item projection c_i W (0 = content vectors as they are)
@@ -52,6 +54,18 @@ class ModelConfig:
 
 # The product's defaults for dp_design "tower" (20k-user sweeps in docs/results/model-scale.md);
 # the P1 evaluation uses the same object, so what is measured is what tenants get.
-TOWER_DEFAULTS = ModelConfig(epochs=10, hidden=64, freeze_skip=False, proj_rank=32, negatives=2048, max_targets=32,
-                             expected_batch=2048, lr=1e-3, tau=0.05, init_content_weights=(0.5, 0.5),
-                             init_pop_weight=0.5, pop_epsilon_share=0.2, max_grad_norm=1.0)
+TOWER_DEFAULTS = ModelConfig(
+    epochs=10,
+    hidden=64,
+    freeze_skip=False,
+    proj_rank=32,
+    negatives=2048,
+    max_targets=32,
+    expected_batch=2048,
+    lr=1e-3,
+    tau=0.05,
+    init_content_weights=(0.5, 0.5),
+    init_pop_weight=0.5,
+    pop_epsilon_share=0.2,
+    max_grad_norm=1.0,
+)

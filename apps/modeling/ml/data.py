@@ -56,8 +56,12 @@ class Interactions:
     def subset(self, mask: np.ndarray) -> Interactions:
         """Rows where ``mask`` is true, keeping the same user/item index spaces."""
         return Interactions(
-            self.user[mask], self.item[mask], self.rating[mask], self.ts[mask],
-            self.user_ids, self.item_ids,
+            self.user[mask],
+            self.item[mask],
+            self.rating[mask],
+            self.ts[mask],
+            self.user_ids,
+            self.item_ids,
         )
 
 
@@ -118,8 +122,7 @@ def load_movielens(dataset_dir: str) -> Interactions:
         with open(movies, newline="") as fh:
             item_ids = np.array([int(r["movieId"]) for r in csv.DictReader(fh)], dtype=np.int64)
         item_ids = np.union1d(item_ids, np.asarray(items, dtype=np.int64))
-    return from_arrays(np.array(users), np.array(items), np.array(ratings),
-                       np.array(stamps), item_ids)
+    return from_arrays(np.array(users), np.array(items), np.array(ratings), np.array(stamps), item_ids)
 
 
 def user_histories(data: Interactions) -> list[np.ndarray]:
@@ -130,7 +133,7 @@ def user_histories(data: Interactions) -> list[np.ndarray]:
     """
     order = np.lexsort((np.arange(len(data)), data.ts, data.user))
     bounds = np.searchsorted(data.user[order], np.arange(data.n_users + 1))
-    return [order[bounds[u]:bounds[u + 1]] for u in range(data.n_users)]
+    return [order[bounds[u] : bounds[u + 1]] for u in range(data.n_users)]
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ def p1_split(data: Interactions, test_fraction: float = 0.1) -> P1Split:
             test_items.append(np.zeros(0, dtype=np.int64))
             continue
         n_test = max(1, int(n * test_fraction))
-        test_rows = rows[n - n_test:]
+        test_rows = rows[n - n_test :]
         train_mask[test_rows] = False
         test_items.append(np.unique(data.item[test_rows]))
     return P1Split(train=data.subset(train_mask), test_items=test_items)

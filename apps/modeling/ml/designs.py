@@ -60,9 +60,19 @@ class ReleaseDesign(Protocol):
         ...
 
     def release(
-        self, train: Interactions, content: np.ndarray, config: ModelConfig, features: FeatureConfig,
-        epsilon: float, delta: float, seed: int, *, on_stage: StageFn | None = None, on_epoch: EpochFn | None = None,
-        max_processes: int = 1, threads: int = 0,
+        self,
+        train: Interactions,
+        content: np.ndarray,
+        config: ModelConfig,
+        features: FeatureConfig,
+        epsilon: float,
+        delta: float,
+        seed: int,
+        *,
+        on_stage: StageFn | None = None,
+        on_epoch: EpochFn | None = None,
+        max_processes: int = 1,
+        threads: int = 0,
     ) -> Released:
         """Release from ``train`` for at most (ε, δ), user-level."""
         ...
@@ -78,15 +88,30 @@ class FactorsDesign:
             "design": "factors",
             "mechanism": "gaussian popularity + gaussian item-item gram (DP PureSVD), no DP-SGD",
             **accounting.factor_release_plan(float(config["factor_share"]), epsilon, delta),
-            "factor_rank": config["factor_rank"], "factor_items": config["factor_items"],
-            "pop_cap": config["pop_cap"], "sensitivity": 1.0, "delta": delta, "epochs": 0,
-            "accountant": accounting.GDP_ACCOUNTANT, "composition": "GDP (exact)",
+            "factor_rank": config["factor_rank"],
+            "factor_items": config["factor_items"],
+            "pop_cap": config["pop_cap"],
+            "sensitivity": 1.0,
+            "delta": delta,
+            "epochs": 0,
+            "accountant": accounting.GDP_ACCOUNTANT,
+            "composition": "GDP (exact)",
         }
 
     def release(
-        self, train: Interactions, content: np.ndarray, config: ModelConfig, features: FeatureConfig,
-        epsilon: float, delta: float, seed: int, *, on_stage: StageFn | None = None, on_epoch: EpochFn | None = None,
-        max_processes: int = 1, threads: int = 0,
+        self,
+        train: Interactions,
+        content: np.ndarray,
+        config: ModelConfig,
+        features: FeatureConfig,
+        epsilon: float,
+        delta: float,
+        seed: int,
+        *,
+        on_stage: StageFn | None = None,
+        on_epoch: EpochFn | None = None,
+        max_processes: int = 1,
+        threads: int = 0,
     ) -> Released:
         from .dp_factors import release_item_extras
         from .train import TrainData, build_model, export_weights
@@ -94,36 +119,83 @@ class FactorsDesign:
         if config.epochs != 0:
             raise ValueError("dp_design 'factors' spends the whole budget on its releases: epochs must be 0")
         m = min(config.factor_items, train.n_items)
-        mc = replace(config, factor_rank=min(config.factor_rank, m))  # a tiny catalogue has fewer eigenvectors
-        rel = release_item_extras(train.user, train.item, train.n_items, epsilon, delta, mc, seed=seed,
-                                  on_stage=on_stage, content=content)
+        mc = replace(
+            config, factor_rank=min(config.factor_rank, m)
+        )  # a tiny catalogue has fewer eigenvectors
+        rel = release_item_extras(
+            train.user,
+            train.item,
+            train.n_items,
+            epsilon,
+            delta,
+            mc,
+            seed=seed,
+            on_stage=on_stage,
+            content=content,
+        )
         weights = export_weights(build_model(TrainData(train, content, rel.extras), mc))
         cold = np.zeros(rel.extras.shape[1], dtype=np.float32)
         cold[-1] = float(np.linalg.norm(rel.extras, axis=1).max())  # pad: same norm as every other row
-        released = Released(weights=weights, extras=rel.extras, cold_extras=cold, pop_counts=rel.pop_counts,
-                            sigma_pop=rel.sigma_pop, record={}, epsilon_spent=math.inf)
+        released = Released(
+            weights=weights,
+            extras=rel.extras,
+            cold_extras=cold,
+            pop_counts=rel.pop_counts,
+            sigma_pop=rel.sigma_pop,
+            record={},
+            epsilon_spent=math.inf,
+        )
         if not math.isfinite(epsilon):
-            return replace(released, record={"design": "factors", "private": False, "mechanisms": [
-                {"name": "popularity + item-item gram (PureSVD)", "noise": "none (non-private)"}]})
+            return replace(
+                released,
+                record={
+                    "design": "factors",
+                    "private": False,
+                    "mechanisms": [
+                        {"name": "popularity + item-item gram (PureSVD)", "noise": "none (non-private)"}
+                    ],
+                },
+            )
         if rel.sigma_gram is None or rel.epsilon_sgd is not None:
             raise AssertionError("the factors design releases a Gram and no DP-SGD")
         plan = accounting.factor_release_plan(mc.factor_share, epsilon, delta)
-        mu = math.sqrt(1.0 / rel.sigma_pop ** 2 + 1.0 / rel.sigma_gram ** 2)
+        mu = math.sqrt(1.0 / rel.sigma_pop**2 + 1.0 / rel.sigma_gram**2)
         eps_total = accounting.gaussian_epsilon(1.0 / mu, delta)
         record = {
-            "design": "factors", "private": True,
+            "design": "factors",
+            "private": True,
             "mechanism": "gaussian popularity + gaussian item-item gram (DP PureSVD), no DP-SGD",
-            "accountant": accounting.GDP_ACCOUNTANT, **plan,
+            "accountant": accounting.GDP_ACCOUNTANT,
+            **plan,
             "mechanisms": [
-                {"name": "gaussian popularity", "sigma": rel.sigma_pop, "sensitivity": 1.0, "cap": mc.pop_cap,
-                 "epsilon_alone": accounting.gaussian_epsilon(rel.sigma_pop, delta)},
-                {"name": "gaussian item-item gram (DP PureSVD)", "sigma": rel.sigma_gram, "sensitivity": 1.0,
-                 "items": m, "rank": mc.factor_rank,
-                 "epsilon_alone": accounting.gaussian_epsilon(rel.sigma_gram, delta)},
+                {
+                    "name": "gaussian popularity",
+                    "sigma": rel.sigma_pop,
+                    "sensitivity": 1.0,
+                    "cap": mc.pop_cap,
+                    "epsilon_alone": accounting.gaussian_epsilon(rel.sigma_pop, delta),
+                },
+                {
+                    "name": "gaussian item-item gram (DP PureSVD)",
+                    "sigma": rel.sigma_gram,
+                    "sensitivity": 1.0,
+                    "items": m,
+                    "rank": mc.factor_rank,
+                    "epsilon_alone": accounting.gaussian_epsilon(rel.sigma_gram, delta),
+                },
             ],
-            "sigma_pop": rel.sigma_pop, "sigma_gram": rel.sigma_gram, "mu_total": mu, "epsilon_composed": eps_total,
-            "delta": delta, "factor_rank": mc.factor_rank, "factor_items": m, "pop_cap": mc.pop_cap,
-            "sensitivity": 1.0, "users_released": train.n_users, "epochs": 0, "steps": 0,
+            "sigma_pop": rel.sigma_pop,
+            "sigma_gram": rel.sigma_gram,
+            "mu_total": mu,
+            "epsilon_composed": eps_total,
+            "delta": delta,
+            "factor_rank": mc.factor_rank,
+            "factor_items": m,
+            "pop_cap": mc.pop_cap,
+            "sensitivity": 1.0,
+            "users_released": train.n_users,
+            "epochs": 0,
+            "steps": 0,
         }
         return replace(released, record=record, epsilon_spent=eps_total)
 
@@ -134,21 +206,38 @@ class TowerDesign:
     name = "tower"
 
     def plan(self, config: Mapping[str, Any], epsilon: float, delta: float, n_users: int) -> dict[str, Any]:
-        batch, q, steps = accounting.dp_schedule(n_users, int(config["expected_batch"]), int(config["epochs"]))
+        batch, q, steps = accounting.dp_schedule(
+            n_users, int(config["expected_batch"]), int(config["epochs"])
+        )
         return {
             "design": "tower",
             "mechanism": "gaussian popularity + DP-SGD (Opacus, Poisson, user level) of the public-feature two-tower",
-            "epsilon_pop_alone": float(config["pop_epsilon_share"]) * epsilon, "delta": delta,
-            "sample_rate": q, "expected_batch": batch, "steps": steps, "epochs": config["epochs"],
-            "clip_norm": config["max_grad_norm"], "accountant": config["accountant"],
+            "epsilon_pop_alone": float(config["pop_epsilon_share"]) * epsilon,
+            "delta": delta,
+            "sample_rate": q,
+            "expected_batch": batch,
+            "steps": steps,
+            "epochs": config["epochs"],
+            "clip_norm": config["max_grad_norm"],
+            "accountant": config["accountant"],
             "composition": f"{config['accountant']} (Opacus) over popularity + DP-SGD; noise calibrated on the users "
-                           "at training time",
+            "at training time",
         }
 
     def release(
-        self, train: Interactions, content: np.ndarray, config: ModelConfig, features: FeatureConfig,
-        epsilon: float, delta: float, seed: int, *, on_stage: StageFn | None = None, on_epoch: EpochFn | None = None,
-        max_processes: int = 1, threads: int = 0,
+        self,
+        train: Interactions,
+        content: np.ndarray,
+        config: ModelConfig,
+        features: FeatureConfig,
+        epsilon: float,
+        delta: float,
+        seed: int,
+        *,
+        on_stage: StageFn | None = None,
+        on_epoch: EpochFn | None = None,
+        max_processes: int = 1,
+        threads: int = 0,
     ) -> Released:
         from .distributed import usable_processes
         from .tower import release_tower
@@ -156,13 +245,29 @@ class TowerDesign:
         # one tenant's DP-SGD on N torch.distributed processes (gloo), if the operator asks and N fits
         procs = usable_processes(train.n_users, config.expected_batch, max_processes)
         res, extras, pop, record, eps_total = release_tower(
-            train, content, config, features, epsilon, delta, seed, on_epoch, processes=procs, threads=threads,
-            on_stage=on_stage)
+            train,
+            content,
+            config,
+            features,
+            epsilon,
+            delta,
+            seed,
+            on_epoch,
+            processes=procs,
+            threads=threads,
+            on_stage=on_stage,
+        )
         return Released(
-            weights=res.weights, extras=extras,
+            weights=res.weights,
+            extras=extras,
             cold_extras=np.zeros(extras.shape[1], dtype=np.float32),  # no released count; the pad is per row
-            pop_counts=pop.counts, sigma_pop=pop.sigma, record=record, epsilon_spent=eps_total,
-            loss_history=res.loss_history, epochs=res.epochs, steps=res.steps,
+            pop_counts=pop.counts,
+            sigma_pop=pop.sigma,
+            record=record,
+            epsilon_spent=eps_total,
+            loss_history=res.loss_history,
+            epochs=res.epochs,
+            steps=res.steps,
         )
 
 

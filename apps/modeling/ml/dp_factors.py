@@ -39,9 +39,20 @@ from .accounting import split_gaussian_sigmas
 from .config import ModelConfig
 from .popularity import dp_popularity, popularity_feature
 
-__all__ = ["FACTOR_SCHEDULE", "SCHEDULE_MIN_USERS", "DPItemFactors", "ReleasedExtras", "content_projection",
-           "cover_all_items", "dp_item_factors",
-           "factor_extras", "factor_schedule", "release_item_extras", "scheduled_config", "user_gram"]
+__all__ = [
+    "FACTOR_SCHEDULE",
+    "SCHEDULE_MIN_USERS",
+    "DPItemFactors",
+    "ReleasedExtras",
+    "content_projection",
+    "cover_all_items",
+    "dp_item_factors",
+    "factor_extras",
+    "factor_schedule",
+    "release_item_extras",
+    "scheduled_config",
+    "user_gram",
+]
 
 
 # ε-dependent shape of the Gram release (docs/results/p1-experiments.md, round 3): rows
@@ -116,8 +127,15 @@ def user_gram(user: np.ndarray, item: np.ndarray, pos: np.ndarray, m: int) -> np
     return g
 
 
-def dp_item_factors(user: np.ndarray, item: np.ndarray, n_items: int, items: np.ndarray, rank: int,
-                    sigma: float, seed: int = 0) -> DPItemFactors:
+def dp_item_factors(
+    user: np.ndarray,
+    item: np.ndarray,
+    n_items: int,
+    items: np.ndarray,
+    rank: int,
+    sigma: float,
+    seed: int = 0,
+) -> DPItemFactors:
     """Release the noisy Gram over ``items`` (see module doc) and keep the top ``rank`` eigenvectors.
 
     ``sigma = 0`` is the exact (non-private) Gram.
@@ -139,11 +157,13 @@ def dp_item_factors(user: np.ndarray, item: np.ndarray, n_items: int, items: np.
     r = max(0, min(rank, m))
     order = np.argsort(-lam)[:r]
     out = np.zeros((n_items, r), dtype=np.float64)
-    out[items, :len(order)] = vec[:, order]
+    out[items, : len(order)] = vec[:, order]
     return DPItemFactors(out, lam[order], items, float(sigma))
 
 
-def content_projection(content: np.ndarray, factors: np.ndarray, items: np.ndarray, ridge: float) -> np.ndarray:
+def content_projection(
+    content: np.ndarray, factors: np.ndarray, items: np.ndarray, ridge: float
+) -> np.ndarray:
     """``A`` (D, r) minimising ``||content[items] A - factors[items]||² + ridge ||A||²``."""
     b = np.asarray(content, dtype=np.float64)[items]
     y = np.asarray(factors, dtype=np.float64)[items]
@@ -157,9 +177,11 @@ def factor_extras(pop_feature: np.ndarray, factors: np.ndarray, scale: float) ->
     With unit content vectors, ``||[content_i, extras_i]||`` is then the same for every item, so
     the cosine of the two-tower model ranks like the dot product ``q · [content_i, extras_i]``.
     """
-    body = np.concatenate([np.asarray(pop_feature, dtype=np.float64)[:, None],
-                           scale * np.asarray(factors, dtype=np.float64)], axis=1)
-    sq = (body ** 2).sum(axis=1)
+    body = np.concatenate(
+        [np.asarray(pop_feature, dtype=np.float64)[:, None], scale * np.asarray(factors, dtype=np.float64)],
+        axis=1,
+    )
+    sq = (body**2).sum(axis=1)
     pad = np.sqrt(np.maximum(sq.max() - sq, 0.0))
     return np.concatenate([body, pad[:, None]], axis=1).astype(np.float32)
 
@@ -178,8 +200,9 @@ class ReleasedExtras:
     delta_sgd: float | None
 
 
-def cover_all_items(factors: np.ndarray, items: np.ndarray, content: np.ndarray, ridge: float,
-                    scale: float = 1.0) -> np.ndarray:
+def cover_all_items(
+    factors: np.ndarray, items: np.ndarray, content: np.ndarray, ridge: float, scale: float = 1.0
+) -> np.ndarray:
     """``factors`` with every row outside ``items`` replaced by its content vector's projection.
 
     The projection is the ridge regression of the released factors on the public content vectors
@@ -202,10 +225,17 @@ def cover_all_items(factors: np.ndarray, items: np.ndarray, content: np.ndarray,
     return out
 
 
-def release_item_extras(user: np.ndarray, item: np.ndarray, n_items: int, epsilon: float, delta: float,
-                        config: ModelConfig, seed: int = 0,
-                        on_stage: Callable[[str], None] | None = None,
-                        content: np.ndarray | None = None) -> ReleasedExtras:
+def release_item_extras(
+    user: np.ndarray,
+    item: np.ndarray,
+    n_items: int,
+    epsilon: float,
+    delta: float,
+    config: ModelConfig,
+    seed: int = 0,
+    on_stage: Callable[[str], None] | None = None,
+    content: np.ndarray | None = None,
+) -> ReleasedExtras:
     """DP releases behind the item extras, with the budget split of ``config``.
 
     ``on_stage`` (optional) is told ``"popularity"`` and, with factors, ``"gram"`` as each release begins.
@@ -223,19 +253,30 @@ def release_item_extras(user: np.ndarray, item: np.ndarray, n_items: int, epsilo
     if config.factor_rank <= 0:
         if not private:
             pop = dp_popularity(user, item, n_items, math.inf, 0.0, cap=cap, seed=seed)
-            return ReleasedExtras(popularity_feature(pop.counts)[:, None], pop.counts, math.inf, 0.0, 0.0, None,
-                                  None, None)
+            return ReleasedExtras(
+                popularity_feature(pop.counts)[:, None], pop.counts, math.inf, 0.0, 0.0, None, None, None
+            )
         eps_pop = config.pop_epsilon_share * epsilon
         pop = dp_popularity(user, item, n_items, eps_pop, delta / 2, cap=cap, seed=seed)
-        return ReleasedExtras(popularity_feature(pop.counts, pop.sigma)[:, None], pop.counts, eps_pop, delta / 2,
-                              pop.sigma, None, epsilon - eps_pop, delta / 2)
+        return ReleasedExtras(
+            popularity_feature(pop.counts, pop.sigma)[:, None],
+            pop.counts,
+            eps_pop,
+            delta / 2,
+            pop.sigma,
+            None,
+            epsilon - eps_pop,
+            delta / 2,
+        )
     if private:
         if config.epochs == 0:
             eps_rel, delta_rel, eps_sgd, delta_sgd = epsilon, delta, None, None
         else:
             eps_rel, delta_rel = config.pop_epsilon_share * epsilon, delta / 2
             eps_sgd, delta_sgd = epsilon - eps_rel, delta / 2
-        s_pop, s_gram = split_gaussian_sigmas(eps_rel, delta_rel, [1.0 - config.factor_share, config.factor_share])
+        s_pop, s_gram = split_gaussian_sigmas(
+            eps_rel, delta_rel, [1.0 - config.factor_share, config.factor_share]
+        )
         pop = dp_popularity(user, item, n_items, eps_rel, delta_rel, cap=cap, seed=seed, sigma=s_pop)
     else:
         eps_rel, delta_rel, eps_sgd, delta_sgd, s_pop, s_gram = math.inf, 0.0, None, None, 0.0, 0.0

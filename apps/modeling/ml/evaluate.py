@@ -36,10 +36,10 @@ SOTTO_MODELS = {"sotto-two-tower": "factors", "sotto-tower": "tower"}
 # What each private Sotto row ran (the product's dp_design of the same name; docs/modeling.md).
 METHODS = {
     "factors": "dp_design factors: Gaussian DP popularity + Gaussian item-item Gram over the top items "
-               "(DP PureSVD), composed as GDP; no DP-SGD",
+    "(DP PureSVD), composed as GDP; no DP-SGD",
     "tower": "dp_design tower: Opacus DP-SGD (Poisson sampling, one row per user, per-user clipping) on an MLP "
-             "user tower over public BERT content features with a learned item projection and public negatives, "
-             "+ Gaussian DP popularity; composed by Opacus' RDP accountant",
+    "user tower over public BERT content features with a learned item projection and public negatives, "
+    "+ Gaussian DP popularity; composed by Opacus' RDP accountant",
 }
 
 
@@ -79,8 +79,15 @@ def default_p1_config() -> P1Config:
     # rank, M and the popularity weight follow ε via dp_factors.FACTOR_SCHEDULE in run_p1),
     # composed exactly as Gaussian mechanisms; no DP-SGD (epochs=0). The earlier design
     # (popularity + DP-SGD on a hidden-16 residual) is LEGACY_PRIVATE.
-    factors = ModelConfig(epochs=0, hidden=16, freeze_skip=True, factor_rank=16, factor_items=300,
-                          init_content_weights=(0.25, 0.25), init_pop_weight=0.3)
+    factors = ModelConfig(
+        epochs=0,
+        hidden=16,
+        freeze_skip=True,
+        factor_rank=16,
+        factor_items=300,
+        init_content_weights=(0.25, 0.25),
+        init_pop_weight=0.3,
+    )
     # non-private: the same design without noise (exact popularity and Gram), plus the history block
     return P1Config(nonprivate=factors, private=factors)
 
@@ -92,8 +99,13 @@ def legacy_private_config() -> Any:
 
 
 def _row(model: str, eps: float | None, m: dict[str, float], **extra: Any) -> dict[str, Any]:
-    out = {"model": model, "epsilon": eps, "recall@20": m["recall@20"],
-           "recall@20_capped": m["recall@20_capped"], "ndcg@10": m["ndcg@10"]}
+    out = {
+        "model": model,
+        "epsilon": eps,
+        "recall@20": m["recall@20"],
+        "recall@20_capped": m["recall@20_capped"],
+        "ndcg@10": m["ndcg@10"],
+    }
     out.update(extra)
     return out
 
@@ -150,8 +162,9 @@ def run_p1(
         eps = float(eps)
         private = math.isfinite(eps)
         mc = (scheduled_config(dp_cfg, eps) if cfg.epsilon_schedule else dp_cfg) if private else np_cfg
-        rel = release_item_extras(split.train.user, split.train.item, n_items, eps, delta_total, mc, seed=seed,
-                                  content=content)
+        rel = release_item_extras(
+            split.train.user, split.train.item, n_items, eps, delta_total, mc, seed=seed, content=content
+        )
         extras = rel.extras
         eps_sgd, delta_sgd = (rel.epsilon_sgd, rel.delta_sgd) if private else (None, None)
         td = TrainData(split.train, content, extras, cfg.features)
@@ -164,8 +177,9 @@ def run_p1(
         res = train_model(mc, td, seed=seed, epsilon=eps_sgd, delta=delta_sgd, on_progress=report)
         xu, h, _ = user_inputs(td, with_h=mc.emb_dim > 0)
         if h is not None:
-            xu = np.concatenate([xu, np.einsum("bcn,en->bce", h, res.weights["user.emb.weight"])
-                                 .reshape(len(xu), -1)], axis=1)
+            xu = np.concatenate(
+                [xu, np.einsum("bcn,en->bce", h, res.weights["user.emb.weight"]).reshape(len(xu), -1)], axis=1
+            )
         uvec = inference.user_vectors(res.weights, xu)
         ivec = inference.item_vectors(res.weights, content, extras)
         history = cfg.history if not private else None
@@ -177,46 +191,93 @@ def run_p1(
             return out
 
         m = ev(model_scores)
-        results.append(_row(
-            "sotto-two-tower", eps if private else None, m, design="factors" if private else "nonprivate",
-            mechanism=METHODS["factors"] if private else _nonprivate_mechanism(cfg.history),
-            epsilon_sgd=res.epsilon, epsilon_sgd_other=res.epsilon_other, accountant=res.accountant,
-            epsilon_pop=rel.epsilon if private else None, sigma_pop=rel.sigma_pop, sigma_gram=rel.sigma_gram,
-            epsilon_total=(rel.epsilon + (res.epsilon or 0.0)) if private else None,
-            delta=delta_total if private else None, noise_multiplier=res.noise_multiplier,
-            sample_rate=res.sample_rate, epochs=res.epochs, steps=res.steps, max_grad_norm=res.max_grad_norm,
-            seconds=round(res.seconds, 1), config=res.config,
-        ))
+        results.append(
+            _row(
+                "sotto-two-tower",
+                eps if private else None,
+                m,
+                design="factors" if private else "nonprivate",
+                mechanism=METHODS["factors"] if private else _nonprivate_mechanism(cfg.history),
+                epsilon_sgd=res.epsilon,
+                epsilon_sgd_other=res.epsilon_other,
+                accountant=res.accountant,
+                epsilon_pop=rel.epsilon if private else None,
+                sigma_pop=rel.sigma_pop,
+                sigma_gram=rel.sigma_gram,
+                epsilon_total=(rel.epsilon + (res.epsilon or 0.0)) if private else None,
+                delta=delta_total if private else None,
+                noise_multiplier=res.noise_multiplier,
+                sample_rate=res.sample_rate,
+                epochs=res.epochs,
+                steps=res.steps,
+                max_grad_norm=res.max_grad_norm,
+                seconds=round(res.seconds, 1),
+                config=res.config,
+            )
+        )
     if cfg.tower is not None:
-        results.extend(_tower_rows(split, content, cfg.tower, cfg.features, epsilons, delta_total, seed, ev,
-                                   on_progress))
-    return {"protocol": "P1", "n_users": n_users, "n_items": n_items, "seed": seed,
-            "method": {model: METHODS[design] for model, design in SOTTO_MODELS.items()}, "results": results}
+        results.extend(
+            _tower_rows(split, content, cfg.tower, cfg.features, epsilons, delta_total, seed, ev, on_progress)
+        )
+    return {
+        "protocol": "P1",
+        "n_users": n_users,
+        "n_items": n_items,
+        "seed": seed,
+        "method": {model: METHODS[design] for model, design in SOTTO_MODELS.items()},
+        "results": results,
+    }
 
 
 def _nonprivate_mechanism(history: HistoryConfig | None) -> str:
     base = "the factors design without noise (exact popularity and Gram)"
     if history is None:
         return base
-    return (f"{base} + the user's recency-weighted last items (half-life {history.half_life:g} events) over the "
-            f"Gram's EASE operator (M={history.items}, lambda={history.lam:g}, rank {history.rank}; ml.history); "
-            "evaluation reference, not served")
+    return (
+        f"{base} + the user's recency-weighted last items (half-life {history.half_life:g} events) over the "
+        f"Gram's EASE operator (M={history.items}, lambda={history.lam:g}, rank {history.rank}; ml.history); "
+        "evaluation reference, not served"
+    )
 
 
-def _with_history(train: Any, pop_counts: np.ndarray, uvec: np.ndarray, ivec: np.ndarray, history: HistoryConfig,
-                  last_n: int) -> tuple[np.ndarray, np.ndarray]:
+def _with_history(
+    train: Any,
+    pop_counts: np.ndarray,
+    uvec: np.ndarray,
+    ivec: np.ndarray,
+    history: HistoryConfig,
+    last_n: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """User and item vectors with the history block appended: scores gain ``weight · q_u · R_i``."""
-    items = np.argsort(-np.asarray(pop_counts), kind="stable")[:min(history.items, len(pop_counts))]
-    op = fit_history_operator(train.user, train.item, len(pop_counts), items, lam=history.lam, rank=history.rank,
-                              half_life=history.half_life, last_n=last_n)
+    items = np.argsort(-np.asarray(pop_counts), kind="stable")[: min(history.items, len(pop_counts))]
+    op = fit_history_operator(
+        train.user,
+        train.item,
+        len(pop_counts),
+        items,
+        lam=history.lam,
+        rank=history.rank,
+        half_life=history.half_life,
+        last_n=last_n,
+    )
     q = history_vectors(op, [train.item[rows] for rows in user_histories(train)])
-    return (np.concatenate([uvec, history.weight * q], axis=1),
-            np.concatenate([ivec, op.outputs.astype(ivec.dtype)], axis=1))
+    return (
+        np.concatenate([uvec, history.weight * q], axis=1),
+        np.concatenate([ivec, op.outputs.astype(ivec.dtype)], axis=1),
+    )
 
 
-def _tower_rows(split: Any, content: np.ndarray, tower: ModelConfig, features: FeatureConfig, epsilons: Sequence[float],
-                delta: float, seed: int, ev: Callable[[Callable[[np.ndarray], np.ndarray]], dict[str, float]],
-                on_progress: Progress | None) -> list[dict[str, Any]]:
+def _tower_rows(
+    split: Any,
+    content: np.ndarray,
+    tower: ModelConfig,
+    features: FeatureConfig,
+    epsilons: Sequence[float],
+    delta: float,
+    seed: int,
+    ev: Callable[[Callable[[np.ndarray], np.ndarray]], dict[str, float]],
+    on_progress: Progress | None,
+) -> list[dict[str, Any]]:
     """P1 rows of the Opacus public-feature tower (sparse inputs, as the product trains and serves it),
     scored by ``ev`` exactly as the other rows."""
     from . import inference, sparse
@@ -232,23 +293,38 @@ def _tower_rows(split: Any, content: np.ndarray, tower: ModelConfig, features: F
             if on_progress is not None:
                 on_progress(_label, epoch, epochs, loss)
 
-        res, extras, _, release, spent = release_tower(split.train, content, tower, features, eps, delta, seed,
-                                                       report)
-        uvec, ivec = inference.user_vectors(res.weights, x), inference.item_vectors(res.weights, content, extras)
+        res, extras, _, release, spent = release_tower(
+            split.train, content, tower, features, eps, delta, seed, report
+        )
+        uvec, ivec = (
+            inference.user_vectors(res.weights, x),
+            inference.item_vectors(res.weights, content, extras),
+        )
 
         def scores(users: np.ndarray, uvec: np.ndarray = uvec, ivec: np.ndarray = ivec) -> np.ndarray:
             return np.asarray(uvec[users] @ ivec.T)
 
         m = ev(scores)
         private = math.isfinite(eps)
-        rows.append(_row(
-            "sotto-tower", eps if private else None, m, design="tower",
-            mechanism=METHODS["tower"] if private else "the same tower trained without noise or clipping",
-            epsilon_total=spent if private else None,
-            delta=delta if private else None, accountant=release.get("accountant"),
-            noise_multiplier=res.noise_multiplier, sample_rate=release.get("sample_rate"), epochs=res.epochs,
-            steps=res.steps, max_grad_norm=res.max_grad_norm, seconds=round(res.seconds, 1), config=res.config,
-        ))
+        rows.append(
+            _row(
+                "sotto-tower",
+                eps if private else None,
+                m,
+                design="tower",
+                mechanism=METHODS["tower"] if private else "the same tower trained without noise or clipping",
+                epsilon_total=spent if private else None,
+                delta=delta if private else None,
+                accountant=release.get("accountant"),
+                noise_multiplier=res.noise_multiplier,
+                sample_rate=release.get("sample_rate"),
+                epochs=res.epochs,
+                steps=res.steps,
+                max_grad_norm=res.max_grad_norm,
+                seconds=round(res.seconds, 1),
+                config=res.config,
+            )
+        )
     return rows
 
 
@@ -265,7 +341,13 @@ def plot_privacy_utility(result: dict[str, Any], path: str, metric: str = "recal
         rows = [r for r in result["results"] if r["model"] == name]
         dp = sorted([r for r in rows if r["epsilon"] is not None], key=lambda r: r["epsilon"])
         if dp:
-            ax.plot([r["epsilon"] for r in dp], [r[metric] for r in dp], "o-", color=color, label=f"{label} (user-level DP)")
+            ax.plot(
+                [r["epsilon"] for r in dp],
+                [r[metric] for r in dp],
+                "o-",
+                color=color,
+                label=f"{label} (user-level DP)",
+            )
         for r in rows:
             if r["epsilon"] is None:
                 ax.axhline(r[metric], color=color, ls="--", label=f"{label} non-private")

@@ -166,7 +166,7 @@ def state_add_event(
         state["emb_sum"] += w * np.asarray(emb_vec, dtype=np.float64)[None, :]
     state["n_events"] += 1
     state["rating_sum"] += float(rating)
-    state["last_items"] = [*state["last_items"], int(item_id)][-cfg.last_n:]
+    state["last_items"] = [*state["last_items"], int(item_id)][-cfg.last_n :]
     return state
 
 
@@ -222,11 +222,13 @@ def state_from_history(
     st["weight_sum"] = w.sum(axis=1)
     if input_emb is not None:
         st["emb_sum"] = w @ input_emb[rows].astype(np.float64)
-    st["last_items"] = [int(i) for i in item_arr[-cfg.last_n:]]
+    st["last_items"] = [int(i) for i in item_arr[-cfg.last_n :]]
     return st
 
 
-def recompute_emb_sum(state_history_weights: np.ndarray, rows: np.ndarray, input_emb: np.ndarray) -> np.ndarray:
+def recompute_emb_sum(
+    state_history_weights: np.ndarray, rows: np.ndarray, input_emb: np.ndarray
+) -> np.ndarray:
     """``emb_sum`` for a new model from stored history weights (C, n) and item rows."""
     return state_history_weights @ input_emb[np.asarray(rows, dtype=np.int64)].astype(np.float64)
 
@@ -238,8 +240,10 @@ def tower_input_dim(content_dim: int, cfg: FeatureConfig, emb_dim: int | None = 
 
 def scalar_features(n_events: int, rating_sum: float, anchor_time: float, cfg: FeatureConfig) -> list[float]:
     """The scalar tail of the tower input (shared with batch training code)."""
-    scal = [math.log1p(n_events) / math.log(1000.0),
-            (rating_sum / n_events - cfg.rating_center) if n_events else 0.0]
+    scal = [
+        math.log1p(n_events) / math.log(1000.0),
+        (rating_sum / n_events - cfg.rating_center) if n_events else 0.0,
+    ]
     if cfg.use_time_feature:
         scal.append(((anchor_time - cfg.time_origin_s) / YEAR_S / 10.0) if n_events else 0.0)
     return scal
@@ -262,8 +266,14 @@ def tower_input(state: State, cfg: FeatureConfig) -> np.ndarray:
     ws = np.asarray(state["weight_sum"], dtype=np.float64)
     denom = np.where(ws > 0, ws, 1.0)[:, None]
     parts: list[np.ndarray] = [(np.asarray(state["content_sum"], dtype=np.float64) / denom).ravel()]
-    parts.append(np.asarray(scalar_features(int(state["n_events"]), float(state["rating_sum"]),
-                                            float(state["anchor_time"]), cfg), dtype=np.float64))
+    parts.append(
+        np.asarray(
+            scalar_features(
+                int(state["n_events"]), float(state["rating_sum"]), float(state["anchor_time"]), cfg
+            ),
+            dtype=np.float64,
+        )
+    )
     es = state.get("emb_sum")
     if es is not None:
         parts.append((np.asarray(es, dtype=np.float64) / denom).ravel())

@@ -59,8 +59,17 @@ def ease_operator(gram: np.ndarray, lam: float, rank: int) -> tuple[np.ndarray, 
     return u[:, :r] * s[:r], vt[:r].T
 
 
-def fit_history_operator(user: np.ndarray, item: np.ndarray, n_items: int, items: np.ndarray, *, lam: float,
-                         rank: int, half_life: float, last_n: int) -> HistoryOperator:
+def fit_history_operator(
+    user: np.ndarray,
+    item: np.ndarray,
+    n_items: int,
+    items: np.ndarray,
+    *,
+    lam: float,
+    rank: int,
+    half_life: float,
+    last_n: int,
+) -> HistoryOperator:
     """The exact (noise-free) operator over ``items`` from the interaction log (sparse input, M×M Gram)."""
     items = np.asarray(items, dtype=np.int64)
     pos = np.full(n_items, -1, dtype=np.int64)
@@ -85,7 +94,7 @@ def history_vectors(op: HistoryOperator, last_items: Sequence[np.ndarray | Seque
     """Unit user vectors (one row per user) from each user's items, newest last; zero without covered items."""
     out = np.zeros((len(last_items), op.inputs.shape[1]), dtype=np.float64)
     for row, items in enumerate(last_items):
-        recent = np.asarray(items, dtype=np.int64)[-op.last_n:]
+        recent = np.asarray(items, dtype=np.int64)[-op.last_n :]
         if len(recent) == 0:
             continue
         q = recency_weights(len(recent), op.half_life) @ op.inputs[recent].astype(np.float64)

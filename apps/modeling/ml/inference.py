@@ -42,8 +42,9 @@ def input_embedding_table(weights: dict[str, np.ndarray]) -> np.ndarray | None:
     return None if w is None else np.ascontiguousarray(w.T)
 
 
-def item_vectors(weights: dict[str, np.ndarray], content: np.ndarray, extras: np.ndarray,
-                 normalize: bool = True) -> np.ndarray:
+def item_vectors(
+    weights: dict[str, np.ndarray], content: np.ndarray, extras: np.ndarray, normalize: bool = True
+) -> np.ndarray:
     """Materialise (n_items, D+K) item vectors once per model version (for pgvector).
 
     Seed item side: [content, extras]; learned: [content @ A + e_id, extras * s]; public-feature
@@ -56,7 +57,7 @@ def item_vectors(weights: dict[str, np.ndarray], content: np.ndarray, extras: np
     if "item.proj" in weights:
         v = np.concatenate([base @ weights["item.proj"], ex], axis=1)
         radius = float(weights["item.radius"][0])
-        pad = np.sqrt(np.maximum(radius ** 2 - (v.astype(np.float64) ** 2).sum(axis=1), 0.0)).astype(np.float32)
+        pad = np.sqrt(np.maximum(radius**2 - (v.astype(np.float64) ** 2).sum(axis=1), 0.0)).astype(np.float32)
         v = np.concatenate([v, pad[:, None]], axis=1)
         if normalize:
             v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
@@ -80,7 +81,9 @@ def score(user_vecs: np.ndarray, item_vecs: np.ndarray) -> np.ndarray:
     return out
 
 
-def recommend(user_vec: np.ndarray, item_vecs: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+def recommend(
+    user_vec: np.ndarray, item_vecs: np.ndarray, k: int, exclude: np.ndarray | None = None
+) -> np.ndarray:
     """Top-k item indices for one user (ties -> lower index)."""
     s = np.asarray(score(np.atleast_2d(user_vec), item_vecs)[0], dtype=np.float64)
     if exclude is not None and len(exclude):

@@ -105,7 +105,7 @@ def evaluate_scores(
     capped: list[float] = []
     ndcgs: list[float] = []
     for start in range(0, len(users), batch_size):
-        batch = users[start:start + batch_size]
+        batch = users[start : start + batch_size]
         scores = np.asarray(score_fn(batch), dtype=np.float64)
         excl = np.zeros((len(batch), n_items), dtype=bool)
         for r, u in enumerate(batch):

@@ -50,7 +50,9 @@ def histories(data: Interactions) -> Histories:
     return Histories(data, order.astype(np.int64), indptr)
 
 
-def tower_inputs(h: Histories, content: np.ndarray, cfg: FeatureConfig, cut: np.ndarray | None = None) -> np.ndarray:
+def tower_inputs(
+    h: Histories, content: np.ndarray, cfg: FeatureConfig, cut: np.ndarray | None = None
+) -> np.ndarray:
     """Tower input rows (n_users, C·D + scalars) from each user's first ``cut[u]`` events (all by default).
 
     Equals ``tower_input(state_from_history(first cut[u] events))`` per user: per channel the
@@ -87,8 +89,10 @@ def tower_inputs(h: Histories, content: np.ndarray, cfg: FeatureConfig, cut: np.
         blocks.append(np.asarray(m @ content, dtype=np.float32))
     n_ev = cut_u.astype(np.float64)
     rsum = np.bincount(u, weights=ratings, minlength=n_users)
-    scal = [np.log1p(n_ev) / math.log(1000.0),
-            np.where(has, rsum / np.maximum(n_ev, 1.0) - cfg.rating_center, 0.0)]
+    scal = [
+        np.log1p(n_ev) / math.log(1000.0),
+        np.where(has, rsum / np.maximum(n_ev, 1.0) - cfg.rating_center, 0.0),
+    ]
     if cfg.use_time_feature:
         scal.append(np.where(has, (last_ts - cfg.time_origin_s) / YEAR_S / 10.0, 0.0))
     blocks.append(np.stack(scal, axis=1).astype(np.float32))
@@ -101,4 +105,4 @@ def item_lists(data: Interactions) -> list[np.ndarray]:
     users = keys // max(data.n_items, 1)
     items = keys % max(data.n_items, 1)
     bounds = np.searchsorted(users, np.arange(data.n_users + 1))
-    return [items[bounds[k]:bounds[k + 1]] for k in range(data.n_users)]
+    return [items[bounds[k] : bounds[k + 1]] for k in range(data.n_users)]

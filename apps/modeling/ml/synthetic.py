@@ -34,8 +34,16 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def synthetic_tenant(
-    n_users: int, n_items: int, n_events: int, *, n_clusters: int | None = None, clusters_per_genre: int = 5,
-    dim: int = 384, focus: float = 0.8, zipf: float = 0.9, seed: int = 0,
+    n_users: int,
+    n_items: int,
+    n_events: int,
+    *,
+    n_clusters: int | None = None,
+    clusters_per_genre: int = 5,
+    dim: int = 384,
+    focus: float = 0.8,
+    zipf: float = 0.9,
+    seed: int = 0,
 ) -> SyntheticTenant:
     """``n_events`` events (approximately: per-user counts are rounded) over ``n_users`` x ``n_items``.
 
@@ -53,7 +61,7 @@ def synthetic_tenant(
     noise = rng.normal(size=(n_items, dim)) / np.sqrt(dim)
     content = _unit(0.7 * genre_c[cluster_genre[item_cluster]] + 0.35 * cluster_c[item_cluster] + 0.8 * noise)
     pop = rng.permutation(n_items) + 1.0
-    pop = pop ** -zipf
+    pop = pop**-zipf
     # per-cluster popularity CDFs over items sorted by cluster
     by_cluster = np.argsort(item_cluster, kind="stable")
     bounds = np.searchsorted(item_cluster[by_cluster], np.arange(k + 1))
@@ -81,4 +89,6 @@ def synthetic_tenant(
     user, item, ts = user[order], item[order], ts[order]
     value = rng.integers(1, 6, size=n).astype(np.float32)
     ids = np.arange(1, n_items + 1, dtype=np.int64)
-    return SyntheticTenant(ids, content.astype(np.float32), user, ids[item], value, ts, item_cluster.astype(np.int64))
+    return SyntheticTenant(
+        ids, content.astype(np.float32), user, ids[item], value, ts, item_cluster.astype(np.int64)
+    )

@@ -97,14 +97,24 @@ class UserRows:
     most ``max_targets`` drawn at random), the rest the input, mimicking the temporal holdout.
     """
 
-    def __init__(self, h: Histories, content: np.ndarray, features: FeatureConfig, target_frac: tuple[float, float],
-                 max_targets: int, seed: int) -> None:
+    def __init__(
+        self,
+        h: Histories,
+        content: np.ndarray,
+        features: FeatureConfig,
+        target_frac: tuple[float, float],
+        max_targets: int,
+        seed: int,
+    ) -> None:
         self.h, self.content, self.features = h, content, features
         self.target_frac, self.max_targets, self.seed = target_frac, max_targets, seed
         n = h.data.n_users
         f = tower_input_dim(content.shape[1], features)
-        self.dataset = TensorDataset(torch.zeros(n, f), torch.zeros(n, max_targets, dtype=torch.long),
-                                     torch.zeros(n, max_targets, dtype=torch.bool))
+        self.dataset = TensorDataset(
+            torch.zeros(n, f),
+            torch.zeros(n, max_targets, dtype=torch.long),
+            torch.zeros(n, max_targets, dtype=torch.bool),
+        )
 
     def resample(self, epoch: int) -> None:
         rng = np.random.default_rng([self.seed, epoch])
@@ -145,8 +155,16 @@ class PublicFeatureTower(nn.Module):
     extras: torch.Tensor
     log_q: torch.Tensor
 
-    def __init__(self, x_dim: int, content: np.ndarray, extras: np.ndarray, q: np.ndarray, config: ModelConfig,
-                 init_content_weights: tuple[float, ...], n_channels: int) -> None:
+    def __init__(
+        self,
+        x_dim: int,
+        content: np.ndarray,
+        extras: np.ndarray,
+        q: np.ndarray,
+        config: ModelConfig,
+        init_content_weights: tuple[float, ...],
+        n_channels: int,
+    ) -> None:
         super().__init__()
         d = content.shape[1]
         k = extras.shape[1]
@@ -163,7 +181,7 @@ class PublicFeatureTower(nn.Module):
             self.user.skip.bias.zero_()
             eye = torch.eye(d)
             for c, w in enumerate(init_content_weights[:n_channels]):
-                self.user.skip.weight[:d, c * d:(c + 1) * d] = w * eye
+                self.user.skip.weight[:d, c * d : (c + 1) * d] = w * eye
             if k:
                 self.user.skip.bias[d] = config.init_pop_weight
             if self.proj_in is not None and self.proj_out is not None:
@@ -175,14 +193,18 @@ class PublicFeatureTower(nn.Module):
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         q = self.user(x)
-        qc, qe = q[:, :self.d], q[:, self.d:]
+        qc, qe = q[:, : self.d], q[:, self.d :]
         p = qc if self.proj_in is None or self.proj_out is None else qc + self.proj_out(self.proj_in(qc))
         ct = self.content[targets]  # (B, T, D)
-        lt = torch.bmm(ct, p.unsqueeze(2)).squeeze(2) + torch.bmm(self.extras[targets], qe.unsqueeze(2)).squeeze(2)
+        lt = torch.bmm(ct, p.unsqueeze(2)).squeeze(2) + torch.bmm(
+            self.extras[targets], qe.unsqueeze(2)
+        ).squeeze(2)
         neg = self.negatives
         ln = p @ self.content[neg].T + qe @ self.extras[neg].T
         # logQ correction of the sampled softmax, on the scaled logits (Bengio & Senécal 2008)
-        out: torch.Tensor = torch.cat([lt * self.scale - self.log_q[targets], ln * self.scale - self.log_q[neg]], dim=1)
+        out: torch.Tensor = torch.cat(
+            [lt * self.scale - self.log_q[targets], ln * self.scale - self.log_q[neg]], dim=1
+        )
         return out
 
 
@@ -211,7 +233,10 @@ class SampledSoftmaxLoss(nn.Module):
 
 def _export(model: PublicFeatureTower, content: np.ndarray, extras: np.ndarray) -> dict[str, np.ndarray]:
     """Serving weights (``inference`` keys): user MLP with a zero pad row, ``item.proj`` = W, radius."""
-    sd = {k.replace("_module.", ""): v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    sd = {
+        k.replace("_module.", ""): v.detach().cpu().numpy().astype(np.float32)
+        for k, v in model.state_dict().items()
+    }
     d = content.shape[1]
     w: dict[str, np.ndarray] = {}
     for name in ("user.skip", "user.fc2"):
@@ -231,9 +256,18 @@ def _export(model: PublicFeatureTower, content: np.ndarray, extras: np.ndarray) 
 
 
 def train_tower(
-    train: Interactions, content: np.ndarray, extras: np.ndarray, pop_counts: np.ndarray, config: ModelConfig,
-    features: FeatureConfig, *, noise_multiplier: float | None, seed: int = 0,
-    on_progress: ProgressFn | None = None, processes: int = 1, threads: int = 0,
+    train: Interactions,
+    content: np.ndarray,
+    extras: np.ndarray,
+    pop_counts: np.ndarray,
+    config: ModelConfig,
+    features: FeatureConfig,
+    *,
+    noise_multiplier: float | None,
+    seed: int = 0,
+    on_progress: ProgressFn | None = None,
+    processes: int = 1,
+    threads: int = 0,
 ) -> TowerRelease:
     """Train the tower; DP-SGD through Opacus when ``noise_multiplier`` is given (else non-private).
 
@@ -246,17 +280,44 @@ def train_tower(
     if processes > 1:
         from .distributed import train_tower_distributed
 
-        return train_tower_distributed(train, content, extras, pop_counts, config, features,
-                                       noise_multiplier=noise_multiplier, seed=seed, on_progress=on_progress,
-                                       processes=processes, threads=threads)
-    return fit_tower(train, content, extras, pop_counts, config, features, noise_multiplier=noise_multiplier,
-                     seed=seed, on_progress=on_progress)
+        return train_tower_distributed(
+            train,
+            content,
+            extras,
+            pop_counts,
+            config,
+            features,
+            noise_multiplier=noise_multiplier,
+            seed=seed,
+            on_progress=on_progress,
+            processes=processes,
+            threads=threads,
+        )
+    return fit_tower(
+        train,
+        content,
+        extras,
+        pop_counts,
+        config,
+        features,
+        noise_multiplier=noise_multiplier,
+        seed=seed,
+        on_progress=on_progress,
+    )
 
 
 def fit_tower(
-    train: Interactions, content: np.ndarray, extras: np.ndarray, pop_counts: np.ndarray, config: ModelConfig,
-    features: FeatureConfig, *, noise_multiplier: float | None, seed: int = 0,
-    on_progress: ProgressFn | None = None, rank: int | None = None,
+    train: Interactions,
+    content: np.ndarray,
+    extras: np.ndarray,
+    pop_counts: np.ndarray,
+    config: ModelConfig,
+    features: FeatureConfig,
+    *,
+    noise_multiplier: float | None,
+    seed: int = 0,
+    on_progress: ProgressFn | None = None,
+    rank: int | None = None,
 ) -> TowerRelease:
     """One process's training loop; ``rank`` set = one replica of a torch.distributed group (the
     process group is initialised by the caller; DP-SGD only): the model is wrapped in Opacus' DPDDP,
@@ -273,13 +334,16 @@ def fit_tower(
     rows.resample(0)
     x_dim = rows.dataset.tensors[0].shape[1]
     q = negative_distribution(pop_counts)
-    model = PublicFeatureTower(x_dim, content, extras, q, config, config.init_content_weights, features.n_channels)
+    model = PublicFeatureTower(
+        x_dim, content, extras, q, config, config.init_content_weights, features.n_channels
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     crit = SampledSoftmaxLoss()
     batch, sample_rate, planned = accounting.dp_schedule(n_users, config.expected_batch, config.epochs)
-    loader = DataLoader(rows.dataset, batch_size=batch, shuffle=not private,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        rows.dataset, batch_size=batch, shuffle=not private, generator=torch.Generator().manual_seed(seed)
+    )
     gen = torch.Generator().manual_seed(seed + 17)
     q_t = torch.as_tensor(q, dtype=torch.float64)
     engine = None
@@ -290,8 +354,14 @@ def fit_tower(
         engine = PrivacyEngine(accountant=config.accountant, secure_mode=False)
         module: nn.Module = DifferentiallyPrivateDistributedDataParallel(model) if rank is not None else model
         dp_model, dp_opt, dp_crit, dp_loader = engine.make_private(
-            module=module, optimizer=opt, data_loader=loader, criterion=crit, noise_multiplier=noise_multiplier,
-            max_grad_norm=config.max_grad_norm, poisson_sampling=True, grad_sample_mode="ghost",
+            module=module,
+            optimizer=opt,
+            data_loader=loader,
+            criterion=crit,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=config.max_grad_norm,
+            poisson_sampling=True,
+            grad_sample_mode="ghost",
             noise_generator=torch.Generator().manual_seed(seed + 1),
         )
         if rank is not None:
@@ -301,6 +371,7 @@ def fit_tower(
         run_model, run_opt, run_crit, run_loader = dp_model, dp_opt, dp_crit, dp_loader
     else:
         run_model, run_opt, run_crit, run_loader = model, opt, crit, loader
+
     def batch_loss(batch: Any) -> Any:
         x, t, m = batch
         # this step's shared negatives, from the public distribution
@@ -312,27 +383,53 @@ def fit_tower(
             rows.resample(epoch)
 
     losses_per_epoch: list[float] = []
-    steps = fit_epochs(run_opt, run_loader, batch_loss, config.epochs, losses_per_epoch, before_epoch=before_epoch,
-                       on_progress=on_progress)
+    steps = fit_epochs(
+        run_opt,
+        run_loader,
+        batch_loss,
+        config.epochs,
+        losses_per_epoch,
+        before_epoch=before_epoch,
+        on_progress=on_progress,
+    )
     history: list[tuple[float, float, int]] = []
     if engine is not None:
         history = [(float(s), float(r), int(n)) for s, r, n in engine.accountant.history]
         if steps != planned or any(abs(r - sample_rate) > 1e-12 for _, r, _ in history):
-            raise RuntimeError(f"DP-SGD took {steps} steps at {history}, accounted {planned} at q={sample_rate}")
+            raise RuntimeError(
+                f"DP-SGD took {steps} steps at {history}, accounted {planned} at q={sample_rate}"
+            )
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()}
     return TowerRelease(
-        weights=_export(model, content, extras), private=private,
-        noise_multiplier=float(noise_multiplier or 0.0), sample_rate=float(sample_rate), expected_batch=batch,
-        epochs=config.epochs, steps=steps, max_grad_norm=config.max_grad_norm if private else None,
-        accountant=config.accountant if private else None, history=history, loss_history=losses_per_epoch,
-        trainable_params=sum(p.numel() for p in params), seconds=time.perf_counter() - t0, config=cfg,
+        weights=_export(model, content, extras),
+        private=private,
+        noise_multiplier=float(noise_multiplier or 0.0),
+        sample_rate=float(sample_rate),
+        expected_batch=batch,
+        epochs=config.epochs,
+        steps=steps,
+        max_grad_norm=config.max_grad_norm if private else None,
+        accountant=config.accountant if private else None,
+        history=history,
+        loss_history=losses_per_epoch,
+        trainable_params=sum(p.numel() for p in params),
+        seconds=time.perf_counter() - t0,
+        config=cfg,
         processes=torch.distributed.get_world_size() if rank is not None else 1,
     )
 
 
 def release_tower(
-    train: Interactions, content: np.ndarray, config: ModelConfig, features: FeatureConfig, epsilon: float,
-    delta: float, seed: int, on_progress: ProgressFn | None = None, processes: int = 1, threads: int = 0,
+    train: Interactions,
+    content: np.ndarray,
+    config: ModelConfig,
+    features: FeatureConfig,
+    epsilon: float,
+    delta: float,
+    seed: int,
+    on_progress: ProgressFn | None = None,
+    processes: int = 1,
+    threads: int = 0,
     on_stage: StageFn | None = None,
 ) -> tuple[TowerRelease, np.ndarray, Any, dict[str, Any], float]:
     """The whole "tower" release for (ε, δ): DP popularity, then DP-SGD calibrated so that both
@@ -351,45 +448,100 @@ def release_tower(
 
     stage("popularity")
     if not math.isfinite(epsilon):
-        pop = dp_popularity(train.user, train.item, train.n_items, math.inf, 0.0, cap=config.pop_cap, seed=seed)
+        pop = dp_popularity(
+            train.user, train.item, train.n_items, math.inf, 0.0, cap=config.pop_cap, seed=seed
+        )
         extras = popularity_feature(pop.counts)[:, None]
         stage("dp-sgd")
-        res = train_tower(train, content, extras, pop.counts, config, features, noise_multiplier=None, seed=seed,
-                          on_progress=on_progress)
-        return res, extras, pop, {"design": "tower", "private": False, "mechanism": "two-tower SGD (non-private)",
-                                  "mechanisms": [{"name": "popularity", "noise": "none (non-private)"},
-                                                 {"name": "two-tower SGD (non-private)", "epochs": res.epochs,
-                                                  "steps": res.steps}]}, math.inf
+        res = train_tower(
+            train,
+            content,
+            extras,
+            pop.counts,
+            config,
+            features,
+            noise_multiplier=None,
+            seed=seed,
+            on_progress=on_progress,
+        )
+        return (
+            res,
+            extras,
+            pop,
+            {
+                "design": "tower",
+                "private": False,
+                "mechanism": "two-tower SGD (non-private)",
+                "mechanisms": [
+                    {"name": "popularity", "noise": "none (non-private)"},
+                    {"name": "two-tower SGD (non-private)", "epochs": res.epochs, "steps": res.steps},
+                ],
+            },
+            math.inf,
+        )
     sigma_pop = accounting.gaussian_sigma(config.pop_epsilon_share * epsilon, delta)
     fixed = [(sigma_pop, 1.0, 1)]  # the popularity release: one Gaussian, sensitivity 1, no sampling
     _, q, steps = accounting.dp_schedule(train.n_users, config.expected_batch, config.epochs)
-    sigma = accounting.calibrate_sgd_noise(epsilon=epsilon, delta=delta, fixed=fixed, sample_rate=q, steps=steps,
-                                           accountant=config.accountant)
-    pop = dp_popularity(train.user, train.item, train.n_items, epsilon, delta, cap=config.pop_cap, seed=seed,
-                        sigma=sigma_pop)
+    sigma = accounting.calibrate_sgd_noise(
+        epsilon=epsilon, delta=delta, fixed=fixed, sample_rate=q, steps=steps, accountant=config.accountant
+    )
+    pop = dp_popularity(
+        train.user, train.item, train.n_items, epsilon, delta, cap=config.pop_cap, seed=seed, sigma=sigma_pop
+    )
     extras = popularity_feature(pop.counts, sigma_pop)[:, None]
     stage("dp-sgd")
-    res = train_tower(train, content, extras, pop.counts, config, features, noise_multiplier=sigma, seed=seed,
-                      on_progress=on_progress, processes=processes, threads=threads)
+    res = train_tower(
+        train,
+        content,
+        extras,
+        pop.counts,
+        config,
+        features,
+        noise_multiplier=sigma,
+        seed=seed,
+        on_progress=on_progress,
+        processes=processes,
+        threads=threads,
+    )
     history = fixed + res.history
     eps_total = accounting.history_epsilon(history, delta, config.accountant)
     other = accounting.other_accountant(config.accountant)
     release = {
-        "design": "tower", "private": True,
+        "design": "tower",
+        "private": True,
         "mechanism": "gaussian popularity + DP-SGD (Opacus) of the public-feature two-tower",
         "accountant": f"{config.accountant.upper()} (Opacus), popularity and DP-SGD composed",
         "mechanisms": [
-            {"name": "gaussian popularity", "sigma": sigma_pop, "sensitivity": 1.0, "cap": config.pop_cap,
-             "epsilon_alone": config.pop_epsilon_share * epsilon},  # analytic Gaussian calibration
-            {"name": "DP-SGD (Opacus, Poisson sampling, per-user ghost clipping)", "noise_multiplier": sigma,
-             "sample_rate": q, "expected_batch": res.expected_batch, "steps": res.steps, "epochs": res.epochs,
-             "clip_norm": config.max_grad_norm, "trainable_parameters": res.trainable_params,
-             "epsilon_alone": accounting.history_epsilon(res.history, delta, config.accountant)},
+            {
+                "name": "gaussian popularity",
+                "sigma": sigma_pop,
+                "sensitivity": 1.0,
+                "cap": config.pop_cap,
+                "epsilon_alone": config.pop_epsilon_share * epsilon,
+            },  # analytic Gaussian calibration
+            {
+                "name": "DP-SGD (Opacus, Poisson sampling, per-user ghost clipping)",
+                "noise_multiplier": sigma,
+                "sample_rate": q,
+                "expected_batch": res.expected_batch,
+                "steps": res.steps,
+                "epochs": res.epochs,
+                "clip_norm": config.max_grad_norm,
+                "trainable_parameters": res.trainable_params,
+                "epsilon_alone": accounting.history_epsilon(res.history, delta, config.accountant),
+            },
         ],
-        "epsilon_composed": eps_total, f"epsilon_composed_{other}": accounting.history_epsilon(history, delta, other),
-        "history": [list(h) for h in history], "delta": delta, "users_released": train.n_users,
-        "noise_multiplier": sigma, "sample_rate": q, "steps": res.steps, "epochs": res.epochs,
-        "clip_norm": config.max_grad_norm, "processes": res.processes,
+        "epsilon_composed": eps_total,
+        f"epsilon_composed_{other}": accounting.history_epsilon(history, delta, other),
+        "history": [list(h) for h in history],
+        "delta": delta,
+        "users_released": train.n_users,
+        "noise_multiplier": sigma,
+        "sample_rate": q,
+        "steps": res.steps,
+        "epochs": res.epochs,
+        "clip_norm": config.max_grad_norm,
+        "processes": res.processes,
         "engine": ("torch.distributed (gloo) + Opacus DPDDP" if res.processes > 1 else "one process"),
     }
     return res, extras, pop, release, eps_total

@@ -32,8 +32,9 @@ __all__ = ["ItemTower", "ModelConfig", "SoftmaxTargetLoss", "SottoModel", "UserT
 class UserTower(nn.Module):
     """MLP with a linear skip; optional learned input embeddings of history items."""
 
-    def __init__(self, x_dim: int, out_dim: int, hidden: int, n_items: int = 0,
-                 emb_dim: int = 0, n_channels: int = 1) -> None:
+    def __init__(
+        self, x_dim: int, out_dim: int, hidden: int, n_items: int = 0, emb_dim: int = 0, n_channels: int = 1
+    ) -> None:
         super().__init__()
         self.emb_dim = emb_dim
         self.n_channels = n_channels

@@ -83,22 +83,28 @@ class TrainResult:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def _user_block(hist: np.ndarray, train: Interactions, content: np.ndarray, cfg: FeatureConfig
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _user_block(
+    hist: np.ndarray, train: Interactions, content: np.ndarray, cfg: FeatureConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """(x, weights (C, n)) for a time-sorted list of interaction rows."""
     items = train.item[hist]
     w = history_weights(train.rating[hist], train.ts[hist], cfg)
     ws = w.sum(axis=1, keepdims=True)
     ws[ws == 0] = 1.0
     wn = w / ws
-    means = (wn @ content[items].astype(np.float64)).ravel() if len(hist) else np.zeros(cfg.n_channels * content.shape[1])
+    means = (
+        (wn @ content[items].astype(np.float64)).ravel()
+        if len(hist)
+        else np.zeros(cfg.n_channels * content.shape[1])
+    )
     anchor = float(train.ts[hist].max()) if len(hist) else 0.0
     scal = scalar_features(len(hist), float(train.rating[hist].sum()), anchor, cfg)
     return np.concatenate([means, scal]).astype(np.float32), wn
 
 
-def user_inputs(data: TrainData, rows: list[np.ndarray] | None = None, with_h: bool = False
-                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def user_inputs(
+    data: TrainData, rows: list[np.ndarray] | None = None, with_h: bool = False
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Tower inputs from each user's FULL history (evaluation / serving parity).
 
     Returns x (n_users, F), h (n_users, C, n_items) if ``with_h`` and the
@@ -150,7 +156,7 @@ class TrainRows(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Te
             frac = rng.uniform(*self.target_frac)
             k = min(n, max(1, round(float(frac * n))))
             inputs.append(hist[: n - k])
-            targets.append(hist[n - k:])
+            targets.append(hist[n - k :])
         x, h, mask = user_inputs(d, inputs, self.with_h)
         t = np.zeros((len(self.hists), n_items), dtype=np.float32)
         for u, tgt in enumerate(targets):
@@ -184,7 +190,7 @@ def build_model(data: TrainData, config: ModelConfig) -> SottoModel:
         user.skip.bias.zero_()
         eye = torch.eye(d)
         for c, w in enumerate(config.init_content_weights[: cfg.n_channels]):
-            user.skip.weight[:d, c * d:(c + 1) * d] = w * eye
+            user.skip.weight[:d, c * d : (c + 1) * d] = w * eye
         if data.item_extras.shape[1] > 0:
             user.skip.bias[d] = config.init_pop_weight
         r = config.factor_rank
@@ -193,7 +199,7 @@ def build_model(data: TrainData, config: ModelConfig) -> SottoModel:
                 raise ValueError("factor_rank > 0 needs extras [pop, factors (rank), pad]")
             from .dp_factors import content_projection
 
-            fac = data.item_extras[:, 1:1 + r].astype(np.float64)
+            fac = data.item_extras[:, 1 : 1 + r].astype(np.float64)
             rows = np.flatnonzero(np.abs(fac).sum(axis=1) > 0)
             if len(rows):
                 a = content_projection(data.content, fac, rows, config.factor_ridge)  # (D, r)
@@ -201,8 +207,9 @@ def build_model(data: TrainData, config: ModelConfig) -> SottoModel:
                 proj = np.linalg.norm(data.content[rows].astype(np.float64) @ a, axis=1).mean()
                 a = a / max(float(proj), 1e-12)
                 # first (no-decay) channel's content mean -> factor coordinates d+1 .. d+r
-                user.skip.weight[d + 1:d + 1 + r, :d] = torch.as_tensor(config.init_factor_weight * a.T,
-                                                                         dtype=torch.float32)
+                user.skip.weight[d + 1 : d + 1 + r, :d] = torch.as_tensor(
+                    config.init_factor_weight * a.T, dtype=torch.float32
+                )
     if config.freeze_skip:
         user.skip.weight.requires_grad_(False)
     return SottoModel(user, item, config.tau)
@@ -220,8 +227,13 @@ def export_weights(model: torch.nn.Module) -> dict[str, np.ndarray]:
 
 
 def fit_epochs(
-    optimizer: torch.optim.Optimizer, loader: DataLoader[Any], batch_loss: Callable[[Any], Any], epochs: int,
-    history: list[float], *, before_epoch: Callable[[int], None] | None = None,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader[Any],
+    batch_loss: Callable[[Any], Any],
+    epochs: int,
+    history: list[float],
+    *,
+    before_epoch: Callable[[int], None] | None = None,
     on_progress: ProgressFn | None = None,
 ) -> int:
     """The one training loop, the same with or without DP (here and in ``ml.tower``): the caller hands it
@@ -276,8 +288,9 @@ def train_model(
     delta = (1.0 / n_users) if (private and delta is None) else delta
     model = build_model(dataset, config)
     rows = TrainRows(dataset, config.target_frac, config.emb_dim > 0, seed)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
-                           lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
     crit = SoftmaxTargetLoss()
     gen = torch.Generator().manual_seed(seed)
     history: list[float] = []
@@ -298,13 +311,23 @@ def train_model(
         total_steps = config.epochs * len(loader)
         if total_steps <= 0:
             raise ValueError("DP training needs at least one step (epochs >= 1)")
-        noise = get_noise_multiplier(target_epsilon=float(epsilon), target_delta=delta, sample_rate=q,
-                                     steps=total_steps, accountant=config.accountant)
+        noise = get_noise_multiplier(
+            target_epsilon=float(epsilon),
+            target_delta=delta,
+            sample_rate=q,
+            steps=total_steps,
+            accountant=config.accountant,
+        )
         engine = PrivacyEngine(accountant=config.accountant, secure_mode=False)
         out = engine.make_private(
-            module=model, optimizer=opt, data_loader=loader, criterion=crit,
-            noise_multiplier=noise, max_grad_norm=config.max_grad_norm,
-            poisson_sampling=True, grad_sample_mode=config.grad_sample_mode,
+            module=model,
+            optimizer=opt,
+            data_loader=loader,
+            criterion=crit,
+            noise_multiplier=noise,
+            max_grad_norm=config.max_grad_norm,
+            poisson_sampling=True,
+            grad_sample_mode=config.grad_sample_mode,
             noise_generator=torch.Generator().manual_seed(seed + 1),
         )
         if config.grad_sample_mode == "ghost":
@@ -313,30 +336,54 @@ def train_model(
             dp_model, dp_opt, dp_loader = out
             dp_crit = crit
         sample_rate = float(dp_loader.sample_rate)
-        steps = fit_epochs(dp_opt, dp_loader, lambda b: dp_crit(dp_model(*b[:3]), b[3]), config.epochs, history,
-                           before_epoch=rows.resample, on_progress=on_progress)
+        steps = fit_epochs(
+            dp_opt,
+            dp_loader,
+            lambda b: dp_crit(dp_model(*b[:3]), b[3]),
+            config.epochs,
+            history,
+            before_epoch=rows.resample,
+            on_progress=on_progress,
+        )
         eps_spent = float(engine.accountant.get_epsilon(delta))
         eps_other = history_epsilon(engine.accountant.history, delta, other_accountant(config.accountant))
         weights = export_weights(dp_model)
     else:
         loader = DataLoader(rows, batch_size=config.batch_size, shuffle=True, generator=gen)
         sample_rate = min(1.0, config.batch_size / n_users)
-        steps = fit_epochs(opt, loader, lambda b: crit(model(*b[:3]), b[3]), config.epochs, history,
-                           before_epoch=rows.resample, on_progress=on_progress)
+        steps = fit_epochs(
+            opt,
+            loader,
+            lambda b: crit(model(*b[:3]), b[3]),
+            config.epochs,
+            history,
+            before_epoch=rows.resample,
+            on_progress=on_progress,
+        )
         weights = export_weights(model)
     cfg_dict = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()}
     return TrainResult(
-        weights=weights, epsilon=eps_spent, epsilon_other=eps_other, delta=delta if private else None,
-        noise_multiplier=float(noise), sample_rate=float(sample_rate), epochs=config.epochs, steps=steps,
-        max_grad_norm=config.max_grad_norm if private else None, n_users=n_users,
-        accountant=config.accountant if private else None, loss_history=history,
+        weights=weights,
+        epsilon=eps_spent,
+        epsilon_other=eps_other,
+        delta=delta if private else None,
+        noise_multiplier=float(noise),
+        sample_rate=float(sample_rate),
+        epochs=config.epochs,
+        steps=steps,
+        max_grad_norm=config.max_grad_norm if private else None,
+        n_users=n_users,
+        accountant=config.accountant if private else None,
+        loss_history=history,
         grad_sample_mode=config.grad_sample_mode if private else None,
-        seconds=time.perf_counter() - t_start, config=cfg_dict,
+        seconds=time.perf_counter() - t_start,
+        config=cfg_dict,
     )
 
 
-def measure_epoch_time(config: ModelConfig, dataset: TrainData, epochs: int = 2, seed: int = 0,
-                       epsilon: float = 8.0) -> dict[str, float | str]:
+def measure_epoch_time(
+    config: ModelConfig, dataset: TrainData, epochs: int = 2, seed: int = 0, epsilon: float = 8.0
+) -> dict[str, float | str]:
     """Wall time per epoch of DP vs non-private training at the same batch size.
 
     For a fair comparison the non-private run uses the DP expected batch size.
@@ -350,5 +397,9 @@ def measure_epoch_time(config: ModelConfig, dataset: TrainData, epochs: int = 2,
     t0 = time.perf_counter()
     train_model(cfg, dataset, seed=seed, epsilon=epsilon)
     t_dp = (time.perf_counter() - t0) / epochs
-    return {"nonprivate_s_per_epoch": t_np, "dp_s_per_epoch": t_dp, "ratio": t_dp / t_np,
-            "grad_sample_mode": config.grad_sample_mode}
+    return {
+        "nonprivate_s_per_epoch": t_np,
+        "dp_s_per_epoch": t_dp,
+        "ratio": t_dp / t_np,
+        "grad_sample_mode": config.grad_sample_mode,
+    }

@@ -113,11 +113,15 @@ def _tenant_key_ad(tenant_id: int, purpose: str, version: int) -> bytes:
 
 def previous_master_keys() -> dict[str, bytes]:
     """Retired master keys by id (``SOTTO_PREVIOUS_MASTER_KEYS``), readable during a master rotation."""
-    keys = [parse_master_key(text, source="SOTTO_PREVIOUS_MASTER_KEYS") for text in sotto().previous_master_keys]
+    keys = [
+        parse_master_key(text, source="SOTTO_PREVIOUS_MASTER_KEYS") for text in sotto().previous_master_keys
+    ]
     return {master_key_id(key): key for key in keys}
 
 
-def _unwrap_tenant_key(tenant_id: int, purpose: str, version: int, wrapped: bytes, stored_master_id: str) -> bytes:
+def _unwrap_tenant_key(
+    tenant_id: int, purpose: str, version: int, wrapped: bytes, stored_master_id: str
+) -> bytes:
     master = master_key()
     if stored_master_id != master_key_id(master):
         # Mid master-key rotation: rows not yet re-wrapped still open under their old master.

@@ -61,11 +61,15 @@ def tenant_key_rotate(*, tenant_id: int, actor: str, enqueue: bool = True) -> in
     Returns the new version. The pseudonym key is never rotated.
     """
     with tenant_context(tenant_id):
-        rows = list(TenantKey.objects.select_for_update().filter(tenant_id=tenant_id, purpose=ENC).order_by("version"))
+        rows = list(
+            TenantKey.objects.select_for_update().filter(tenant_id=tenant_id, purpose=ENC).order_by("version")
+        )
         if not rows:
             tenant_keys_create(tenant_id=tenant_id)
             rows = list(
-                TenantKey.objects.select_for_update().filter(tenant_id=tenant_id, purpose=ENC).order_by("version")
+                TenantKey.objects.select_for_update()
+                .filter(tenant_id=tenant_id, purpose=ENC)
+                .order_by("version")
             )
         previous = [row.version for row in rows if row.status == TenantKey.Status.ACTIVE]
         TenantKey.objects.filter(tenant_id=tenant_id, purpose=ENC, status=TenantKey.Status.ACTIVE).update(
@@ -74,8 +78,12 @@ def tenant_key_rotate(*, tenant_id: int, actor: str, enqueue: bool = True) -> in
         version = max(row.version for row in rows) + 1
         _new_version_row(tenant_id, ENC, version).save(force_insert=True)
         audit.record(
-            tenant_id=tenant_id, actor=actor, action=AuditAction.TENANT_KEY_ROTATE, target_type="tenant_key",
-            target_id=f"enc:v{version}", details={"new_version": version, "retiring": previous},
+            tenant_id=tenant_id,
+            actor=actor,
+            action=AuditAction.TENANT_KEY_ROTATE,
+            target_type="tenant_key",
+            target_id=f"enc:v{version}",
+            details={"new_version": version, "retiring": previous},
         )
         if enqueue:
             transaction.on_commit(lambda: _enqueue_rewrap(tenant_id))
@@ -145,8 +153,12 @@ def retire_drained_versions(*, tenant_id: int, actor: str = SystemActor.SYSTEM) 
             row.save(update_fields=["status", "wrapped", "retired_at"])
             retired.append(row.version)
             audit.record(
-                tenant_id=tenant_id, actor=actor, action=AuditAction.TENANT_KEY_RETIRE, target_type="tenant_key",
-                target_id=f"enc:v{row.version}", details={"version": row.version},
+                tenant_id=tenant_id,
+                actor=actor,
+                action=AuditAction.TENANT_KEY_RETIRE,
+                target_type="tenant_key",
+                target_id=f"enc:v{row.version}",
+                details={"version": row.version},
             )
     with _cache_lock:
         for version in retired:
@@ -199,7 +211,9 @@ def tenant_key_versions(*, tenant_id: int) -> list[KeyVersionInfo]:
                 version=row.version,
                 status=row.status,
                 wrapped_user_keys=(
-                    sum(s.count_wrapped(tenant_id=tenant_id, versions=[row.version]) for s in _stores.values())
+                    sum(
+                        s.count_wrapped(tenant_id=tenant_id, versions=[row.version]) for s in _stores.values()
+                    )
                     if row.purpose == ENC
                     else None
                 ),

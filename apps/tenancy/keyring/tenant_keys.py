@@ -33,20 +33,28 @@ def tenant_keys_rewrap(*, tenant_id: int) -> int:
     current_id = master_key_id(master)
     changed = 0
     with tenant_context(tenant_id):
-        rows = TenantKey.objects.select_for_update().filter(tenant_id=tenant_id, wrapped__isnull=False).exclude(
-            master_key_id=current_id
+        rows = (
+            TenantKey.objects.select_for_update()
+            .filter(tenant_id=tenant_id, wrapped__isnull=False)
+            .exclude(master_key_id=current_id)
         )
         for row in rows:
             assert row.wrapped is not None  # filtered above
-            raw = _unwrap_tenant_key(tenant_id, row.purpose, row.version, bytes(row.wrapped), row.master_key_id)
+            raw = _unwrap_tenant_key(
+                tenant_id, row.purpose, row.version, bytes(row.wrapped), row.master_key_id
+            )
             row.wrapped = aead_seal(master, raw, _tenant_key_ad(tenant_id, row.purpose, row.version))
             row.master_key_id = current_id
             row.save(update_fields=["wrapped", "master_key_id"])
             changed += 1
         if changed:
             audit.record(
-                tenant_id=tenant_id, actor=SystemActor.SYSTEM, action=AuditAction.KEYS_MASTER_REWRAP, target_type="tenant_key",
-                target_id=current_id, details={"rows": changed},
+                tenant_id=tenant_id,
+                actor=SystemActor.SYSTEM,
+                action=AuditAction.KEYS_MASTER_REWRAP,
+                target_type="tenant_key",
+                target_id=current_id,
+                details={"rows": changed},
             )
     return changed
 
@@ -54,7 +62,8 @@ def tenant_keys_rewrap(*, tenant_id: int) -> int:
 def tenant_keys_create(*, tenant_id: int) -> None:
     """Create the tenant's pseudonym key and first encryption key if missing (idempotent)."""
     TenantKey.objects.bulk_create(
-        [_new_version_row(tenant_id, PSEUDONYM, 1), _new_version_row(tenant_id, ENC, 1)], ignore_conflicts=True
+        [_new_version_row(tenant_id, PSEUDONYM, 1), _new_version_row(tenant_id, ENC, 1)],
+        ignore_conflicts=True,
     )
 
 

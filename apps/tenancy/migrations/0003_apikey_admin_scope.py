@@ -5,15 +5,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenancy', '0002_tenantkey'),
+        ("tenancy", "0002_tenantkey"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='apikey',
-            name='scopes',
-            field=django.contrib.postgres.fields.ArrayField(base_field=models.CharField(choices=[('ingest', 'Ingest'), ('serve', 'Serve'), ('train', 'Train'), ('audit', 'Audit'), ('admin', 'Admin')], max_length=16), size=None),
+            model_name="apikey",
+            name="scopes",
+            field=django.contrib.postgres.fields.ArrayField(
+                base_field=models.CharField(
+                    choices=[
+                        ("ingest", "Ingest"),
+                        ("serve", "Serve"),
+                        ("train", "Train"),
+                        ("audit", "Audit"),
+                        ("admin", "Admin"),
+                    ],
+                    max_length=16,
+                ),
+                size=None,
+            ),
         ),
     ]

@@ -29,7 +29,9 @@ def audit(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     return _audit_page(request, access, export_form=None)
 
 
-def _audit_page(request: HttpRequest, access: TenantAccess, *, export_form: AuditExportForm | None) -> HttpResponse:
+def _audit_page(
+    request: HttpRequest, access: TenantAccess, *, export_form: AuditExportForm | None
+) -> HttpResponse:
     from apps.audit.selectors import audit_events, audit_public_key, audit_verifier_script_sha256
     from apps.audit.services import audit_verify_live
 
@@ -39,7 +41,9 @@ def _audit_page(request: HttpRequest, access: TenantAccess, *, export_form: Audi
         since, until = filters.bounds()
         action = filters.cleaned_data["action"].strip()
         criteria = {
-            "since": since, "until": until, "actor": filters.cleaned_data["actor"].strip() or None,
+            "since": since,
+            "until": until,
+            "actor": filters.cleaned_data["actor"].strip() or None,
             "action_prefix" if action.endswith(".") else "action": action or None,
         }
     events = audit_events(access.tenant.id, **criteria)  # type: ignore[arg-type]
@@ -47,14 +51,19 @@ def _audit_page(request: HttpRequest, access: TenantAccess, *, export_form: Audi
     query = request.GET.copy()
     query.pop("page", None)
     context = {
-        "filters": filters, "page": page, "query": query.urlencode(),
+        "filters": filters,
+        "page": page,
+        "query": query.urlencode(),
         "rows": sources.audit_rows(page.object_list, sources.api_key_names(tenant_id=access.tenant.id)),
         "verification": audit_verify_live(access.tenant),
         "export_form": export_form or AuditExportForm(),
-        "public_key": audit_public_key(), "verifier_sha256": audit_verifier_script_sha256(),
+        "public_key": audit_public_key(),
+        "verifier_sha256": audit_verifier_script_sha256(),
     }
     status = 400 if export_form is not None else 200
-    return tenant_render(request, access, "webadmin/tenant/audit.html", context, section="audit", status=status)
+    return tenant_render(
+        request, access, "webadmin/tenant/audit.html", context, section="audit", status=status
+    )
 
 
 @tenant_page("audit")
@@ -67,7 +76,9 @@ def audit_export(request: HttpRequest, access: TenantAccess) -> HttpResponseBase
     if form.is_valid():
         since, until = form.bounds()
         try:
-            data = audit_export_bundle(tenant=access.tenant, since=since, until=until, actor=actor_of(request))
+            data = audit_export_bundle(
+                tenant=access.tenant, since=since, until=until, actor=actor_of(request)
+            )
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:
@@ -87,4 +98,6 @@ def audit_verifier(request: HttpRequest, access: TenantAccess) -> HttpResponseBa
 def audit_public_key_pem(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     from apps.audit.selectors import audit_public_key
 
-    return _attachment(audit_public_key().public_key_pem.encode(), "sotto-audit-public-key.pem", "application/x-pem-file")
+    return _attachment(
+        audit_public_key().public_key_pem.encode(), "sotto-audit-public-key.pem", "application/x-pem-file"
+    )

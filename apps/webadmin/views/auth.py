@@ -28,7 +28,9 @@ from apps.webadmin.throttle import client_address, lock_remaining_s
 @require_http_methods(["GET", "POST"])
 def sign_in(request: HttpRequest) -> HttpResponseBase:
     next_url = request.POST.get("next") or request.GET.get("next") or ""
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         next_url = ""
     if request.user.is_authenticated:
         return redirect(next_url or "webadmin:home")
@@ -42,7 +44,10 @@ def sign_in(request: HttpRequest) -> HttpResponseBase:
         locked_minutes = math.ceil(locked_s / 60) if locked_s else 0
     status = 429 if locked_minutes else 200
     return render(
-        request, "webadmin/login.html", {"form": form, "next": next_url, "locked_minutes": locked_minutes}, status=status
+        request,
+        "webadmin/login.html",
+        {"form": form, "next": next_url, "locked_minutes": locked_minutes},
+        status=status,
     )
 
 

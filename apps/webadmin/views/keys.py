@@ -22,7 +22,9 @@ def keys(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     if request.method == "POST" and form.is_valid():
         try:
             issued = api_key_create(
-                tenant=access.tenant, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"],
+                tenant=access.tenant,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
                 actor=actor_of(request),
             )
         except TenancyError as exc:
@@ -31,8 +33,12 @@ def keys(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
             form = ApiKeyCreateForm()
     rows = list(api_keys_for_tenant(tenant_id=access.tenant.id))
     return tenant_render(
-        request, access, "webadmin/tenant/keys.html", {"form": form, "keys": rows, "issued": issued},
-        section="keys", no_store=issued is not None,
+        request,
+        access,
+        "webadmin/tenant/keys.html",
+        {"form": form, "keys": rows, "issued": issued},
+        section="keys",
+        no_store=issued is not None,
     )
 
 

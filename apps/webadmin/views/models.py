@@ -22,9 +22,13 @@ def _initial(current: dict[str, Any]) -> dict[str, Any]:
 
     design = current["model"]["dp_design"]
     return {
-        "dp_design": DESIGN_ALIASES.get(design, design), "epsilon_total": budget["epsilon_total"],
-        "delta": budget["delta"], "renewal_days": budget["renewal_days"], "cadence": schedule["cadence"],
-        "epsilon_per_run": schedule["epsilon_per_run"], "min_new_events": schedule["min_new_events"],
+        "dp_design": DESIGN_ALIASES.get(design, design),
+        "epsilon_total": budget["epsilon_total"],
+        "delta": budget["delta"],
+        "renewal_days": budget["renewal_days"],
+        "cadence": schedule["cadence"],
+        "epsilon_per_run": schedule["epsilon_per_run"],
+        "min_new_events": schedule["min_new_events"],
         "event_retention_days": current["retention"]["event_retention_days"],
     }
 
@@ -40,17 +44,29 @@ def models(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     form = ModelSettingsForm(request.POST or None, initial=_initial(current))
     if request.method == "POST" and form.is_valid():
         try:
-            tenant_settings_update(tenant_id=tenant_id, changes=form.changes(_initial(current)), actor=actor_of(request))
+            tenant_settings_update(
+                tenant_id=tenant_id, changes=form.changes(_initial(current)), actor=actor_of(request)
+            )
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:
             messages.success(request, "Settings saved.")
             return redirect("webadmin:models", slug=access.tenant.slug)
-    versions = [{**v, "recall": v["metrics"].get("recall@20_capped"),
-                 "popularity": v["metrics"].get("dp_popularity_recall@20_capped")}
-                for v in model_versions(tenant_id=tenant_id)]
-    context = {"form": form, "settings": current, "versions": versions,
-               "alert": current["retraining"]["alert"], "cap": current["privacy_budget"]["operator_cap"]}
+    versions = [
+        {
+            **v,
+            "recall": v["metrics"].get("recall@20_capped"),
+            "popularity": v["metrics"].get("dp_popularity_recall@20_capped"),
+        }
+        for v in model_versions(tenant_id=tenant_id)
+    ]
+    context = {
+        "form": form,
+        "settings": current,
+        "versions": versions,
+        "alert": current["retraining"]["alert"],
+        "cap": current["privacy_budget"]["operator_cap"],
+    }
     return tenant_render(request, access, "webadmin/tenant/models.html", context, section="model")
 
 
@@ -60,14 +76,22 @@ def version_activate(request: HttpRequest, access: TenantAccess, version: int) -
     from apps.modeling.lifecycle import model_version_activate
 
     try:
-        state, done = model_version_activate(tenant_id=access.tenant.id, version=version, actor=actor_of(request))
+        state, done = model_version_activate(
+            tenant_id=access.tenant.id, version=version, actor=actor_of(request)
+        )
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
         if done:
-            messages.success(request, f"Version {state['version']} is now serving (v{state['previous_version']} "
-                                      "is kept for rollback).")
+            messages.success(
+                request,
+                f"Version {state['version']} is now serving (v{state['previous_version']} "
+                "is kept for rollback).",
+            )
         else:
-            messages.success(request, f"Version {version} is being re-materialised by a worker; it serves once "
-                                      "its item vectors and index are built.")
+            messages.success(
+                request,
+                f"Version {version} is being re-materialised by a worker; it serves once "
+                "its item vectors and index are built.",
+            )
     return redirect("webadmin:models", slug=access.tenant.slug)

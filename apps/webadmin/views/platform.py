@@ -33,21 +33,27 @@ def tenants(request: HttpRequest) -> HttpResponseBase:
     form = TenantCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            tenant = tenant_create(slug=form.cleaned_data["slug"], name=form.cleaned_data["name"], actor=actor_of(request))
+            tenant = tenant_create(
+                slug=form.cleaned_data["slug"], name=form.cleaned_data["name"], actor=actor_of(request)
+            )
         except TenancyError as exc:
             form.add_error("slug", str(exc))
         else:
             messages.success(request, f"Tenant {tenant.slug} created. Add its first owner below.")
             return redirect("webadmin:platform-memberships")
     rows = tenants_for_user(user=request.user)  # type: ignore[arg-type]
-    return render(request, "webadmin/platform/tenants.html", {"form": form, "tenants": rows, "section": "tenants"})
+    return render(
+        request, "webadmin/platform/tenants.html", {"form": form, "tenants": rows, "section": "tenants"}
+    )
 
 
 @operator_page
 @require_http_methods(["GET", "POST"])
 def memberships(request: HttpRequest) -> HttpResponseBase:
     slugs = [t.slug for t in tenants_for_user(user=request.user)]  # type: ignore[arg-type]
-    form = MembershipForm(request.POST or None, tenant_slugs=slugs, initial={"tenant": request.GET.get("tenant")})
+    form = MembershipForm(
+        request.POST or None, tenant_slugs=slugs, initial={"tenant": request.GET.get("tenant")}
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         tenant = tenant_get(slug=data["tenant"])
@@ -73,7 +79,8 @@ def memberships(request: HttpRequest) -> HttpResponseBase:
         key=lambda m: (m.tenant.slug, m.user.get_username()),
     )
     return render(
-        request, "webadmin/platform/memberships.html",
+        request,
+        "webadmin/platform/memberships.html",
         {"form": form, "memberships": rows, "section": "memberships", "only_tenant": only_tenant},
     )
 
@@ -97,14 +104,23 @@ def health(request: HttpRequest) -> HttpResponseBase:
         row = cursor.fetchone()
     now = timezone.now()
     beats = [
-        {"beat": beat, "age_s": int((now - beat.seen_at).total_seconds()), "fresh": now - beat.seen_at <= HEARTBEAT_FRESH}
+        {
+            "beat": beat,
+            "age_s": int((now - beat.seen_at).total_seconds()),
+            "fresh": now - beat.seen_at <= HEARTBEAT_FRESH,
+        }
         for beat in WorkerHeartbeat.objects.order_by("queue")
     ]
     return render(
         request,
         "webadmin/platform/health.html",
-        {"checks": checks, "server_version": row[0] if row else "?", "beats": beats, "section": "health",
-         "fresh_minutes": int(HEARTBEAT_FRESH.total_seconds() // 60)},
+        {
+            "checks": checks,
+            "server_version": row[0] if row else "?",
+            "beats": beats,
+            "section": "health",
+            "fresh_minutes": int(HEARTBEAT_FRESH.total_seconds() // 60),
+        },
     )
 
 

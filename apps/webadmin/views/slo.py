@@ -27,8 +27,12 @@ def objectives(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
 
     status = slo_status_for_tenant(tenant_id=access.tenant.id)
     rows = [
-        {"cls": cls, "state": state, "percentile": objective_percentile(state.objective.latency_target),
-         "day": state.windows.get("24h")}
+        {
+            "cls": cls,
+            "state": state,
+            "percentile": objective_percentile(state.objective.latency_target),
+            "day": state.windows.get("24h"),
+        }
         for cls, state in status.classes.items()
     ]
     asked = request.GET.get("range")
@@ -36,13 +40,23 @@ def objectives(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     if time_range is None:
         time_range = sources.SLO_RANGES[sources.DEFAULT_SLO_RANGE]
         messages.warning(request, f"There is no time range {(asked or '')[:20]!r}; showing {time_range.key}.")
-    charts = slo_charts(latency=sources.latency_series_for_range(tenant_id=access.tenant.id, time_range=time_range),
-                        time_range=time_range)
+    charts = slo_charts(
+        latency=sources.latency_series_for_range(tenant_id=access.tenant.id, time_range=time_range),
+        time_range=time_range,
+    )
     return tenant_render(
-        request, access, "webadmin/tenant/slo.html",
-        {"rows": rows, "alerts": status.open_alerts, "charts": charts, "range": time_range.key,
-         "ranges": list(sources.SLO_RANGES), "min_sample": min_sample(),
-         "small_max": sotto().slo_ingest_small_max},
+        request,
+        access,
+        "webadmin/tenant/slo.html",
+        {
+            "rows": rows,
+            "alerts": status.open_alerts,
+            "charts": charts,
+            "range": time_range.key,
+            "ranges": list(sources.SLO_RANGES),
+            "min_sample": min_sample(),
+            "small_max": sotto().slo_ingest_small_max,
+        },
         section="slo",
     )
 
@@ -54,11 +68,14 @@ def objective_series(request: HttpRequest, access: TenantAccess) -> HttpResponse
     time_range = sources.slo_range(request.GET.get("range"))
     if time_range is None:
         return JsonResponse(
-            {"error": {"code": "invalid", "message": f"range must be one of {list(sources.SLO_RANGES)}"}}, status=400
+            {"error": {"code": "invalid", "message": f"range must be one of {list(sources.SLO_RANGES)}"}},
+            status=400,
         )
     return JsonResponse(
-        slo_charts(latency=sources.latency_series_for_range(tenant_id=access.tenant.id, time_range=time_range),
-                   time_range=time_range)
+        slo_charts(
+            latency=sources.latency_series_for_range(tenant_id=access.tenant.id, time_range=time_range),
+            time_range=time_range,
+        )
     )
 
 
@@ -73,21 +90,30 @@ def objective_edit(request: HttpRequest, access: TenantAccess, endpoint_class: s
         raise Http404
     current = slo_objectives_for_tenant(tenant_id=access.tenant.id)[endpoint_class]
     initial = {
-        "latency_threshold_ms": current.latency_threshold_ms, "latency_target": current.latency_target,
+        "latency_threshold_ms": current.latency_threshold_ms,
+        "latency_target": current.latency_target,
         "availability_target": current.availability_target,
     }
     form = ObjectiveForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            slo_objective_set(tenant_id=access.tenant.id, endpoint_class=endpoint_class, actor=actor_of(request), **form.cleaned_data)
+            slo_objective_set(
+                tenant_id=access.tenant.id,
+                endpoint_class=endpoint_class,
+                actor=actor_of(request),
+                **form.cleaned_data,
+            )
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:
             messages.success(request, f"Objective for {endpoint_class} saved.")
             return redirect("webadmin:slo", slug=access.tenant.slug)
     return tenant_render(
-        request, access, "webadmin/tenant/slo_edit.html",
-        {"form": form, "endpoint_class": endpoint_class, "current": current}, section="slo",
+        request,
+        access,
+        "webadmin/tenant/slo_edit.html",
+        {"form": form, "endpoint_class": endpoint_class, "current": current},
+        section="slo",
     )
 
 

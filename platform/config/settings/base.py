@@ -160,7 +160,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "apps.api.schema.document_key_errors"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.api.schema.document_key_errors",
+    ],
     # The documentation pages load their JavaScript and CSS from our own static files, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -196,7 +199,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
 if CELERY_BROKER_URL.startswith("redis"):
     # Unacked tasks are redelivered after this long (a killed worker's batch is redone).
-    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = env_int("SOTTO_VISIBILITY_TIMEOUT_S", 3600, minimum=60)
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = env_int(
+        "SOTTO_VISIBILITY_TIMEOUT_S", 3600, minimum=60
+    )
 
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -210,11 +215,15 @@ SOTTO: dict[str, Any] = {
     "PREVIOUS_MASTER_KEYS": env_list("SOTTO_PREVIOUS_MASTER_KEYS", []),
     "KEY_DIR": VAR_DIR / "keys",
     "KEY_CACHE_TTL_S": env_float("SOTTO_KEY_CACHE_TTL_S", 300.0),  # unwrapped tenant keys kept in memory
-    "EVENT_RETENTION_DAYS": env_int("SOTTO_EVENT_RETENTION_DAYS", 365, minimum=1),  # Tenant.settings overrides
+    "EVENT_RETENTION_DAYS": env_int(
+        "SOTTO_EVENT_RETENTION_DAYS", 365, minimum=1
+    ),  # Tenant.settings overrides
     "AUDIT_SIGNING_KEY": env_secret("SOTTO_AUDIT_SIGNING_KEY"),
     # After rotating the signing key: the old public key(s), PEM, so older checkpoints still verify.
     "AUDIT_PREVIOUS_PUBLIC_KEYS": env_secret("SOTTO_AUDIT_PREVIOUS_PUBLIC_KEYS"),
-    "AUDIT_CHECKPOINT_DIR": Path(env_str("SOTTO_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit-checkpoints")) or ""),
+    "AUDIT_CHECKPOINT_DIR": Path(
+        env_str("SOTTO_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit-checkpoints")) or ""
+    ),
     # Where signed checkpoints are copied outside the database (a class with write/read; see apps/audit/sinks.py).
     "AUDIT_CHECKPOINT_SINK": env_str("SOTTO_AUDIT_CHECKPOINT_SINK", "apps.audit.sinks.DirectorySink"),
     "ENCODER_MODEL_PATH": env_str("SOTTO_ENCODER_MODEL_PATH"),
@@ -281,7 +290,11 @@ SOTTO: dict[str, Any] = {
         "recommend": {"latency_threshold_ms": 50.0, "latency_target": 0.99, "availability_target": 0.999},
         "search": {"latency_threshold_ms": 100.0, "latency_target": 0.99, "availability_target": 0.999},
         "ingest": {"latency_threshold_ms": 200.0, "latency_target": 0.99, "availability_target": 0.999},
-        "ingest_batch": {"latency_threshold_ms": 1000.0, "latency_target": 0.99, "availability_target": 0.999},
+        "ingest_batch": {
+            "latency_threshold_ms": 1000.0,
+            "latency_target": 0.99,
+            "availability_target": 0.999,
+        },
         "other": {"latency_threshold_ms": 250.0, "latency_target": 0.99, "availability_target": 0.999},
     },
     # Web admin sign-in throttling: this many failures per (username, client IP) within the window locks
@@ -303,7 +316,11 @@ LOGGING: dict[str, Any] = {
         "redact_user_ids": {"()": "apps.profiles.redaction.RedactUserIdsFilter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request", "redact_user_ids"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request", "redact_user_ids"],
+        },
     },
     "root": {"handlers": ["console"], "level": env_str("SOTTO_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

@@ -40,9 +40,7 @@ def _load_required_env() -> None:
         if value and not os.environ.get(name):
             os.environ[name] = value
     missing = [
-        name
-        for name in REQUIRED_ENV
-        if not (env_str(name) if name in PLAIN_ENV else env_secret(name))
+        name for name in REQUIRED_ENV if not (env_str(name) if name in PLAIN_ENV else env_secret(name))
     ]
     if missing:
         hints = ", ".join(name if name in PLAIN_ENV else f"{name} (or {name}_FILE)" for name in missing)

@@ -71,8 +71,12 @@ def _reference_epsilon(sigma: float, delta: float) -> float:
 
 def test_the_privacy_curve_is_the_former_one() -> None:
     for sigma, eps in itertools.product(SIGMAS, EPSILONS):
-        assert accounting.gaussian_delta(sigma, eps) == pytest.approx(_reference_delta(sigma, eps), rel=1e-12, abs=1e-300)
-    assert accounting.gaussian_delta(2.0, 1.0, sensitivity=2.0) == pytest.approx(_reference_delta(2.0, 1.0, 2.0))
+        assert accounting.gaussian_delta(sigma, eps) == pytest.approx(
+            _reference_delta(sigma, eps), rel=1e-12, abs=1e-300
+        )
+    assert accounting.gaussian_delta(2.0, 1.0, sensitivity=2.0) == pytest.approx(
+        _reference_delta(2.0, 1.0, 2.0)
+    )
 
 
 @pytest.mark.parametrize("delta", DELTAS)
@@ -82,7 +86,8 @@ def test_sigma_agrees_with_the_former_bisection_and_never_gives_less_privacy(del
         assert sigma == pytest.approx(_reference_sigma(eps, delta), rel=REL_TOL)
         assert accounting.gaussian_delta(sigma, eps) <= delta
     assert accounting.gaussian_sigma(1.0, delta, sensitivity=3.0) == pytest.approx(
-        _reference_sigma(1.0, delta, 3.0), rel=REL_TOL)
+        _reference_sigma(1.0, delta, 3.0), rel=REL_TOL
+    )
 
 
 @pytest.mark.parametrize("delta", DELTAS)
@@ -126,11 +131,16 @@ def test_it_refuses_what_is_not_a_privacy_parameter() -> None:
 def _dp_event(history: accounting.History) -> object:
     import dp_accounting
 
-    return dp_accounting.ComposedDpEvent([
-        dp_accounting.GaussianDpEvent(s) if q == 1.0 else
-        dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(s)), n)
-        for s, q, n in history
-    ])
+    return dp_accounting.ComposedDpEvent(
+        [
+            dp_accounting.GaussianDpEvent(s)
+            if q == 1.0
+            else dp_accounting.SelfComposedDpEvent(
+                dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(s)), n
+            )
+            for s, q, n in history
+        ]
+    )
 
 
 # "tower" runs (TOWER_DEFAULTS: a fifth of ε to popularity, batch 2048, 10 epochs) at the DP-SGD noise
@@ -139,8 +149,9 @@ TOWER_RUNS = [(1.0, 20_000, 4.40625), (4.0, 100_000, 0.91796875)]
 
 
 @pytest.mark.parametrize(("epsilon", "n_users", "sigma"), TOWER_RUNS)
-def test_the_charged_opacus_figure_is_never_below_google_accountants(epsilon: float, n_users: int,
-                                                                     sigma: float) -> None:
+def test_the_charged_opacus_figure_is_never_below_google_accountants(
+    epsilon: float, n_users: int, sigma: float
+) -> None:
     from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
     from dp_accounting.rdp.rdp_privacy_accountant import RdpAccountant
 
@@ -155,7 +166,9 @@ def test_the_charged_opacus_figure_is_never_below_google_accountants(epsilon: fl
     assert 0.8 * charged < tight <= charged  # the RDP bound is loose by ~10%, not by another mechanism
     rdp = RdpAccountant()
     rdp.compose(_dp_event(history))
-    assert rdp.get_epsilon(delta) == pytest.approx(charged, rel=5e-3)  # the same RDP bound, another implementation
+    assert rdp.get_epsilon(delta) == pytest.approx(
+        charged, rel=5e-3
+    )  # the same RDP bound, another implementation
 
 
 def test_the_docstring_examples_run() -> None:

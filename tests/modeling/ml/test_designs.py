@@ -30,7 +30,9 @@ def test_the_plans_are_the_accounting_of_each_design() -> None:
     assert plan["accountant"] == accounting.GDP_ACCOUNTANT and plan["epochs"] == 0
     tower = {**asdict(TOWER_DEFAULTS), "dp_design": "tower"}
     plan = release_design("tower").plan(tower, 4.0, 1e-6, 100_000)
-    assert (plan["expected_batch"], plan["sample_rate"], plan["steps"]) == accounting.dp_schedule(100_000, 2048, 10)
+    assert (plan["expected_batch"], plan["sample_rate"], plan["steps"]) == accounting.dp_schedule(
+        100_000, 2048, 10
+    )
     assert plan["epsilon_pop_alone"] == pytest.approx(0.2 * 4.0)
 
 
@@ -42,7 +44,9 @@ def test_the_factors_design_refuses_gradient_steps_and_spends_at_most_its_budget
     content /= np.linalg.norm(content, axis=1, keepdims=True)
     config = ModelConfig(epochs=0, hidden=4, factor_rank=4, factor_items=20)
     with pytest.raises(ValueError, match="epochs must be 0"):
-        FactorsDesign().release(train, content, ModelConfig(epochs=1, factor_rank=4), FeatureConfig(), 1.0, 1e-3, 0)
+        FactorsDesign().release(
+            train, content, ModelConfig(epochs=1, factor_rank=4), FeatureConfig(), 1.0, 1e-3, 0
+        )
     released = FactorsDesign().release(train, content, config, FeatureConfig(), 1.0, 1 / 40, 0)
     assert released.epsilon_spent <= 1.0 + 1e-9 and released.record["design"] == "factors"
     assert released.cold_extras[-1] == pytest.approx(np.linalg.norm(released.extras, axis=1).max())

@@ -27,17 +27,22 @@ def test_two_processes_account_exactly_like_one_and_learn_as_well() -> None:
     seen = sparse.item_lists(split.train)
     runs = {}
     for processes in (1, 2):
-        res, extras, pop, release, eps = tower.release_tower(split.train, st_.content, cfg, FeatureConfig(), 8.0,
-                                                             1e-5, 0, processes=processes, threads=1)
-        uv, iv = inference.user_vectors(res.weights, x), inference.item_vectors(res.weights, st_.content, extras)
+        res, extras, pop, release, eps = tower.release_tower(
+            split.train, st_.content, cfg, FeatureConfig(), 8.0, 1e-5, 0, processes=processes, threads=1
+        )
+        uv, iv = (
+            inference.user_vectors(res.weights, x),
+            inference.item_vectors(res.weights, st_.content, extras),
+        )
 
         def scores(u: np.ndarray, uv: np.ndarray = uv, iv: np.ndarray = iv) -> np.ndarray:
             return np.asarray(uv[u] @ iv.T)
 
         recall = evaluate_scores(scores, seen, split.test_items, data.n_items)["recall@20_capped"]
         runs[processes] = (res, release, eps, recall)
-    popular = evaluate_scores(lambda u: np.tile(pop.counts, (len(u), 1)), seen, split.test_items,
-                              data.n_items)["recall@20_capped"]
+    popular = evaluate_scores(
+        lambda u: np.tile(pop.counts, (len(u), 1)), seen, split.test_items, data.n_items
+    )["recall@20_capped"]
     (one, rel1, eps1, r1), (two, rel2, eps2, r2) = runs[1], runs[2]
 
     # Given the same tenant and ε, when DP-SGD runs on two processes, then σ, q, the steps and the
@@ -68,5 +73,13 @@ def test_the_non_private_tower_does_not_run_distributed() -> None:
     data = from_arrays(st_.user, st_.item, st_.value, st_.ts, item_ids=st_.item_ids)
     extras = np.zeros((data.n_items, 1), dtype=np.float32)
     with pytest.raises(ValueError, match="DP-SGD only"):
-        tower.train_tower(data, st_.content, extras, np.ones(data.n_items), ModelConfig(), FeatureConfig(),
-                          noise_multiplier=None, processes=2)
+        tower.train_tower(
+            data,
+            st_.content,
+            extras,
+            np.ones(data.n_items),
+            ModelConfig(),
+            FeatureConfig(),
+            noise_multiplier=None,
+            processes=2,
+        )

@@ -93,7 +93,9 @@ def test_every_item_gets_factor_coordinates_from_its_public_content_and_released
     content = np.random.default_rng(5).standard_normal((40, 8))
     content /= np.linalg.norm(content, axis=1, keepdims=True)
     cfg = ModelConfig(epochs=0, factor_rank=4, factor_items=20)
-    only_top = release_item_extras(user, item, 40, 4.0, 1 / 30, replace(cfg, factor_cover_all=False), content=content)
+    only_top = release_item_extras(
+        user, item, 40, 4.0, 1 / 30, replace(cfg, factor_cover_all=False), content=content
+    )
     covered = release_item_extras(user, item, 40, 4.0, 1 / 30, cfg, content=content)
     block = slice(1, 1 + 4)
     # Then: without cover, 20 items have no factor row; with it, every item has one
@@ -101,13 +103,24 @@ def test_every_item_gets_factor_coordinates_from_its_public_content_and_released
     assert bool((np.abs(covered.extras[:, block]).sum(axis=1) > 0).all())
     # the released rows are the same release (same noise), and the budget is the same: post-processing
     top = np.abs(only_top.extras[:, block]).sum(axis=1) > 0
-    assert (covered.sigma_pop, covered.sigma_gram, covered.epsilon) == (only_top.sigma_pop, only_top.sigma_gram,
-                                                                        only_top.epsilon)
+    assert (covered.sigma_pop, covered.sigma_gram, covered.epsilon) == (
+        only_top.sigma_pop,
+        only_top.sigma_gram,
+        only_top.epsilon,
+    )
     fac = only_top.extras[:, block].astype(np.float64)
     direct = cover_all_items(fac, np.flatnonzero(top), content, cfg.factor_ridge, cfg.factor_cover_scale)
     np.testing.assert_allclose(direct[top], fac[top])
-    np.testing.assert_allclose(direct[~top], cfg.factor_cover_scale * (content[~top] @ np.linalg.solve(
-        content[top].T @ content[top] + cfg.factor_ridge * np.eye(8), content[top].T @ fac[top])))
+    np.testing.assert_allclose(
+        direct[~top],
+        cfg.factor_cover_scale
+        * (
+            content[~top]
+            @ np.linalg.solve(
+                content[top].T @ content[top] + cfg.factor_ridge * np.eye(8), content[top].T @ fac[top]
+            )
+        ),
+    )
 
 
 def test_factor_extras_equal_norms_so_cosine_ranks_like_the_dot_product() -> None:
@@ -141,5 +154,7 @@ def test_no_sgd_path_spends_nothing_and_serves_the_factor_block() -> None:
     w = res.weights["user.skip.weight"]
     assert np.abs(w[9:12, :8]).sum() > 0  # content mean -> factor coordinates
     xu, _, _ = user_inputs(td)
-    scores = inference.user_vectors(res.weights, xu) @ inference.item_vectors(res.weights, content, rel.extras).T
+    scores = (
+        inference.user_vectors(res.weights, xu) @ inference.item_vectors(res.weights, content, rel.extras).T
+    )
     assert np.isfinite(scores).all()

@@ -1,6 +1,6 @@
 """Pure tests of the ML core (no Django). Run:
 
-    .venv/bin/python -m pytest -p no:django -o addopts="" tests/modeling/ml -q
+.venv/bin/python -m pytest -p no:django -o addopts="" tests/modeling/ml -q
 """
 
 from __future__ import annotations
@@ -55,18 +55,23 @@ def planted(n_users: int = 60, n_items: int = 30, n_clusters: int = 3, per_user:
 def evaluate_model(weights, td: TrainData, split, k: int = 5) -> float:
     x, h, _ = user_inputs(td, with_h="user.emb.weight" in weights)
     if h is not None:
-        x = np.concatenate([x, np.einsum("bcn,en->bce", h, weights["user.emb.weight"]).reshape(len(x), -1)], 1)
+        x = np.concatenate(
+            [x, np.einsum("bcn,en->bce", h, weights["user.emb.weight"]).reshape(len(x), -1)], 1
+        )
     uv = inference.user_vectors(weights, x)
     iv = inference.item_vectors(weights, td.content, td.item_extras)
     tr = train_item_lists(split.train)
-    return evaluate_scores(lambda us: uv[us] @ iv.T, tr, split.test_items, td.train.n_items, k_recall=k)[f"recall@{k}"]
+    return evaluate_scores(lambda us: uv[us] @ iv.T, tr, split.test_items, td.train.n_items, k_recall=k)[
+        f"recall@{k}"
+    ]
 
 
 def random_recall(td: TrainData, split, k: int = 5, seed: int = 0) -> float:
     rng = np.random.default_rng(seed)
     tr = train_item_lists(split.train)
-    return evaluate_scores(lambda us: rng.random((len(us), td.train.n_items)), tr, split.test_items,
-                           td.train.n_items, k_recall=k)[f"recall@{k}"]
+    return evaluate_scores(
+        lambda us: rng.random((len(us), td.train.n_items)), tr, split.test_items, td.train.n_items, k_recall=k
+    )[f"recall@{k}"]
 
 
 FAST = FeatureConfig(half_life_events=(math.inf, 5.0), half_life_seconds=(math.inf, math.inf))
@@ -84,8 +89,12 @@ def planted_td():
 def test_p1_split_holds_out_last_ten_percent_by_time():
     # user 0: 25 events (-> 2 test), user 1: 3 events (-> at least 1 test)
     ts0 = np.arange(25.0)[::-1]  # item j rated at time 24 - j: items 0,1 are the latest
-    data = from_arrays(np.r_[np.zeros(25), np.ones(3)].astype(int), np.r_[np.arange(25), [5, 6, 7]],
-                       np.ones(28), np.r_[ts0, [3.0, 1.0, 2.0]])
+    data = from_arrays(
+        np.r_[np.zeros(25), np.ones(3)].astype(int),
+        np.r_[np.arange(25), [5, 6, 7]],
+        np.ones(28),
+        np.r_[ts0, [3.0, 1.0, 2.0]],
+    )
     s = p1_split(data)
     assert sorted(s.test_items[0].tolist()) == [0, 1]
     assert s.test_items[1].tolist() == [5]
@@ -102,12 +111,16 @@ def test_metrics_hand_computed():
     dcg = 1 / math.log2(3) + 1 / math.log2(5)
     idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
     assert ndcg_at_k(ranked, test, 10) == pytest.approx(dcg / idcg)
-    assert top_k(np.array([[1.0, 3.0, 3.0, 2.0]]), 3, np.array([[False, True, False, False]])).tolist() == [[2, 3, 0]]
+    assert top_k(np.array([[1.0, 3.0, 3.0, 2.0]]), 3, np.array([[False, True, False, False]])).tolist() == [
+        [2, 3, 0]
+    ]
 
 
-@given(st.lists(st.integers(0, 30), min_size=1, max_size=15, unique=True),
-       st.lists(st.integers(0, 30), min_size=1, max_size=10, unique=True),
-       st.integers(1, 20))
+@given(
+    st.lists(st.integers(0, 30), min_size=1, max_size=15, unique=True),
+    st.lists(st.integers(0, 30), min_size=1, max_size=10, unique=True),
+    st.integers(1, 20),
+)
 @settings(max_examples=60, deadline=None)
 def test_metric_properties(ranked, test, k):
     r = recall_at_k(ranked, test, k)
@@ -120,9 +133,14 @@ def test_metric_properties(ranked, test, k):
 
 
 # ---------------------------------------------------------------- features
-@given(st.lists(st.tuples(st.integers(0, 9), st.sampled_from([0.5, 1.0, 3.0, 4.5, 5.0]),
-                          st.floats(0, 1e6)), min_size=1, max_size=25),
-       st.booleans())
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 9), st.sampled_from([0.5, 1.0, 3.0, 4.5, 5.0]), st.floats(0, 1e6)),
+        min_size=1,
+        max_size=25,
+    ),
+    st.booleans(),
+)
 @settings(max_examples=60, deadline=None)
 def test_incremental_state_equals_batch(events, late):
     cfg = FeatureConfig(half_life_events=(math.inf, 3.0, math.inf), half_life_seconds=(math.inf, 1e5, 3e5))
@@ -136,7 +154,9 @@ def test_incremental_state_equals_batch(events, late):
     for (it, r, _), t in zip(events, ts, strict=True):
         state_add_event(st_inc, it, r, t, content[it], cfg, emb_vec=emb[it])
     items = [e[0] for e in events]
-    st_b = state_from_history(items, np.array([e[1] for e in events]), np.array(ts), content, cfg, input_emb=emb)
+    st_b = state_from_history(
+        items, np.array([e[1] for e in events]), np.array(ts), content, cfg, input_emb=emb
+    )
     for key in ("content_sum", "weight_sum", "emb_sum"):
         np.testing.assert_allclose(st_inc[key], st_b[key], rtol=1e-9, atol=1e-9)
     assert st_inc["n_events"] == st_b["n_events"] and st_inc["last_items"] == st_b["last_items"]
@@ -149,13 +169,16 @@ def test_state_tower_input_matches_training_features(planted_td):
     order = np.lexsort((np.arange(len(td.train)), td.train.ts, td.train.user))
     u = 4
     rows = order[td.train.user[order] == u]
-    s = state_from_history(td.train.item[rows], td.train.rating[rows], td.train.ts[rows], td.content, td.features)
+    s = state_from_history(
+        td.train.item[rows], td.train.rating[rows], td.train.ts[rows], td.content, td.features
+    )
     np.testing.assert_allclose(tower_input(s, td.features), x[u], rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- inference parity
-@pytest.mark.parametrize("cfg", [ModelConfig(hidden=8, emb_dim=4, learn_items=True, item_id_emb=True),
-                                 ModelConfig(hidden=0)])
+@pytest.mark.parametrize(
+    "cfg", [ModelConfig(hidden=8, emb_dim=4, learn_items=True, item_id_emb=True), ModelConfig(hidden=0)]
+)
 def test_numpy_inference_equals_torch(planted_td, cfg):
     td, _ = planted_td
     torch.manual_seed(0)
@@ -172,7 +195,9 @@ def test_numpy_inference_equals_torch(planted_td, cfg):
     w = export_weights(model)
     z = x.numpy()
     if cfg.emb_dim:
-        z = np.concatenate([z, np.einsum("bcn,en->bce", h.numpy(), w["user.emb.weight"]).reshape(len(z), -1)], 1)
+        z = np.concatenate(
+            [z, np.einsum("bcn,en->bce", h.numpy(), w["user.emb.weight"]).reshape(len(z), -1)], 1
+        )
     s = inference.score(inference.user_vectors(w, z), inference.item_vectors(w, td.content, td.item_extras))
     s = s / cfg.tau
     s[m.numpy()] = -1e4
@@ -194,8 +219,15 @@ def test_dp_rows_are_users_and_sampler_is_poisson(planted_td):
     model = build_model(td, ModelConfig(hidden=4))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     _, _, _, loader = PrivacyEngine().make_private(
-        module=model, optimizer=opt, data_loader=DataLoader(rows, batch_size=30), criterion=SoftmaxTargetLoss(),
-        noise_multiplier=1.0, max_grad_norm=1.0, poisson_sampling=True, grad_sample_mode="ghost")
+        module=model,
+        optimizer=opt,
+        data_loader=DataLoader(rows, batch_size=30),
+        criterion=SoftmaxTargetLoss(),
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        poisson_sampling=True,
+        grad_sample_mode="ghost",
+    )
     assert isinstance(loader, DPDataLoader)
     assert isinstance(loader.batch_sampler, UniformWithReplacementSampler)
     assert loader.sample_rate == pytest.approx(0.5)
@@ -241,8 +273,15 @@ def test_training_beats_random_nonprivate_and_dp(planted_td):
     np_res = train_model(cfg, td, seed=0, on_progress=lambda e, n, loss: progress.append((e, n, loss)))
     assert progress[-1][:2] == (30, 30) and len(progress) == 30
     rec_np = evaluate_model(np_res.weights, td, split)
-    dp_cfg = ModelConfig(hidden=16, epochs=30, sample_rate=0.5, lr=1e-2, tau=0.1, max_grad_norm=1.0,
-                         init_content_weights=(0.0, 0.0))
+    dp_cfg = ModelConfig(
+        hidden=16,
+        epochs=30,
+        sample_rate=0.5,
+        lr=1e-2,
+        tau=0.1,
+        max_grad_norm=1.0,
+        init_content_weights=(0.0, 0.0),
+    )
     dp_res = train_model(dp_cfg, td, seed=0, epsilon=50.0, delta=1e-3)
     rec_dp = evaluate_model(dp_res.weights, td, split)
     # 10 items per cluster, 8-9 seen in training: a perfect model hits ~1.0 at k=5

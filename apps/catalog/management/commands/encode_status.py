@@ -23,7 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--wait-timeout", type=float, default=3600.0)
         parser.add_argument("--no-progress", action="store_true")
         parser.add_argument(
-            "--requeue", action="store_true",
+            "--requeue",
+            action="store_true",
             help="queue every pending or failed item again (after a lost task or a fixed model setting)",
         )
 

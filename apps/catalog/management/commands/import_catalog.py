@@ -30,9 +30,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path)
         parser.add_argument("--tenant", required=True, help="tenant slug")
-        parser.add_argument("--format", choices=["csv", "jsonl"], default=None, help="default: from the file suffix")
+        parser.add_argument(
+            "--format", choices=["csv", "jsonl"], default=None, help="default: from the file suffix"
+        )
         parser.add_argument("--on-error", choices=["stop", "continue"], default="stop")
-        parser.add_argument("--wait", action="store_true", help="wait (with a progress bar) until encoding is done")
+        parser.add_argument(
+            "--wait", action="store_true", help="wait (with a progress bar) until encoding is done"
+        )
         parser.add_argument("--wait-timeout", type=float, default=3600.0, help="seconds (default 3600)")
         parser.add_argument("--no-progress", action="store_true")
 
@@ -51,11 +55,15 @@ class Command(BaseCommand):
         if len(parsed.errors) > MAX_LISTED_ERRORS:
             self.stderr.write(f"... and {len(parsed.errors) - MAX_LISTED_ERRORS} more bad lines")
         if parsed.errors and stop:
-            raise CommandError(f"{path.name}: {parsed.errors[0]}; nothing was imported (--on-error continue skips bad lines)")
+            raise CommandError(
+                f"{path.name}: {parsed.errors[0]}; nothing was imported (--on-error continue skips bad lines)"
+            )
         items = list(parsed.items.values())
         progress = not options["no_progress"]
         totals = {"created": 0, "updated": 0, "unchanged": 0, "queued_for_encoding": 0}
-        with tqdm(total=len(items), desc="importing", unit="item", disable=not progress, file=sys.stderr) as bar:
+        with tqdm(
+            total=len(items), desc="importing", unit="item", disable=not progress, file=sys.stderr
+        ) as bar:
             for batch in chunks(items):
                 try:
                     result = items_upsert(tenant_id=tenant.id, items=batch).as_dict()
@@ -71,7 +79,9 @@ class Command(BaseCommand):
             f"encoding; {skipped} bad lines skipped; {parsed.duplicates} repeated ids (last line wins)"
         )
         if options["wait"]:
-            counts = wait_for_encoding(tenant_id=tenant.id, timeout_s=options["wait_timeout"], progress=progress)
+            counts = wait_for_encoding(
+                tenant_id=tenant.id, timeout_s=options["wait_timeout"], progress=progress
+            )
             self.stdout.write(
                 f"encoding: {counts['ready']} ready, {counts['pending']} pending, {counts['failed']} failed"
             )

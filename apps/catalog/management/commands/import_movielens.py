@@ -33,7 +33,9 @@ class Command(BaseCommand):
         parser.add_argument("directory", type=Path)
         parser.add_argument("--tenant", required=True, help="tenant slug")
         parser.add_argument("--no-ratings", action="store_true", help="import movies only")
-        parser.add_argument("--max-users", type=int, default=None, help="only the ratings of the first N users")
+        parser.add_argument(
+            "--max-users", type=int, default=None, help="only the ratings of the first N users"
+        )
         parser.add_argument("--wait", action="store_true", help="wait for encoding, with a progress bar")
         parser.add_argument("--wait-timeout", type=float, default=3600.0)
         parser.add_argument("--no-progress", action="store_true")
@@ -60,8 +62,12 @@ class Command(BaseCommand):
                 bar.update(len(batch))
         self.stdout.write(f"{tenant.slug}: {len(items)} movies ({created} new, {queued} queued for encoding)")
         if options["wait"]:
-            counts = wait_for_encoding(tenant_id=tenant.id, timeout_s=options["wait_timeout"], progress=progress)
-            self.stdout.write(f"encoding: {counts['ready']} ready, {counts['pending']} pending, {counts['failed']} failed")
+            counts = wait_for_encoding(
+                tenant_id=tenant.id, timeout_s=options["wait_timeout"], progress=progress
+            )
+            self.stdout.write(
+                f"encoding: {counts['ready']} ready, {counts['pending']} pending, {counts['failed']} failed"
+            )
             vector_partition_analyze(tenant.id)  # the planner now knows the partition's size
             if counts["pending"]:
                 raise CommandError("timed out waiting for encoding; is a worker consuming the encode queue?")
@@ -73,10 +79,14 @@ class Command(BaseCommand):
             f"already there, {totals['pending']} waiting for their item's vector)"
         )
 
-    def _ratings(self, tenant_id: int, directory: Path, max_users: int | None, progress: bool) -> dict[str, int]:
+    def _ratings(
+        self, tenant_id: int, directory: Path, max_users: int | None, progress: bool
+    ) -> dict[str, int]:
         ratings = list(movielens_ratings(directory, max_users=max_users))
         totals = {"accepted": 0, "new": 0, "duplicates": 0, "pending": 0}
-        with tqdm(total=len(ratings), desc="ratings", unit="event", disable=not progress, file=sys.stderr) as bar:
+        with tqdm(
+            total=len(ratings), desc="ratings", unit="event", disable=not progress, file=sys.stderr
+        ) as bar:
             for start in range(0, len(ratings), RATINGS_BATCH):
                 batch = ratings[start : start + RATINGS_BATCH]
                 try:

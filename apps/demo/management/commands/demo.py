@@ -80,8 +80,12 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-serve", action="store_true", help="set up, print the credentials and exit")
-        parser.add_argument("--dataset", type=Path, default=None,
-                            help="a MovieLens-format folder (default data/ml-latest-small)")
+        parser.add_argument(
+            "--dataset",
+            type=Path,
+            default=None,
+            help="a MovieLens-format folder (default data/ml-latest-small)",
+        )
 
     def step(self, message: str) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING(f"==> {message}"))
@@ -112,18 +116,28 @@ class Command(BaseCommand):
         membership_set(tenant=tenant, user=user, role="owner", actor="demo")
 
         dataset = options["dataset"] or default_dataset()
-        commands = demo_commands(python=sys.executable, platform_dir=ROOT / "platform", var_dir=var_dir,
-                                 queue_prefix=sotto().queue_prefix, host=host, port=port)
+        commands = demo_commands(
+            python=sys.executable,
+            platform_dir=ROOT / "platform",
+            var_dir=var_dir,
+            queue_prefix=sotto().queue_prefix,
+            host=host,
+            port=port,
+        )
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'platform'}", "HF_HUB_OFFLINE": "1"}
         logs = var_dir / "log"
         shown = _shown(logs)  # var/log when under the checkout, else the full path
         try:
             with Supervisor(state_file=var_dir / STATE_FILE) as supervisor:
-                self.step(f"Starting a Celery worker (queues default, encode, train); log: {shown}/worker.log")
+                self.step(
+                    f"Starting a Celery worker (queues default, encode, train); log: {shown}/worker.log"
+                )
                 supervisor.start("worker", commands["worker"], cwd=ROOT, env=env, log=logs / "worker.log")
                 if serve:
-                    self.step("Starting Celery beat (audit checkpoints, SLO alerts, retention, stale-run reaper, "
-                              f"scheduled retraining); log: {shown}/beat.log")
+                    self.step(
+                        "Starting Celery beat (audit checkpoints, SLO alerts, retention, stale-run reaper, "
+                        f"scheduled retraining); log: {shown}/beat.log"
+                    )
                     supervisor.start("beat", commands["beat"], cwd=ROOT, env=env, log=logs / "beat.log")
                 run_extra_steps(tenant=tenant, step=self.step, stdout=self.stdout, dataset=dataset)
                 self.step(f"Setup finished in {time.monotonic() - started:.0f} s")
@@ -134,7 +148,9 @@ class Command(BaseCommand):
                 self.step(f"Starting the web server (gunicorn, 2 workers) on {base}; log: {shown}/web.log")
                 supervisor.start("web", commands["web"], cwd=ROOT, env=env, log=logs / "web.log")
                 self._wait_until_live(supervisor, base)
-                client_check_step(base=base, key=issued.raw, directory=dataset, step=self.step, stdout=self.stdout)
+                client_check_step(
+                    base=base, key=issued.raw, directory=dataset, step=self.step, stdout=self.stdout
+                )
                 self._print_credentials(tenant, issued.raw, password, password_file, base, serving=True)
                 self.step("Running web, worker and beat: Ctrl-C here (or `make stop` elsewhere) stops them")
                 child = supervisor.wait()
@@ -142,8 +158,10 @@ class Command(BaseCommand):
         except (KeyboardInterrupt, Terminated) as exc:
             how = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else signal.Signals(exc.signum).name
             self.stdout.write("")
-            self.step(f"Stopped ({how}): web, worker and beat are down. The embedded PostgreSQL is not stopped "
-                      "here (`make stop` does that)")
+            self.step(
+                f"Stopped ({how}): web, worker and beat are down. The embedded PostgreSQL is not stopped "
+                "here (`make stop` does that)"
+            )
 
     def _check_port_free(self, host: str, port: int) -> None:
         """Fail in a second, not after minutes of setup, when something already listens on the port."""
@@ -170,8 +188,10 @@ class Command(BaseCommand):
             if child is not None:
                 raise CommandError(self._exited(child))
             if time.monotonic() > deadline:
-                raise CommandError(f"the web server did not answer {base}/health/live in {WEB_START_TIMEOUT_S:.0f} s; "
-                               f"see {_shown(Path(settings.VAR_DIR) / 'log')}/web.log")
+                raise CommandError(
+                    f"the web server did not answer {base}/health/live in {WEB_START_TIMEOUT_S:.0f} s; "
+                    f"see {_shown(Path(settings.VAR_DIR) / 'log')}/web.log"
+                )
             time.sleep(0.3)
 
     @staticmethod
@@ -181,12 +201,15 @@ class Command(BaseCommand):
             tail = "\n" + "\n".join(child.log.read_text(errors="replace").splitlines()[-20:])
         return f"{child.name} exited with code {child.proc.returncode}; last lines of {child.log}:{tail}"
 
-    def _print_credentials(self, tenant: Tenant, key: str, password: str, password_file: Path, base: str, *,
-                           serving: bool) -> None:
+    def _print_credentials(
+        self, tenant: Tenant, key: str, password: str, password_file: Path, base: str, *, serving: bool
+    ) -> None:
         logs = _shown(Path(settings.VAR_DIR) / "log")
         lines = [
             "",
-            self.style.SUCCESS("Sotto demo is ready." if serving else "Sotto demo is set up (--no-serve: not serving)."),
+            self.style.SUCCESS(
+                "Sotto demo is ready." if serving else "Sotto demo is set up (--no-serve: not serving)."
+            ),
             f"  Web admin:  {base}/   sign in as {ADMIN_USER} / {password}",
             f"              (platform operator and owner of tenant {tenant.slug}; the password stays in {_shown(password_file)}, "
             "mode 0600)",

@@ -65,12 +65,21 @@ def encode_dataset(dataset: Path, item_ids: np.ndarray, write: Any) -> tuple[np.
     from apps.core.conf import sotto
 
     encoder = get_encoder(sotto().encoder_model_path, sotto().encoder_precision)
-    key = hashlib.sha256("|".join([
-        CACHE_RECIPE, encoder.model_id, _file_digest(dataset / "movies.csv"), _file_digest(dataset / "tags.csv"),
-    ]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        "|".join(
+            [
+                CACHE_RECIPE,
+                encoder.model_id,
+                _file_digest(dataset / "movies.csv"),
+                _file_digest(dataset / "tags.csv"),
+            ]
+        ).encode()
+    ).hexdigest()[:16]
     cache = Path(settings.VAR_DIR) / "cache" / f"p1_content_{key}.npz"
     # the record names the cache relative to the checkout (a results file carries no machine's paths)
-    shown = cache.relative_to(settings.BASE_DIR) if cache.is_relative_to(settings.BASE_DIR) else Path(cache.name)
+    shown = (
+        cache.relative_to(settings.BASE_DIR) if cache.is_relative_to(settings.BASE_DIR) else Path(cache.name)
+    )
     meta = {"source": "encoded in process", "model": encoder.model_id, "cache": str(shown)}
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as npz:
@@ -81,10 +90,13 @@ def encode_dataset(dataset: Path, item_ids: np.ndarray, write: Any) -> tuple[np.
     missing = [int(i) for i in item_ids if int(i) not in items]
     if missing:
         raise CommandError(f"{len(missing)} rated items are not in movies.csv (e.g. {missing[:5]})")
-    texts = [content_text(items[int(i)].title, items[int(i)].categories, items[int(i)].description) for i in item_ids]
+    texts = [
+        content_text(items[int(i)].title, items[int(i)].categories, items[int(i)].description)
+        for i in item_ids
+    ]
     write(f"encoding {len(texts)} items with {encoder.model_id} (cached afterwards under {cache.parent})")
     t0 = time.perf_counter()
-    vectors = np.concatenate([encoder.encode(texts[s:s + 512]).vectors for s in range(0, len(texts), 512)])
+    vectors = np.concatenate([encoder.encode(texts[s : s + 512]).vectors for s in range(0, len(texts), 512)])
     write(f"encoded in {time.perf_counter() - t0:.0f} s")
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, item_ids=item_ids, vectors=vectors)
@@ -113,9 +125,11 @@ def _fmt(value: Any) -> str:
 
 
 def results_table(result: dict[str, Any]) -> list[str]:
-    rows = ["| model | ε | recall@20 | recall@20 (capped) | NDCG@10 | ε accounted (all releases composed) "
-            "| DP-SGD sigma | DP-SGD q | epochs |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model | ε | recall@20 | recall@20 (capped) | NDCG@10 | ε accounted (all releases composed) "
+        "| DP-SGD sigma | DP-SGD q | epochs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["results"]:
         eps = r["epsilon"]
         private = r["model"] in SOTTO_MODELS and eps is not None
@@ -133,8 +147,12 @@ class Command(BaseCommand):
     help = "Protocol P1: popularity, ItemKNN, EASE, seed-literal and Sotto at each ε; JSON, table, plot."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--dataset", required=True, help="MovieLens folder (ratings.csv, movies.csv[, tags.csv])")
-        parser.add_argument("--epsilons", default="1,2,4,8,inf", help="comma-separated total ε values; inf = non-private")
+        parser.add_argument(
+            "--dataset", required=True, help="MovieLens folder (ratings.csv, movies.csv[, tags.csv])"
+        )
+        parser.add_argument(
+            "--epsilons", default="1,2,4,8,inf", help="comma-separated total ε values; inf = non-private"
+        )
         parser.add_argument("--json", dest="json_out", required=True, help="where to write the results JSON")
         parser.add_argument("--plot", help="privacy-utility PNG to write")
         parser.add_argument("--markdown", help="Markdown table (with the command line) to write")
@@ -167,9 +185,18 @@ class Command(BaseCommand):
         config = default_p1_config()
         config.baselines = not opts["no_baselines"]
         t0 = time.perf_counter()
-        result = run_p1(str(dataset), epsilons, content, config=config, seed=int(opts["seed"]), on_progress=progress)
-        result.update({"command": command, "dataset": str(dataset), "content": content_meta,
-                       "seconds": round(time.perf_counter() - t0, 1), "epsilons": [str(e) for e in epsilons]})
+        result = run_p1(
+            str(dataset), epsilons, content, config=config, seed=int(opts["seed"]), on_progress=progress
+        )
+        result.update(
+            {
+                "command": command,
+                "dataset": str(dataset),
+                "content": content_meta,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "epsilons": [str(e) for e in epsilons],
+            }
+        )
         table = results_table(result)
         write("\n".join(table))
         out = Path(opts["json_out"])
@@ -186,8 +213,17 @@ class Command(BaseCommand):
 
 def command_line(opts: dict[str, Any]) -> str:
     """The command that reproduces this run (from the parsed options, not argv)."""
-    parts = ["python", "manage.py", "evaluate", "--dataset", str(opts["dataset"]), "--epsilons", str(opts["epsilons"]),
-             "--json", str(opts["json_out"])]
+    parts = [
+        "python",
+        "manage.py",
+        "evaluate",
+        "--dataset",
+        str(opts["dataset"]),
+        "--epsilons",
+        str(opts["epsilons"]),
+        "--json",
+        str(opts["json_out"]),
+    ]
     for flag, key in (("--plot", "plot"), ("--markdown", "markdown"), ("--tenant", "tenant")):
         if opts.get(key):
             parts += [flag, str(opts[key])]
@@ -239,9 +275,12 @@ def markdown(result: dict[str, Any], table: list[str]) -> str:
         "`sotto-tower` rows: dp_design `tower`, Opacus DP-SGD on the MLP user tower over public content "
         "features + DP popularity, composed by the RDP accountant (ε, σ, q, epochs in the columns). "
         "Noise and shape per factors release: "
-        + "; ".join(f"ε={r['epsilon']:g}: sigma_pop={r.get('sigma_pop', 0):.3f}, sigma_gram={r.get('sigma_gram') or 0:.3f}"
-                    + _shape(r.get("config") or {})
-                    for r in result["results"] if r["model"] == "sotto-two-tower" and r["epsilon"] is not None)
+        + "; ".join(
+            f"ε={r['epsilon']:g}: sigma_pop={r.get('sigma_pop', 0):.3f}, sigma_gram={r.get('sigma_gram') or 0:.3f}"
+            + _shape(r.get("config") or {})
+            for r in result["results"]
+            if r["model"] == "sotto-two-tower" and r["epsilon"] is not None
+        )
         + ".",
         "",
         *table,
@@ -252,7 +291,9 @@ def markdown(result: dict[str, Any], table: list[str]) -> str:
             if r["model"] in SOTTO_MODELS:
                 eps = "non-private" if r["epsilon"] is None else f"ε={r['epsilon']:g}"
                 verdict = "beats" if r["recall@20"] > pop["recall@20"] else "does NOT beat"
-                lines.append(f"- Sotto {SOTTO_MODELS[r['model']]} {eps} {verdict} popularity on recall@20 "
-                             f"({r['recall@20']:.4f} vs {pop['recall@20']:.4f}).")
+                lines.append(
+                    f"- Sotto {SOTTO_MODELS[r['model']]} {eps} {verdict} popularity on recall@20 "
+                    f"({r['recall@20']:.4f} vs {pop['recall@20']:.4f})."
+                )
     lines += ["", "![privacy-utility](p1.png)", ""]
     return "\n".join(lines)

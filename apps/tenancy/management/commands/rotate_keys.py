@@ -30,11 +30,15 @@ class Command(BaseCommand):
             self._show(tenant.id)
             return
         version = keyring.tenant_key_rotate(tenant_id=tenant.id, actor="cli", enqueue=not options["inline"])
-        self.stdout.write(f"tenant {tenant.slug}: encryption key v{version} is active; older versions are retiring")
+        self.stdout.write(
+            f"tenant {tenant.slug}: encryption key v{version} is active; older versions are retiring"
+        )
         if options["inline"]:
             self._inline(tenant.id)
         else:
-            self.stdout.write("re-wrapping user keys in the background (Celery task sotto.tenancy.rewrap_user_keys);")
+            self.stdout.write(
+                "re-wrapping user keys in the background (Celery task sotto.tenancy.rewrap_user_keys);"
+            )
             self.stdout.write(f"follow it with: manage.py rotate_keys --tenant {tenant.slug} --status")
         self._show(tenant.id)
 

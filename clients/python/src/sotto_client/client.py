@@ -79,8 +79,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
     another host), and turn a POST into a GET. A redirect means the ``base_url`` is wrong (http://
     where the server wants https://): it is reported, with the new location, for the caller to fix."""
 
-    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> None:
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> None:
         return None
 
 
@@ -170,8 +171,15 @@ class SottoClient:
                     raise
                 time.sleep(self._delay(exc, attempt))
 
-    def _send(self, method: str, url: str, data: bytes | None, headers: dict[str, str], request_id: str,
-              attempt: int) -> Any:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        request_id: str,
+        attempt: int,
+    ) -> Any:
         request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310 - http(s) only, checked in __init__
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
@@ -184,21 +192,32 @@ class SottoClient:
         except urllib.error.URLError as exc:
             reason = exc.reason
             code = "timeout" if isinstance(reason, TimeoutError | socket.timeout) else "connection_error"
-            raise SottoConnectionError(status=0, code=code, message=f"{url}: {reason}", request_id=request_id,
-                                       attempts=attempt, maybe_sent=not isinstance(reason, ConnectionRefusedError),
-                                       ) from exc
+            raise SottoConnectionError(
+                status=0,
+                code=code,
+                message=f"{url}: {reason}",
+                request_id=request_id,
+                attempts=attempt,
+                maybe_sent=not isinstance(reason, ConnectionRefusedError),
+            ) from exc
         except (OSError, http.client.HTTPException) as exc:  # a timeout, reset or cut-off body while reading
             code = "timeout" if isinstance(exc, TimeoutError) else "connection_error"
-            raise SottoConnectionError(status=0, code=code, message=f"{url}: {exc}", request_id=request_id,
-                                       attempts=attempt) from exc
+            raise SottoConnectionError(
+                status=0, code=code, message=f"{url}: {exc}", request_id=request_id, attempts=attempt
+            ) from exc
         if status == 204 or not raw:
             return None
         try:
             return json.loads(raw)
         except ValueError:
-            raise SottoError(status=status, code="bad_response", message="the answer is not JSON",
-                             details={"body": raw[:200].decode(errors="replace")}, request_id=answer_id,
-                             attempts=attempt) from None
+            raise SottoError(
+                status=status,
+                code="bad_response",
+                message="the answer is not JSON",
+                details={"body": raw[:200].decode(errors="replace")},
+                request_id=answer_id,
+                attempts=attempt,
+            ) from None
 
     @staticmethod
     def _should_retry(exc: SottoError, idempotent: bool) -> bool:
@@ -239,11 +258,23 @@ class SottoClient:
         """Delete the item, its vectors and its events."""
         self.request("DELETE", f"/items/{_path_segment(item_id)}")
 
-    def items_list(self, *, limit: int = 50, cursor: str | None = None, status: str | None = None,
-                   category: str | None = None) -> Json:
+    def items_list(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        status: str | None = None,
+        category: str | None = None,
+    ) -> Json:
         """One page of items in creation order; pass the answer's ``next_cursor`` for the next page."""
-        return cast(Json, self.request("GET", "/items", params={"limit": limit, "cursor": cursor, "status": status,
-                                                                "category": category}))
+        return cast(
+            Json,
+            self.request(
+                "GET",
+                "/items",
+                params={"limit": limit, "cursor": cursor, "status": status, "category": category},
+            ),
+        )
 
     def catalog_status(self) -> CatalogStatus:
         """Encoding progress: items pending, ready, failed."""
@@ -251,12 +282,18 @@ class SottoClient:
 
     def similar_items(self, item_id: str, *, k: int = 10, category: str | None = None) -> SimilarItems:
         """Nearest items by content; ``SottoError`` 409 ``not_encoded`` while the item has no vector yet."""
-        return cast(SimilarItems, self.request("GET", f"/items/{_path_segment(item_id)}/similar",
-                                               params={"k": k, "category": category}))
+        return cast(
+            SimilarItems,
+            self.request(
+                "GET", f"/items/{_path_segment(item_id)}/similar", params={"k": k, "category": category}
+            ),
+        )
 
     # --- events and end users ----------------------------------------------------------------------
 
-    def events_ingest(self, events: Sequence[EventInput] | Sequence[MutableMapping[str, Any]]) -> IngestResult:
+    def events_ingest(
+        self, events: Sequence[EventInput] | Sequence[MutableMapping[str, Any]]
+    ) -> IngestResult:
         """Store up to 1,000 events, all or nothing; 201 means the next request already sees them.
 
         Each event without an ``event_id`` gets a uuid4 one, written into the dict you passed,
@@ -270,12 +307,20 @@ class SottoClient:
 
     def user_attributes_put(self, user: str | int, attributes: Mapping[str, Any]) -> Json:
         """Replace the user's attributes (each encrypted under the user's own key on the server)."""
-        return cast(Json, self.request("PUT", f"/users/{_path_segment(user)}", body={"attributes": dict(attributes)}))
+        return cast(
+            Json, self.request("PUT", f"/users/{_path_segment(user)}", body={"attributes": dict(attributes)})
+        )
 
     def user_export(self, user: str | int, *, events_offset: int = 0, events_limit: int = 1000) -> Json:
         """The access export: attributes, one page of events, the real-time state summary (audited)."""
-        return cast(Json, self.request("GET", f"/users/{_path_segment(user)}",
-                                       params={"events_offset": events_offset, "events_limit": events_limit}))
+        return cast(
+            Json,
+            self.request(
+                "GET",
+                f"/users/{_path_segment(user)}",
+                params={"events_offset": events_offset, "events_limit": events_limit},
+            ),
+        )
 
     def user_erase(self, user: str | int) -> Json:
         """Erase the user (events, state, attributes, key); returns the receipt. 404 for an unknown user.
@@ -286,8 +331,15 @@ class SottoClient:
 
     # --- serving ---------------------------------------------------------------------------------
 
-    def recommendations(self, user: str | int, *, k: int = 10, category: str | None = None,
-                        exclude_seen: bool = True, diversity: float = 0.0) -> Recommendations:
+    def recommendations(
+        self,
+        user: str | int,
+        *,
+        k: int = 10,
+        category: str | None = None,
+        exclude_seen: bool = True,
+        diversity: float = 0.0,
+    ) -> Recommendations:
         """Top-``k`` items for ``user``; ``strategy`` says how they were ranked (personal, content, popular, newest)."""
         params: dict[str, str | int | float | bool | None] = {"user": str(user), "k": k, "category": category}
         if not exclude_seen:
@@ -298,8 +350,12 @@ class SottoClient:
 
     def search(self, q: str, *, user: str | int | None = None, k: int = 10) -> SearchResults:
         """Items matching the text ``q``, blended with ``user``'s interests when given."""
-        return cast(SearchResults, self.request("GET", "/search", params={
-            "q": q, "user": None if user is None else str(user), "k": k}))
+        return cast(
+            SearchResults,
+            self.request(
+                "GET", "/search", params={"q": q, "user": None if user is None else str(user), "k": k}
+            ),
+        )
 
     # --- training and privacy ----------------------------------------------------------------------
 
@@ -362,5 +418,12 @@ def _error_from_response(status: int, raw: bytes, headers: Any, request_id: str,
         location = headers.get("Location") if headers is not None else None
         code, message = "redirect", f"the server redirects to {location}: use that as base_url"
         details = {"location": location}
-    return SottoError(status=status, code=code, message=message, details=details, request_id=answer_id,
-                      retry_after=retry_after, attempts=attempt)
+    return SottoError(
+        status=status,
+        code=code,
+        message=message,
+        details=details,
+        request_id=answer_id,
+        retry_after=retry_after,
+        attempts=attempt,
+    )
