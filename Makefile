@@ -58,6 +58,7 @@ faults: install
 	$(PY) -m bench.faults
 
 lint: install
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/bandit -q -c pyproject.toml -r apps platform bench

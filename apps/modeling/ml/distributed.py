@@ -74,9 +74,11 @@ def usable_processes(n_users: int, expected_batch: int, wanted: int) -> int:
 def check_processes(n_users: int, expected_batch: int, processes: int) -> None:
     """Refuse a process count whose ranks would see too few users per step (see the constant)."""
     if processes < 1 or usable_processes(n_users, expected_batch, processes) < processes:
-        raise ValueError(f"{processes} training processes leave {_per_rank(n_users, expected_batch, processes):.0f} "
-                         f"expected users per rank and step (at least {MIN_USERS_PER_RANK_AND_STEP} are needed); "
-                         "use fewer processes")
+        raise ValueError(
+            f"{processes} training processes leave {_per_rank(n_users, expected_batch, processes):.0f} "
+            f"expected users per rank and step (at least {MIN_USERS_PER_RANK_AND_STEP} are needed); "
+            "use fewer processes"
+        )
 
 
 PROGRESS = "SOTTO_PROGRESS "
@@ -95,13 +97,23 @@ def _rank_main(job_path: str, out_path: str) -> None:
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     try:
+
         def report(epoch: int, epochs: int, loss: float) -> None:
             sys.stdout.write(PROGRESS + json.dumps([epoch, epochs, loss]) + "\n")
             sys.stdout.flush()
 
-        res = fit_tower(job.train, job.content, job.extras, job.pop_counts, job.config, job.features,
-                        noise_multiplier=job.noise_multiplier, seed=job.seed, rank=rank,
-                        on_progress=report if rank == 0 else None)
+        res = fit_tower(
+            job.train,
+            job.content,
+            job.extras,
+            job.pop_counts,
+            job.config,
+            job.features,
+            noise_multiplier=job.noise_multiplier,
+            seed=job.seed,
+            rank=rank,
+            on_progress=report if rank == 0 else None,
+        )
         if rank == 0:
             Path(out_path).write_bytes(pickle.dumps(res))
     finally:
@@ -109,8 +121,17 @@ def _rank_main(job_path: str, out_path: str) -> None:
 
 
 def train_tower_distributed(
-    train: Interactions, content: np.ndarray, extras: np.ndarray, pop_counts: np.ndarray, config: ModelConfig,
-    features: FeatureConfig, *, noise_multiplier: float | None, seed: int, on_progress: Any, processes: int,
+    train: Interactions,
+    content: np.ndarray,
+    extras: np.ndarray,
+    pop_counts: np.ndarray,
+    config: ModelConfig,
+    features: FeatureConfig,
+    *,
+    noise_multiplier: float | None,
+    seed: int,
+    on_progress: Any,
+    processes: int,
     threads: int = 0,
 ) -> TowerRelease:
     """Run :func:`tower.fit_tower` on ``processes`` ranks launched by torchrun (a subprocess, so a
@@ -124,20 +145,38 @@ def train_tower_distributed(
     with tempfile.TemporaryDirectory(prefix="sotto-ddp-") as tmp:
         job_path, out_path = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
         job_path.write_bytes(pickle.dumps(job))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-               "-m", __name__, str(job_path), str(out_path)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-               "OMP_NUM_THREADS": str(max(1, threads)), "HF_HUB_OFFLINE": "1"}
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={processes}",
+            "-m",
+            __name__,
+            str(job_path),
+            str(out_path),
+        ]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+            "OMP_NUM_THREADS": str(max(1, threads)),
+            "HF_HUB_OFFLINE": "1",
+        }
         # fixed argv: this interpreter, torchrun, this module
-        with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # noqa: S603
-                              text=True) as proc:
+        with subprocess.Popen(  # noqa: S603
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc:
             errors: list[str] = []
             drain = threading.Thread(target=lambda: errors.extend(proc.stderr or []), daemon=True)
             drain.start()
             try:
                 for line in proc.stdout or []:
                     if line.startswith(PROGRESS) and on_progress is not None:
-                        on_progress(*json.loads(line[len(PROGRESS):]))
+                        on_progress(*json.loads(line[len(PROGRESS) :]))
                 proc.wait()
             finally:
                 if proc.poll() is None:
@@ -145,8 +184,9 @@ def train_tower_distributed(
                     proc.wait(30)
             drain.join(5)
         if proc.returncode != 0 or not out_path.exists():
-            raise RuntimeError(f"distributed training failed (torchrun exit {proc.returncode}): "
-                               + "".join(errors)[-2000:])
+            raise RuntimeError(
+                f"distributed training failed (torchrun exit {proc.returncode}): " + "".join(errors)[-2000:]
+            )
         result: TowerRelease = pickle.loads(out_path.read_bytes())  # noqa: S301 # nosec B301 - rank 0 wrote it, same temp dir
     return result
 
