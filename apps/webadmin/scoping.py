@@ -62,7 +62,10 @@ def not_found(request: HttpRequest, access: TenantAccess | None = None) -> HttpR
 
 def forbidden(request: HttpRequest, access: TenantAccess, needed: frozenset[str]) -> HttpResponse:
     return render(
-        request, "webadmin/403.html", {"access": access, "tenant": access.tenant, "needed": sorted(needed)}, status=403
+        request,
+        "webadmin/403.html",
+        {"access": access, "tenant": access.tenant, "needed": sorted(needed)},
+        status=403,
     )
 
 
@@ -72,8 +75,7 @@ TenantView = Callable[Concatenate[HttpRequest, TenantAccess, P], HttpResponseBas
 def tenant_page(section: str) -> Callable[[TenantView[P]], Callable[..., HttpResponseBase]]:
     """Guard a view taking ``(request, access, **url_kwargs)`` under ``/t/<slug>/``.
 
-    The section (``sections.SECTIONS``) says which roles may open it and which backend contract
-    it needs (``contracts.py``): until that contract is met the page is 404 for everyone.
+    The section (``sections.SECTIONS``) says which roles may open it.
     """
     spec = SECTIONS[section]
 
@@ -81,8 +83,6 @@ def tenant_page(section: str) -> Callable[[TenantView[P]], Callable[..., HttpRes
         @login_required
         @wraps(view)
         def wrapper(request: HttpRequest, slug: str, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
-            if not spec.available:
-                return not_found(request)
             access = access_for(request.user, slug)
             if access is None:
                 return not_found(request)

@@ -1,4 +1,4 @@
-"""What the admin shows, read from the owning apps' selectors; None while an app is not installed.
+"""What the admin shows, read from the owning apps' selectors (every app is always installed).
 
 Each function here translates one app's selector output into the small, typed shapes the pages
 and charts use, so a page never reaches into another app's models.
@@ -10,9 +10,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db.models import Count
 from django.utils import timezone
 
-from apps.webadmin import contracts
+from apps.catalog import selectors as catalog_selectors
+from apps.catalog.models import Item
+from apps.core.tenant_db import tenant_context
+from apps.modeling import selectors as modeling_selectors
+from apps.profiles.models import EndUser
+from apps.serving import params as serving_params
+from apps.serving import selectors as serving_selectors
+from apps.serving import services as serving_services
+from apps.slo import selectors as slo_selectors
+from apps.slo.endpoints import CLASSES
+from apps.tenancy.selectors import api_keys_for_tenant
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class PrivacyBudget:
     delta: float | None
     points: list[PrivacyPoint] = field(default_factory=list)
     renewal_days: int | None = None
-    next_renewal_at: Any = None
+    next_renewal_at: datetime | None = None
     renewed_then: float = 0.0
 
     @property
@@ -82,12 +93,8 @@ class Evaluation:
     note: str = ""  # how they were measured, when the backend says
 
 
-def encoding_progress(*, tenant_id: int) -> EncodingProgress | None:
-    if not contracts.CATALOG.met():
-        return None
-    from apps.catalog.selectors import catalog_status
-
-    counts = catalog_status(tenant_id=tenant_id)
+def encoding_progress(*, tenant_id: int) -> EncodingProgress:
+    counts = catalog_selectors.catalog_status(tenant_id=tenant_id)
     return EncodingProgress(
         total=counts["items"], ready=counts["ready"], pending=counts["pending"], failed=counts["failed"]
     )
@@ -98,10 +105,8 @@ def objective_percentile(latency_target: float) -> str:
     return f"p{latency_target * 100:g}"
 
 
-def latency_series(*, tenant_id: int, hours: int = 24) -> list[LatencySeries] | None:
+def latency_series(*, tenant_id: int, hours: int = 24) -> list[LatencySeries]:
     """Hourly p50/p95/p99 over the last ``hours`` per endpoint class, with each class's objective."""
-    if not contracts.SLO.met():
-        return None
     end = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     return _latency_series(tenant_id, end - timedelta(hours=hours), end, 3600, "%H:%M")
 
@@ -136,23 +141,24 @@ def slo_range(value: str | None) -> TimeRange | None:
     return SLO_RANGES.get(value or DEFAULT_SLO_RANGE)
 
 
-def latency_series_for_range(*, tenant_id: int, time_range: TimeRange) -> list[LatencySeries] | None:
+def latency_series_for_range(*, tenant_id: int, time_range: TimeRange) -> list[LatencySeries]:
     """p50/p95/p99 per endpoint class over ``time_range``, its last slot holding now."""
-    if not contracts.SLO.met():
-        return None
     step = time_range.step_s
     end_s = (int(timezone.now().timestamp()) // step + 1) * step
     end = datetime.fromtimestamp(end_s, tz=UTC)
-    return _latency_series(tenant_id, end - timedelta(seconds=time_range.seconds), end, step, time_range.label_format)
+    return _latency_series(
+        tenant_id, end - timedelta(seconds=time_range.seconds), end, step, time_range.label_format
+    )
 
 
-def _latency_series(tenant_id: int, start: datetime, end: datetime, step_s: int, label_format: str) -> list[LatencySeries]:
-    from apps.slo.endpoints import CLASSES
-    from apps.slo.selectors import slo_timeseries
-
+def _latency_series(
+    tenant_id: int, start: datetime, end: datetime, step_s: int, label_format: str
+) -> list[LatencySeries]:
     out = []
     for cls in CLASSES:
-        series = slo_timeseries(tenant_id=tenant_id, endpoint_class=cls, start=start, end=end, step_s=step_s)
+        series = slo_selectors.slo_timeseries(
+            tenant_id=tenant_id, endpoint_class=cls, start=start, end=end, step_s=step_s
+        )
         out.append(
             LatencySeries(
                 endpoint_class=cls,
@@ -172,27 +178,16 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def error_budgets(*, tenant_id: int) -> list[ErrorBudget] | None:
+def error_budgets(*, tenant_id: int) -> list[ErrorBudget]:
     """The 28-day error budget left per endpoint class and SLI (latency, availability): bounded to
     -100 %, and None with the reason while a class has too little traffic to be judged."""
-    if not contracts.SLO.met():
-        return None
-    from apps.slo.selectors import slo_status_for_tenant
-
-    status = slo_status_for_tenant(tenant_id=tenant_id)
+    status = slo_selectors.slo_status_for_tenant(tenant_id=tenant_id)
     out = []
     for cls, state in status.classes.items():
         note = "" if state.judged else state.summary
         out.append(ErrorBudget(f"{cls} latency", state.latency_budget_remaining, note))
         out.append(ErrorBudget(f"{cls} availability", state.availability_budget_remaining, note))
     return out
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    """A field of a backend result, whether it is a dict, a dataclass or a model row."""
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
 FINISHED = frozenset({"succeeded", "rejected", "failed", "refused", "cancelled"})
@@ -204,8 +199,8 @@ class TrainingRun:
     status: str
     epsilon: float
     progress: float
-    created_at: Any
-    finished_at: Any
+    created_at: datetime
+    finished_at: datetime | None
     metrics: dict[str, Any]
     model_version: str
     error: str
@@ -221,33 +216,26 @@ class TrainingRun:
         return self.status in FINISHED
 
 
-def _run(raw: Any) -> TrainingRun:
-    status = str(_get(raw, "status", "") or "")
-    progress = _get(raw, "progress")
-    if progress is None:  # a run row that counts epochs instead
-        epochs = int(_get(raw, "epochs", 0) or 0)
-        progress = int(_get(raw, "epoch", 0) or 0) / epochs if epochs else 0.0
-    version = _get(raw, "model_version")
-    if version is not None and hasattr(version, "version"):
-        version = version.version
-    if isinstance(version, int):
-        version = f"v{version}"
+def _run(raw: dict[str, Any]) -> TrainingRun:
+    """A run as ``modeling.selectors.run_repr`` gives it (the API's view of a run)."""
+    version = raw["model_version"]
+    release = raw["release"]
     return TrainingRun(
-        id=int(_get(raw, "id", _get(raw, "pk", 0))),
-        status=status,
-        epsilon=float(_get(raw, "epsilon", 0.0) or 0.0),
-        progress=1.0 if status in ("succeeded", "rejected") else max(0.0, min(1.0, float(progress))),
-        created_at=_get(raw, "created_at"),
-        finished_at=_get(raw, "finished_at"),
-        metrics=dict(_get(raw, "metrics", None) or {}),
-        model_version=str(version or ""),
-        error=str(_get(raw, "error", "") or ""),
-        mechanism=str(_get(raw, "mechanism", "") or ""),
-        mechanisms=tuple(_mechanism_row(m) for m in (_get(raw, "release", None) or {}).get("mechanisms", [])),
-        accountant=str((_get(raw, "release", None) or {}).get("accountant", "") or ""),
-        epsilon_spent=_get(raw, "epsilon_spent"),
-        gate=dict(_get(raw, "gate", None) or {}) or None,
-        stage=str(_get(raw, "stage", "") or ""),
+        id=int(raw["id"]),
+        status=str(raw["status"]),
+        epsilon=float(raw["epsilon"]),
+        progress=max(0.0, min(1.0, float(raw["progress"]))),
+        created_at=raw["created_at"],
+        finished_at=raw["finished_at"],
+        metrics=dict(raw["metrics"]),
+        model_version=f"v{version}" if version is not None else "",
+        error=str(raw["error"]),
+        mechanism=str(raw["mechanism"] or ""),
+        mechanisms=tuple(_mechanism_row(m) for m in release.get("mechanisms", [])),
+        accountant=str(release.get("accountant", "") or ""),
+        epsilon_spent=raw["epsilon_spent"],
+        gate=dict(raw["gate"]) or None,
+        stage=str(raw["stage"]),
     )
 
 
@@ -255,115 +243,101 @@ def _mechanism_row(mechanism: dict[str, Any]) -> dict[str, Any]:
     """One released mechanism for the run page: its name, noise and standalone ε, rounded for reading."""
     noise = mechanism.get("noise_multiplier", mechanism.get("sigma", mechanism.get("noise")))
     alone = mechanism.get("epsilon_alone")
-    details = {k: v for k, v in mechanism.items()
-               if k in ("sample_rate", "steps", "epochs", "clip_norm", "expected_batch", "items", "rank", "cap")}
+    details = {
+        k: v
+        for k, v in mechanism.items()
+        if k in ("sample_rate", "steps", "epochs", "clip_norm", "expected_batch", "items", "rank", "cap")
+    }
     return {
         "name": str(mechanism.get("name", "")),
         "noise": f"{noise:.4g}" if isinstance(noise, int | float) else str(noise or ""),
         "epsilon_alone": f"{alone:.3g}" if isinstance(alone, int | float) else "",
-        "details": ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in details.items()),
+        "details": ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in details.items()
+        ),
     }
 
 
-def training_runs(*, tenant_id: int, limit: int = 20) -> list[TrainingRun] | None:
-    if not contracts.MODELING.met():
-        return None
-    selectors = contracts.backend("apps.modeling.selectors")
-    return [_run(r) for r in selectors.training_runs_for_tenant(tenant_id=tenant_id, limit=limit)]
+def training_runs(*, tenant_id: int, limit: int = 20) -> list[TrainingRun]:
+    return [_run(r) for r in modeling_selectors.training_runs_for_tenant(tenant_id=tenant_id, limit=limit)]
 
 
 def training_run(*, tenant_id: int, run_id: int) -> TrainingRun:
     """One run of this tenant; ``NotFound`` (404) for another tenant's run or none."""
-    selectors = contracts.backend("apps.modeling.selectors")
-    return _run(selectors.training_run_get(tenant_id=tenant_id, run_id=run_id))
+    return _run(modeling_selectors.training_run_get(tenant_id=tenant_id, run_id=run_id))
 
 
-def _label(value: Any) -> str:
-    if hasattr(value, "strftime"):
-        return str(value.strftime("%m-%d %H:%M"))
-    return str(value or "")[:16].replace("T", " ")
+def _label(value: datetime | None) -> str:
+    return value.strftime("%m-%d %H:%M") if value is not None else ""
 
 
-def privacy_budget(*, tenant_id: int) -> PrivacyBudget | None:
-    """The tenant's budget and its ledger as a running total: one point per charged release."""
-    if not contracts.MODELING.met():
-        return None
-    selectors = contracts.backend("apps.modeling.selectors")
-    raw = selectors.privacy_budget(tenant_id=tenant_id)
-    ledger = sorted(_get(raw, "ledger", None) or [], key=lambda e: str(_get(e, "created_at", "")))
+def privacy_budget(*, tenant_id: int) -> PrivacyBudget:
+    """The tenant's budget and its ledger as a running total: one point per charged release
+    (``modeling.selectors.privacy_budget`` lists the ledger oldest first)."""
+    raw = modeling_selectors.privacy_budget(tenant_id=tenant_id)
     spent, points = 0.0, []
-    for entry in ledger:
-        epsilon = float(_get(entry, "epsilon", 0.0) or 0.0)
+    for entry in raw["ledger"]:
+        epsilon = float(entry["epsilon"])
         spent += epsilon
-        run_id = _get(entry, "run_id")
-        kind = str(_get(entry, "kind", "") or "release")
+        run_id, kind = entry["run_id"], str(entry["kind"])
         points.append(
             PrivacyPoint(
-                label=_label(_get(entry, "created_at")), spent=round(spent, 6),
-                run_label=(f"refund of run #{run_id}" if kind == "refund" else f"run #{run_id}") if run_id is not None
-                else kind, epsilon=round(epsilon, 6),
+                label=_label(entry["created_at"]),
+                spent=round(spent, 6),
+                run_label=(f"refund of run #{run_id}" if kind == "refund" else f"run #{run_id}")
+                if run_id is not None
+                else kind,
+                epsilon=round(epsilon, 6),
             )
         )
-    delta = _get(raw, "delta")
     return PrivacyBudget(
-        total=float(_get(raw, "epsilon_total", 0.0) or 0.0),
-        spent=float(_get(raw, "epsilon_spent", spent) or 0.0),
-        delta=float(delta) if delta is not None else None,
+        total=float(raw["epsilon_total"]),
+        spent=float(raw["epsilon_spent"]),
+        delta=float(raw["delta"]),
         points=points,
-        renewal_days=_get(raw, "renewal_days"),
-        next_renewal_at=_get(raw, "next_renewal_at"),
-        renewed_then=float(_get(raw, "epsilon_renewed_then", 0.0) or 0.0),
+        renewal_days=raw["renewal_days"],
+        next_renewal_at=raw["next_renewal_at"],
+        renewed_then=float(raw["epsilon_renewed_then"]),
     )
 
 
 def latest_evaluation(*, tenant_id: int) -> Evaluation | None:
-    """The newest model's offline metrics: the modeling app's own ``latest_evaluation`` when it has
-    one, else those of the newest succeeded run that reports any."""
-    if not contracts.MODELING.met():
+    """The offline metrics of the newest model version that has any (``modeling.selectors.latest_evaluation``)."""
+    raw = modeling_selectors.latest_evaluation(tenant_id)
+    if raw is None:
         return None
-    selectors = contracts.backend("apps.modeling.selectors")
-    if callable(getattr(selectors, "latest_evaluation", None)):
-        raw = selectors.latest_evaluation(tenant_id)
-        if raw is None:
-            return None
-        version = _get(raw, "model_version")
-        return _evaluation(
-            f"v{version}" if isinstance(version, int) else str(version or ""), _get(raw, "created_at"), _get(raw, "metrics")
-        )
-    for run in training_runs(tenant_id=tenant_id) or []:
-        if run.status == "succeeded" and run.metrics:
-            return _evaluation(run.model_version or f"run #{run.id}", run.finished_at, run.metrics)
-    return None
-
-
-def _evaluation(version: str, created: Any, metrics: Any) -> Evaluation:
-    metrics = dict(metrics or {})
-    numeric = {k: v for k, v in sorted(metrics.items()) if isinstance(v, int | float) and not isinstance(v, bool)}
-    note = metrics.get("protocol")
-    return Evaluation(model_version=version, created=_label(created), metrics=numeric, note=str(note or ""))
+    metrics = dict(raw["metrics"] or {})
+    numeric = {
+        k: v for k, v in sorted(metrics.items()) if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return Evaluation(
+        model_version=f"v{raw['model_version']}",
+        created=_label(raw["created_at"]),
+        metrics=numeric,
+        note=str(metrics.get("protocol") or ""),
+    )
 
 
 @dataclass(frozen=True)
 class CatalogPage:
-    items: list[Any]
+    items: list[Item]
     next_cursor: int | None
 
 
-def catalog_items(*, tenant_id: int, q: str, status: str, after_pk: int | None, limit: int = 50) -> CatalogPage:
+def catalog_items(
+    *, tenant_id: int, q: str, status: str, after_pk: int | None, limit: int = 50
+) -> CatalogPage:
     """Items for the catalogue browser, by creation order; ``q`` matches titles (case-insensitive).
 
     Browsing goes through ``catalog.selectors.items_page``. The catalog app has no title-search
     selector yet, so a search reads its ``Item`` rows here, under the tenant's RLS context, with the
     same keyset paging.
     """
-    from apps.catalog.selectors import items_page
-
     if not q:
-        page = items_page(tenant_id=tenant_id, after_pk=after_pk, limit=limit, status=status or None)
+        page = catalog_selectors.items_page(
+            tenant_id=tenant_id, after_pk=after_pk, limit=limit, status=status or None
+        )
         return CatalogPage(items=page.items, next_cursor=page.next_cursor)
-    from apps.catalog.models import Item
-    from apps.core.tenant_db import tenant_context
-
     with tenant_context(tenant_id):
         qs = Item.objects.filter(tenant_id=tenant_id, title__icontains=q).order_by("pk")
         if status:
@@ -398,33 +372,30 @@ def end_users_page(*, tenant_id: int, after_pk: int | None, limit: int = 50) -> 
     The profiles app has no listing selector (its selectors serve the hot path by client id), so
     this reads its ``EndUser`` rows here, under the tenant's RLS context; nothing is decrypted.
     """
-    from django.db.models import Count
-
-    from apps.core.tenant_db import tenant_context
-    from apps.profiles.models import EndUser
-
     with tenant_context(tenant_id):
         qs = EndUser.objects.filter(tenant_id=tenant_id).order_by("-pk")
         total = qs.count()
         if after_pk is not None:
             qs = qs.filter(pk__lt=after_pk)
         found = list(
-            qs.annotate(n_events=Count("events", distinct=True), n_attributes=Count("attributes", distinct=True))
-            .values_list("pk", "pseudonym", "created_at", "n_events", "n_attributes")[: limit + 1]
+            qs.annotate(
+                n_events=Count("events", distinct=True), n_attributes=Count("attributes", distinct=True)
+            ).values_list("pk", "pseudonym", "created_at", "n_events", "n_attributes")[: limit + 1]
         )
     more = len(found) > limit
-    rows = [EndUserRow(int(pk), bytes(p).hex(), created, int(ev), int(at)) for pk, p, created, ev, at in found[:limit]]
+    rows = [
+        EndUserRow(int(pk), bytes(p).hex(), created, int(ev), int(at))
+        for pk, p, created, ev, at in found[:limit]
+    ]
     return EndUserPage(rows=rows, next_cursor=rows[-1].pk if more and rows else None, total=total)
 
 
 # --- API keys by name ---------------------------------------------------------------------------
 
+
 def api_key_names(*, tenant_id: int) -> dict[str, str]:
     """Every key of the tenant (revoked ones too) as prefix -> human name, to name keys wherever
     only their prefix was recorded (the audit trail's ``key:<prefix>`` actors and api_key targets)."""
-    from apps.core.tenant_db import tenant_context
-    from apps.tenancy.selectors import api_keys_for_tenant
-
     with tenant_context(tenant_id):
         return dict(api_keys_for_tenant(tenant_id=tenant_id).values_list("prefix", "name"))
 
@@ -448,27 +419,32 @@ def audit_rows(events: Any, key_names: dict[str, str]) -> list[AuditRow]:
     for event in events:
         prefix = key_prefix_of(str(event.actor))
         target = str(event.target_id) if event.target_type == "api_key" else None
-        rows.append(AuditRow(
-            event=event, actor_key_name=key_names.get(prefix) if prefix else None,
-            target_key_name=key_names.get(target) if target else None,
-        ))
+        rows.append(
+            AuditRow(
+                event=event,
+                actor_key_name=key_names.get(prefix) if prefix else None,
+                target_key_name=key_names.get(target) if target else None,
+            )
+        )
     return rows
 
 
 # --- ranked items with their titles (recommendation preview, search by meaning) -----------------
 
+
 @dataclass(frozen=True)
 class RankedItem:
     external_id: str
     score: float
-    item: Any  # the catalogue's Item row; None when it was deleted after it was ranked
+    item: Item | None  # the catalogue's Item row; None when it was deleted after it was ranked
 
 
 def _titled(tenant_id: int, ranked: list[dict[str, Any]]) -> list[RankedItem]:
-    from apps.catalog.selectors import items_by_external_ids
-
-    rows = items_by_external_ids(tenant_id, [str(r["id"]) for r in ranked])
-    return [RankedItem(external_id=str(r["id"]), score=float(r["score"]), item=rows.get(str(r["id"]))) for r in ranked]
+    rows = catalog_selectors.items_by_external_ids(tenant_id, [str(r["id"]) for r in ranked])
+    return [
+        RankedItem(external_id=str(r["id"]), score=float(r["score"]), item=rows.get(str(r["id"])))
+        for r in ranked
+    ]
 
 
 @dataclass(frozen=True)
@@ -482,10 +458,11 @@ class RecommendationPreview:
 def recommendation_preview(*, tenant_id: int, user_ref: str, actor: str) -> RecommendationPreview:
     """The top 10 the API's ``/api/v1/recommendations`` gives this user now, with titles; audited by
     ``serving.services.recommendations_preview`` (``DomainError`` for an id the API would refuse)."""
-    services = contracts.backend("apps.serving.services")
-    ranked = services.recommendations_preview(tenant_id=tenant_id, user_ref=user_ref, actor=actor)
+    ranked = serving_services.recommendations_preview(tenant_id=tenant_id, user_ref=user_ref, actor=actor)
     return RecommendationPreview(
-        strategy=ranked.strategy, model_version=ranked.model_version, note=ranked.note,
+        strategy=ranked.strategy,
+        model_version=ranked.model_version,
+        note=ranked.note,
         items=_titled(tenant_id, ranked.items),
     )
 
@@ -501,9 +478,7 @@ def catalog_by_meaning(*, tenant_id: int, q: str, status: str, k: int = 20) -> M
     (``serving.selectors.search_items``: the query encoded by the encoder the tenant's items went
     through, then the HNSW k-NN), unpersonalised. ``status`` keeps items in that encoding state.
     ``DomainError`` for a query the API would refuse, or when the encoder is unavailable (503)."""
-    params = contracts.backend("apps.serving.params")
-    selectors = contracts.backend("apps.serving.selectors")
-    ranked = selectors.search_items(tenant_id=tenant_id, query=params.parse_query(q), k=k)
+    ranked = serving_selectors.search_items(tenant_id=tenant_id, query=serving_params.parse_query(q), k=k)
     found = _titled(tenant_id, ranked.items)
     if status:
         found = [r for r in found if r.item is not None and r.item.encoding_status == status]

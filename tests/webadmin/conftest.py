@@ -45,12 +45,17 @@ def signed_in(live_db: None) -> Callable[[Any], Any]:
 
 # --- a real server and a real browser ---------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     if not CHROMIUM.exists():
         if os.geteuid() != 0:
-            pytest.skip("Debian's chromium is not installed and we are not root to install it: run `sudo make browser`")
-        pytest.fail("/usr/bin/chromium is missing although we run as root: `make browser` should have installed it")
+            pytest.skip(
+                "Debian's chromium is not installed and we are not root to install it: run `sudo make browser`"
+            )
+        pytest.fail(
+            "/usr/bin/chromium is missing although we run as root: `make browser` should have installed it"
+        )
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API drives its own event loop; the ORM calls our tests make are still plain sync code.
@@ -113,27 +118,78 @@ def sign_in() -> Callable[..., None]:
     return run
 
 
+class Runs:
+    """Training runs of the real modeling app with the worker stood in for: ``training_run_start``
+    charges the ledger and writes the run as always, the task it would queue is recorded in
+    ``queued``, and a test moves a run through its states by writing its row as the worker does."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[int, int]] = []
+
+    def prepare(self, persona: Any, *, epsilon_total: float = 4.0) -> None:
+        """A tenant that can train (items with vectors, 40 users' events) on a budget of ``epsilon_total``."""
+        from apps.modeling.budget import privacy_budget_set
+        from tests.modeling.support import seed_tenant
+
+        seed_tenant(persona)
+        privacy_budget_set(tenant=persona.tenant, actor="test", epsilon_total=epsilon_total)
+
+    def start(self, persona: Any, epsilon: float) -> dict[str, Any]:
+        from apps.modeling.services import training_run_start
+
+        return training_run_start(tenant_id=persona.tenant.id, epsilon=epsilon, actor="test")
+
+    def move(self, persona: Any, run_id: int, **fields: Any) -> None:
+        """Set fields of the run row (``status``, ``stage``, ``epoch``, ``epochs``, ``metrics``...)."""
+        from apps.core.tenant_db import tenant_context
+        from apps.modeling.models import TrainingRun
+
+        with tenant_context(persona.tenant.id):
+            assert TrainingRun.objects.filter(tenant_id=persona.tenant.id, pk=run_id).update(**fields) == 1
+
+    def succeed(self, persona: Any, run_id: int, metrics: dict[str, Any]) -> int:
+        """Finish the run as the worker does: its model version (with these holdout metrics) stored,
+        the run succeeded; returns the version number."""
+        from django.db.models import Max
+        from django.utils import timezone
+
+        from apps.core.tenant_db import tenant_context
+        from apps.modeling import progress
+        from apps.modeling.models import ModelVersion, RunStatus, VersionStatus
+
+        tenant_id = persona.tenant.id
+        with tenant_context(tenant_id):
+            newest = ModelVersion.objects.filter(tenant_id=tenant_id).aggregate(n=Max("version"))["n"] or 0
+            version = ModelVersion.objects.create(
+                tenant_id=tenant_id,
+                version=newest + 1,
+                run_id=run_id,
+                status=VersionStatus.READY,
+                blob=b"",
+                checksum="",
+                feature_config={},
+                item_dim=0,
+                n_items=0,
+                metrics=metrics,
+            )
+        self.move(
+            persona,
+            run_id,
+            status=RunStatus.SUCCEEDED,
+            stage=progress.DONE,
+            finished_at=timezone.now(),
+            metrics=metrics,
+            model_version=version,
+        )
+        return int(version.version)
+
+
 @pytest.fixture
-def modeling(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The modeling contract kept by an in-memory stand-in (``fake_modeling.py``), in this process,
-    which is also the live server's process."""
-    import sys
-
-    from django.urls import get_resolver
-
-    from apps.webadmin import contracts
-    from tests.webadmin.fake_modeling import FakeModeling, fake_module
-
-    # Load the URLconf first, as any running process has: the API's routes import the real app,
-    # which must not find the stand-in (a test run alone would otherwise fail on that import).
-    assert get_resolver().url_patterns
-    fake = FakeModeling()
-    monkeypatch.setitem(
-        sys.modules, "apps.modeling.services", fake_module("apps.modeling.services", training_run_start=fake.training_run_start)
+def runs(live_db: None, monkeypatch: pytest.MonkeyPatch) -> Runs:
+    """``Runs`` in this process, which is also the live server's process (so its pages see them)."""
+    recorder = Runs()
+    monkeypatch.setattr(
+        "apps.modeling.services._enqueue",
+        lambda tenant_id, run_id: recorder.queued.append((tenant_id, run_id)),
     )
-    monkeypatch.setitem(sys.modules, "apps.modeling.selectors", fake_module(
-        "apps.modeling.selectors", privacy_budget=fake.privacy_budget,
-        training_runs_for_tenant=fake.training_runs_for_tenant, training_run_get=fake.training_run_get,
-    ))
-    assert contracts.MODELING.met()
-    return fake
+    return recorder

@@ -12,14 +12,9 @@ import zipfile
 
 import pytest
 
-from apps.core.modules import module_exists
 from tests.support import unique_slug
 
 pytestmark = pytest.mark.browser
-
-
-def needs(module: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(not module_exists(module), reason=f"{module} is not installed yet")
 
 
 def open_section(page, key: str) -> None:
@@ -91,7 +86,11 @@ def test_tenant_a_admin_cannot_reach_tenant_b(page, sign_in, shot, admin_a, tena
     with tenant_context(tenant_b.tenant.id):
         b_key = api_keys_for_tenant(tenant_id=tenant_b.tenant.id).get()
     sign_in(page, admin_a)
-    for path in (f"/t/{tenant_b.slug}/", f"/t/{tenant_b.slug}/keys/", f"/t/{tenant_a.slug}/keys/{b_key.pk}/revoke/"):
+    for path in (
+        f"/t/{tenant_b.slug}/",
+        f"/t/{tenant_b.slug}/keys/",
+        f"/t/{tenant_a.slug}/keys/{b_key.pk}/revoke/",
+    ):
         response = page.goto(path)
         assert response.status == 404, path
         assert page.inner_text("h1") == "Not found"
@@ -128,15 +127,13 @@ def test_signing_out_uses_a_post_form(page, sign_in, admin_a):
     assert page.goto("/").url.endswith("/login/?next=/")
 
 
-@needs("apps.slo.services")
 def test_the_dashboard_draws_its_charts_with_data(page, sign_in, shot, admin_a, tenant_a):
     from tests.webadmin.seed import make_items, write_latency
 
     for minutes_ago, slow in ((150, 120.0), (90, 180.0), (30, 240.0)):
         write_latency(tenant_a.tenant.id, "recommend", [12.0] * 95 + [slow] * 5, minutes_ago=minutes_ago)
         write_latency(tenant_a.tenant.id, "search", [30.0] * 99 + [slow] * 1, minutes_ago=minutes_ago)
-    if module_exists("apps.catalog.selectors"):
-        make_items(tenant_a.tenant.id, {"1": "Alpha", "2": "Beta", "3": "Gamma"}, encode=("1", "2"))
+    make_items(tenant_a.tenant.id, {"1": "Alpha", "2": "Beta", "3": "Gamma"}, encode=("1", "2"))
     sign_in(page, admin_a)
     page.wait_for_selector("canvas[data-chart=latency][data-rendered=true]")
     drawn = page.evaluate(
@@ -150,12 +147,10 @@ def test_the_dashboard_draws_its_charts_with_data(page, sign_in, shot, admin_a, 
     assert {"latency", "error_budget"} <= kinds
     recommend = drawn[0]
     assert recommend["points"] == 3 and any(label.startswith("objective") for label in recommend["datasets"])
-    if module_exists("apps.catalog.selectors"):
-        assert "encoding" in kinds
+    assert "encoding" in kinds
     shot(page, "dashboard")
 
 
-@needs("apps.slo.services")
 def test_an_admin_tightens_an_objective(page, sign_in, shot, admin_a, tenant_a):
     sign_in(page, admin_a)
     open_section(page, "slo")
@@ -169,7 +164,6 @@ def test_an_admin_tightens_an_objective(page, sign_in, shot, admin_a, tenant_a):
     assert "p95 ≤ 75 ms" in page.inner_text("tr[data-class=search]")
 
 
-@needs("apps.slo.services")
 def test_a_range_button_redraws_the_latency_charts_in_place(page, sign_in, shot, admin_a, tenant_a):
     from tests.webadmin.seed import write_latency
 
@@ -187,14 +181,15 @@ def test_a_range_button_redraws_the_latency_charts_in_place(page, sign_in, shot,
     page.click("[data-range-selector] a[data-range='7d']")
     page.wait_for_selector("canvas[data-chart=latency][data-index='0'][data-range='7d']")
     assert page.evaluate(drawn) == {"range": "7d", "labels": 28, "points": 2}
-    assert page.evaluate("() => window.sottoSamePage === true"), "redrawn in place, not by loading the page again"
+    assert page.evaluate("() => window.sottoSamePage === true"), (
+        "redrawn in place, not by loading the page again"
+    )
     assert page.url.endswith("?range=7d")
     assert page.get_attribute("[data-range-selector] a[data-range='7d']", "aria-current") == "true"
     assert page.inner_text("[data-requests-index='0']") == "150 requests in 7d"
     shot(page, "objectives-7d")
 
 
-@needs("apps.catalog.selectors")
 def test_an_admin_searches_the_catalogue(page, sign_in, shot, admin_a, tenant_a):
     from tests.webadmin.seed import make_items
 
@@ -210,8 +205,9 @@ def test_an_admin_searches_the_catalogue(page, sign_in, shot, admin_a, tenant_a)
     shot(page, "catalogue")
 
 
-@needs("apps.profiles.services")
-def test_an_admin_sees_pseudonyms_and_decrypts_only_after_confirming(page, sign_in, shot, admin_a, tenant_a, api):
+def test_an_admin_sees_pseudonyms_and_decrypts_only_after_confirming(
+    page, sign_in, shot, admin_a, tenant_a, api
+):
     api.put("/api/v1/users/reader-17", {"attributes": {"plan": "gold"}}, format="json", **tenant_a.auth)
     sign_in(page, admin_a)
     open_section(page, "users")
@@ -226,43 +222,38 @@ def test_an_admin_sees_pseudonyms_and_decrypts_only_after_confirming(page, sign_
     shot(page, "access-export")
 
 
-def test_the_training_page_follows_a_run_step_by_step(page, sign_in, shot, admin_a, tenant_a, modeling):
-    # The modeling contract is kept by the in-memory stand-in, so the test moves the run itself and
-    # sees each state in the page; the browser, server and JS are real.
-    from datetime import UTC, datetime
+def test_the_training_page_follows_a_run_step_by_step(page, sign_in, shot, admin_a, tenant_a, runs):
+    # The real modeling app charges and records the run; the worker is stood in for, so the test
+    # moves the run's row itself and sees each state in the page; the browser, server and JS are real.
+    from apps.modeling import progress
 
+    runs.prepare(tenant_a)
     sign_in(page, admin_a)
     open_section(page, "privacy")
     page.fill("#id_epsilon", "1.5")
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("[data-testid=training-form] button[type=submit]")
-    page.wait_for_url("**/training-runs/1/")
+    page.wait_for_url("**/training-runs/*/")
+    [(_, run_id)] = runs.queued
+    assert page.url.endswith(f"/training-runs/{run_id}/")
     assert page.get_attribute("[data-testid=run-progress]", "data-status") == "queued"
-    modeling.runs[1].update(status="running", progress=0.5)
+    runs.move(tenant_a, run_id, status="running", stage=progress.EVALUATION)
     page.wait_for_selector("[data-testid=run-progress][data-status=running]")
-    assert page.inner_text("[data-field=percent]") == "50%"
+    assert page.inner_text("[data-field=percent]") == "65%"
     shot(page, "training-run")
-    modeling.runs[1].update(
-        status="succeeded", progress=1.0, finished_at=datetime(2026, 1, 1, 13, tzinfo=UTC),
-        metrics={"recall@20": 0.081}, model_version="v1",
-    )
+    runs.succeed(tenant_a, run_id, {"recall@20": 0.081})
     page.wait_for_selector("[data-testid=run-metrics]")  # the page reloads itself when the run is done
     open_section(page, "privacy")
     page.wait_for_selector("canvas[data-chart=privacy][data-rendered=true]")
-    spent = page.evaluate("() => Chart.getChart(document.querySelector('canvas[data-chart=privacy]')).data.datasets[0].data")
+    spent = page.evaluate(
+        "() => Chart.getChart(document.querySelector('canvas[data-chart=privacy]')).data.datasets[0].data"
+    )
     assert spent == [0, 1.5]
     assert page.inner_text("[data-testid=epsilon-left]") == "ε 2.50"
     shot(page, "privacy")
 
 
-def _modeling_met() -> bool:
-    from apps.webadmin import contracts
-
-    return contracts.MODELING.met()
-
-
 @pytest.mark.worker
-@pytest.mark.skipif(not _modeling_met(), reason="the modeling app does not meet the admin's contract yet")
 def test_an_admin_starts_a_real_training_run_and_watches_the_worker_finish_it(
     page, sign_in, shot, admin_a, tenant_a, celery_worker_proc
 ):
@@ -285,14 +276,17 @@ def test_an_admin_starts_a_real_training_run_and_watches_the_worker_finish_it(
     shot(page, "real-run-succeeded")
     open_section(page, "dashboard")
     page.wait_for_selector("canvas[data-chart=privacy][data-rendered=true]")
-    spent = page.evaluate("() => Chart.getChart(document.querySelector('canvas[data-chart=privacy]')).data.datasets[0].data")
+    spent = page.evaluate(
+        "() => Chart.getChart(document.querySelector('canvas[data-chart=privacy]')).data.datasets[0].data"
+    )
     assert spent[-1] == 2
     assert "recall@20" in page.inner_text("[data-testid=evaluation]")
     shot(page, "dashboard-after-training")
 
 
-@needs("apps.audit.services")
-def test_a_reviewer_checks_the_chain_exports_a_bundle_and_gets_the_verifier(page, sign_in, shot, reviewer_a, tenant_a, tmp_path):
+def test_a_reviewer_checks_the_chain_exports_a_bundle_and_gets_the_verifier(
+    page, sign_in, shot, reviewer_a, tenant_a, tmp_path
+):
     from apps.audit.selectors import audit_verifier_script
 
     sign_in(page, reviewer_a)
@@ -306,7 +300,9 @@ def test_a_reviewer_checks_the_chain_exports_a_bundle_and_gets_the_verifier(page
     with page.expect_download() as download_info:
         page.click("[data-testid=audit-export] button[type=submit]")
     bundle = download_info.value
-    assert bundle.suggested_filename.startswith(f"audit-{tenant_a.slug}-") and bundle.suggested_filename.endswith(".zip")
+    assert bundle.suggested_filename.startswith(
+        f"audit-{tenant_a.slug}-"
+    ) and bundle.suggested_filename.endswith(".zip")
     bundle.save_as(tmp_path / "bundle.zip")
     with zipfile.ZipFile(io.BytesIO((tmp_path / "bundle.zip").read_bytes())) as archive:
         assert json.loads(archive.read("manifest.json"))["tenant"] == tenant_a.slug
@@ -343,10 +339,9 @@ def test_the_operator_creates_a_tenant_adds_its_owner_and_checks_health(page, si
     shot(page, "health")
 
 
-
-
-@pytest.mark.skipif(not _modeling_met(), reason="the modeling app does not meet the admin's contract yet")
-def test_an_admin_rolls_back_a_version_and_sets_the_budget_policy_and_schedule(page, sign_in, shot, admin_a, tenant_a):
+def test_an_admin_rolls_back_a_version_and_sets_the_budget_policy_and_schedule(
+    page, sign_in, shot, admin_a, tenant_a
+):
     from apps.core.tenant_db import tenant_context
     from apps.modeling import services, training
     from apps.modeling.models import ActiveModel
@@ -359,7 +354,9 @@ def test_an_admin_rolls_back_a_version_and_sets_the_budget_policy_and_schedule(p
     try:
         for _ in range(2):
             run = services.training_run_start(tenant_id=tenant_a.tenant.id, epsilon=4.0, actor="test")
-            assert training.training_run_execute(tenant_id=tenant_a.tenant.id, run_id=run["id"]) == "succeeded"
+            assert (
+                training.training_run_execute(tenant_id=tenant_a.tenant.id, run_id=run["id"]) == "succeeded"
+            )
     finally:
         services._enqueue = original
 
@@ -400,7 +397,6 @@ def test_an_admin_rolls_back_a_version_and_sets_the_budget_policy_and_schedule(p
     assert not page.is_visible("[data-testid=next-renewal]")
 
 
-@needs("apps.serving.services")
 def test_an_admin_previews_what_one_user_is_recommended(page, sign_in, shot, admin_a, tenant_a, api):
     from tests.webadmin.seed import make_items, rate_items
 
@@ -416,20 +412,25 @@ def test_an_admin_previews_what_one_user_is_recommended(page, sign_in, shot, adm
     rows = page.locator("[data-testid=preview-items] tbody tr")
     assert rows.evaluate_all("rows => rows.map(r => r.dataset.item)") == [i["id"] for i in from_api["items"]]
     assert page.locator("[data-testid=preview-items] tbody tr td:nth-child(3)").all_inner_texts() == [
-        titles[i["id"]] for i in from_api["items"]]
+        titles[i["id"]] for i in from_api["items"]
+    ]
     assert page.inner_text("[data-testid=preview-strategy]") == from_api["strategy"] == "content"
     shot(page, "recommendation-preview")
 
 
-@needs("apps.audit.services")
 def test_the_audit_table_fits_its_panel_and_long_details_expand(page, sign_in, shot, reviewer_a, tenant_a):
     from apps.core import audit
     from apps.core.tenant_db import tenant_context
 
     with tenant_context(tenant_a.tenant.id):
-        audit.record(tenant_id=tenant_a.tenant.id, actor="user:" + "someone-with-a-long-name" * 3, action="end_user.export",
-                     target_type="end_user", target_id="ab" * 32,
-                     details={"note": "x" * 300, "hash": "cd" * 32, "attributes_decrypted": 3})
+        audit.record(
+            tenant_id=tenant_a.tenant.id,
+            actor="user:" + "someone-with-a-long-name" * 3,
+            action="end_user.export",
+            target_type="end_user",
+            target_id="ab" * 32,
+            details={"note": "x" * 300, "hash": "cd" * 32, "attributes_decrypted": 3},
+        )
     sign_in(page, reviewer_a)
     open_section(page, "audit")
     widths = page.evaluate("""() => {

@@ -9,14 +9,9 @@ from unittest import mock
 
 import pytest
 
-from apps.core.modules import module_exists
 from apps.core.tenant_db import tenant_context
 from apps.webadmin import formatting
 from tests.webadmin.seed import make_items, rate_items
-
-
-def needs(module: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(not module_exists(module), reason=f"{module} is not installed yet")
 
 
 def audit_rows(tenant_id: int, action: str) -> list[tuple[str, str]]:
@@ -28,6 +23,7 @@ def audit_rows(tenant_id: int, action: str) -> list[tuple[str, str]]:
 
 # --- 1. figures rounded ---------------------------------------------------------------------------
 
+
 def test_the_docstring_examples_hold():
     import doctest
 
@@ -38,41 +34,87 @@ def test_the_docstring_examples_hold():
         assert tried > 0 and failures == 0, module.__name__
 
 
-@pytest.mark.parametrize(("value", "digits", "shown"), [
-    (0.08234567891, 4, "0.08235"), (0.123456789, 4, "0.1235"), (1.0, 4, "1"), (12345.678, 4, "12346"),
-    (0.000012345, 4, "1.234e-5"), (9.99996, 4, "10"), (-0.5, 3, "-0.5"), (0, 4, "0"), (3, 4, "3"),
-    (0.33333333, 3, "0.333"), ("n/a", 4, "n/a"), (None, 4, ""), (True, 4, "True"),
-])
+@pytest.mark.parametrize(
+    ("value", "digits", "shown"),
+    [
+        (0.08234567891, 4, "0.08235"),
+        (0.123456789, 4, "0.1235"),
+        (1.0, 4, "1"),
+        (12345.678, 4, "12346"),
+        (0.000012345, 4, "1.234e-5"),
+        (9.99996, 4, "10"),
+        (-0.5, 3, "-0.5"),
+        (0, 4, "0"),
+        (3, 4, "3"),
+        (0.33333333, 3, "0.333"),
+        ("n/a", 4, "n/a"),
+        (None, 4, ""),
+        (True, 4, "True"),
+    ],
+)
 def test_metrics_keep_a_few_significant_digits(value, digits, shown):
     assert formatting.significant(value, digits) == shown
 
 
-@pytest.mark.parametrize(("value", "shown"), [
-    (2, "2.00"), (1 / 3, "0.33"), (2.499999, "2.50"), (0.001234, "0.0012"), (0.0, "0.00"), (None, ""),
-])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (2, "2.00"),
+        (1 / 3, "0.33"),
+        (2.499999, "2.50"),
+        (0.001234, "0.0012"),
+        (0.0, "0.00"),
+        (None, ""),
+    ],
+)
 def test_epsilon_has_two_decimals(value, shown):
     assert formatting.epsilon(value) == shown
 
 
-@pytest.mark.parametrize(("value", "shown"), [
-    (0.5, "50.0%"), (0.999, "99.9%"), (0.9995, "99.95%"), (0.99999, "99.999%"), (1.0, "100.0%"),
-    (-0.5, "-50.0%"), (0.123456, "12.3%"), (0.00001, "0.001%"), (0.0, "0.0%"), ("x", ""),
-])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.5, "50.0%"),
+        (0.999, "99.9%"),
+        (0.9995, "99.95%"),
+        (0.99999, "99.999%"),
+        (1.0, "100.0%"),
+        (-0.5, "-50.0%"),
+        (0.123456, "12.3%"),
+        (0.00001, "0.001%"),
+        (0.0, "0.0%"),
+        ("x", ""),
+    ],
+)
 def test_percentages_have_one_decimal_but_never_round_to_the_bounds(value, shown):
     assert formatting.percent(value) == shown
 
 
 def test_delta_is_short_scientific():
-    assert [formatting.delta(v) for v in (1e-05, 1e-6, 0.0016393442622950820, 0, None)] == ["1e-5", "1e-6", "1.6e-3", "0", ""]
+    assert [formatting.delta(v) for v in (1e-05, 1e-6, 0.0016393442622950820, 0, None)] == [
+        "1e-5",
+        "1e-6",
+        "1.6e-3",
+        "0",
+        "",
+    ]
 
 
-def test_the_privacy_and_run_pages_round_epsilon_delta_and_metrics(signed_in, admin_a, tenant_a, modeling):
-    run = modeling.training_run_start(tenant_id=tenant_a.tenant.id, epsilon=1 / 3, actor="test")
-    run.update(status="succeeded", progress=1.0, metrics={"recall@20": 0.123456789, "coverage": 1.23456e-05, "users": 610})
+def test_the_privacy_and_run_pages_round_epsilon_delta_and_metrics(signed_in, admin_a, tenant_a, runs):
+    runs.prepare(tenant_a)
+    run = runs.start(tenant_a, 1 / 3)
+    runs.move(
+        tenant_a,
+        run["id"],
+        status="succeeded",
+        metrics={"recall@20": 0.123456789, "coverage": 1.23456e-05, "users": 610},
+    )
     client = signed_in(admin_a)
     privacy = client.get(f"/t/{tenant_a.slug}/privacy/").content.decode()
     assert "δ 1e-6" in privacy and "1e-06" not in privacy
-    assert 'data-testid="epsilon-spent">ε 0.33<' in privacy and 'data-testid="epsilon-left">ε 3.67<' in privacy
+    assert (
+        'data-testid="epsilon-spent">ε 0.33<' in privacy and 'data-testid="epsilon-left">ε 3.67<' in privacy
+    )
     assert '<td class="num">0.33</td>' in privacy  # the run's ε in the table
     page = client.get(f"/t/{tenant_a.slug}/training-runs/{run['id']}/").content.decode()
     assert ">0.1235</td>" in page and ">1.235e-5</td>" in page and ">610</td>" in page
@@ -82,26 +124,32 @@ def test_the_privacy_and_run_pages_round_epsilon_delta_and_metrics(signed_in, ad
 
 # --- 2. API keys by name ---------------------------------------------------------------------------
 
+
 def test_keys_are_listed_by_name_with_the_prefix_beside_it(signed_in, admin_a, tenant_a):
     from apps.tenancy.services import api_key_create
 
     key = api_key_create(tenant=tenant_a.tenant, name="Checkout backend", scopes=["serve"], actor="test").key
     listing = signed_in(admin_a).get(f"/t/{tenant_a.slug}/keys/").content.decode()
-    row = listing[listing.index(f'data-prefix="{key.prefix}"'):]
+    row = listing[listing.index(f'data-prefix="{key.prefix}"') :]
     row = row[: row.index("</tr>")]
     assert '<div class="key-name" data-field="name">Checkout backend</div>' in row
     assert 'data-field="prefix"' in row and f">{key.prefix}</div>" in row
 
 
-@needs("apps.audit.services")
 def test_the_audit_trail_names_the_api_key_that_acted(signed_in, reviewer_a, tenant_a, api):
     from apps.tenancy.services import api_key_create
 
     issued = api_key_create(tenant=tenant_a.tenant, name="Checkout backend", scopes=["ingest"], actor="test")
-    put = api.put("/api/v1/users/shopper-1", {"attributes": {"city": "Porto"}}, format="json",
-                  HTTP_AUTHORIZATION=f"Bearer {issued.raw}")
+    put = api.put(
+        "/api/v1/users/shopper-1",
+        {"attributes": {"city": "Porto"}},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {issued.raw}",
+    )
     assert put.status_code in (200, 201), put.content
-    response = signed_in(reviewer_a).get(f"/t/{tenant_a.slug}/audit/", {"action": "end_user.attributes.replace"})
+    response = signed_in(reviewer_a).get(
+        f"/t/{tenant_a.slug}/audit/", {"action": "end_user.attributes.replace"}
+    )
     [row] = response.context["rows"]
     assert row.event.actor == f"key:{issued.key.prefix}" and row.actor_key_name == "Checkout backend"
     html = response.content.decode()
@@ -125,29 +173,39 @@ def test_the_dashboard_lists_the_active_keys_by_name(signed_in, admin_a, tenant_
 
 # --- 3. an audit table that fits -------------------------------------------------------------------
 
-@needs("apps.audit.services")
-def test_long_audit_values_are_clipped_with_a_tooltip_or_expand(signed_in, admin_a, reviewer_a, tenant_a, api):
+
+def test_long_audit_values_are_clipped_with_a_tooltip_or_expand(
+    signed_in, admin_a, reviewer_a, tenant_a, api
+):
     from apps.core import audit
     from apps.tenancy.pseudonyms import pseudonymise
 
     api.put("/api/v1/users/reader-9", {"attributes": {"plan": "gold"}}, format="json", **tenant_a.auth)
     signed_in(admin_a).post(f"/t/{tenant_a.slug}/users/export/", {"user_ref": "reader-9", "confirm": "on"})
     with tenant_context(tenant_a.tenant.id):
-        audit.record(tenant_id=tenant_a.tenant.id, actor="system", action="test.long", target_type="thing",
-                     target_id="t" * 150, details={"note": "x" * 400, "hash": "ab" * 32})
+        audit.record(
+            tenant_id=tenant_a.tenant.id,
+            actor="system",
+            action="test.long",
+            target_type="thing",
+            target_id="t" * 150,
+            details={"note": "x" * 400, "hash": "ab" * 32},
+        )
     html = signed_in(reviewer_a).get(f"/t/{tenant_a.slug}/audit/").content.decode()
     assert '<table class="data fixed" data-testid="audit-table">' in html
     pseudonym = pseudonymise(tenant_id=tenant_a.tenant.id, user_ref="reader-9").hex()
     assert f'<span class="clip mono" title="{pseudonym}">{pseudonym}</span>' in html
     # long details expand in place, the whole JSON kept (in the tooltip and the expanded block)
-    long_row = html[html.index('data-field="details"><details class="cell">'):]
+    long_row = html[html.index('data-field="details"><details class="cell">') :]
     assert "&quot;note&quot;: &quot;" + "x" * 400 + "&quot;" in long_row[: long_row.index("</details>")]
 
 
 # --- 4. the access export as a download ------------------------------------------------------------
 
-@needs("apps.profiles.services")
-def test_the_access_export_downloads_as_json_and_is_audited_like_the_apis(signed_in, admin_a, reviewer_a, tenant_a, api):
+
+def test_the_access_export_downloads_as_json_and_is_audited_like_the_apis(
+    signed_in, admin_a, reviewer_a, tenant_a, api
+):
     from apps.tenancy.pseudonyms import pseudonymise
 
     user_ref = "customer-0815"
@@ -169,7 +227,11 @@ def test_the_access_export_downloads_as_json_and_is_audited_like_the_apis(signed
     assert disposition.endswith('.json"') and user_ref not in disposition
     assert download["Cache-Control"] == "no-store"
     body = json.loads(download.content)
-    assert body["user"] == user_ref and body["pseudonym"] == pseudonym and body["attributes"] == {"city": "Lisbon"}
+    assert (
+        body["user"] == user_ref
+        and body["pseudonym"] == pseudonym
+        and body["attributes"] == {"city": "Lisbon"}
+    )
     # one audit row for the download, written by the service under the admin's name
     after = audit_rows(tenant_a.tenant.id, "end_user.export")
     assert after[1:] == before and after[0] == (f"user:{admin_a.username}", pseudonym)
@@ -184,7 +246,10 @@ def test_the_access_export_downloads_as_json_and_is_audited_like_the_apis(signed
 
 # --- 5. 404 pages -----------------------------------------------------------------------------------
 
-def test_an_unknown_admin_url_answers_an_html_404_in_the_tenants_layout(signed_in, admin_a, tenant_a, tenant_b):
+
+def test_an_unknown_admin_url_answers_an_html_404_in_the_tenants_layout(
+    signed_in, admin_a, tenant_a, tenant_b
+):
     client = signed_in(admin_a)
     mine = client.get(f"/t/{tenant_a.slug}/nope/")
     assert mine.status_code == 404 and mine["Content-Type"].startswith("text/html")
@@ -229,8 +294,9 @@ def test_unknown_api_paths_keep_their_json_404(signed_in, admin_a, anon, live_db
 CATALOGUE = {str(i): f"Item number {i}" for i in range(1, 25)}
 
 
-@needs("apps.serving.services")
-def test_the_preview_shows_what_the_api_recommends_and_is_audited(signed_in, admin_a, reviewer_a, tenant_a, api):
+def test_the_preview_shows_what_the_api_recommends_and_is_audited(
+    signed_in, admin_a, reviewer_a, tenant_a, api
+):
     from apps.tenancy.pseudonyms import pseudonymise
 
     make_items(tenant_a.tenant.id, CATALOGUE, encode=tuple(CATALOGUE))
@@ -244,16 +310,22 @@ def test_the_preview_shows_what_the_api_recommends_and_is_audited(signed_in, adm
     assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     preview = response.context["preview"]
     assert preview.strategy == from_api["strategy"]
-    assert [(r.external_id, r.score) for r in preview.items] == [(i["id"], i["score"]) for i in from_api["items"]]
+    assert [(r.external_id, r.score) for r in preview.items] == [
+        (i["id"], i["score"]) for i in from_api["items"]
+    ]
     assert [r.item.title for r in preview.items] == [CATALOGUE[i["id"]] for i in from_api["items"]]
     html = response.content.decode()
-    assert f'<tr data-item="{from_api["items"][0]["id"]}">' in html and CATALOGUE[from_api["items"][0]["id"]] in html
+    assert (
+        f'<tr data-item="{from_api["items"][0]["id"]}">' in html
+        and CATALOGUE[from_api["items"][0]["id"]] in html
+    )
     # seen items are left out, as the API does
     assert not {"3", "7", "11"} & {r.external_id for r in preview.items}
     # audited under the admin's name, the pseudonym as target
     pseudonym = pseudonymise(tenant_id=tenant_a.tenant.id, user_ref=user_ref).hex()
-    if module_exists("apps.audit.selectors"):
-        assert audit_rows(tenant_a.tenant.id, "end_user.recommendations.view") == [(f"user:{admin_a.username}", pseudonym)]
+    assert audit_rows(tenant_a.tenant.id, "end_user.recommendations.view") == [
+        (f"user:{admin_a.username}", pseudonym)
+    ]
     # a user the tenant never saw gets the API's cold start, said plainly
     cold = client.post(f"/t/{tenant_a.slug}/users/recommendations/", {"preview-user_ref": "nobody-yet"})
     assert cold.status_code == 200 and cold.context["preview"].strategy in ("popular", "newest")
@@ -262,22 +334,41 @@ def test_the_preview_shows_what_the_api_recommends_and_is_audited(signed_in, adm
     assert bad.status_code == 400 and b"control characters" in bad.content
     assert client.get(f"/t/{tenant_a.slug}/users/recommendations/").status_code == 405
     # reviewers may not look
-    assert signed_in(reviewer_a).post(f"/t/{tenant_a.slug}/users/recommendations/",
-                                      {"preview-user_ref": user_ref}).status_code == 403
+    assert (
+        signed_in(reviewer_a)
+        .post(f"/t/{tenant_a.slug}/users/recommendations/", {"preview-user_ref": user_ref})
+        .status_code
+        == 403
+    )
 
 
 # --- 7. catalogue search by meaning ---------------------------------------------------------------------
 
 MOVIES = [
-    {"id": "toy", "title": "Toy Story", "description": "An animated film: a cowboy doll is jealous of a new spaceman action figure."},
-    {"id": "heat", "title": "Heat", "description": "A crew of professional bank robbers is hunted by an obsessive police detective."},
-    {"id": "sense", "title": "Sense and Sensibility", "description": "Two sisters in Regency England search for love and marriage."},
-    {"id": "jumanji", "title": "Jumanji", "description": "A magical board game releases jungle animals into a small town."},
+    {
+        "id": "toy",
+        "title": "Toy Story",
+        "description": "An animated film: a cowboy doll is jealous of a new spaceman action figure.",
+    },
+    {
+        "id": "heat",
+        "title": "Heat",
+        "description": "A crew of professional bank robbers is hunted by an obsessive police detective.",
+    },
+    {
+        "id": "sense",
+        "title": "Sense and Sensibility",
+        "description": "Two sisters in Regency England search for love and marriage.",
+    },
+    {
+        "id": "jumanji",
+        "title": "Jumanji",
+        "description": "A magical board game releases jungle animals into a small town.",
+    },
     {"id": "bond", "title": "GoldenEye", "description": "A British secret agent stops a satellite weapon."},
 ]
 
 
-@needs("apps.serving.services")
 def test_search_by_meaning_finds_the_nearest_items_with_the_apis_encoder(signed_in, admin_a, tenant_a, api):
     from apps.catalog import encoding
     from apps.catalog.selectors import item_pks_by_external_ids
@@ -288,7 +379,10 @@ def test_search_by_meaning_finds_the_nearest_items_with_the_apis_encoder(signed_
     tenant_id = tenant_a.tenant.id
     with mock.patch("apps.catalog.services.encoding_enqueue"):  # encoded right here by the real encoder
         items_upsert(tenant_id=tenant_id, items=parse_items(MOVIES))
-    items_encode(tenant_id=tenant_id, item_pks=list(item_pks_by_external_ids(tenant_id, [m["id"] for m in MOVIES]).values()))
+    items_encode(
+        tenant_id=tenant_id,
+        item_pks=list(item_pks_by_external_ids(tenant_id, [m["id"] for m in MOVIES]).values()),
+    )
     # the query encoder of the search path is the very object the items went through
     assert query_encoding._encoder(tenant_id) is encoding.encoder_for_tenant(tenant_id)
     client = signed_in(admin_a)
@@ -304,11 +398,15 @@ def test_search_by_meaning_finds_the_nearest_items_with_the_apis_encoder(signed_
         from_api = api.get("/api/v1/search", {"q": query, "k": 20}, **tenant_a.auth).json()
         assert [(r.external_id, r.score) for r in found] == [(i["id"], i["score"]) for i in from_api["items"]]
     # the encoding filter still applies, and title mode is the default
-    assert client.get(url, {"q": "a cartoon about toys", "mode": "meaning", "status": "failed"}).context["matches"].items == []
+    assert (
+        client.get(url, {"q": "a cartoon about toys", "mode": "meaning", "status": "failed"})
+        .context["matches"]
+        .items
+        == []
+    )
     assert [i.title for i in client.get(url, {"q": "toy"}).context["page"].items] == ["Toy Story"]
 
 
-@needs("apps.serving.services")
 def test_search_by_meaning_says_why_when_the_encoder_is_unavailable(signed_in, admin_a, tenant_a):
     from apps.catalog.encoder import EncoderConfigError
 
@@ -316,4 +414,6 @@ def test_search_by_meaning_says_why_when_the_encoder_is_unavailable(signed_in, a
     with mock.patch("apps.serving.selectors.query_vector", side_effect=EncoderConfigError("no model folder")):
         response = signed_in(admin_a).get(f"/t/{tenant_a.slug}/catalog/", {"q": "toys", "mode": "meaning"})
     assert response.status_code == 200 and b"search is unavailable: no model folder" in response.content
-    assert response.context["matches"] is None and [i.title for i in response.context["page"].items] == ["Toy Story"]
+    assert response.context["matches"] is None and [i.title for i in response.context["page"].items] == [
+        "Toy Story"
+    ]

@@ -43,7 +43,13 @@ def _ids_of(persona: Any) -> dict[str, Any]:
     with tenant_context(persona.tenant.id):
         key = api_keys_for_tenant(tenant_id=persona.tenant.id).first()
     assert key is not None
-    return {"<int:key_id>": key.pk, "<int:run_id>": 1, "<int:version>": 1, "<str:endpoint_class>": "recommend", "<str:pseudonym>": "p" * 16}
+    return {
+        "<int:key_id>": key.pk,
+        "<int:run_id>": 1,
+        "<int:version>": 1,
+        "<str:endpoint_class>": "recommend",
+        "<str:pseudonym>": "p" * 16,
+    }
 
 
 def test_every_tenant_route_is_guarded_by_tenant_page():
@@ -54,7 +60,9 @@ def test_every_tenant_route_is_guarded_by_tenant_page():
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
-def test_every_tenant_url_with_another_tenants_slug_answers_404(signed_in, admin_a, tenant_a, tenant_b, method):
+def test_every_tenant_url_with_another_tenants_slug_answers_404(
+    signed_in, admin_a, tenant_a, tenant_b, method
+):
     # Given tenant A's admin, when they call each tenant route with B's slug (and B's real object ids)
     client = signed_in(admin_a)
     ids = _ids_of(tenant_b)
@@ -93,7 +101,7 @@ def test_my_own_tenant_pages_open_for_me(signed_in, admin_a, tenant_a):
     opened = []
     for name, pattern in _tenant_patterns():
         section = pattern.callback.webadmin_section  # type: ignore[attr-defined]
-        if "<" in str(pattern.pattern).replace("<slug:slug>", "") or not section.available or "admin" not in section.roles:
+        if "<" in str(pattern.pattern).replace("<slug:slug>", "") or "admin" not in section.roles:
             continue
         response = client.get(_url(pattern, tenant_a.slug, {}))
         assert response.status_code in (200, 405), f"{name}: {response.status_code}"
@@ -105,14 +113,16 @@ def test_my_own_tenant_pages_open_for_me(signed_in, admin_a, tenant_a):
 
 def test_a_reviewer_gets_403_on_admin_pages_of_their_own_tenant(signed_in, reviewer_a, tenant_a):
     client = signed_in(reviewer_a)
-    admin_only = [s for s in SECTIONS.values() if "reviewer" not in s.roles and s.available]
+    admin_only = [s for s in SECTIONS.values() if "reviewer" not in s.roles]
     assert any(s.key == "keys" for s in admin_only)
     for section in admin_only:
         response = client.get(reverse(section.url_name, kwargs={"slug": tenant_a.slug}))
         assert response.status_code == 403, section.key
     # and an attempt to create a key changes nothing
     before = _key_count(tenant_a)
-    assert client.post(f"/t/{tenant_a.slug}/keys/", {"name": "sneaky", "scopes": ["serve"]}).status_code == 403
+    assert (
+        client.post(f"/t/{tenant_a.slug}/keys/", {"name": "sneaky", "scopes": ["serve"]}).status_code == 403
+    )
     assert _key_count(tenant_a) == before
 
 

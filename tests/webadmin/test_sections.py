@@ -8,22 +8,19 @@ import json
 import zipfile
 from unittest import mock
 
-import pytest
-
-from apps.core.modules import module_exists
 from apps.core.tenant_db import tenant_context
 from tests.webadmin.seed import make_items, write_latency
 
-
-def needs(module: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(not module_exists(module), reason=f"{module} is not installed yet")
-
-
 # --- catalogue ---------------------------------------------------------------------------------
 
-@needs("apps.catalog.selectors")
+
 def test_the_catalogue_searches_titles_and_shows_encoding_progress(signed_in, admin_a, tenant_a, tenant_b):
-    make_items(tenant_a.tenant.id, {"1": "Toy Story", "2": "Heat", "3": "Toy Soldiers", "4": "Up"}, encode=("1", "2"), fail=("4",))
+    make_items(
+        tenant_a.tenant.id,
+        {"1": "Toy Story", "2": "Heat", "3": "Toy Soldiers", "4": "Up"},
+        encode=("1", "2"),
+        fail=("4",),
+    )
     make_items(tenant_b.tenant.id, {"9": "Toy Planet of tenant B"})
     client = signed_in(admin_a)
     page = client.get(f"/t/{tenant_a.slug}/catalog/")
@@ -38,19 +35,27 @@ def test_the_catalogue_searches_titles_and_shows_encoding_progress(signed_in, ad
 
 # --- objectives and dashboard data -------------------------------------------------------------
 
-@needs("apps.slo.services")
+
 def test_an_admin_edits_an_objective_and_can_reset_it(signed_in, admin_a, tenant_a):
     from apps.slo.selectors import slo_objectives_for_tenant
 
     client = signed_in(admin_a)
     edit_url = f"/t/{tenant_a.slug}/slo/recommend/"
     assert client.get(edit_url).status_code == 200
-    bad = client.post(edit_url, {"latency_threshold_ms": "80", "latency_target": "1.5", "availability_target": "0.999"})
+    bad = client.post(
+        edit_url, {"latency_threshold_ms": "80", "latency_target": "1.5", "availability_target": "0.999"}
+    )
     assert bad.status_code == 200 and bad.context["form"].errors.keys() == {"latency_target"}
-    ok = client.post(edit_url, {"latency_threshold_ms": "80", "latency_target": "0.95", "availability_target": "0.999"})
+    ok = client.post(
+        edit_url, {"latency_threshold_ms": "80", "latency_target": "0.95", "availability_target": "0.999"}
+    )
     assert ok.status_code == 302
     objective = slo_objectives_for_tenant(tenant_id=tenant_a.tenant.id)["recommend"]
-    assert (objective.latency_threshold_ms, objective.latency_target, objective.is_default) == (80.0, 0.95, False)
+    assert (objective.latency_threshold_ms, objective.latency_target, objective.is_default) == (
+        80.0,
+        0.95,
+        False,
+    )
     assert objective.updated_by == f"user:{admin_a.username}"
     listing = client.get(f"/t/{tenant_a.slug}/slo/")
     assert b"p95 \xe2\x89\xa4 80 ms" in listing.content
@@ -60,8 +65,9 @@ def test_an_admin_edits_an_objective_and_can_reset_it(signed_in, admin_a, tenant
     assert client.get(f"/t/{tenant_a.slug}/slo/not-a-class/").status_code == 404
 
 
-@needs("apps.slo.services")
-def test_the_dashboard_charts_latency_percentiles_against_the_objective(signed_in, admin_a, tenant_a, tenant_b):
+def test_the_dashboard_charts_latency_percentiles_against_the_objective(
+    signed_in, admin_a, tenant_a, tenant_b
+):
     write_latency(tenant_a.tenant.id, "recommend", [10.0] * 90 + [200.0] * 10, minutes_ago=5)
     write_latency(tenant_a.tenant.id, "recommend", [10.0] * 10, minutes_ago=5, status=503)
     write_latency(tenant_b.tenant.id, "recommend", [900.0] * 50, minutes_ago=5)
@@ -84,12 +90,16 @@ def test_the_dashboard_charts_latency_percentiles_against_the_objective(signed_i
 
 # --- end users ----------------------------------------------------------------------------------
 
-@needs("apps.profiles.services")
-def test_end_users_are_listed_by_pseudonym_and_only_an_explicit_export_decrypts(signed_in, admin_a, tenant_a, api):
+
+def test_end_users_are_listed_by_pseudonym_and_only_an_explicit_export_decrypts(
+    signed_in, admin_a, tenant_a, api
+):
     from apps.tenancy.pseudonyms import pseudonymise
 
     user_ref = "customer-4711"
-    put = api.put(f"/api/v1/users/{user_ref}", {"attributes": {"city": "Lisbon"}}, format="json", **tenant_a.auth)
+    put = api.put(
+        f"/api/v1/users/{user_ref}", {"attributes": {"city": "Lisbon"}}, format="json", **tenant_a.auth
+    )
     assert put.status_code in (200, 201), put.content
     client = signed_in(admin_a)
     listing = client.get(f"/t/{tenant_a.slug}/users/")
@@ -105,19 +115,20 @@ def test_end_users_are_listed_by_pseudonym_and_only_an_explicit_export_decrypts(
     shown = client.post(f"/t/{tenant_a.slug}/users/export/", {"user_ref": user_ref, "confirm": "on"})
     assert shown.status_code == 200 and b"Lisbon" in shown.content
     assert shown["Cache-Control"] == "no-store"
-    if module_exists("apps.audit.selectors"):
-        from apps.audit.selectors import audit_events
+    from apps.audit.selectors import audit_events
 
-        with tenant_context(tenant_a.tenant.id):
-            actors = list(audit_events(tenant_a.tenant.id, action="end_user.export").values_list("actor", "target_id"))
-        assert actors == [(f"user:{admin_a.username}", pseudonym)]
+    with tenant_context(tenant_a.tenant.id):
+        actors = list(
+            audit_events(tenant_a.tenant.id, action="end_user.export").values_list("actor", "target_id")
+        )
+    assert actors == [(f"user:{admin_a.username}", pseudonym)]
     unknown = client.post(f"/t/{tenant_a.slug}/users/export/", {"user_ref": "nobody", "confirm": "on"})
     assert unknown.status_code == 400 and b"No data is held" in unknown.content
 
 
 # --- audit --------------------------------------------------------------------------------------
 
-@needs("apps.audit.services")
+
 def test_the_reviewer_filters_the_trail_and_sees_the_chain_verified(signed_in, reviewer_a, admin_a, tenant_a):
     signed_in(admin_a).post(f"/t/{tenant_a.slug}/keys/", {"name": "k1", "scopes": ["serve"]})
     client = signed_in(reviewer_a)
@@ -138,8 +149,9 @@ def test_the_reviewer_filters_the_trail_and_sees_the_chain_verified(signed_in, r
     assert b"must not be after" in backwards.content
 
 
-@needs("apps.audit.services")
-def test_the_reviewer_downloads_a_signed_bundle_and_the_verifier_that_checks_it(signed_in, reviewer_a, tenant_a, tmp_path):
+def test_the_reviewer_downloads_a_signed_bundle_and_the_verifier_that_checks_it(
+    signed_in, reviewer_a, tenant_a, tmp_path
+):
     import subprocess
     import sys
 
@@ -160,8 +172,16 @@ def test_the_reviewer_downloads_a_signed_bundle_and_the_verifier_that_checks_it(
     (tmp_path / "verify.py").write_bytes(verifier.content)
     (tmp_path / "key.pem").write_bytes(key.content)
     result = subprocess.run(
-        [sys.executable, str(tmp_path / "verify.py"), str(tmp_path / "bundle.zip"), "--public-key", str(tmp_path / "key.pem")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            str(tmp_path / "verify.py"),
+            str(tmp_path / "bundle.zip"),
+            "--public-key",
+            str(tmp_path / "key.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     # the export itself is now on the trail
@@ -169,7 +189,6 @@ def test_the_reviewer_downloads_a_signed_bundle_and_the_verifier_that_checks_it(
     assert [e.actor for e in after.context["page"].object_list] == [f"user:{reviewer_a.username}"]
 
 
-@needs("apps.audit.services")
 def test_an_admin_who_is_not_owner_or_reviewer_cannot_open_the_audit_pages(signed_in, admin_a, tenant_a):
     client = signed_in(admin_a)
     assert client.get(f"/t/{tenant_a.slug}/audit/").status_code == 403
@@ -178,13 +197,7 @@ def test_an_admin_who_is_not_owner_or_reviewer_cannot_open_the_audit_pages(signe
 
 # --- privacy & training (the real modeling app) ---------------------------------------------------
 
-def _modeling_met() -> bool:
-    from apps.webadmin import contracts
 
-    return contracts.MODELING.met()
-
-
-@pytest.mark.skipif(not _modeling_met(), reason="the modeling app does not meet the admin's contract yet")
 def test_an_admin_trains_with_an_epsilon_and_the_dashboard_shows_the_spend_and_evaluation(
     signed_in, admin_a, admin_b, tenant_a, tenant_b, monkeypatch
 ):
@@ -195,13 +208,18 @@ def test_an_admin_trains_with_an_epsilon_and_the_dashboard_shows_the_spend_and_e
     seed_tenant(tenant_a)
     set_modeling(tenant_a, seed=7)
     queued: list[tuple[int, int]] = []
-    monkeypatch.setattr("apps.modeling.services._enqueue", lambda tenant_id, run_id: queued.append((tenant_id, run_id)))
+    monkeypatch.setattr(
+        "apps.modeling.services._enqueue", lambda tenant_id, run_id: queued.append((tenant_id, run_id))
+    )
     client = signed_in(admin_a)
     # when the admin starts a run with ε 2
     started = client.post(f"/t/{tenant_a.slug}/privacy/", {"epsilon": "2"})
     assert started.status_code == 302
     [(tenant_id, run_id)] = queued
-    assert tenant_id == tenant_a.tenant.id and started["Location"] == f"/t/{tenant_a.slug}/training-runs/{run_id}/"
+    assert (
+        tenant_id == tenant_a.tenant.id
+        and started["Location"] == f"/t/{tenant_a.slug}/training-runs/{run_id}/"
+    )
     status_url = f"/t/{tenant_a.slug}/training-runs/{run_id}/status.json"
     assert client.get(status_url).json()["status"] == "queued"
     # and the worker trains it

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from django.test import Client
 
-from apps.core.modules import module_exists
 from apps.core.tenant_db import dangerously_as_platform
 from apps.webadmin.models import LoginFailure
 
 PASSWORD = "correct-horse-battery-9"
-needs_audit = pytest.mark.skipif(not module_exists("apps.audit.services"), reason="apps.audit is not installed yet")
 
 
 def _post_login(client, username, password, **extra):
@@ -85,7 +82,6 @@ def test_the_failure_counter_never_stores_what_was_typed(live_db):
     assert typed.lower() not in rows[0] and typed not in rows[0] and len(rows[0]) == 64
 
 
-@needs_audit
 def test_sign_ins_failures_and_lockouts_are_on_the_platform_audit_chain(admin_a, settings):
     from apps.audit.selectors import audit_events
 
@@ -120,7 +116,10 @@ def test_forms_refuse_posts_without_the_csrf_token(admin_a, tenant_a):
     assert response.status_code == 403
     assert b"This form has expired" in response.content
     assert client.post("/logout/").status_code == 403
-    assert Client(enforce_csrf_checks=True).post("/login/", {"username": "x", "password": "y"}).status_code == 403
+    assert (
+        Client(enforce_csrf_checks=True).post("/login/", {"username": "x", "password": "y"}).status_code
+        == 403
+    )
 
 
 def test_next_may_only_point_back_into_this_site(admin_a, tenant_a):
@@ -128,7 +127,9 @@ def test_next_may_only_point_back_into_this_site(admin_a, tenant_a):
     evil = _post_login(client, admin_a.username, PASSWORD, QUERY_STRING="next=https://evil.example/")
     assert evil["Location"] == "/"
     client = Client()
-    response = client.post(f"/login/?next=/t/{tenant_a.slug}/keys/", {"username": admin_a.username, "password": PASSWORD})
+    response = client.post(
+        f"/login/?next=/t/{tenant_a.slug}/keys/", {"username": admin_a.username, "password": PASSWORD}
+    )
     assert response["Location"] == f"/t/{tenant_a.slug}/keys/"
 
 

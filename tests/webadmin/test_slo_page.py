@@ -7,10 +7,7 @@ from typing import Any
 
 import pytest
 
-from apps.core.modules import module_exists
 from tests.webadmin.seed import write_latency
-
-pytestmark = pytest.mark.skipif(not module_exists("apps.slo.services"), reason="apps.slo is not installed yet")
 
 
 def recommend(charts: dict[str, Any]) -> dict[str, Any]:
@@ -27,9 +24,17 @@ def traffic(tenant_a: Any) -> str:
 
 @pytest.mark.parametrize(
     ("asked", "shown", "points", "requests"),
-    [(None, "24h", 24, 100), ("1h", "1h", 60, 100), ("6h", "6h", 72, 100), ("7d", "7d", 28, 150), ("28d", "28d", 28, 150)],
+    [
+        (None, "24h", 24, 100),
+        ("1h", "1h", 60, 100),
+        ("6h", "6h", 72, 100),
+        ("7d", "7d", 28, 150),
+        ("28d", "28d", 28, 150),
+    ],
 )
-def test_the_page_charts_latency_over_the_range_asked_for(signed_in, admin_a, traffic, asked, shown, points, requests):
+def test_the_page_charts_latency_over_the_range_asked_for(
+    signed_in, admin_a, traffic, asked, shown, points, requests
+):
     page = signed_in(admin_a).get(f"/t/{traffic}/slo/", {"range": asked} if asked else {})
     assert page.status_code == 200
     charts = page.context["charts"]
@@ -37,7 +42,13 @@ def test_the_page_charts_latency_over_the_range_asked_for(signed_in, admin_a, tr
     series = recommend(charts)
     assert len(series["labels"]) == len(series["p99"]) == points
     assert series["requests"] == requests
-    assert {s["endpoint_class"] for s in charts["latency"]} == {"recommend", "search", "ingest", "ingest_batch", "other"}
+    assert {s["endpoint_class"] for s in charts["latency"]} == {
+        "recommend",
+        "search",
+        "ingest",
+        "ingest_batch",
+        "other",
+    }
     assert f'data-range="{shown}" class="button small" aria-current="true"'.encode() in page.content
     assert b'id="dashboard-charts"' in page.content
 
@@ -65,8 +76,12 @@ def test_the_range_buttons_load_json_and_an_unknown_range_is_a_400(signed_in, ad
         assert refused.json()["error"]["code"] == "invalid"
 
 
-def test_the_table_says_not_enough_traffic_and_exhausted_instead_of_a_huge_negative(signed_in, admin_a, tenant_a):
-    write_latency(tenant_a.tenant.id, "recommend", [300.0] * 100, minutes_ago=5)  # all slow: judged, spent 100x
+def test_the_table_says_not_enough_traffic_and_exhausted_instead_of_a_huge_negative(
+    signed_in, admin_a, tenant_a
+):
+    write_latency(
+        tenant_a.tenant.id, "recommend", [300.0] * 100, minutes_ago=5
+    )  # all slow: judged, spent 100x
     write_latency(tenant_a.tenant.id, "search", [300.0] * 5, minutes_ago=5)  # five cold requests
     page = signed_in(admin_a).get(f"/t/{tenant_a.slug}/slo/")
     rows = {r["cls"]: r["state"] for r in page.context["rows"]}
@@ -74,6 +89,8 @@ def test_the_table_says_not_enough_traffic_and_exhausted_instead_of_a_huge_negat
     html = page.content.decode()
     recommend_row = html.split('data-class="recommend"')[1].split("</tr>")[0]
     search_row = html.split('data-class="search"')[1].split("</tr>")[0]
-    assert ">exhausted</span>" in recommend_row and "-9900" in recommend_row  # the raw figure, in the tooltip only
+    assert (
+        ">exhausted</span>" in recommend_row and "-9900" in recommend_row
+    )  # the raw figure, in the tooltip only
     assert ">-9900" not in recommend_row
     assert "not enough traffic yet (5 of 100 requests)" in search_row and "exhausted" not in search_row

@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apps.core.errors import DomainError, NotFound
-from apps.webadmin import contracts, sources
+from apps.webadmin import sources
 from apps.webadmin.forms import AccessExportForm, RecommendationPreviewForm
 from apps.webadmin.scoping import TenantAccess, tenant_page
 from apps.webadmin.views.common import actor_of, tenant_render
@@ -21,17 +21,25 @@ PREVIEW_PREFIX = "preview"
 
 
 def _users_page(
-    request: HttpRequest, access: TenantAccess, *, form: AccessExportForm | None = None,
-    preview_form: RecommendationPreviewForm | None = None, status: int = 200,
+    request: HttpRequest,
+    access: TenantAccess,
+    *,
+    form: AccessExportForm | None = None,
+    preview_form: RecommendationPreviewForm | None = None,
+    status: int = 200,
 ) -> HttpResponse:
     after = request.GET.get("after", "")
-    page = sources.end_users_page(tenant_id=access.tenant.id, after_pk=int(after) if after.isdigit() else None)
+    page = sources.end_users_page(
+        tenant_id=access.tenant.id, after_pk=int(after) if after.isdigit() else None
+    )
     context = {
-        "page": page, "form": form or AccessExportForm(),
-        "preview_form": (preview_form or RecommendationPreviewForm(prefix=PREVIEW_PREFIX))
-        if contracts.SERVING.met() else None,
+        "page": page,
+        "form": form or AccessExportForm(),
+        "preview_form": preview_form or RecommendationPreviewForm(prefix=PREVIEW_PREFIX),
     }
-    return tenant_render(request, access, "webadmin/tenant/users.html", context, section="users", status=status)
+    return tenant_render(
+        request, access, "webadmin/tenant/users.html", context, section="users", status=status
+    )
 
 
 @tenant_page("users")
@@ -39,7 +47,9 @@ def users(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     return _users_page(request, access)
 
 
-def _export(request: HttpRequest, access: TenantAccess, form: AccessExportForm, **options: Any) -> dict[str, Any] | None:
+def _export(
+    request: HttpRequest, access: TenantAccess, form: AccessExportForm, **options: Any
+) -> dict[str, Any] | None:
     """The access export through ``profiles.services.user_export`` (which decrypts and audits it,
     exactly as for ``GET /api/v1/users/{id}``); None with the form's errors set when refused."""
     from apps.profiles.services import user_export as export_service
@@ -48,7 +58,10 @@ def _export(request: HttpRequest, access: TenantAccess, form: AccessExportForm, 
         return None
     try:
         export: dict[str, Any] = export_service(
-            tenant_id=access.tenant.id, user_ref=form.cleaned_data["user_ref"], actor=actor_of(request), **options
+            tenant_id=access.tenant.id,
+            user_ref=form.cleaned_data["user_ref"],
+            actor=actor_of(request),
+            **options,
         )
     except NotFound:
         form.add_error("user_ref", "No data is held about this user id (never seen, or erased).")
@@ -65,7 +78,12 @@ def user_export(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     if export is None:
         return _users_page(request, access, form=form, status=400)
     return tenant_render(
-        request, access, "webadmin/tenant/user_export.html", {"export": export}, section="users", no_store=True
+        request,
+        access,
+        "webadmin/tenant/user_export.html",
+        {"export": export},
+        section="users",
+        no_store=True,
     )
 
 
@@ -94,18 +112,22 @@ def user_export_download(request: HttpRequest, access: TenantAccess) -> HttpResp
 @require_POST
 def user_recommendations(request: HttpRequest, access: TenantAccess) -> HttpResponseBase:
     """The top 10 the API recommends to one end user now (same selector), audited by the serving service."""
-    if not contracts.SERVING.met():
-        raise Http404
     form = RecommendationPreviewForm(request.POST, prefix=PREVIEW_PREFIX)
     if form.is_valid():
         user_ref = form.cleaned_data["user_ref"]
         try:
-            preview = sources.recommendation_preview(tenant_id=access.tenant.id, user_ref=user_ref, actor=actor_of(request))
+            preview = sources.recommendation_preview(
+                tenant_id=access.tenant.id, user_ref=user_ref, actor=actor_of(request)
+            )
         except DomainError as exc:
             form.add_error("user_ref", exc.message)
         else:
             return tenant_render(
-                request, access, "webadmin/tenant/user_recommendations.html",
-                {"preview": preview, "user_ref": user_ref}, section="users", no_store=True,
+                request,
+                access,
+                "webadmin/tenant/user_recommendations.html",
+                {"preview": preview, "user_ref": user_ref},
+                section="users",
+                no_store=True,
             )
     return _users_page(request, access, preview_form=form, status=400)
