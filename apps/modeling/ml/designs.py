@@ -113,6 +113,8 @@ class FactorsDesign:
         max_processes: int = 1,
         threads: int = 0,
     ) -> Released:
+        import torch
+
         from .dp_factors import release_item_extras
         from .train import TrainData, build_model, export_weights
 
@@ -133,7 +135,11 @@ class FactorsDesign:
             on_stage=on_stage,
             content=content,
         )
-        weights = export_weights(build_model(TrainData(train, content, rel.extras), mc))
+        # seeded like train.train_model (the P1 rows), without touching the caller's global torch RNG:
+        # the same run seed gives the same weights, whatever ran in this worker before
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            weights = export_weights(build_model(TrainData(train, content, rel.extras), mc))
         cold = np.zeros(rel.extras.shape[1], dtype=np.float32)
         cold[-1] = float(np.linalg.norm(rel.extras, axis=1).max())  # pad: same norm as every other row
         released = Released(

@@ -52,3 +52,24 @@ def test_the_factors_design_refuses_gradient_steps_and_spends_at_most_its_budget
     assert released.cold_extras[-1] == pytest.approx(np.linalg.norm(released.extras, axis=1).max())
     free = FactorsDesign().release(train, content, config, FeatureConfig(), math.inf, 0.0, 0)
     assert free.epsilon_spent == math.inf and free.record["private"] is False and free.sigma_pop == 0.0
+
+
+def test_the_factors_weights_follow_the_run_seed_not_the_workers_torch_state() -> None:
+    import torch
+
+    rng = np.random.default_rng(1)
+    user, item = rng.integers(0, 40, 400), rng.integers(0, 30, 400)
+    train = from_arrays(user, item, np.ones(400, np.float32), np.arange(400, dtype=np.float64))
+    content = rng.normal(size=(train.n_items, 8)).astype(np.float32)
+    content /= np.linalg.norm(content, axis=1, keepdims=True)
+    config = ModelConfig(epochs=0, hidden=4, factor_rank=4, factor_items=20)
+    released = []
+    for global_seed in (123, 456):
+        torch.manual_seed(global_seed)  # whatever ran in this worker before
+        before = torch.random.get_rng_state()
+        released.append(FactorsDesign().release(train, content, config, FeatureConfig(), 2.0, 1 / 40, 7))
+        assert torch.equal(torch.random.get_rng_state(), before)  # the caller's RNG is left alone
+    first, second = released
+    assert first.weights.keys() == second.weights.keys()
+    for name in first.weights:
+        np.testing.assert_array_equal(first.weights[name], second.weights[name])
