@@ -13,7 +13,7 @@ from typing import Any
 
 from apps.core.conf import sotto
 from apps.core.errors import Conflict, ErrorCode
-from apps.modeling.ml.config import TOWER_DEFAULTS, ModelConfig
+from apps.modeling.ml.config import FACTORS_DEFAULTS, TOWER_DEFAULTS, ModelConfig
 
 __all__ = [
     "DESIGN_ALIASES",
@@ -25,20 +25,9 @@ __all__ = [
     "training_queue",
 ]
 
-# The DP configuration chosen in docs/results/p1-experiments.md (round 2) for every finite ε:
-# DP popularity + DP item-item Gram factors ("DP PureSVD", ``ml.dp_factors``), composed exactly as
-# Gaussian mechanisms (GDP), no DP-SGD (epochs=0: the tower is its initialisation). Same as
-# ``ml.evaluate.default_p1_config().private``; rank, M and the popularity weight then follow the run's ε
-# (``ml.dp_factors.scheduled_config``, applied by :func:`run_config`), as in the evaluation.
-DP_DEFAULTS = ModelConfig(
-    epochs=0,
-    hidden=16,
-    freeze_skip=True,
-    factor_rank=16,
-    factor_items=300,
-    init_content_weights=(0.25, 0.25),
-    init_pop_weight=0.3,
-)
+# The DP configuration of dp_design "factors" (``ml.config.FACTORS_DEFAULTS``, which the P1 evaluation
+# measures); rank, M and the popularity weight follow the run's ε (applied by :func:`run_config`).
+DP_DEFAULTS = FACTORS_DEFAULTS
 # The public-feature two-tower trained with DP-SGD through Opacus (``ml.tower``; decision 0003):
 # DP popularity (a fifth of ε alone) and DP-SGD of a low-rank item projection of the BERT vectors plus
 # the user MLP, composed by Opacus' RDP accountant. Every item gets collaborative signal.

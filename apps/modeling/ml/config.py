@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ModelConfig"]
+__all__ = ["FACTORS_DEFAULTS", "TOWER_DEFAULTS", "ModelConfig"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,20 @@ class ModelConfig:
     max_targets: int = 32  # target items per user row and epoch
     expected_batch: int = 2048  # expected Poisson batch (users); the rate is 1/ceil(N / batch)
 
+
+# The product's defaults for dp_design "factors" (docs/results/p1-experiments.md, round 2): DP popularity +
+# DP item-item Gram factors ("DP PureSVD", ``ml.dp_factors``) composed exactly as Gaussian mechanisms (GDP),
+# no DP-SGD (epochs=0: the tower is its initialisation). Rank, M and the popularity weight then follow the
+# run's ε (``ml.dp_factors.scheduled_config``). The P1 evaluation uses the same object.
+FACTORS_DEFAULTS = ModelConfig(
+    epochs=0,
+    hidden=16,
+    freeze_skip=True,
+    factor_rank=16,
+    factor_items=300,
+    init_content_weights=(0.25, 0.25),
+    init_pop_weight=0.3,
+)
 
 # The product's defaults for dp_design "tower" (20k-user sweeps in docs/results/model-scale.md);
 # the P1 evaluation uses the same object, so what is measured is what tenants get.

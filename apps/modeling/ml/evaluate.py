@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import baselines
-from .config import TOWER_DEFAULTS, ModelConfig
+from .config import FACTORS_DEFAULTS, TOWER_DEFAULTS, ModelConfig
 from .data import load_movielens, p1_split, user_histories
 from .dp_factors import release_item_extras, scheduled_config
 from .features import FeatureConfig
@@ -75,19 +75,10 @@ class P1Config:
 def default_p1_config() -> P1Config:
     """Configs chosen in docs/results/p1-experiments.md."""
 
-    # DP: popularity + DP item-item Gram (rank-16 factors over the 300 most popular items here;
-    # rank, M and the popularity weight follow ε via dp_factors.FACTOR_SCHEDULE in run_p1),
-    # composed exactly as Gaussian mechanisms; no DP-SGD (epochs=0). The earlier design
-    # (popularity + DP-SGD on a hidden-16 residual) is LEGACY_PRIVATE.
-    factors = ModelConfig(
-        epochs=0,
-        hidden=16,
-        freeze_skip=True,
-        factor_rank=16,
-        factor_items=300,
-        init_content_weights=(0.25, 0.25),
-        init_pop_weight=0.3,
-    )
+    # DP: the product's factors design (``FACTORS_DEFAULTS``; rank, M and the popularity weight follow ε
+    # via dp_factors.FACTOR_SCHEDULE in run_p1). The earlier design (popularity + DP-SGD on a hidden-16
+    # residual) is ``legacy_private_config``.
+    factors = FACTORS_DEFAULTS
     # non-private: the same design without noise (exact popularity and Gram), plus the history block
     return P1Config(nonprivate=factors, private=factors)
 
