@@ -9,10 +9,9 @@ serving hot path all ask the same question, so they share this one query:
   and never leak to the next transaction;
 - the scan is **server-side bound** with **binary** parameters and results, on the request's own
   connection and transaction, with the query vector in pgvector's binary form (``pgvector.psycopg``'s
-  dumper, ``apps.core.vector_adapters``) instead of a 7 KB text literal. It asks psycopg to prepare
-  it, which psycopg does only where the deployment sets ``DATABASES[...]["OPTIONS"]["prepare_threshold"]``:
-  Django's default (None) disables prepared statements for PgBouncer's transaction pooling before
-  1.21, and the figures in docs/results/serving.md were measured with that default (not prepared);
+  dumper, ``apps.core.vector_adapters``) instead of a 7 KB text literal (``apps.core.bound_cursor``:
+  not prepared under Django's default ``prepare_threshold``, with which docs/results/serving.md was
+  measured);
 - with any filter (availability, category, exclusions, extra equality columns) pgvector 0.8's
   iterative scan (``relaxed_order``) keeps walking the graph until k rows pass it, so filters never
   starve the result; the outer ``ORDER BY`` restores exact order (ties by item id);
@@ -24,15 +23,13 @@ wrapper (so they are logged and counted like any other), and database errors sur
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-import psycopg
 from django.db import connection
 
-from apps.core.vector_adapters import adapt_vectors
+from apps.core.bound_cursor import bound_cursor
 
 KNOBS = "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true)"
 
@@ -43,38 +40,6 @@ class Neighbour(NamedTuple):
     item_pk: int
     external_id: str
     score: float
-
-
-class BoundCursor(psycopg.Cursor[Any]):
-    """Server-side binding and binary results; prepared when the connection allows it (``prepare_threshold``).
-
-    Django's own cursors bind client-side; this one is only for statements that repeat on the hot
-    path, whose shapes are few (one per table, filter combination and cast).
-    """
-
-    def execute(
-        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
-    ) -> BoundCursor:
-        super().execute(query, params, prepare=True, binary=True)
-        return self
-
-
-@contextmanager
-def bound_cursor() -> Iterator[Any]:
-    """A :class:`BoundCursor` on Django's connection (its transaction), wrapped like any Django
-    cursor (query log, execute wrappers), with pgvector's adapters registered."""
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    raw = BoundCursor(connection.connection)
-    adapt_vectors(raw)
-    wrapped: Any = raw  # Django's wrappers take any DB-API cursor (the stubs say CursorWrapper)
-    cursor = (
-        connection.make_debug_cursor(wrapped)
-        if connection.queries_logged
-        else connection.make_cursor(wrapped)
-    )
-    with cursor:
-        yield cursor
 
 
 def filters(
@@ -104,10 +69,10 @@ def filters(
 
 
 def knn_rows(*, sql: str, params: Sequence[Any], k: int, ef_search: int, filtered: bool) -> list[Neighbour]:
-    """Run ``sql`` (a prepared scan answering ``(item_pk, external_id, cosine)``) after its knobs, in
+    """Run ``sql`` (a scan answering ``(item_pk, external_id, cosine)``) after its knobs, in
     one round trip; call inside a tenant-scoped transaction."""
     knobs = [str(max(int(ef_search), int(k))), "relaxed_order" if filtered else "off"]
-    with bound_cursor() as cursor, connection.wrap_database_errors:
+    with bound_cursor(vectors=True) as cursor, connection.wrap_database_errors:
         with connection.connection.pipeline():
             cursor.execute(KNOBS, knobs)
             cursor.execute(sql, params)

@@ -14,7 +14,7 @@ What callers may rely on:
   (``apps.profiles.folding``). One more statement when new users appear, one more when a resend
   mixes stored and new events (the states are then folded again from the new ones alone). A
   retried batch inserts nothing and folds nothing: idempotency is on the event id per tenant.
-  Both statements bind their parameters on the server (``_bound_cursor``), never prepared.
+  Both statements bind their parameters on the server (``apps.core.bound_cursor``), never prepared.
 - Events whose item has no content vector yet are stored with ``folded = false`` and folded in
   by the ``on_item_vectors_ready`` hook (and swept up by the retention task, should a vector land
   between the ingest's read and its commit).
@@ -33,17 +33,16 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self, cast
+from typing import Any
 
 import numpy as np
-import psycopg
 from django.db import connection
-from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from apps.catalog import selectors as catalog
 from apps.core import audit
 from apps.core.audit import AuditAction, SystemActor
+from apps.core.bound_cursor import bound_cursor
 from apps.core.conf import sotto
 from apps.core.errors import NotFound
 from apps.core.tenant_db import tenant_context, tenant_scope
@@ -113,34 +112,6 @@ WHERE s.user_id = v.user_id AND s.tenant_id = %s
 """
 
 
-class _BinaryCursor(psycopg.Cursor[Any]):
-    """Server-side binding, and results in binary: bytea arrives as bytes, not as hex text to decode."""
-
-    def execute(
-        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
-    ) -> Self:
-        return super().execute(query, params, prepare=prepare, binary=True if binary is None else binary)
-
-
-def _bound_cursor() -> CursorWrapper:
-    """A cursor on the request's connection whose parameters travel apart from the SQL text.
-
-    Django's own cursors bind client-side: every parameter is quoted into the statement text, which
-    the server then lexes, and bytea goes as hex both ways (a 1000-event batch moves over a megabyte
-    of state bytes). Here psycopg binds on the server, in binary where it can (bytea, numeric
-    arrays), and results come back in binary. Statements are prepared only where the deployment
-    asks psycopg to (``OPTIONS["prepare_threshold"]``; Django's default, None, never prepares, so
-    PgBouncer in transaction mode works). The cursor is Django's wrapper around it: same
-    transaction, same error translation (a deadlock is still an ``OperationalError`` that
-    ``TenantAPIView`` reruns), and the query log and the tests' query counts see it.
-    """
-    connection.validate_thread_sharing()
-    with connection.wrap_database_errors:
-        connection.ensure_connection()
-        raw = cast(Any, _BinaryCursor(connection.connection))
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -165,7 +136,7 @@ def _create_users(tenant_id: int, pseudonyms: Sequence[bytes]) -> dict[bytes, in
     that a concurrent transaction created in the meantime is absent (the caller locks it).
     """
     wanted = sorted(pseudonyms)  # one insertion order for everyone: concurrent creators cannot deadlock
-    with _bound_cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(_CREATE_USERS, [_pack32(wanted), tenant_id, tenant_id, tenant_id])
         return {bytes(pseudonym): int(user_id) for pseudonym, user_id in cursor.fetchall()}
 
@@ -184,7 +155,7 @@ def _create_or_lock_users(
         wanted = [p for p in wanted if p not in found]
         if not wanted:
             return found
-        with _bound_cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(_LOCK_STATES_BY_PSEUDONYM, [tenant_id, _pack32(wanted)])
             for pseudonym, user_id, data in cursor.fetchall():
                 found[bytes(pseudonym)] = (int(user_id), None if data is None else bytes(data))
@@ -221,7 +192,7 @@ def _save_states(tenant_id: int, states: dict[int, dict[str, Any] | None]) -> No
     if not states:
         return
     blob, ids, starts, lengths = _pack_states(states)
-    with _bound_cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(_UPDATE_STATES, [blob, _csv(ids), _csv(starts), _csv(lengths), tenant_id])
 
 
@@ -355,7 +326,7 @@ def _ingest_read(
     """``external id -> (item pk, vector or None)`` and ``pseudonym -> (user id, state bytes)`` (locked)."""
     items: dict[str, tuple[int, np.ndarray | None]] = {}
     users: dict[bytes, tuple[int, bytes | None]] = {}
-    with _bound_cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             _INGEST_READ,
             [
@@ -385,7 +356,7 @@ def _ingest_write(
 ) -> set[bytes]:
     """Insert the events; write ``states`` only if every event was new. Returns the keys inserted."""
     blob, state_ids, starts, lengths = _pack_states(states)
-    with _bound_cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             _INGEST_WRITE,
             [

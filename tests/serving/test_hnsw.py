@@ -116,7 +116,7 @@ def test_the_knobs_and_the_prepared_scan_leave_in_one_pipeline(live_db, partitio
     pipeline mode (one write, one wait) and the scan is bound server-side (prepared, binary vector)."""
     from psycopg.pq import PipelineStatus
 
-    from apps.core.hnsw import BoundCursor
+    from apps.core.bound_cursor import BoundCursor
 
     tid, _, vectors = partition
     seen: list[tuple[str, bool]] = []
