@@ -93,7 +93,7 @@ TEMPLATES = [
 _db = database.resolve(VAR_DIR)
 DATABASES: dict[str, dict[str, Any]] = {
     "default": {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "apps.core.pg_backend",  # Django's, with a health check that costs no round trip
         **_db.runtime,
         "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
         "CONN_HEALTH_CHECKS": True,
