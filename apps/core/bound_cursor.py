@@ -6,9 +6,9 @@ cursor on the request's own connection and transaction that binds on the server,
 can (bytea, numeric arrays, pgvector's binary form with ``vectors=True``), and reads results in
 binary. It is wrapped like any Django cursor, so the transaction, error translation (a deadlock is
 still an ``OperationalError`` that ``TenantAPIView`` reruns), the query log and the tests' query
-counts all see it. Statements are prepared only where the deployment asks psycopg to
-(``DATABASES[...]["OPTIONS"]["prepare_threshold"]``); Django's default, None, never prepares, so
-PgBouncer's transaction pooling before 1.21 works.
+counts all see it. psycopg prepares a statement once it has run ``DATABASE_PREPARE_THRESHOLD`` times
+on a connection (5 by default; ``off`` never, for PgBouncer's transaction pooling before 1.21):
+the hot paths then skip their statements' parse and, where a generic plan is as good, planning.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ class BoundCursor(psycopg.Cursor[Any]):
         self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
     ) -> Self:
         return super().execute(query, params, prepare=prepare, binary=True if binary is None else binary)
+
+    def _send_query_prepared(self, name: bytes, pgq: Any, *, binary: bool | None = None) -> None:
+        # psycopg keeps the statement text for ``last_executed_query`` only when it sends it unprepared;
+        # keep it for a prepared run too, so Django's query log (and the tests' counts) still show it.
+        self._query = pgq
+        super()._send_query_prepared(name, pgq, binary=binary)
 
 
 @contextmanager

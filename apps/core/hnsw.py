@@ -9,9 +9,8 @@ serving hot path all ask the same question, so they share this one query:
   and never leak to the next transaction;
 - the scan is **server-side bound** with **binary** parameters and results, on the request's own
   connection and transaction, with the query vector in pgvector's binary form (``pgvector.psycopg``'s
-  dumper, ``apps.core.vector_adapters``) instead of a 7 KB text literal (``apps.core.bound_cursor``:
-  not prepared under Django's default ``prepare_threshold``, with which docs/results/serving.md was
-  measured);
+  dumper, ``apps.core.vector_adapters``) instead of a 7 KB text literal (``apps.core.bound_cursor``),
+  prepared after ``DATABASE_PREPARE_THRESHOLD`` runs on a connection but planned on every call;
 - with any filter (availability, category, exclusions, extra equality columns) pgvector 0.8's
   iterative scan (``relaxed_order``) keeps walking the graph until k rows pass it, so filters never
   starve the result; the outer ``ORDER BY`` restores exact order (ties by item id);
@@ -31,7 +30,13 @@ from django.db import connection
 
 from apps.core.bound_cursor import bound_cursor
 
-KNOBS = "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true)"
+# plan_cache_mode: the scan may be prepared (``DATABASE_PREPARE_THRESHOLD``), which saves its parse,
+# but is planned for each call's own k, tenant partition and filters: a generic plan cannot see
+# LIMIT k and might trade the HNSW index for an exact sort.
+KNOBS = (
+    "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true),"
+    " set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
 
 
 class Neighbour(NamedTuple):

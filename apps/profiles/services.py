@@ -14,7 +14,8 @@ What callers may rely on:
   (``apps.profiles.folding``). One more statement when new users appear, one more when a resend
   mixes stored and new events (the states are then folded again from the new ones alone). A
   retried batch inserts nothing and folds nothing: idempotency is on the event id per tenant.
-  Both statements bind their parameters on the server (``apps.core.bound_cursor``), never prepared.
+  Both statements bind their parameters on the server (``apps.core.bound_cursor``) and are prepared
+  once they have run ``DATABASE_PREPARE_THRESHOLD`` times on a connection.
 - Events whose item has no content vector yet are stored with ``folded = false`` and folded in
   by the ``on_item_vectors_ready`` hook (and swept up by the retention task, should a vector land
   between the ingest's read and its commit).

@@ -13,6 +13,11 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from config.env import ConfigError, env_str
 
+# psycopg's own default: a statement run this many times on a connection is prepared (parsed and
+# planned once). Only the hot paths' server-side-bound statements (``apps.core.bound_cursor``) can
+# be; Django's own queries bind client-side and never are.
+DEFAULT_PREPARE_THRESHOLD = 5
+
 
 @dataclass(frozen=True)
 class DatabaseTarget:
@@ -40,10 +45,35 @@ def _from_url(url: str) -> dict[str, Any]:
     }
 
 
+def prepare_threshold(value: str | None) -> int | None:
+    """``DATABASE_PREPARE_THRESHOLD``: executions before psycopg prepares a statement; ``off`` never.
+
+    ``off`` is for PgBouncer older than 1.21 in transaction mode (1.21 and later keep prepared
+    statements apart per server connection once ``max_prepared_statements`` is above 0).
+
+    >>> prepare_threshold(None), prepare_threshold("0"), prepare_threshold("off")
+    (5, 0, None)
+    """
+    if value is None or value.strip() == "":
+        return DEFAULT_PREPARE_THRESHOLD
+    if value.strip().lower() == "off":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ConfigError(f"DATABASE_PREPARE_THRESHOLD must be 'off' or an integer >= 0, got {value!r}")
+    return number
+
+
 def resolve(var_dir: Path) -> DatabaseTarget:
     url = env_str("DATABASE_URL")
     if url:
         runtime = _from_url(url)
+        runtime["OPTIONS"]["prepare_threshold"] = prepare_threshold(
+            env_str("DATABASE_PREPARE_THRESHOLD") or runtime["OPTIONS"].pop("prepare_threshold", None)
+        )
         owner = _from_url(env_str("DATABASE_OWNER_URL") or url)
         broker = env_str("CELERY_BROKER_URL") or "sqla+" + url.replace(
             "postgres://", "postgresql://", 1
@@ -59,7 +89,7 @@ def resolve(var_dir: Path) -> DatabaseTarget:
         "PASSWORD": "",  # nosec B105 - Unix-socket peer/trust auth of the embedded server: no password
         "HOST": str(server.socket_dir),
         "PORT": str(embedded_pg.PORT),
-        "OPTIONS": {},
+        "OPTIONS": {"prepare_threshold": prepare_threshold(env_str("DATABASE_PREPARE_THRESHOLD"))},
     }
     broker = env_str("CELERY_BROKER_URL") or (
         f"sqla+postgresql+psycopg://{embedded_pg.OWNER_ROLE}@/{embedded_pg.BROKER_DATABASE}"
