@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from django.db import connection, transaction
+from psycopg import pq
 
 TENANT_GUC = "app.tenant_id"
 API_KEY_PREFIX_GUC = "app.api_key_prefix"
@@ -18,11 +20,43 @@ USER_GUC = "app.user_id"
 PLATFORM_GUC = "app.platform"
 
 
+_SET_SQL = "SELECT set_config(%s, %s, true)"
+
+
 def _set(name: str, value: str) -> None:
     if not connection.in_atomic_block:
         raise RuntimeError(f"{name} must be set inside a transaction (it is transaction-local)")
+    connection.ensure_connection()
+    raw = connection.connection
+    if (
+        not raw.autocommit
+        and raw.pgconn.transaction_status == pq.TransactionStatus.IDLE
+        and raw.pgconn.pipeline_status == pq.PipelineStatus.OFF
+    ):
+        _begin_with(raw, name, value)
+        return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+        cursor.execute(_SET_SQL, [name, value])
+
+
+def _begin_with(raw: Any, name: str, value: str) -> None:
+    """Open the atomic block's transaction with this setting as its first statement: one round trip.
+
+    psycopg opens a transaction with a ``BEGIN`` that it sends alone and waits for, even in pipeline
+    mode, so a request's transaction and its tenant cost two round trips. Here the setting is
+    usually the transaction's first statement, so ``BEGIN`` is sent by hand in one pipeline with it.
+    For that psycopg's ``autocommit`` is switched on while the connection is idle (a local flag, no
+    round trip) and stays on until Django's atomic block ends, as the transaction is now open on the
+    server: psycopg sends no ``BEGIN`` of its own while it is, and its ``commit()`` and
+    ``rollback()`` act on the server's transaction status, not on that flag, so Django's block ends
+    it exactly as before. Django logged the ``BEGIN`` when the block opened; the setting is logged
+    like any statement.
+    """
+    with connection.wrap_database_errors:
+        raw.autocommit = True
+        with raw.pipeline(), connection.cursor() as cursor:
+            raw.execute("BEGIN")
+            cursor.execute(_SET_SQL, [name, value])
 
 
 _MARK = "_sotto_tenant"

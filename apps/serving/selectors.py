@@ -33,10 +33,10 @@ What callers may rely on:
   by the blend in one index scan.
 - **Round trips.** Inside a request (the ``TenantAPIView`` transaction, already scoped to the
   tenant) the path joins that transaction, with raw SQL only (no ORM): one read of the user's state
-  and seen items, then the HNSW knobs and the prepared scan pipelined in one round trip
+  and seen items, then the HNSW knobs and the scan pipelined in one round trip
   (``apps.core.hnsw``; the query vector in pgvector's binary form), plus one vector read when d > 0;
-  with BEGIN, the RLS tenant and COMMIT that is 6 statements in 5 round trips (7 in 6 with
-  diversity). A cold-start top-up or fallback adds one statement per step tried (popularity,
+  with BEGIN and the RLS tenant (one pipelined round trip, ``apps.core.tenant_db``) and COMMIT that
+  is 6 statements in 4 round trips (7 in 5 with diversity). A cold-start top-up or fallback adds one statement per step tried (popularity,
   newest). The model pointer is cached per process (``MODELING_POINTER_TTL_S``) and the weights
   per process and version, the API key too.
 """

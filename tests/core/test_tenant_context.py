@@ -72,3 +72,63 @@ def test_tenant_scope_joins_the_same_tenant_for_free_and_never_assumes_another(t
         assert current_tenant_id() == tenant_a.tenant.id
     with transaction.atomic(), tenant_scope(tenant_a.tenant.id):  # unscoped transaction: scope it
         assert ApiKey.objects.count() == 1
+
+
+def _transaction_start(cursor) -> object:
+    cursor.execute("SELECT now(), txid_current_if_assigned()")
+    return cursor.fetchone()[0]
+
+
+def test_begin_leaves_with_the_tenant_in_one_pipeline_and_opens_one_real_transaction(tenant_a, monkeypatch):
+    """psycopg would send BEGIN alone and wait for it: the tenant's set_config rides with it instead.
+    Every later statement of the block is in that same server transaction, and the block ends it."""
+    from psycopg import pq
+
+    raw_execute = type(connection.connection).execute
+    sent: list[tuple[str, bool]] = []
+
+    def spy(self, query, *args, **kwargs):
+        sent.append((str(query), self.pgconn.pipeline_status == pq.PipelineStatus.ON))
+        return raw_execute(self, query, *args, **kwargs)
+
+    connection.ensure_connection()
+    monkeypatch.setattr(type(connection.connection), "execute", spy)
+    with (
+        CaptureQueriesContext(connection) as ctx,
+        tenant_context(tenant_a.tenant.id),
+        connection.cursor() as cursor,
+    ):
+        assert connection.connection.pgconn.transaction_status == pq.TransactionStatus.INTRANS
+        started = _transaction_start(cursor)
+        cursor.execute("SELECT pg_sleep(0.01)")
+        assert _transaction_start(cursor) == started  # now() is frozen: one transaction
+        assert current_tenant_id() == tenant_a.tenant.id
+    assert sent == [("BEGIN", True)]
+    assert [q["sql"].split("(")[0] for q in ctx.captured_queries][:2] == ["BEGIN", "SELECT set_config"]
+    assert ctx.captured_queries[-1]["sql"] == "COMMIT"
+    assert connection.connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
+    assert connection.get_autocommit() and connection.connection.autocommit
+    assert current_tenant_id() is None  # the setting ended with the transaction
+
+
+def test_a_transaction_opened_with_its_tenant_rolls_back_whole(tenant_a):
+    from apps.tenancy.models import Tenant
+
+    name = Tenant.objects.get(pk=tenant_a.tenant.id).name
+    try:
+        with tenant_context(tenant_a.tenant.id):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE tenancy_tenant SET name = 'changed' WHERE id = %s", [tenant_a.tenant.id]
+                )
+                assert cursor.rowcount == 1
+            with transaction.atomic():  # a savepoint inside still works
+                ApiKey.objects.filter(tenant_id=tenant_a.tenant.id).update(name="inner")
+                transaction.set_rollback(True)
+            assert ApiKey.objects.get(tenant_id=tenant_a.tenant.id).name != "inner"
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert Tenant.objects.get(pk=tenant_a.tenant.id).name == name
+    with tenant_context(tenant_a.tenant.id):  # and the next transaction opens the same way
+        assert Tenant.objects.get(pk=tenant_a.tenant.id).name == name
