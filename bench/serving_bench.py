@@ -8,7 +8,7 @@ What runs:
 - **The stack**: the embedded PostgreSQL server with a database of the benchmark's own
   (``sotto_bench_serving``, created and migrated on first use, so 100k synthetic items never land
   in the dev/demo database), a dedicated tenant ``bench-serving``, and gunicorn (2 workers x 4
-  threads, gthread, as ``make serve``) on a free loopback port with the production settings path
+  threads, gthread, heartbeat file in /dev/shm, as the image runs it) on a free loopback port with the production settings path
   (``config.settings.local``; API-key auth, SLO middleware and access log on; only the per-key rate
   limit is lifted so 8 clients are not 429'd).
 - **Data**: 100 000 items with *synthetic* 384-d vectors seeded by real ones: the 9 742 MovieLens
@@ -523,6 +523,10 @@ class Server:
                 "gthread",
                 "--keep-alive",
                 "30",
+                # as the image runs it (deploy/Dockerfile): the workers' heartbeat file in memory
+                "--worker-tmp-dir",
+                "/dev/shm",  # nosec B108 - gunicorn's own heartbeat files (mkstemp, mode 0600), as in the image
+                "--no-control-socket",
             ],
             cwd=ROOT,
             env=env,
