@@ -3,7 +3,7 @@
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from apps.core.tenant_db import current_tenant_id, tenant_context
+from apps.core.tenant_db import activate_tenant, current_tenant_id, tenant_context
 from apps.tenancy.models import ApiKey
 
 
@@ -132,3 +132,26 @@ def test_a_transaction_opened_with_its_tenant_rolls_back_whole(tenant_a):
     assert Tenant.objects.get(pk=tenant_a.tenant.id).name == name
     with tenant_context(tenant_a.tenant.id):  # and the next transaction opens the same way
         assert Tenant.objects.get(pk=tenant_a.tenant.id).name == name
+
+
+def test_under_manual_transactions_the_next_statement_after_a_commit_opens_a_transaction_again(tenant_a):
+    """Django's set_autocommit(False) promises that every statement runs in a transaction that only
+    commit() ends. A transaction the tenant setting opened must not leave psycopg in autocommit."""
+    from apps.tenancy.models import Tenant
+
+    name = Tenant.objects.get(pk=tenant_a.tenant.id).name
+    connection.set_autocommit(False)
+    try:
+        with transaction.atomic(savepoint=False):  # no SAVEPOINT: the setting is the first statement
+            activate_tenant(tenant_a.tenant.id)
+        connection.commit()
+        with connection.cursor() as cursor:  # two statements, one transaction: the tenant reaches the update
+            cursor.execute("SELECT set_config('app.tenant_id', %s, true)", [str(tenant_a.tenant.id)])
+            cursor.execute(
+                "UPDATE tenancy_tenant SET name = 'uncommitted' WHERE id = %s", [tenant_a.tenant.id]
+            )
+            assert cursor.rowcount == 1
+        connection.rollback()
+    finally:
+        connection.set_autocommit(True)
+    assert Tenant.objects.get(pk=tenant_a.tenant.id).name == name

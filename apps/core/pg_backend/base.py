@@ -1,4 +1,5 @@
-"""Django's PostgreSQL backend, with a connection health check that costs no round trip.
+"""Django's PostgreSQL backend, with a connection health check that costs no round trip, and
+psycopg's ``autocommit`` flag put back in line with Django's after every transaction.
 
 ``CONN_HEALTH_CHECKS`` makes Django send ``SELECT 1`` before the first query of every request on
 a reused connection: one round trip on every API call, as long as the hot paths' own statements.
@@ -10,6 +11,11 @@ client can know without asking; one with something to read gets Django's real ``
 uses it). A peer that vanished without a word (a cut network) is caught as before Django's check
 existed: the request's first statement fails, the API answers 503 with ``Retry-After``, and
 Django closes the connection at the end of that request.
+
+``apps.core.tenant_db`` opens a transaction with its RLS setting in one round trip by switching
+psycopg's ``autocommit`` on and sending ``BEGIN`` itself. psycopg keeps that flag until told
+otherwise, so after each commit or rollback the backend sets it back to Django's own view: under
+``set_autocommit(False)`` the next statement opens a transaction again, as Django promises.
 """
 
 from __future__ import annotations
@@ -35,6 +41,24 @@ def idle_socket_quiet(raw: Any) -> bool:
 
 
 class DatabaseWrapper(base.DatabaseWrapper):  # type: ignore[misc]  # Django's class is untyped
+    def commit(self) -> None:
+        super().commit()
+        self._align_autocommit()
+
+    def rollback(self) -> None:
+        super().rollback()
+        self._align_autocommit()
+
+    def _align_autocommit(self) -> None:
+        raw = self.connection
+        if (
+            raw is not None
+            and raw.autocommit != self.autocommit
+            and raw.pgconn.transaction_status == pq.TransactionStatus.IDLE
+        ):
+            with self.wrap_database_errors:
+                raw.autocommit = self.autocommit
+
     def close_if_health_check_failed(self) -> None:
         state: Any = self  # django-stubs lack the pool and health-check attributes this reads
         if state.pool or self.connection is None or not state.health_check_enabled or state.health_check_done:
