@@ -525,7 +525,7 @@ class Server:
                 "30",
                 # as the image runs it (deploy/Dockerfile): the workers' heartbeat file in memory
                 "--worker-tmp-dir",
-                "/dev/shm",  # nosec B108 - gunicorn's own heartbeat files (mkstemp, mode 0600), as in the image
+                "/dev/shm",  # noqa: S108 # nosec B108 - gunicorn's own heartbeat files (mkstemp, mode 0600), as in the image
                 "--no-control-socket",
             ],
             cwd=ROOT,
