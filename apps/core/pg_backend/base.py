@@ -15,7 +15,8 @@ Django closes the connection at the end of that request.
 ``apps.core.tenant_db`` opens a transaction with its RLS setting in one round trip by switching
 psycopg's ``autocommit`` on and sending ``BEGIN`` itself. psycopg keeps that flag until told
 otherwise, so after each commit or rollback the backend sets it back to Django's own view: under
-``set_autocommit(False)`` the next statement opens a transaction again, as Django promises.
+``set_autocommit(False)`` the next statement opens a transaction again, as Django promises; and a
+named (server-side) cursor opened inside such a transaction is not made holdable.
 """
 
 from __future__ import annotations
@@ -33,14 +34,25 @@ def idle_socket_quiet(raw: Any) -> bool:
     """True when ``raw`` (a psycopg connection) is open, idle and has nothing waiting to be read."""
     if raw.closed or raw.broken or raw.pgconn.transaction_status != pq.TransactionStatus.IDLE:
         return False
+    poller = select.poll()  # not select(): it cannot watch a descriptor numbered 1024 or more
     try:
-        readable, _, _ = select.select([raw.fileno()], [], [], 0)
+        poller.register(raw.fileno(), select.POLLIN | select.POLLPRI)
+        ready = poller.poll(0)
     except (OSError, ValueError):  # the descriptor is gone
         return False
-    return not readable
+    return not ready
 
 
 class DatabaseWrapper(base.DatabaseWrapper):  # type: ignore[misc]  # Django's class is untyped
+    def create_cursor(self, name: str | None = None) -> Any:
+        cursor = super().create_cursor(name)
+        if name and cursor.withhold and not self.autocommit:
+            # Django makes a named cursor holdable when psycopg's autocommit flag is on, which
+            # tenant_db leaves on inside a transaction it opened; inside a transaction Django's own
+            # flag is the truth (a holdable cursor cannot be FOR UPDATE and outlives its transaction).
+            cursor._withhold = False
+        return cursor
+
     def commit(self) -> None:
         super().commit()
         self._align_autocommit()
