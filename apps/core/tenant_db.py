@@ -32,6 +32,10 @@ def _set(name: str, value: str) -> None:
         not raw.autocommit
         and raw.pgconn.transaction_status == pq.TransactionStatus.IDLE
         and raw.pgconn.pipeline_status == pq.PipelineStatus.OFF
+        # psycopg's own BEGIN would carry these; the plain one below does not
+        and raw.isolation_level is None
+        and raw.read_only is None
+        and raw.deferrable is None
     ):
         _begin_with(raw, name, value)
         return
@@ -54,9 +58,16 @@ def _begin_with(raw: Any, name: str, value: str) -> None:
     """
     with connection.wrap_database_errors:
         raw.autocommit = True
-        with raw.pipeline(), connection.cursor() as cursor:
-            raw.execute("BEGIN")
-            cursor.execute(_SET_SQL, [name, value])
+        try:
+            with raw.pipeline(), connection.cursor() as cursor:
+                raw.execute("BEGIN")
+                cursor.execute(_SET_SQL, [name, value])
+        except BaseException:
+            # No transaction reached the server (a send error, a time limit): psycopg must open the
+            # block's transaction itself again, or the rest of the block would autocommit.
+            if raw.pgconn.transaction_status == pq.TransactionStatus.IDLE and not raw.closed:
+                raw.autocommit = False
+            raise
 
 
 _MARK = "_sotto_tenant"
