@@ -7,7 +7,7 @@ can (bytea, numeric arrays, pgvector's binary form with ``vectors=True``), and r
 binary. It is wrapped like any Django cursor, so the transaction, error translation (a deadlock is
 still an ``OperationalError`` that ``TenantAPIView`` reruns), the query log and the tests' query
 counts all see it. psycopg prepares a statement once it has run ``DATABASE_PREPARE_THRESHOLD`` times
-on a connection (5 by default; ``off`` never, for PgBouncer's transaction pooling before 1.21):
+on a connection (5 by default; ``off`` never, for PgBouncer's transaction pooling before 1.22):
 the hot paths then skip their statements' parse and, where a generic plan is as good, planning.
 """
 

@@ -48,8 +48,9 @@ def _from_url(url: str) -> dict[str, Any]:
 def prepare_threshold(value: str | None) -> int | None:
     """``DATABASE_PREPARE_THRESHOLD``: executions before psycopg prepares a statement; ``off`` never.
 
-    ``off`` is for PgBouncer older than 1.21 in transaction mode (1.21 and later keep prepared
-    statements apart per server connection once ``max_prepared_statements`` is above 0).
+    ``off`` is for PgBouncer older than 1.22 in transaction mode (1.22 and later keep prepared
+    statements apart per server connection once ``max_prepared_statements`` is above 0, and pass
+    on the ``DEALLOCATE ALL`` psycopg sends after a rollback).
 
     >>> prepare_threshold(None), prepare_threshold("0"), prepare_threshold("off")
     (5, 0, None)
@@ -71,9 +72,10 @@ def resolve(var_dir: Path) -> DatabaseTarget:
     url = env_str("DATABASE_URL")
     if url:
         runtime = _from_url(url)
-        runtime["OPTIONS"]["prepare_threshold"] = prepare_threshold(
-            env_str("DATABASE_PREPARE_THRESHOLD") or runtime["OPTIONS"].pop("prepare_threshold", None)
-        )
+        if "prepare_threshold" in runtime["OPTIONS"]:
+            # the broker URL is derived from this one, and SQLAlchemy would hand psycopg the string
+            raise ConfigError("set DATABASE_PREPARE_THRESHOLD instead of prepare_threshold in DATABASE_URL")
+        runtime["OPTIONS"]["prepare_threshold"] = prepare_threshold(env_str("DATABASE_PREPARE_THRESHOLD"))
         owner = _from_url(env_str("DATABASE_OWNER_URL") or url)
         broker = env_str("CELERY_BROKER_URL") or "sqla+" + url.replace(
             "postgres://", "postgresql://", 1

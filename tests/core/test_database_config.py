@@ -29,15 +29,17 @@ def test_anything_else_is_refused_with_the_variable_named(raw):
         prepare_threshold(raw)
 
 
-def test_a_database_url_gets_it_from_the_environment_first_then_from_its_own_query(monkeypatch, tmp_path):
-    monkeypatch.setenv(
-        "DATABASE_URL", "postgresql://app@db.example:5432/sotto?prepare_threshold=off&sslmode=require"
-    )
-    monkeypatch.delenv("DATABASE_PREPARE_THRESHOLD", raising=False)
-    options = resolve(tmp_path).runtime["OPTIONS"]
-    assert options == {"sslmode": "require", "prepare_threshold": None}
+def test_a_database_url_takes_it_from_the_environment_and_refuses_it_in_its_query(monkeypatch, tmp_path):
+    """The broker URL is derived from DATABASE_URL, and SQLAlchemy would hand psycopg the string."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db.example:5432/sotto?sslmode=require")
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     monkeypatch.setenv("DATABASE_PREPARE_THRESHOLD", "3")
-    assert resolve(tmp_path).runtime["OPTIONS"]["prepare_threshold"] == 3
+    target = resolve(tmp_path)
+    assert target.runtime["OPTIONS"] == {"sslmode": "require", "prepare_threshold": 3}
+    assert "prepare_threshold" not in target.broker_url
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db.example:5432/sotto?prepare_threshold=off")
+    with pytest.raises(ConfigError, match="DATABASE_PREPARE_THRESHOLD instead"):
+        resolve(tmp_path)
 
 
 def test_the_running_connection_prepares_after_the_threshold(live_db):
