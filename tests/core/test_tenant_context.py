@@ -84,6 +84,7 @@ def test_begin_leaves_with_the_tenant_in_one_pipeline_and_opens_one_real_transac
     Every later statement of the block is in that same server transaction, and the block ends it."""
     from psycopg import pq
 
+    connection.ensure_connection()
     raw_execute = type(connection.connection).execute
     sent: list[tuple[str, bool]] = []
 
@@ -91,10 +92,23 @@ def test_begin_leaves_with_the_tenant_in_one_pipeline_and_opens_one_real_transac
         sent.append((str(query), self.pgconn.pipeline_status == pq.PipelineStatus.ON))
         return raw_execute(self, query, *args, **kwargs)
 
+    def in_pipeline(execute, sql, params, many, context):  # the statements Django's cursors send
+        sent.append((sql.split("(")[0], connection.connection.pgconn.pipeline_status == pq.PipelineStatus.ON))
+        return execute(sql, params, many, context)
+
+    raw_pipeline = type(connection.connection).pipeline
+    pipelines: list[int] = []
+
+    def counted_pipeline(self):
+        pipelines.append(len(sent))
+        return raw_pipeline(self)
+
     connection.ensure_connection()
     monkeypatch.setattr(type(connection.connection), "execute", spy)
+    monkeypatch.setattr(type(connection.connection), "pipeline", counted_pipeline)
     with (
         CaptureQueriesContext(connection) as ctx,
+        connection.execute_wrapper(in_pipeline),
         tenant_context(tenant_a.tenant.id),
         connection.cursor() as cursor,
     ):
@@ -103,7 +117,9 @@ def test_begin_leaves_with_the_tenant_in_one_pipeline_and_opens_one_real_transac
         cursor.execute("SELECT pg_sleep(0.01)")
         assert _transaction_start(cursor) == started  # now() is frozen: one transaction
         assert current_tenant_id() == tenant_a.tenant.id
-    assert sent == [("BEGIN", True)]
+    # one pipeline, entered before both and holding both: BEGIN and the setting leave in one write
+    assert pipelines == [0] and sent[:2] == [("BEGIN", True), ("SELECT set_config", True)]
+    assert not any(in_pipe for _, in_pipe in sent[2:])
     assert [q["sql"].split("(")[0] for q in ctx.captured_queries][:2] == ["BEGIN", "SELECT set_config"]
     assert ctx.captured_queries[-1]["sql"] == "COMMIT"
     assert connection.connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
@@ -155,3 +171,14 @@ def test_under_manual_transactions_the_next_statement_after_a_commit_opens_a_tra
     finally:
         connection.set_autocommit(True)
     assert Tenant.objects.get(pk=tenant_a.tenant.id).name == name
+
+
+def test_a_named_cursor_in_a_transaction_the_tenant_opened_is_not_holdable(tenant_a):
+    """Django makes server-side cursors holdable from psycopg's autocommit flag, which the tenant's
+    BEGIN leaves on: a holdable cursor cannot lock rows and would outlive its transaction."""
+    with tenant_context(tenant_a.tenant.id):
+        locked = list(ApiKey.objects.select_for_update().iterator(chunk_size=10))
+        assert [key.tenant_id for key in locked] == [tenant_a.tenant.id]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_cursors WHERE is_holdable")
+            assert cursor.fetchone()[0] == 0

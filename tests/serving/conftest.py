@@ -16,6 +16,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.test.utils import CaptureQueriesContext
 
 from tests.support import TenantPersona, make_tenant
 
@@ -113,17 +114,42 @@ HNSW_KNOBS = "SELECT set_config('hnsw.ef_search'"
 TENANT_GUC = "SELECT set_config('app.tenant_id'"
 
 
-def round_trips(captured: Any) -> int:
-    """Round trips of the statements Django logged. Two pairs leave in one pipelined write: the HNSW
-    knobs with the scan right after them (``apps.core.hnsw``; ``test_hnsw`` checks it), and a
-    transaction's ``BEGIN`` with the RLS tenant (``apps.core.tenant_db``;
-    ``tests/core/test_tenant_context.py`` checks it); the first of each pair does not count."""
+class CaptureRoundTrips(CaptureQueriesContext):
+    """Django's query log, plus whether each statement a Django cursor ran was queued in a psycopg
+    pipeline (so ``round_trips`` counts what really left together, not what is expected to)."""
+
+    def __enter__(self) -> CaptureRoundTrips:
+        self.pipelined: list[bool] = []
+        self._wrapping = self.connection.execute_wrapper(self._record)
+        self._wrapping.__enter__()
+        super().__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)
+        self._wrapping.__exit__(*exc)
+
+    def _record(self, execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        from psycopg import pq
+
+        self.pipelined.append(self.connection.connection.pgconn.pipeline_status == pq.PipelineStatus.ON)
+        return execute(sql, params, many, context)
+
+
+def round_trips(captured: CaptureRoundTrips) -> int:
+    """Round trips of the statements Django logged. A statement that left in one pipeline with the
+    next does not count: the HNSW knobs with their scan (``apps.core.hnsw``), and a transaction's
+    ``BEGIN`` when the RLS tenant after it was queued in a pipeline (``apps.core.tenant_db`` sends
+    that ``BEGIN`` itself, in the same pipeline; ``tests/core/test_tenant_context.py``)."""
     statements = [" ".join(q["sql"].split()) for q in captured.captured_queries]
+    ran = iter(captured.pipelined)  # Django logs BEGIN and COMMIT itself; every other statement ran
+    flags = [False if sql in ("BEGIN", "COMMIT", "ROLLBACK") else next(ran) for sql in statements]
     riding = 0
     for i, sql in enumerate(statements):
         if sql.startswith(HNSW_KNOBS):
             assert i + 1 < len(statements) and "<=>" in statements[i + 1], "the knobs ride with a scan"
+            assert flags[i] and flags[i + 1], "the knobs and the scan are queued in one pipeline"
             riding += 1
         elif sql == "BEGIN" and i + 1 < len(statements) and statements[i + 1].startswith(TENANT_GUC):
-            riding += 1
+            riding += flags[i + 1]
     return len(statements) - riding

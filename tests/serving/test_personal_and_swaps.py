@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 
 from tests.modeling.support import seed_tenant, set_modeling
-from tests.serving.conftest import ids, recommend, round_trips
+from tests.serving.conftest import CaptureRoundTrips, ids, recommend, round_trips
 from tests.support import make_tenant
 
 pytestmark = pytest.mark.usefixtures("live_db")
@@ -154,12 +154,11 @@ def test_personal_recommendations_take_six_statements_in_four_round_trips(api, t
     """Steady state (key, model pointer and weights cached): BEGIN with the RLS tenant (pipelined: one
     round trip), the user's state and seen items, the served k-NN's knobs and its scan (pipelined),
     COMMIT; no ORM."""
-    from django.test.utils import CaptureQueriesContext
 
     settings.SOTTO = {**settings.SOTTO, "API_KEY_CACHE_TTL_S": 60.0, "MODELING_POINTER_TTL_S": 60.0}
     recommend(api, trained, user="u3")  # warm the caches
     for query in ({"user": "u3"}, {"user": "u3", "category": "c0"}):
-        with CaptureQueriesContext(connection) as captured:
+        with CaptureRoundTrips(connection) as captured:
             body = recommend(api, trained, **query)
         statements = [" ".join(q["sql"].split()) for q in captured.captured_queries]
         assert len(statements) == 6, "\n".join(s[:90] for s in statements)
@@ -172,9 +171,7 @@ def test_personal_recommendations_take_six_statements_in_four_round_trips(api, t
         )  # bound server-side, prepared
         assert round_trips(captured) == 4
         assert body["strategy"] == "personal" and body["items"]
-    with CaptureQueriesContext(
-        connection
-    ) as captured:  # cold start: the popularity release instead of a scan
+    with CaptureRoundTrips(connection) as captured:  # cold start: the popularity release instead of a scan
         body = recommend(api, trained, user="nobody-yet")
     assert round_trips(captured) <= 4 and body["items"]
 

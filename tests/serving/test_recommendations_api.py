@@ -7,9 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
-from tests.serving.conftest import ids, new_user, rate, recommend, round_trips
+from tests.serving.conftest import CaptureRoundTrips, ids, new_user, rate, recommend, round_trips
 
 pytestmark = pytest.mark.usefixtures("live_db")
 
@@ -176,7 +175,7 @@ def test_recommendations_take_at_most_four_database_round_trips(api, shop, setti
         ({"user": user, "diversity": 0.5}, 5),
         ({"user": new_user()}, 5),
     ):
-        with CaptureQueriesContext(connection) as captured:
+        with CaptureRoundTrips(connection) as captured:
             recommend(api, shop.persona, **query)
         statements = [" ".join(q["sql"].split())[:90] for q in captured.captured_queries]
         assert round_trips(captured) <= bound, "\n".join(statements)

@@ -7,9 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
-from tests.serving.conftest import ids, new_user, rate, round_trips, search
+from tests.serving.conftest import CaptureRoundTrips, ids, new_user, rate, round_trips, search
 
 pytestmark = pytest.mark.usefixtures("live_db")
 
@@ -104,7 +103,7 @@ def test_search_takes_at_most_four_database_round_trips(api, shop, settings):
     rate(api, shop.persona, user, {"1": 4.0})
     search(api, shop.persona, q="warm up", user=user)
     for query, bound in (({"q": "heist"}, 3), ({"q": "heist", "user": user}, 4)):
-        with CaptureQueriesContext(connection) as captured:
+        with CaptureRoundTrips(connection) as captured:
             search(api, shop.persona, **query)
         statements = [" ".join(q["sql"].split())[:90] for q in captured.captured_queries]
         assert round_trips(captured) <= bound, "\n".join(statements)
