@@ -177,8 +177,11 @@ def test_a_named_cursor_in_a_transaction_the_tenant_opened_is_not_holdable(tenan
     """Django makes server-side cursors holdable from psycopg's autocommit flag, which the tenant's
     BEGIN leaves on: a holdable cursor cannot lock rows and would outlive its transaction."""
     with tenant_context(tenant_a.tenant.id):
+        rows = ApiKey.objects.iterator(chunk_size=1)
+        assert next(rows).tenant_id == tenant_a.tenant.id  # the named cursor is open from here
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT is_holdable FROM pg_cursors WHERE name LIKE %s", ["_django_curs_%"])
+            assert [holdable for (holdable,) in cursor.fetchall()] == [False]
+        assert list(rows) == []
         locked = list(ApiKey.objects.select_for_update().iterator(chunk_size=10))
         assert [key.tenant_id for key in locked] == [tenant_a.tenant.id]
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_cursors WHERE is_holdable")
-            assert cursor.fetchone()[0] == 0
