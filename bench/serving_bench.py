@@ -8,9 +8,9 @@ What runs:
 - **The stack**: the embedded PostgreSQL server with a database of the benchmark's own
   (``sotto_bench_serving``, created and migrated on first use, so 100k synthetic items never land
   in the dev/demo database), a dedicated tenant ``bench-serving``, and gunicorn (2 workers x 4
-  threads, gthread, heartbeat file in /dev/shm, as the image runs it) on a free loopback port with the production settings path
-  (``config.settings.local``; API-key auth, SLO middleware and access log on; only the per-key rate
-  limit is lifted so 8 clients are not 429'd).
+  threads, gthread, heartbeat file in /dev/shm, as the image runs it) on a free loopback port
+  with the production settings path (``config.settings.local``; API-key auth, SLO middleware and
+  access log on; only the per-key rate limit is lifted so 8 clients are not 429'd).
 - **Data**: 100 000 items with *synthetic* 384-d vectors seeded by real ones: the 9 742 MovieLens
   movies are encoded once by the catalogue's encoder (cached under var/bench/), and each item is
   one of them plus Gaussian noise (about 10 items per movie, cosine about 0.9 to it), with the
